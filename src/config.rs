@@ -1,0 +1,186 @@
+//! Typed configuration: one TOML table per stage plus `[run]`.
+//!
+//! Layers, each over the one before: the embedded default (configs/demo.toml), the file given
+//! with `--config` (it only needs the keys it changes), then `--set key=value` flags. Unknown keys
+//! are errors, so a typo never silently falls back to a default.
+
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+/// The embedded default configuration.
+pub const DEFAULT_TOML: &str = include_str!("../configs/demo.toml");
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{path}: {source}")]
+    Read { path: String, source: std::io::Error },
+    #[error("{origin}: {message}")]
+    Parse { origin: String, message: String },
+    #[error("--set {0}: expected KEY=VALUE, for example crop.size=64")]
+    BadSet(String),
+    #[error("--set {key}: {why}")]
+    BadKey { key: String, why: String },
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub run: RunConfig,
+    pub crop: CropConfig,
+}
+
+/// Settings of every stage that do not change what it writes.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RunConfig {
+    /// Worker threads; 0 uses every core.
+    pub threads: usize,
+    /// Records decoded in parallel between two writes (bounds memory with the file size limit).
+    pub batch: usize,
+    /// Seconds between progress lines when stderr is not a terminal.
+    pub log_every_s: f64,
+}
+
+/// The crop stage: min-resized center crops.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct CropConfig {
+    /// Side of the square crops, in pixels (the paper: 32 for ImageNet).
+    pub size: u32,
+    /// Decode large JPEGs at 1/2, 1/4 or 1/8 scale in the DCT.
+    pub dct_scaling: bool,
+    /// With dct_scaling, the decoded shorter side stays at least this many times `size`.
+    pub min_decoded_factor: u32,
+    /// Refuse images with more pixels than this (decompression bombs).
+    pub max_pixels: u64,
+    /// Refuse files larger than this many bytes.
+    pub max_file_bytes: u64,
+    /// Inputs per output shard (images-NNNNN.npy); also the unit of resume and of --shard.
+    pub part_size: u64,
+}
+
+fn parse_table(text: &str, origin: &str) -> Result<toml::Table, ConfigError> {
+    text.parse::<toml::Table>().map_err(|e| ConfigError::Parse { origin: origin.to_owned(), message: e.to_string() })
+}
+
+/// Recursively lays `over` on top of `base`.
+fn merge_tables(base: &mut toml::Table, over: toml::Table) {
+    for (key, value) in over {
+        match (base.get_mut(&key), value) {
+            (Some(toml::Value::Table(b)), toml::Value::Table(o)) => merge_tables(b, o),
+            (_, value) => {
+                base.insert(key, value);
+            }
+        }
+    }
+}
+
+/// Parses the value of `--set`: a TOML value where it is one (64, true, 1.5, "x", [1, 2]),
+/// otherwise the text as a string (so paths need no quotes).
+fn parse_set_value(text: &str) -> toml::Value {
+    match format!("v = {text}").parse::<toml::Table>() {
+        Ok(mut t) => t.remove("v").expect("parsed key"),
+        Err(_) => toml::Value::String(text.to_owned()),
+    }
+}
+
+fn apply_set(table: &mut toml::Table, assignment: &str) -> Result<(), ConfigError> {
+    let (key, value) = assignment.split_once('=').ok_or_else(|| ConfigError::BadSet(assignment.to_owned()))?;
+    let key = key.trim();
+    let path: Vec<&str> = key.split('.').collect();
+    if path.iter().any(|p| p.is_empty()) {
+        return Err(ConfigError::BadSet(assignment.to_owned()));
+    }
+    let mut node = table;
+    for part in &path[..path.len() - 1] {
+        node = match node.get_mut(*part) {
+            Some(toml::Value::Table(t)) => t,
+            _ => return Err(ConfigError::BadKey { key: key.to_owned(), why: format!("no table [{part}]") }),
+        };
+    }
+    let leaf = path[path.len() - 1];
+    if !node.contains_key(leaf) {
+        return Err(ConfigError::BadKey { key: key.to_owned(), why: "no such key (see --print-config)".into() });
+    }
+    node.insert(leaf.to_owned(), parse_set_value(value.trim()));
+    Ok(())
+}
+
+impl Config {
+    /// The embedded default, then `file`, then each `--set`.
+    pub fn load(file: Option<&Path>, sets: &[String]) -> Result<Self, ConfigError> {
+        let mut table = parse_table(DEFAULT_TOML, "embedded default config")?;
+        let mut origin = "embedded default config".to_owned();
+        if let Some(path) = file {
+            let text = std::fs::read_to_string(path)
+                .map_err(|source| ConfigError::Read { path: path.display().to_string(), source })?;
+            merge_tables(&mut table, parse_table(&text, &path.display().to_string())?);
+            origin = path.display().to_string();
+        }
+        for assignment in sets {
+            apply_set(&mut table, assignment)?;
+            origin = format!("{origin} with --set");
+        }
+        let config: Config = toml::Value::Table(table)
+            .try_into()
+            .map_err(|e: toml::de::Error| ConfigError::Parse { origin, message: e.message().to_owned() })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let bad = |message: String| ConfigError::Parse { origin: "config".into(), message };
+        if self.crop.size == 0 || self.crop.size > 4096 {
+            return Err(bad(format!("crop.size = {} is outside 1..=4096", self.crop.size)));
+        }
+        if self.crop.part_size == 0 {
+            return Err(bad("crop.part_size must be at least 1".into()));
+        }
+        if self.crop.min_decoded_factor == 0 {
+            return Err(bad("crop.min_decoded_factor must be at least 1".into()));
+        }
+        if self.run.batch == 0 {
+            return Err(bad("run.batch must be at least 1".into()));
+        }
+        Ok(())
+    }
+
+    pub fn to_toml(&self) -> String {
+        toml::to_string(self).expect("config serialises")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn embedded_default_loads() {
+        let c = Config::load(None, &[]).unwrap();
+        assert_eq!(c.crop.size, 32);
+    }
+
+    #[test]
+    fn file_and_set_override_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("c.toml");
+        std::fs::write(&file, "[crop]\nsize = 64\npart_size = 7\n").unwrap();
+        let c = Config::load(Some(&file), &["crop.size=48".into(), "run.threads=3".into()]).unwrap();
+        assert_eq!((c.crop.size, c.crop.part_size, c.run.threads), (48, 7, 3));
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_are_errors() {
+        let err = Config::load(None, &["crop.sise=64".into()]).unwrap_err();
+        assert!(err.to_string().contains("crop.sise"), "{err}");
+        assert!(Config::load(None, &["crop.size=big".into()]).is_err());
+        assert!(Config::load(None, &["crop.size=0".into()]).is_err());
+        assert!(Config::load(None, &["nonsense".into()]).is_err());
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("c.toml");
+        std::fs::write(&file, "[crop]\ncolour = 1\n").unwrap();
+        let err = Config::load(Some(&file), &[]).unwrap_err().to_string();
+        assert!(err.contains("colour") && err.contains("c.toml"), "{err}");
+    }
+}

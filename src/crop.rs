@@ -1,0 +1,68 @@
+//! The crop stage: ImageNet-style trees to `size` x `size` min-resized center crops, packed.
+
+use serde_json::{json, Map, Value};
+
+use crate::config::CropConfig;
+use crate::imageops::{decode_rgb, min_resize_center_crop, DecodeError, DecodeOptions};
+use crate::stage::{Failure, ManifestRow, PerImageStage, Processed, Status};
+
+pub struct CropStage {
+    pub config: CropConfig,
+}
+
+impl CropStage {
+    pub fn new(config: CropConfig) -> Self {
+        // Decoding runs on our rayon threads; OpenCV's own pool would only oversubscribe them.
+        let _ = opencv::core::set_num_threads(1);
+        Self { config }
+    }
+
+    fn decode_options(&self) -> DecodeOptions {
+        DecodeOptions {
+            max_pixels: self.config.max_pixels,
+            min_decoded_side: self.config.dct_scaling.then_some(self.config.size * self.config.min_decoded_factor),
+        }
+    }
+}
+
+impl PerImageStage for CropStage {
+    const NAME: &'static str = "crop";
+
+    fn row_shape(&self) -> [u64; 3] {
+        [self.config.size as u64, self.config.size as u64, 3]
+    }
+
+    fn max_file_bytes(&self) -> u64 {
+        self.config.max_file_bytes
+    }
+
+    fn process(&self, bytes: &[u8]) -> Result<Processed, Failure> {
+        let decoded = decode_rgb(bytes, &self.decode_options()).map_err(|e: DecodeError| Failure::error(e.to_string()))?;
+        let crop = min_resize_center_crop(&decoded.image, self.config.size);
+        let mut detail = Map::new();
+        detail.insert("width".into(), json!(decoded.source_width));
+        detail.insert("height".into(), json!(decoded.source_height));
+        detail.insert("format".into(), json!(decoded.format));
+        if decoded.dct_scale > 1 {
+            detail.insert("dct_scale".into(), json!(decoded.dct_scale));
+        }
+        if decoded.orientation > 1 {
+            detail.insert("orientation".into(), json!(decoded.orientation));
+        }
+        // Smaller than the crop: it was upscaled, which a user may want to filter out.
+        if decoded.source_width.min(decoded.source_height) < self.config.size {
+            detail.insert("upscaled".into(), json!(true));
+        }
+        Ok(Processed { rows: vec![crop.pixels], detail })
+    }
+
+    fn summarize(&self, rows: &[ManifestRow]) -> Value {
+        let flagged = |key: &str| rows.iter().filter(|r| r.detail.get(key) == Some(&json!(true))).count();
+        let mut scales = std::collections::BTreeMap::<String, usize>::new();
+        for row in rows.iter().filter(|r| r.status == Status::Ok) {
+            let scale = row.detail.get("dct_scale").and_then(Value::as_u64).unwrap_or(1);
+            *scales.entry(format!("1/{scale}")).or_default() += 1;
+        }
+        json!({ "upscaled": flagged("upscaled"), "decode_scales": scales })
+    }
+}

@@ -1,0 +1,114 @@
+//! Atomic output files: everything is written under a temporary name in the destination folder
+//! and renamed into place once complete, so an interrupted run never leaves a half-written file
+//! under a final name (and resume can trust every file it finds).
+
+use std::fs::{self, File};
+use std::io::{self, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+
+/// Suffix of files being written; [`remove_stale_temporaries`] clears leftovers of a killed run.
+pub const TMP_SUFFIX: &str = ".partial";
+
+fn temporary_path(path: &Path) -> PathBuf {
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    path.with_file_name(format!(".{name}.{}{TMP_SUFFIX}", std::process::id()))
+}
+
+/// A file that appears under its final name only on [`AtomicFile::commit`]; dropped
+/// uncommitted, it removes its temporary.
+pub struct AtomicFile {
+    file: Option<File>,
+    tmp: PathBuf,
+    path: PathBuf,
+}
+
+impl AtomicFile {
+    pub fn create(path: &Path) -> io::Result<Self> {
+        let tmp = temporary_path(path);
+        let file = File::create(&tmp)?;
+        Ok(Self { file: Some(file), tmp, path: path.to_owned() })
+    }
+
+    pub fn commit(mut self) -> io::Result<()> {
+        let file = self.file.take().expect("committed twice");
+        file.sync_data()?;
+        drop(file);
+        fs::rename(&self.tmp, &self.path)
+    }
+
+    fn file(&mut self) -> &mut File {
+        self.file.as_mut().expect("used after commit")
+    }
+}
+
+impl Write for AtomicFile {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.file().write(buf)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.file().flush()
+    }
+}
+
+impl Seek for AtomicFile {
+    fn seek(&mut self, pos: SeekFrom) -> io::Result<u64> {
+        self.file().seek(pos)
+    }
+}
+
+impl Drop for AtomicFile {
+    fn drop(&mut self) {
+        if self.file.take().is_some() {
+            let _ = fs::remove_file(&self.tmp);
+        }
+    }
+}
+
+/// Writes `bytes` to `path` atomically.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    let mut file = AtomicFile::create(path)?;
+    file.write_all(bytes)?;
+    file.commit()
+}
+
+/// Removes temporaries left in `dir` by an interrupted run; returns how many.
+pub fn remove_stale_temporaries(dir: &Path) -> io::Result<usize> {
+    let mut removed = 0;
+    for entry in fs::read_dir(dir)? {
+        let entry = entry?;
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if name.starts_with('.') && name.ends_with(TMP_SUFFIX) {
+            fs::remove_file(entry.path())?;
+            removed += 1;
+        }
+    }
+    Ok(removed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn uncommitted_file_leaves_nothing_behind() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("x.bin");
+        {
+            let mut f = AtomicFile::create(&path).unwrap();
+            f.write_all(b"half").unwrap();
+        }
+        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 0);
+        write_atomic(&path, b"whole").unwrap();
+        assert_eq!(fs::read(&path).unwrap(), b"whole");
+    }
+
+    #[test]
+    fn stale_temporaries_are_cleared() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::write(dir.path().join(format!(".a.npy.123{TMP_SUFFIX}")), b"x").unwrap();
+        fs::write(dir.path().join("keep.npy"), b"x").unwrap();
+        assert_eq!(remove_stale_temporaries(dir.path()).unwrap(), 1);
+        assert!(dir.path().join("keep.npy").exists());
+    }
+}

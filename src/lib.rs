@@ -1,0 +1,22 @@
+//! dcgan-pipeline: the data and evaluation side of the DCGAN paper (Radford, Metz, Chintala
+//! 2015), as a library under thin stage binaries (pipeline/).
+//!
+//! - [`stage`]: the contract every stage keeps (CLI shape, parts, resume, shards, manifests).
+//! - [`data`]: image sources (folder, tar, LMDB), CIFAR-10 readers, `.npy`, packed sets.
+//! - [`imageops`]: decoding real-world photos, min-resize and center crop.
+//! - [`crop`]: the crop stage.
+
+pub mod config;
+pub mod crop;
+pub mod data;
+pub mod fsutil;
+pub mod imageops;
+pub mod stage;
+
+/// Versions recorded in every summary.json.
+pub fn versions() -> serde_json::Value {
+    serde_json::json!({
+        "dcgan_pipeline": env!("CARGO_PKG_VERSION"),
+        "opencv": opencv::core::get_version_string().unwrap_or_default(),
+    })
+}

@@ -1,0 +1,580 @@
+//! The per-image stage contract, written once: inputs in a stable order, cut into parts of
+//! `part_size` records; each part becomes `images-NNNNN.npy` plus `parts/manifest-NNNNN.jsonl`,
+//! both written atomically, the manifest last (it marks the part done). A re-run skips done parts;
+//! `--shard i/n` takes the parts p with p % n == i; the merge step joins the parts into
+//! `manifest.jsonl`, `labels.npy`, `classes.txt` and `summary.json`.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::ops::ControlFlow;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Map, Value};
+
+use super::manifest::{encode_manifest, read_manifest, ManifestRow, Status};
+use super::progress::Progress;
+use super::shard::ShardSpec;
+use crate::data::npy::{self, NpyRowWriter};
+use crate::data::source::{ImageSource, Record};
+use crate::fsutil;
+
+/// What one input produced.
+#[derive(Debug, Default)]
+pub struct Processed {
+    /// Output rows, each `row_shape` bytes (H x W x 3, uint8).
+    pub rows: Vec<Vec<u8>>,
+    /// Facts for the manifest row.
+    pub detail: Map<String, Value>,
+}
+
+/// Why an input produced nothing.
+#[derive(Debug)]
+pub struct Failure {
+    pub status: Status,
+    pub reason: String,
+}
+
+impl Failure {
+    pub fn error(reason: impl Into<String>) -> Self {
+        Self { status: Status::Error, reason: reason.into() }
+    }
+}
+
+/// A stage that turns each input image into zero or more packed output rows.
+pub trait PerImageStage: Sync {
+    /// The stage's name, as in the binary's.
+    const NAME: &'static str;
+    /// Shape of one output row: [height, width, 3].
+    fn row_shape(&self) -> [u64; 3];
+    fn max_file_bytes(&self) -> u64;
+    fn process(&self, bytes: &[u8]) -> Result<Processed, Failure>;
+    /// Stage-specific counts for summary.json.
+    fn summarize(&self, _rows: &[ManifestRow]) -> Value {
+        Value::Null
+    }
+}
+
+/// Everything a run needs besides the stage.
+pub struct RunSpec<'a> {
+    pub source: &'a ImageSource,
+    pub output: &'a Path,
+    pub shard: ShardSpec,
+    pub force: bool,
+    pub part_size: u64,
+    pub batch: usize,
+    pub threads: usize,
+    pub log_every_s: f64,
+    /// The effective configuration, saved as config.toml; its output-shaping part is
+    /// fingerprinted so that a resume never mixes parts made with different settings.
+    pub config_toml: String,
+    pub fingerprint: String,
+}
+
+/// What one shard's run did; saved as parts/shard-I-of-N.json for the merge.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ShardReport {
+    pub shard: String,
+    pub input: String,
+    pub total_records: u64,
+    pub part_size: u64,
+    pub parts_done_before: u64,
+    pub parts_written: u64,
+    pub records_processed: u64,
+    pub errors: u64,
+    pub wall_s: f64,
+    pub records_per_s: Option<f64>,
+}
+
+/// The merged result.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunSummary {
+    pub stage: String,
+    pub records: u64,
+    pub ok: u64,
+    pub skipped: u64,
+    pub errors: u64,
+    pub outputs: u64,
+    pub summary_path: PathBuf,
+}
+
+const MAX_WARNINGS: u64 = 200;
+
+fn part_images(output: &Path, part: u64) -> PathBuf {
+    output.join(format!("images-{part:05}.npy"))
+}
+fn parts_dir(output: &Path) -> PathBuf {
+    output.join("parts")
+}
+fn part_manifest(output: &Path, part: u64) -> PathBuf {
+    parts_dir(output).join(format!("manifest-{part:05}.jsonl"))
+}
+fn fingerprint_path(output: &Path) -> PathBuf {
+    parts_dir(output).join("fingerprint")
+}
+const MERGED_FILES: &[&str] = &["manifest.jsonl", "labels.npy", "classes.txt", "summary.json"];
+
+/// Parts whose manifest and images are both in place.
+fn done_parts(output: &Path) -> Result<BTreeSet<u64>> {
+    let mut done = BTreeSet::new();
+    let dir = parts_dir(output);
+    if !dir.is_dir() {
+        return Ok(done);
+    }
+    for entry in std::fs::read_dir(&dir).with_context(|| format!("{}: cannot list", dir.display()))? {
+        let name = entry?.file_name().to_string_lossy().into_owned();
+        let Some(number) = name.strip_prefix("manifest-").and_then(|n| n.strip_suffix(".jsonl")) else { continue };
+        let Ok(part) = number.parse::<u64>() else { continue };
+        if part_images(output, part).is_file() {
+            done.insert(part);
+        }
+    }
+    Ok(done)
+}
+
+fn remove_if_present(path: &Path) -> Result<()> {
+    match std::fs::remove_file(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            Err(e).with_context(|| format!("{}: cannot remove", path.display()))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Makes the output folder ready: refuses to mix settings or to take over a folder that holds
+/// something else, clears what `--force` redoes and what an interrupted run left half-written.
+fn prepare_output(spec: &RunSpec) -> Result<()> {
+    let output = spec.output;
+    std::fs::create_dir_all(parts_dir(output))
+        .with_context(|| format!("{}: cannot create the output folder", output.display()))?;
+    fsutil::remove_stale_temporaries(output)?;
+    fsutil::remove_stale_temporaries(&parts_dir(output))?;
+    let previous = std::fs::read_to_string(fingerprint_path(output)).ok();
+    let ours = |name: &str| name == "parts" || name == "config.toml" || name.starts_with("images-") || MERGED_FILES.contains(&name);
+    if previous.is_none() && !spec.force {
+        let foreign: Vec<String> = std::fs::read_dir(output)?
+            .filter_map(|e| e.ok().map(|e| e.file_name().to_string_lossy().into_owned()))
+            .filter(|n| ours(n))
+            .filter(|n| n != "parts")
+            .collect();
+        if !foreign.is_empty() {
+            bail!(
+                "{}: holds {} that this pipeline did not record writing; choose an empty folder or pass --force",
+                output.display(),
+                foreign.join(", ")
+            );
+        }
+    }
+    let same_settings = previous.as_deref().is_none_or(|p| p.trim() == spec.fingerprint);
+    if !same_settings && !spec.force {
+        bail!(
+            "{}: holds outputs made with different settings (see its config.toml); \
+             pass --force to redo them or choose another --output",
+            output.display()
+        );
+    }
+    if spec.force {
+        // Settings changed: every part is stale. Same settings: redo only this shard's parts,
+        // since other shards may be running beside us.
+        let parts: Vec<u64> = done_parts(output)?.into_iter().collect();
+        for part in parts {
+            if !same_settings || spec.shard.owns_part(part) {
+                remove_if_present(&part_manifest(output, part))?;
+                remove_if_present(&part_images(output, part))?;
+            }
+        }
+        if spec.shard.is_whole() || !same_settings {
+            for entry in std::fs::read_dir(output)? {
+                let name = entry?.file_name().to_string_lossy().into_owned();
+                if name.starts_with("images-") && name.ends_with(".npy") {
+                    remove_if_present(&output.join(name))?;
+                }
+            }
+        }
+    }
+    for name in MERGED_FILES {
+        remove_if_present(&output.join(name))?;
+    }
+    fsutil::write_atomic(&fingerprint_path(output), spec.fingerprint.as_bytes())?;
+    fsutil::write_atomic(&output.join("config.toml"), spec.config_toml.as_bytes())?;
+    Ok(())
+}
+
+/// The part being written.
+struct OpenPart {
+    number: u64,
+    writer: NpyRowWriter,
+    rows: Vec<ManifestRow>,
+}
+
+/// The part being walked past because an earlier run finished it.
+struct DonePart {
+    number: u64,
+    sources: Vec<String>,
+    seen: usize,
+}
+
+struct Walk<'a, S: PerImageStage> {
+    stage: &'a S,
+    spec: &'a RunSpec<'a>,
+    pool: rayon::ThreadPool,
+    progress: Progress,
+    done: BTreeSet<u64>,
+    open: Option<OpenPart>,
+    done_part: Option<DonePart>,
+    batch: Vec<Record>,
+    report: ShardReport,
+    failure: Option<anyhow::Error>,
+}
+
+/// An input as a person finds it: the file's path, or archive:entry.
+fn describe(source: &ImageSource, name: &str) -> String {
+    match source {
+        ImageSource::Folder { root, .. } => root.join(name).display().to_string(),
+        other => format!("{}:{name}", other.path().display()),
+    }
+}
+
+impl<'a, S: PerImageStage> Walk<'a, S> {
+
+    fn process_batch(&mut self) -> Result<()> {
+        if self.batch.is_empty() {
+            return Ok(());
+        }
+        let stage = self.stage;
+        let max_bytes = stage.max_file_bytes();
+        let batch = std::mem::take(&mut self.batch);
+        let results: Vec<Result<Processed, Failure>> = self.pool.install(|| {
+            batch
+                .par_iter()
+                .map(|record| {
+                    let bytes = record.load(max_bytes).map_err(Failure::error)?;
+                    // A bug that panics on one odd input must not end a run of a million.
+                    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| stage.process(&bytes)))
+                        .unwrap_or_else(|panic| Err(Failure::error(format!("internal error: {}", panic_message(&panic)))))
+                })
+                .collect()
+        });
+        let open = self.open.as_mut().expect("a batch belongs to an open part");
+        for (record, result) in batch.into_iter().zip(results) {
+            let mut row = ManifestRow {
+                source: record.name,
+                class: record.class,
+                status: Status::Ok,
+                reason: None,
+                part: open.number,
+                index: None,
+                outputs: 0,
+                detail: Map::new(),
+            };
+            match result {
+                Ok(processed) => {
+                    for (i, out) in processed.rows.iter().enumerate() {
+                        let at = open.writer.push_row(out)?;
+                        if i == 0 {
+                            row.index = Some(at);
+                        }
+                    }
+                    row.outputs = processed.rows.len() as u32;
+                    row.detail = processed.detail;
+                }
+                Err(failure) => {
+                    if failure.status == Status::Error {
+                        self.report.errors += 1;
+                        if self.report.errors <= MAX_WARNINGS {
+                            self.progress.note(&format!("warning: {}: {}", describe(self.spec.source, &row.source), failure.reason));
+                        } else if self.report.errors == MAX_WARNINGS + 1 {
+                            self.progress.note("further bad inputs are only listed in the manifest");
+                        }
+                    }
+                    row.status = failure.status;
+                    row.reason = Some(failure.reason);
+                }
+            }
+            open.rows.push(row);
+            self.report.records_processed += 1;
+            self.progress.inc(1);
+        }
+        Ok(())
+    }
+
+    fn close_part(&mut self) -> Result<()> {
+        self.process_batch()?;
+        if let Some(open) = self.open.take() {
+            open.writer.finish()?;
+            let path = part_manifest(self.spec.output, open.number);
+            fsutil::write_atomic(&path, &encode_manifest(&open.rows))
+                .with_context(|| format!("{}: cannot write", path.display()))?;
+            self.report.parts_written += 1;
+        }
+        if let Some(done) = self.done_part.take() {
+            if done.seen != done.sources.len() {
+                bail!(input_changed(self.spec, done.number));
+            }
+        }
+        Ok(())
+    }
+
+    fn visit(&mut self, record: Record) -> Result<()> {
+        let part = record.index / self.spec.part_size;
+        self.report.total_records = record.index + 1;
+        let current = self.open.as_ref().map(|p| p.number).or(self.done_part.as_ref().map(|p| p.number));
+        if current.is_some_and(|c| c != part) {
+            self.close_part()?;
+        }
+        if !self.spec.shard.owns_part(part) {
+            return Ok(());
+        }
+        if self.done.contains(&part) {
+            // Finished by an earlier run: check that the input still lists the same records.
+            if self.done_part.is_none() {
+                let rows = read_manifest(&part_manifest(self.spec.output, part))?;
+                self.done_part =
+                    Some(DonePart { number: part, sources: rows.into_iter().map(|r| r.source).collect(), seen: 0 });
+            }
+            let done = self.done_part.as_mut().expect("set above");
+            if done.sources.get(done.seen) != Some(&record.name) {
+                bail!(input_changed(self.spec, part));
+            }
+            done.seen += 1;
+            self.progress.inc(1);
+            return Ok(());
+        }
+        if self.open.is_none() {
+            let [h, w, c] = self.stage.row_shape();
+            let writer = NpyRowWriter::create_u8(&part_images(self.spec.output, part), &[h, w, c])?;
+            self.open = Some(OpenPart { number: part, writer, rows: Vec::new() });
+        }
+        self.batch.push(record);
+        if self.batch.len() >= self.spec.batch {
+            self.process_batch()?;
+        }
+        Ok(())
+    }
+}
+
+fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
+    panic
+        .downcast_ref::<String>()
+        .cloned()
+        .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+        .unwrap_or_else(|| "panic".into())
+}
+
+fn input_changed(spec: &RunSpec, part: u64) -> String {
+    format!(
+        "{}: the input no longer lists the records that part {part} of {} was made from; \
+         pass --force to redo the output or choose another --output",
+        spec.source.path().display(),
+        spec.output.display()
+    )
+}
+
+/// Runs this process's shard of a per-image stage; merges when it is the whole run.
+pub fn run_per_image<S: PerImageStage>(stage: &S, spec: &RunSpec) -> Result<(ShardReport, Option<RunSummary>)> {
+    let started = Instant::now();
+    prepare_output(spec)?;
+    let done = done_parts(spec.output)?;
+    let pool = rayon::ThreadPoolBuilder::new().num_threads(spec.threads).build()?;
+    let total = spec.source.len_hint().map(|n| {
+        // Records in this shard's parts.
+        (0..n.div_ceil(spec.part_size))
+            .filter(|p| spec.shard.owns_part(*p))
+            .map(|p| (n - p * spec.part_size).min(spec.part_size))
+            .sum()
+    });
+    let label = if spec.shard.is_whole() { S::NAME.to_owned() } else { format!("{} shard {}", S::NAME, spec.shard) };
+    let report = ShardReport {
+        shard: spec.shard.to_string(),
+        input: spec.source.path().display().to_string(),
+        total_records: 0,
+        part_size: spec.part_size,
+        parts_done_before: done.iter().filter(|p| spec.shard.owns_part(**p)).count() as u64,
+        parts_written: 0,
+        records_processed: 0,
+        errors: 0,
+        wall_s: 0.0,
+        records_per_s: None,
+    };
+    let mut walk = Walk {
+        stage,
+        spec,
+        pool,
+        progress: Progress::new(&label, total, spec.log_every_s),
+        done,
+        open: None,
+        done_part: None,
+        batch: Vec::with_capacity(spec.batch),
+        report,
+        failure: None,
+    };
+    if walk.report.parts_done_before > 0 {
+        walk.progress.note(&format!("resuming: {} parts already done", walk.report.parts_done_before));
+    }
+    // A copy, since the visitor borrows `walk` mutably.
+    let done_before = walk.done.clone();
+    let wanted = |index: u64| {
+        let part = index / spec.part_size;
+        spec.shard.owns_part(part) && !done_before.contains(&part)
+    };
+    spec.source.for_each_record(&wanted, stage.max_file_bytes(), &mut |record| match walk.visit(record) {
+        Ok(()) => ControlFlow::Continue(()),
+        Err(e) => {
+            walk.failure = Some(e);
+            ControlFlow::Break(())
+        }
+    })?;
+    if let Some(e) = walk.failure.take() {
+        return Err(e);
+    }
+    walk.close_part()?;
+    walk.progress.finish();
+    let mut report = walk.report;
+    report.wall_s = started.elapsed().as_secs_f64();
+    if report.records_processed > 0 {
+        report.records_per_s = Some(report.records_processed as f64 / report.wall_s);
+    }
+    let shard_file = parts_dir(spec.output).join(format!("shard-{}-of-{}.json", spec.shard.index, spec.shard.count));
+    fsutil::write_atomic(&shard_file, &serde_json::to_vec_pretty(&report)?)?;
+    let summary = if spec.shard.is_whole() { Some(merge::<S>(stage, spec.output)?) } else { None };
+    Ok((report, summary))
+}
+
+/// Joins the parts of every shard into the final outputs. Fails, naming the missing parts, while
+/// any shard has not finished.
+pub fn merge<S: PerImageStage>(stage: &S, output: &Path) -> Result<RunSummary> {
+    let fingerprint = std::fs::read_to_string(fingerprint_path(output))
+        .with_context(|| format!("{}: no parts to merge (run the stage first)", output.display()))?;
+    let mut reports = Vec::new();
+    for entry in std::fs::read_dir(parts_dir(output))? {
+        let path = entry?.path();
+        let name = path.file_name().unwrap_or_default().to_string_lossy().into_owned();
+        if name.starts_with("shard-") && name.ends_with(".json") {
+            let text = std::fs::read_to_string(&path)?;
+            let report: ShardReport =
+                serde_json::from_str(&text).with_context(|| format!("{}: unreadable", path.display()))?;
+            reports.push(report);
+        }
+    }
+    let Some(first) = reports.first().cloned() else {
+        bail!("{}: no shard has finished yet", output.display());
+    };
+    let (total, part_size) = (first.total_records, first.part_size);
+    if let Some(other) = reports.iter().find(|r| r.total_records != total || r.part_size != part_size) {
+        bail!(
+            "{}: shards saw different inputs ({} records in shard {}, {} in shard {})",
+            output.display(),
+            total,
+            first.shard,
+            other.total_records,
+            other.shard
+        );
+    }
+    let parts = total.div_ceil(part_size);
+    let done = done_parts(output)?;
+    let missing: Vec<u64> = (0..parts).filter(|p| !done.contains(p)).collect();
+    if !missing.is_empty() {
+        let shown: Vec<String> = missing.iter().take(10).map(|p| p.to_string()).collect();
+        bail!(
+            "{}: {} of {parts} parts are not done yet (parts {}{}); finish every shard, then merge",
+            output.display(),
+            missing.len(),
+            shown.join(", "),
+            if missing.len() > 10 { ", ..." } else { "" }
+        );
+    }
+    let [h, w, c] = stage.row_shape();
+    let mut rows: Vec<ManifestRow> = Vec::with_capacity(total as usize);
+    let mut offset = 0u64;
+    let mut image_files = Vec::new();
+    for part in 0..parts {
+        let images = part_images(output, part);
+        let header = npy::read_header(&images)?;
+        if header.shape[1..] != [h, w, c] {
+            bail!("{}: rows of shape {:?}, expected {:?}", images.display(), &header.shape[1..], [h, w, c]);
+        }
+        let mut part_rows = read_manifest(&part_manifest(output, part))?;
+        let outputs: u64 = part_rows.iter().map(|r| r.outputs as u64).sum();
+        if outputs != header.shape[0] {
+            bail!("{}: holds {} rows but its manifest lists {outputs}", images.display(), header.shape[0]);
+        }
+        for row in &mut part_rows {
+            row.index = row.index.map(|i| i + offset);
+        }
+        offset += outputs;
+        rows.append(&mut part_rows);
+        image_files.push(images.file_name().unwrap_or_default().to_string_lossy().into_owned());
+    }
+    // Labels: classes sorted by name (ImageNet's wnid order), over every input so that a class
+    // whose images all failed still keeps its number.
+    let classes: Vec<String> =
+        rows.iter().filter_map(|r| r.class.clone()).collect::<BTreeSet<_>>().into_iter().collect();
+    let class_id: BTreeMap<&str, i64> = classes.iter().enumerate().map(|(i, c)| (c.as_str(), i as i64)).collect();
+    let mut labels = Vec::with_capacity(offset as usize);
+    for row in &rows {
+        let label = row.class.as_deref().map_or(-1, |c| class_id[c]);
+        labels.extend(std::iter::repeat_n(label, row.outputs as usize));
+    }
+    npy::write_array(&output.join("labels.npy"), &[labels.len() as u64], &labels)?;
+    let classes_text: String = classes.iter().map(|c| format!("{c}\n")).collect();
+    fsutil::write_atomic(&output.join("classes.txt"), classes_text.as_bytes())?;
+    fsutil::write_atomic(&output.join("manifest.jsonl"), &encode_manifest(&rows))?;
+
+    let count = |s: Status| rows.iter().filter(|r| r.status == s).count() as u64;
+    let summary = RunSummary {
+        stage: S::NAME.to_owned(),
+        records: rows.len() as u64,
+        ok: count(Status::Ok),
+        skipped: count(Status::Skipped),
+        errors: count(Status::Error),
+        outputs: offset,
+        summary_path: output.join("summary.json"),
+    };
+    let errors: Vec<Value> = rows
+        .iter()
+        .filter(|r| r.status == Status::Error)
+        .take(50)
+        .map(|r| json!({"source": r.source, "reason": r.reason}))
+        .collect();
+    let config: Value = std::fs::read_to_string(output.join("config.toml"))
+        .ok()
+        .and_then(|t| toml::from_str(&t).ok())
+        .unwrap_or(Value::Null);
+    let wall_s: f64 = reports.iter().map(|r| r.wall_s).sum();
+    let processed: u64 = reports.iter().map(|r| r.records_processed).sum();
+    reports.sort_by(|a, b| a.shard.cmp(&b.shard));
+    let document = json!({
+        "stage": S::NAME,
+        "input": first.input,
+        "counts": {
+            "records": summary.records,
+            "ok": summary.ok,
+            "skipped": summary.skipped,
+            "error": summary.errors,
+            "output_rows": summary.outputs,
+        },
+        "stage_counts": stage.summarize(&rows),
+        "errors": errors,
+        "outputs": {
+            "images": image_files,
+            "row_shape": [h, w, c],
+            "labels": "labels.npy",
+            "classes": "classes.txt",
+            "num_classes": classes.len(),
+            "manifest": "manifest.jsonl",
+        },
+        "timings": {
+            "last_run_wall_s": wall_s,
+            "last_run_records_processed": processed,
+            "last_run_records_per_s": if wall_s > 0.0 && processed > 0 { Some(processed as f64 / wall_s) } else { None },
+        },
+        "shards": reports,
+        "config": config,
+        "config_fingerprint": fingerprint.trim(),
+        "versions": crate::versions(),
+    });
+    fsutil::write_atomic(&summary.summary_path, &serde_json::to_vec_pretty(&document)?)?;
+    Ok(summary)
+}
