@@ -1,0 +1,66 @@
+# dcgan-pipeline: set-up, demo, tests and benchmarks on a fresh Debian 12 machine.
+#   make demo    set everything up, then run the pipeline on its embedded default data
+#   make test    set everything up, then run the test suite
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+VENV      := $(CURDIR)/.venv
+PYTHON    ?= python3
+TORCH     := torch==2.11.0
+APT_PACKAGES := libopencv-dev opencv-data opencv-doc clang libclang-dev pkg-config python3-venv
+SUDO      := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+OUT       ?= out
+IMAGENET_DIR ?=
+BIN       := target/release
+
+# torch-sys finds libtorch through the venv's python; the binaries carry an rpath to it.
+export VIRTUAL_ENV := $(VENV)
+export PATH := $(VENV)/bin:$(PATH)
+export LIBTORCH_USE_PYTORCH := 1
+export DCGAN_PYTHON := $(VENV)/bin/python
+
+.PHONY: help setup apt venv build demo test bench preprocess clean-demo
+
+help:
+	@echo "make demo        set up (apt, venv with torch, release build) and run the demo into $(OUT)/demo"
+	@echo "make test        set up and run the test suite"
+	@echo "make bench       crop stage vs Pillow on BENCH_DIR (default ../shared/data/imagenet-samples)"
+	@echo "make preprocess  IMAGENET_DIR=/path/to/train  crop ImageNet into $(OUT)/imagenet32"
+
+setup: apt venv build
+
+# System packages, only the missing ones (apt needs root: sudo is used when not root).
+apt:
+	@if ! dpkg -s $(APT_PACKAGES) >/dev/null 2>&1; then \
+		echo "installing $(APT_PACKAGES)"; \
+		$(SUDO) apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $(APT_PACKAGES); \
+	fi
+
+# A project-local venv: libtorch for tch (from the torch wheel), numpy for the tests.
+venv: $(VENV)/.ready
+$(VENV)/.ready:
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install -q --upgrade pip
+	$(VENV)/bin/pip install -q $(TORCH) numpy
+	touch $@
+
+build: venv
+	cargo build --release
+
+demo: setup
+	$(BIN)/crop --input /usr/share/doc/opencv-doc/examples/data --output $(OUT)/demo/crop
+	@echo "demo: 32x32 crops of Debian's opencv-doc sample photos are in $(OUT)/demo/crop (summary.json, manifest.jsonl)"
+
+test: setup
+	cargo test --release
+
+# Side by side with Pillow on the same folder: images/s and the ratio, PSNR of the crops.
+BENCH_DIR ?= ../shared/data/imagenet-samples
+bench: setup
+	$(VENV)/bin/pip install -q pillow numpy
+	$(VENV)/bin/python benches/crop_vs_pillow.py --input $(BENCH_DIR) --crop $(BIN)/crop
+
+preprocess: setup
+	@if [ -z "$(IMAGENET_DIR)" ]; then echo "preprocess: IMAGENET_DIR is not set, skipping the crop stage"; \
+	else $(BIN)/crop --config configs/paper.toml --input $(IMAGENET_DIR) --output $(OUT)/imagenet32; fi

@@ -1,0 +1,102 @@
+//! Helpers shared by the integration tests: generated images and running the stage binaries.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use image::{ImageBuffer, Rgb, RgbImage};
+
+/// Photos that Debian's opencv-doc package ships (installed by `make setup`).
+pub const OPENCV_SAMPLES: &str = "/usr/share/doc/opencv-doc/examples/data";
+
+pub fn opencv_sample(name: &str) -> PathBuf {
+    let path = Path::new(OPENCV_SAMPLES).join(name);
+    assert!(path.exists(), "{} is missing: install Debian's opencv-doc (make setup)", path.display());
+    path
+}
+
+pub fn jpeg_bytes(img: &RgbImage, quality: u8) -> Vec<u8> {
+    let mut out = Vec::new();
+    image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, quality).encode_image(img).unwrap();
+    out
+}
+
+pub fn png_bytes<P: image::PixelWithColorType>(img: &ImageBuffer<P, Vec<P::Subpixel>>) -> Vec<u8>
+where
+    [P::Subpixel]: image::EncodableLayout,
+{
+    let mut out = std::io::Cursor::new(Vec::new());
+    img.write_to(&mut out, image::ImageFormat::Png).unwrap();
+    out.into_inner()
+}
+
+/// A textured image whose content differs with `seed`, so crops of different inputs differ.
+pub fn textured(width: u32, height: u32, seed: u32) -> RgbImage {
+    RgbImage::from_fn(width, height, |x, y| {
+        let v = (x * 7 + y * 13 + seed * 31) % 256;
+        Rgb([v as u8, ((x + seed * 17) % 256) as u8, ((y * 3 + seed) % 256) as u8])
+    })
+}
+
+/// Inserts an EXIF APP1 segment carrying `orientation` right after the SOI marker.
+pub fn with_exif_orientation(jpeg: &[u8], orientation: u16) -> Vec<u8> {
+    // Little-endian TIFF: header, one IFD with a single SHORT entry (0x0112), no next IFD.
+    let mut tiff = b"II\x2a\x00\x08\x00\x00\x00".to_vec();
+    tiff.extend_from_slice(&1u16.to_le_bytes());
+    tiff.extend_from_slice(&0x0112u16.to_le_bytes());
+    tiff.extend_from_slice(&3u16.to_le_bytes());
+    tiff.extend_from_slice(&1u32.to_le_bytes());
+    tiff.extend_from_slice(&orientation.to_le_bytes());
+    tiff.extend_from_slice(&[0, 0]);
+    tiff.extend_from_slice(&0u32.to_le_bytes());
+    let mut app1 = vec![0xFF, 0xE1];
+    app1.extend_from_slice(&((2 + 6 + tiff.len()) as u16).to_be_bytes());
+    app1.extend_from_slice(b"Exif\0\0");
+    app1.extend_from_slice(&tiff);
+    let mut out = jpeg[..2].to_vec();
+    out.extend_from_slice(&app1);
+    out.extend_from_slice(&jpeg[2..]);
+    out
+}
+
+pub fn write(path: &Path, bytes: &[u8]) {
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(path, bytes).unwrap();
+}
+
+pub fn crop_bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_crop"))
+}
+
+/// Runs `crop` with `args`; returns its output (status checked by the caller).
+pub fn run_crop(args: &[&str]) -> Output {
+    let out = crop_bin().args(args).output().expect("crop runs");
+    eprintln!("{}", String::from_utf8_lossy(&out.stderr));
+    out
+}
+
+pub fn read_manifest(dir: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(dir.join("manifest.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+pub fn row_for<'a>(rows: &'a [serde_json::Value], source: &str) -> &'a serde_json::Value {
+    rows.iter().find(|r| r["source"] == source).unwrap_or_else(|| panic!("no manifest row for {source}"))
+}
+
+/// Every file of a folder (recursively) with its bytes, for exact comparisons of two outputs.
+pub fn folder_bytes(dir: &Path, skip: &[&str]) -> Vec<(String, Vec<u8>)> {
+    let mut files: Vec<(String, Vec<u8>)> = walkdir::WalkDir::new(dir)
+        .sort_by_file_name()
+        .into_iter()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_type().is_file())
+        .map(|e| (e.path().strip_prefix(dir).unwrap().to_string_lossy().into_owned(), std::fs::read(e.path()).unwrap()))
+        .filter(|(name, _)| !skip.iter().any(|s| name.contains(s)))
+        .collect();
+    files.sort();
+    files
+}
