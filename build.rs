@@ -1,10 +1,17 @@
 //! Links the stage binaries so that they find libtorch without LD_LIBRARY_PATH.
 //!
 //! torch-sys (links = "tch") tells its direct dependents where libtorch lives through
-//! DEP_TCH_LIBTORCH_LIB. We put that folder in the binaries' RUNPATH, and keep libtorch_cuda in
-//! NEEDED: rustc links with --as-needed, which would otherwise drop it because no symbol of ours
-//! refers to it, and CUDA would then look unavailable even on a GPU machine.
+//! DEP_TCH_LIBTORCH_LIB. We put that folder in every binary's RUNPATH.
+//!
+//! Binaries that run models (train, cifar-eval) must also keep libtorch_cuda in NEEDED: rustc
+//! links with --as-needed, which drops it because no symbol of ours refers to it, and CUDA would
+//! then look unavailable even on a GPU machine. That is done per binary (`TORCH_BINS`), not for
+//! all: loading libtorch costs ~0.5 s at start-up, which the image stages (crop, faces) should not
+//! pay when they never touch a tensor.
 use std::path::Path;
+
+/// Binaries that run models on the GPU when there is one.
+const TORCH_BINS: &[&str] = &[];
 
 fn main() {
     println!("cargo:rerun-if-env-changed=DEP_TCH_LIBTORCH_LIB");
@@ -13,8 +20,10 @@ fn main() {
     };
     println!("cargo:rustc-link-arg=-Wl,-rpath,{lib}");
     if Path::new(&lib).join("libtorch_cuda.so").exists() {
-        println!("cargo:rustc-link-arg=-Wl,--no-as-needed");
-        println!("cargo:rustc-link-arg=-ltorch_cuda");
-        println!("cargo:rustc-link-arg=-Wl,--as-needed");
+        for bin in TORCH_BINS {
+            for arg in ["-Wl,--no-as-needed", "-ltorch_cuda", "-Wl,--as-needed"] {
+                println!("cargo:rustc-link-arg-bin={bin}={arg}");
+            }
+        }
     }
 }
