@@ -19,12 +19,13 @@ export PATH := $(VENV)/bin:$(PATH)
 export LIBTORCH_USE_PYTORCH := 1
 export DCGAN_PYTHON := $(VENV)/bin/python
 
-.PHONY: help setup apt venv build demo test bench preprocess clean-demo
+.PHONY: help setup apt venv build demo test bench bench-faces preprocess
 
 help:
 	@echo "make demo        set up (apt, venv with torch, release build) and run the demo into $(OUT)/demo"
 	@echo "make test        set up and run the test suite"
 	@echo "make bench       crop stage vs Pillow on BENCH_DIR (default ../shared/data/imagenet-samples)"
+	@echo "make bench-faces faces stage vs cv2, and detection accuracy on PASCAL VOC faces (../shared/data/faces)"
 	@echo "make preprocess  IMAGENET_DIR=/path/to/train  crop ImageNet into $(OUT)/imagenet32"
 
 setup: apt venv build
@@ -48,9 +49,11 @@ $(VENV)/.ready:
 build: venv
 	cargo build --release
 
+DEMO_PHOTOS := /usr/share/doc/opencv-doc/examples/data
 demo: setup
-	$(BIN)/crop --input /usr/share/doc/opencv-doc/examples/data --output $(OUT)/demo/crop
-	@echo "demo: 32x32 crops of Debian's opencv-doc sample photos are in $(OUT)/demo/crop (summary.json, manifest.jsonl)"
+	$(BIN)/crop --input $(DEMO_PHOTOS) --output $(OUT)/demo/crop
+	$(BIN)/faces --input $(DEMO_PHOTOS) --output $(OUT)/demo/faces --set faces.min_face_side=32 --set faces.save_png=true
+	@echo "demo: 32x32 crops of Debian's opencv-doc sample photos in $(OUT)/demo/crop; face crops in $(OUT)/demo/faces (crops/*.png)"
 
 test: setup
 	cargo test --release
@@ -60,6 +63,14 @@ BENCH_DIR ?= ../shared/data/imagenet-samples
 bench: setup
 	$(VENV)/bin/pip install -q pillow numpy
 	$(VENV)/bin/python benches/crop_vs_pillow.py --input $(BENCH_DIR) --crop $(BIN)/crop
+
+# cv2 4.6 (Debian's OpenCV release; cv2 5 has no CascadeClassifier) needs numpy < 2: its own venv.
+FACES_DIR ?= ../shared/data/faces
+bench-faces: setup
+	[ -x .bench-venv/bin/python ] || $(PYTHON) -m venv .bench-venv
+	.bench-venv/bin/pip install -q "numpy<2" opencv-python-headless==4.6.0.66
+	.bench-venv/bin/python benches/faces_vs_cv2.py --input $(FACES_DIR) --faces $(BIN)/faces
+	$(PYTHON) benches/faces_accuracy.py --voc $(FACES_DIR)/dlib-voc --faces $(BIN)/faces
 
 preprocess: setup
 	@if [ -z "$(IMAGENET_DIR)" ]; then echo "preprocess: IMAGENET_DIR is not set, skipping the crop stage"; \

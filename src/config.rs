@@ -28,6 +28,7 @@ pub enum ConfigError {
 pub struct Config {
     pub run: RunConfig,
     pub crop: CropConfig,
+    pub faces: FacesConfig,
 }
 
 /// Settings of every stage that do not change what it writes.
@@ -57,6 +58,38 @@ pub struct CropConfig {
     /// Refuse files larger than this many bytes.
     pub max_file_bytes: u64,
     /// Inputs per output shard (images-NNNNN.npy); also the unit of resume and of --shard.
+    pub part_size: u64,
+}
+
+/// The faces stage: Haar-cascade detection and face crops.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct FacesConfig {
+    /// frontalface_default, alt, alt2, alt_tree, or a path to a cascade XML.
+    pub cascade: String,
+    /// Where named cascades live (Debian's opencv-data).
+    pub cascade_dir: String,
+    /// detectMultiScale's scale step between pyramid levels.
+    pub scale_factor: f64,
+    /// detectMultiScale's minimum number of grouped raw detections for a box.
+    pub min_neighbors: i32,
+    /// Smallest and largest detection window in pixels (0: no upper bound).
+    pub min_size: u32,
+    pub max_size: u32,
+    /// Equalise the grey histogram before detection.
+    pub equalize: bool,
+    /// "Sufficiently high resolution": boxes with a shorter side below this are not cropped.
+    pub min_face_side: u32,
+    /// The crop square's side is the box's longer side x (1 + margin).
+    pub margin: f64,
+    /// Where the square leaves the image: clamp (move it inside) or pad (black).
+    pub border: crate::faces::geometry::Border,
+    /// Side of the output crops.
+    pub size: u32,
+    /// Also write each crop as crops/<source>.<k>.png.
+    pub save_png: bool,
+    pub max_pixels: u64,
+    pub max_file_bytes: u64,
     pub part_size: u64,
 }
 
@@ -139,6 +172,16 @@ impl Config {
         }
         if self.crop.min_decoded_factor == 0 {
             return Err(bad("crop.min_decoded_factor must be at least 1".into()));
+        }
+        let f = &self.faces;
+        if f.size == 0 || f.size > 4096 || f.part_size == 0 {
+            return Err(bad("faces.size must be in 1..=4096 and faces.part_size at least 1".into()));
+        }
+        if f.scale_factor <= 1.0 {
+            return Err(bad(format!("faces.scale_factor = {} must be above 1 (e.g. 1.1)", f.scale_factor)));
+        }
+        if f.margin < 0.0 || f.min_neighbors < 0 {
+            return Err(bad("faces.margin and faces.min_neighbors must not be negative".into()));
         }
         if self.run.batch == 0 {
             return Err(bad("run.batch must be at least 1".into()));

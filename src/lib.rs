@@ -5,10 +5,12 @@
 //! - [`data`]: image sources (folder, tar, LMDB), CIFAR-10 readers, `.npy`, packed sets.
 //! - [`imageops`]: decoding real-world photos, min-resize and center crop.
 //! - [`crop`]: the crop stage.
+//! - [`faces`]: the faces stage (OpenCV Haar cascade).
 
 pub mod config;
 pub mod crop;
 pub mod data;
+pub mod faces;
 pub mod fsutil;
 pub mod imageops;
 pub mod stage;

@@ -223,12 +223,7 @@ fn every_kind_of_bad_input_is_one_manifest_row_and_the_run_goes_on() {
     let png = png_bytes(&textured(60, 60, 2));
     write(&input.join("truncated.png"), &png[..png.len() / 2]);
     // A decompression bomb: a valid PNG header announcing 100000 x 100000 pixels.
-    let mut bomb = png_bytes(&RgbImage::new(1, 1));
-    bomb[16..20].copy_from_slice(&100_000u32.to_be_bytes());
-    bomb[20..24].copy_from_slice(&100_000u32.to_be_bytes());
-    let crc = crc32(&bomb[12..29]);
-    bomb[29..33].copy_from_slice(&crc.to_be_bytes());
-    write(&input.join("bomb.png"), &bomb);
+    write(&input.join("bomb.png"), &png_bomb(100_000, 100_000));
     write(&input.join("big.jpg"), &jpeg_bytes(&textured(800, 800, 3), 100));
     // Content, not name: a PNG without extension is found and decoded; a stray text file is not an input.
     write(&input.join("no_extension"), &png);
@@ -256,18 +251,6 @@ fn every_kind_of_bad_input_is_one_manifest_row_and_the_run_goes_on() {
     assert_eq!(summary["counts"]["ok"], 2);
     let packed = read_packed(&output).unwrap();
     assert_eq!(packed.len(), 2, "only good inputs become rows");
-}
-
-/// PNG's CRC-32, to keep a hand-edited header valid.
-fn crc32(bytes: &[u8]) -> u32 {
-    let mut crc = !0u32;
-    for &b in bytes {
-        crc ^= b as u32;
-        for _ in 0..8 {
-            crc = if crc & 1 != 0 { (crc >> 1) ^ 0xEDB8_8320 } else { crc >> 1 };
-        }
-    }
-    !crc
 }
 
 fn mean_rgb(img: &[u8]) -> [f64; 3] {

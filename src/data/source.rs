@@ -61,7 +61,7 @@ impl Record {
                     return Err(format!("file of {len} bytes exceeds the limit of {max_bytes}"));
                 }
                 let mut bytes = Vec::with_capacity(len as usize);
-                file.take(max_bytes + 1).read_to_end(&mut bytes).map_err(|e| e.to_string())?;
+                file.take(max_bytes.saturating_add(1)).read_to_end(&mut bytes).map_err(|e| e.to_string())?;
                 Ok(std::borrow::Cow::Owned(bytes))
             }
             RecordData::NotLoaded => Err("record was not loaded".into()),

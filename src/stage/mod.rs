@@ -1,6 +1,7 @@
 //! The contract every stage keeps, written once: one command-line shape, read-only inputs, atomic
 //! outputs, `manifest.jsonl` and `summary.json`, resume, `--shard` with a merge, progress.
 
+pub mod cli;
 pub mod manifest;
 pub mod progress;
 pub mod runner;

@@ -35,11 +35,13 @@ pub struct Processed {
 pub struct Failure {
     pub status: Status,
     pub reason: String,
+    /// Facts for the manifest row all the same (what was looked at, what was found).
+    pub detail: Map<String, Value>,
 }
 
 impl Failure {
     pub fn error(reason: impl Into<String>) -> Self {
-        Self { status: Status::Error, reason: reason.into() }
+        Self { status: Status::Error, reason: reason.into(), detail: Map::new() }
     }
 }
 
@@ -51,6 +53,10 @@ pub trait PerImageStage: Sync {
     fn row_shape(&self) -> [u64; 3];
     fn max_file_bytes(&self) -> u64;
     fn process(&self, bytes: &[u8]) -> Result<Processed, Failure>;
+    /// Writes per-input extras beside the packed rows (PNG crops, say); runs on worker threads.
+    fn save_extra(&self, _source: &str, _processed: &Processed) -> Result<(), String> {
+        Ok(())
+    }
     /// Stage-specific counts for summary.json.
     fn summarize(&self, _rows: &[ManifestRow]) -> Value {
         Value::Null
@@ -246,15 +252,19 @@ impl<'a, S: PerImageStage> Walk<'a, S> {
         let stage = self.stage;
         let max_bytes = stage.max_file_bytes();
         let batch = std::mem::take(&mut self.batch);
+        let progress = &self.progress;
         let results: Vec<Result<Processed, Failure>> = self.pool.install(|| {
             batch
                 .par_iter()
                 .map(|record| {
                     let bytes = record.load(max_bytes).map_err(Failure::error)?;
                     // A bug that panics on one odd input must not end a run of a million.
-                    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| stage.process(&bytes)))
-                        .unwrap_or_else(|panic| Err(Failure::error(format!("internal error: {}", panic_message(&panic)))))
+                    let processed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| stage.process(&bytes)))
+                        .unwrap_or_else(|panic| Err(Failure::error(format!("internal error: {}", panic_message(&panic)))))?;
+                    stage.save_extra(&record.name, &processed).map_err(Failure::error)?;
+                    Ok(processed)
                 })
+                .inspect(|_| progress.inc(1))
                 .collect()
         });
         let open = self.open.as_mut().expect("a batch belongs to an open part");
@@ -291,11 +301,11 @@ impl<'a, S: PerImageStage> Walk<'a, S> {
                     }
                     row.status = failure.status;
                     row.reason = Some(failure.reason);
+                    row.detail = failure.detail;
                 }
             }
             open.rows.push(row);
             self.report.records_processed += 1;
-            self.progress.inc(1);
         }
         Ok(())
     }

@@ -38,6 +38,28 @@ pub fn textured(width: u32, height: u32, seed: u32) -> RgbImage {
     })
 }
 
+/// A decompression bomb: a valid 1x1 PNG whose header announces `width` x `height` pixels.
+pub fn png_bomb(width: u32, height: u32) -> Vec<u8> {
+    let mut bomb = png_bytes(&RgbImage::new(1, 1));
+    bomb[16..20].copy_from_slice(&width.to_be_bytes());
+    bomb[20..24].copy_from_slice(&height.to_be_bytes());
+    let crc = crc32(&bomb[12..29]);
+    bomb[29..33].copy_from_slice(&crc.to_be_bytes());
+    bomb
+}
+
+/// PNG's CRC-32, to keep a hand-edited header valid.
+fn crc32(bytes: &[u8]) -> u32 {
+    let mut crc = !0u32;
+    for &b in bytes {
+        crc ^= b as u32;
+        for _ in 0..8 {
+            crc = if crc & 1 != 0 { (crc >> 1) ^ 0xEDB8_8320 } else { crc >> 1 };
+        }
+    }
+    !crc
+}
+
 /// Inserts an EXIF APP1 segment carrying `orientation` right after the SOI marker.
 pub fn with_exif_orientation(jpeg: &[u8], orientation: u16) -> Vec<u8> {
     // Little-endian TIFF: header, one IFD with a single SHORT entry (0x0112), no next IFD.

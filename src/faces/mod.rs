@@ -1,0 +1,135 @@
+//! The faces stage: detect faces, keep the "sufficiently high resolution" ones, crop them.
+//!
+//! The paper ran an OpenCV face detector over 3M photos and kept ~350,000 boxes large enough to
+//! train the 64x64 model on without upscaling.
+
+pub mod detector;
+pub mod geometry;
+
+use std::path::PathBuf;
+
+use serde_json::{json, Map, Value};
+
+use crate::config::FacesConfig;
+use crate::imageops::{decode_rgb, DecodeOptions};
+use crate::stage::{Failure, ManifestRow, PerImageStage, Processed, Status};
+use detector::{cascade_path, FaceDetector, HaarCascade, HaarParams};
+use geometry::{crop_square, face_square};
+
+pub struct FacesStage {
+    pub config: FacesConfig,
+    detector: Box<dyn FaceDetector>,
+    png_dir: Option<PathBuf>,
+}
+
+impl FacesStage {
+    /// `output` receives `crops/*.png` when `save_png` is set.
+    pub fn new(config: FacesConfig, output: Option<&std::path::Path>) -> Result<Self, detector::DetectorError> {
+        // Our rayon threads spread images over the cores; OpenCV's pool would oversubscribe them.
+        let _ = opencv::core::set_num_threads(1);
+        let path = cascade_path(&config.cascade, std::path::Path::new(&config.cascade_dir));
+        let params = HaarParams {
+            scale_factor: config.scale_factor,
+            min_neighbors: config.min_neighbors,
+            min_size: config.min_size as i32,
+            max_size: config.max_size as i32,
+            equalize: config.equalize,
+        };
+        let detector = Box::new(HaarCascade::new(path, params)?);
+        let png_dir = config.save_png.then(|| output.map(|o| o.join("crops"))).flatten();
+        Ok(Self { config, detector, png_dir })
+    }
+
+    /// With a detector of one's own (tests, other detectors).
+    pub fn with_detector(config: FacesConfig, detector: Box<dyn FaceDetector>) -> Self {
+        Self { config, detector, png_dir: None }
+    }
+}
+
+impl PerImageStage for FacesStage {
+    const NAME: &'static str = "faces";
+
+    fn row_shape(&self) -> [u64; 3] {
+        [self.config.size as u64, self.config.size as u64, 3]
+    }
+
+    fn max_file_bytes(&self) -> u64 {
+        self.config.max_file_bytes
+    }
+
+    fn process(&self, bytes: &[u8]) -> Result<Processed, Failure> {
+        let options = DecodeOptions { max_pixels: self.config.max_pixels, min_decoded_side: None };
+        let decoded = decode_rgb(bytes, &options).map_err(|e| Failure::error(e.to_string()))?;
+        let image = &decoded.image;
+        let detections = self.detector.detect(image).map_err(|e| Failure::error(e.to_string()))?;
+        let mut rows = Vec::new();
+        let mut boxes = Vec::with_capacity(detections.len());
+        for face in &detections {
+            let side = face.w.min(face.h);
+            let mut entry = json!({"x": face.x, "y": face.y, "w": face.w, "h": face.h, "neighbours": face.neighbours});
+            if side < self.config.min_face_side as i32 {
+                entry["kept"] = json!(false);
+                entry["reason"] = json!(format!("side {side} px < min_face_side {}", self.config.min_face_side));
+            } else {
+                let square = face_square(face, self.config.margin, self.config.border, image.width, image.height);
+                let crop = crop_square(image, square, self.config.size).map_err(|e| Failure::error(e.message))?;
+                entry["kept"] = json!(true);
+                entry["output"] = json!(rows.len());
+                entry["crop"] = json!([square.x, square.y, square.side]);
+                rows.push(crop);
+            }
+            boxes.push(entry);
+        }
+        let mut detail = Map::new();
+        detail.insert("width".into(), json!(image.width));
+        detail.insert("height".into(), json!(image.height));
+        detail.insert("detections".into(), json!(detections.len()));
+        detail.insert("faces".into(), json!(rows.len()));
+        detail.insert("boxes".into(), Value::Array(boxes));
+        if rows.is_empty() {
+            let reason = if detections.is_empty() {
+                "no face found".to_owned()
+            } else {
+                format!("no face of at least {} px", self.config.min_face_side)
+            };
+            return Err(Failure { status: Status::Skipped, reason, detail });
+        }
+        Ok(Processed { rows, detail })
+    }
+
+    fn save_extra(&self, source: &str, processed: &Processed) -> Result<(), String> {
+        let Some(dir) = &self.png_dir else { return Ok(()) };
+        let stem: String = source.chars().map(|c| if c == '/' || c == '\\' { '_' } else { c }).collect();
+        std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        for (k, row) in processed.rows.iter().enumerate() {
+            let path = dir.join(format!("{stem}.{k}.png"));
+            let img = image::RgbImage::from_raw(self.config.size, self.config.size, row.clone()).expect("row size");
+            let mut bytes = std::io::Cursor::new(Vec::new());
+            img.write_to(&mut bytes, image::ImageFormat::Png).map_err(|e| e.to_string())?;
+            crate::fsutil::write_atomic(&path, bytes.get_ref()).map_err(|e| format!("{}: {e}", path.display()))?;
+        }
+        Ok(())
+    }
+
+    fn summarize(&self, rows: &[ManifestRow]) -> Value {
+        let mut detections = 0u64;
+        let mut kept = 0u64;
+        let mut too_small = 0u64;
+        let mut with_face = 0u64;
+        for row in rows {
+            detections += row.detail.get("detections").and_then(Value::as_u64).unwrap_or(0);
+            let faces = row.detail.get("faces").and_then(Value::as_u64).unwrap_or(0);
+            kept += faces;
+            with_face += (faces > 0) as u64;
+            if let Some(Value::Array(boxes)) = row.detail.get("boxes") {
+                too_small += boxes.iter().filter(|b| b["kept"] == json!(false)).count() as u64;
+            }
+        }
+        json!({
+            "images_with_a_kept_face": with_face,
+            "detections": detections,
+            "kept": kept,
+            "rejected": { "smaller_than_min_face_side": too_small },
+        })
+    }
+}

@@ -1,0 +1,75 @@
+//! What every per-image stage binary does once its stage is built: run or merge, then print a
+//! one-line summary and choose the exit status.
+
+use std::path::Path;
+
+use anyhow::{Context, Result};
+
+use super::runner::{merge, run_per_image, PerImageStage, RunSpec};
+use super::{StageArgs, EXIT_SOME_INPUTS_FAILED};
+use crate::config::Config;
+use crate::data::ImageSource;
+
+/// Runs (or, with --merge, merges) `stage` as the command line asks; returns the exit status.
+pub fn run_stage<S: PerImageStage>(
+    stage: &S,
+    args: &StageArgs,
+    config: &Config,
+    output: &Path,
+    part_size: u64,
+    fingerprint: String,
+) -> Result<i32> {
+    let name = S::NAME;
+    let summary = if args.merge {
+        merge(stage, output)?
+    } else {
+        let input = args.input.as_deref().context("--input is required")?;
+        let source = ImageSource::open(input).context("cannot open the input")?;
+        let spec = RunSpec {
+            source: &source,
+            output,
+            shard: args.shard,
+            force: args.force,
+            part_size,
+            batch: config.run.batch,
+            threads: config.run.threads,
+            log_every_s: config.run.log_every_s,
+            config_toml: config.to_toml(),
+            fingerprint,
+        };
+        let (report, summary) = run_per_image(stage, &spec)?;
+        let Some(summary) = summary else {
+            eprintln!(
+                "{name}: shard {} done: {} inputs processed, {} failed; once every shard has finished: {name} --merge --output {}",
+                report.shard,
+                report.records_processed,
+                report.errors,
+                output.display()
+            );
+            return Ok(if report.errors > 0 { EXIT_SOME_INPUTS_FAILED } else { 0 });
+        };
+        summary
+    };
+    eprintln!(
+        "{name}: {} inputs: {} ok, {} skipped, {} failed; {} rows -> {} (see {})",
+        summary.records,
+        summary.ok,
+        summary.skipped,
+        summary.errors,
+        summary.outputs,
+        output.display(),
+        summary.summary_path.display()
+    );
+    Ok(if summary.errors > 0 { EXIT_SOME_INPUTS_FAILED } else { 0 })
+}
+
+/// Ends the process: the status of `result`, or 1 with the error chain on one line.
+pub fn exit_with(name: &str, result: Result<i32>) -> ! {
+    match result {
+        Ok(code) => std::process::exit(code),
+        Err(e) => {
+            eprintln!("{name}: error: {e:#}");
+            std::process::exit(1);
+        }
+    }
+}
