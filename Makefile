@@ -52,7 +52,7 @@ build: venv
 DEMO_PHOTOS := /usr/share/doc/opencv-doc/examples/data
 demo: setup
 	$(BIN)/crop --input $(DEMO_PHOTOS) --output $(OUT)/demo/crop
-	$(BIN)/faces --input $(DEMO_PHOTOS) --output $(OUT)/demo/faces --set faces.min_face_side=32 --set faces.save_png=true
+	$(BIN)/faces --input $(DEMO_PHOTOS) --output $(OUT)/demo/faces --set faces.save_png=true
 	@echo "demo: 32x32 crops of Debian's opencv-doc sample photos in $(OUT)/demo/crop; face crops in $(OUT)/demo/faces (crops/*.png)"
 
 test: setup
