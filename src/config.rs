@@ -29,6 +29,7 @@ pub struct Config {
     pub run: RunConfig,
     pub crop: CropConfig,
     pub faces: FacesConfig,
+    pub train: crate::gan::TrainConfig,
 }
 
 /// Settings of every stage that do not change what it writes.
@@ -182,6 +183,10 @@ impl Config {
         }
         if f.margin < 0.0 || f.min_neighbors < 0 {
             return Err(bad("faces.margin and faces.min_neighbors must not be negative".into()));
+        }
+        let t = &self.train;
+        if t.batch < 1 || t.lr <= 0.0 || !(0.0..1.0).contains(&t.beta1) || !(0.0..1.0).contains(&t.beta2) {
+            return Err(bad("train.batch must be >= 1, train.lr > 0, train.beta1 and beta2 in [0, 1)".into()));
         }
         if self.run.batch == 0 {
             return Err(bad("run.batch must be at least 1".into()));

@@ -1,0 +1,9 @@
+//! The DCGAN: the paper's two presets, Adam with resumable state, training, and its pictures.
+
+pub mod adam;
+pub mod models;
+pub mod plots;
+pub mod trainer;
+
+pub use models::{Discriminator, Generator, Preset, Prior};
+pub use trainer::{train, Gan, TrainConfig};

@@ -1,0 +1,300 @@
+//! The paper's two DCGANs, written so that each layer list reads like the paper.
+//!
+//! - `imagenet32`: the authors' 32x32 ImageNet model whose discriminator gives the CIFAR-10
+//!   features: D = 3x3 convs, widths 128-128-256-256-512-512, strides 1-2-1-2-1-2, LeakyReLU 0.2,
+//!   BatchNorm on all but the first, a linear layer to one logit; G mirrors it from z (256) with 3x3
+//!   transposed convs alternating stride 2 and 1.
+//! - `dcgan64`: the 64x64 faces/LSUN model of the paper's Figure 1: G 100 -> 4x4x1024 -> 512 ->
+//!   256 -> 128 -> 3 with 4x4 stride-2 transposed convs; D mirrors it with 4x4 stride-2 convs.
+//!
+//! Weights start from N(0, 0.02), BatchNorm scales from N(1, 0.02), as the paper says.
+
+use serde::{Deserialize, Serialize};
+use tch::nn;
+use tch::Tensor;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Preset {
+    Imagenet32,
+    Dcgan64,
+}
+
+impl Preset {
+    pub fn image_size(self) -> i64 {
+        match self {
+            Preset::Imagenet32 => 32,
+            Preset::Dcgan64 => 64,
+        }
+    }
+    pub fn default_z_dim(self) -> i64 {
+        match self {
+            Preset::Imagenet32 => 256,
+            Preset::Dcgan64 => 100,
+        }
+    }
+    /// Width of D's first layer (G's widths mirror D's).
+    pub fn default_width(self) -> i64 {
+        128
+    }
+}
+
+impl std::fmt::Display for Preset {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Preset::Imagenet32 => "imagenet32",
+            Preset::Dcgan64 => "dcgan64",
+        })
+    }
+}
+
+const INIT: nn::Init = nn::Init::Randn { mean: 0.0, stdev: 0.02 };
+
+fn batch_norm(vs: nn::Path, channels: i64) -> nn::BatchNorm {
+    let config = nn::BatchNormConfig {
+        ws_init: nn::Init::Randn { mean: 1.0, stdev: 0.02 },
+        bs_init: nn::Init::Const(0.0),
+        ..Default::default()
+    };
+    nn::batch_norm2d(vs, channels, config)
+}
+
+/// conv -> (BatchNorm) -> LeakyReLU(0.2): one discriminator layer.
+#[derive(Debug)]
+pub struct ConvLayer {
+    conv: nn::Conv2D,
+    norm: Option<nn::BatchNorm>,
+}
+
+impl ConvLayer {
+    fn new(vs: nn::Path, c_in: i64, c_out: i64, kernel: i64, stride: i64, padding: i64, norm: bool) -> Self {
+        // A bias before BatchNorm is cancelled by its mean; leave it out there.
+        let config = nn::ConvConfig { stride, padding, bias: !norm, ws_init: INIT, bs_init: nn::Init::Const(0.0), ..Default::default() };
+        let conv = nn::conv2d(&vs / "conv", c_in, c_out, kernel, config);
+        let norm = norm.then(|| batch_norm(&vs / "bn", c_out));
+        Self { conv, norm }
+    }
+
+    fn forward_t(&self, x: &Tensor, train: bool) -> Tensor {
+        let y = x.apply(&self.conv);
+        let y = match &self.norm {
+            Some(bn) => y.apply_t(bn, train),
+            None => y,
+        };
+        // LeakyReLU with slope 0.2 (tch's leaky_relu has libtorch's fixed 0.01): max(y, 0.2 y).
+        y.maximum(&(&y * 0.2))
+    }
+}
+
+/// transposed conv -> BatchNorm -> ReLU: one generator layer.
+#[derive(Debug)]
+pub struct UpLayer {
+    deconv: nn::ConvTranspose2D,
+    norm: nn::BatchNorm,
+}
+
+impl UpLayer {
+    fn new(vs: nn::Path, c_in: i64, c_out: i64, kernel: i64, stride: i64, padding: i64, output_padding: i64) -> Self {
+        let config = nn::ConvTransposeConfig {
+            stride,
+            padding,
+            output_padding,
+            bias: false,
+            ws_init: INIT,
+            bs_init: nn::Init::Const(0.0),
+            ..Default::default()
+        };
+        let deconv = nn::conv_transpose2d(&vs / "deconv", c_in, c_out, kernel, config);
+        Self { deconv, norm: batch_norm(&vs / "bn", c_out) }
+    }
+
+    fn forward_t(&self, x: &Tensor, train: bool) -> Tensor {
+        x.apply(&self.deconv).apply_t(&self.norm, train).relu()
+    }
+}
+
+fn to_rgb(vs: nn::Path, c_in: i64, kernel: i64, stride: i64, padding: i64, output_padding: i64) -> nn::ConvTranspose2D {
+    let config = nn::ConvTransposeConfig {
+        stride,
+        padding,
+        output_padding,
+        ws_init: INIT,
+        bs_init: nn::Init::Const(0.0),
+        ..Default::default()
+    };
+    nn::conv_transpose2d(vs, c_in, 3, kernel, config)
+}
+
+/// The discriminator. `layers` are its conv layers in order; every one's activation is handed out
+/// by [`Discriminator::activations`], which the CIFAR-10 features need.
+#[derive(Debug)]
+pub struct Discriminator {
+    pub preset: Preset,
+    pub layers: Vec<ConvLayer>,
+    head: Head,
+}
+
+#[derive(Debug)]
+enum Head {
+    /// imagenet32: flatten 4x4xC, linear to one logit.
+    Linear(nn::Linear),
+    /// dcgan64: a 4x4 valid conv to one logit.
+    Conv(nn::Conv2D),
+}
+
+impl Discriminator {
+    pub fn new(vs: &nn::Path, preset: Preset, width: i64) -> Self {
+        let w = width;
+        match preset {
+            Preset::Imagenet32 => {
+                //                     name  in     out    k  s  p  BatchNorm    -> output size
+                let layers = vec![
+                    ConvLayer::new(vs / "c1", 3, w, 3, 1, 1, false), //   32x32
+                    ConvLayer::new(vs / "c2", w, w, 3, 2, 1, true), //     16x16
+                    ConvLayer::new(vs / "c3", w, 2 * w, 3, 1, 1, true), // 16x16
+                    ConvLayer::new(vs / "c4", 2 * w, 2 * w, 3, 2, 1, true), // 8x8
+                    ConvLayer::new(vs / "c5", 2 * w, 4 * w, 3, 1, 1, true), // 8x8
+                    ConvLayer::new(vs / "c6", 4 * w, 4 * w, 3, 2, 1, true), // 4x4
+                ];
+                let config = nn::LinearConfig { ws_init: INIT, bs_init: Some(nn::Init::Const(0.0)), bias: true };
+                let head = Head::Linear(nn::linear(vs / "logit", 4 * w * 4 * 4, 1, config));
+                Self { preset, layers, head }
+            }
+            Preset::Dcgan64 => {
+                let layers = vec![
+                    ConvLayer::new(vs / "c1", 3, w, 4, 2, 1, false), //    32x32
+                    ConvLayer::new(vs / "c2", w, 2 * w, 4, 2, 1, true), //  16x16
+                    ConvLayer::new(vs / "c3", 2 * w, 4 * w, 4, 2, 1, true), // 8x8
+                    ConvLayer::new(vs / "c4", 4 * w, 8 * w, 4, 2, 1, true), // 4x4
+                ];
+                let config = nn::ConvConfig { ws_init: INIT, bs_init: nn::Init::Const(0.0), ..Default::default() };
+                let head = Head::Conv(nn::conv2d(vs / "logit", 8 * w, 1, 4, config));
+                Self { preset, layers, head }
+            }
+        }
+    }
+
+    /// The logit and every conv layer's activation, for images in [-1, 1], N x 3 x H x W.
+    pub fn activations(&self, images: &Tensor, train: bool) -> (Tensor, Vec<Tensor>) {
+        let mut acts = Vec::with_capacity(self.layers.len());
+        let mut x = images.shallow_clone();
+        for layer in &self.layers {
+            x = layer.forward_t(&x, train);
+            acts.push(x.shallow_clone());
+        }
+        let logit = match &self.head {
+            Head::Linear(linear) => x.flatten(1, -1).apply(linear),
+            Head::Conv(conv) => x.apply(conv).flatten(1, -1),
+        };
+        (logit.view([-1]), acts)
+    }
+
+    /// One logit per image.
+    pub fn forward_t(&self, images: &Tensor, train: bool) -> Tensor {
+        self.activations(images, train).0
+    }
+
+    /// The paper's CIFAR-10 features: every conv layer's activation max-pooled to a 4x4 grid,
+    /// flattened and concatenated (28,672 values per image for imagenet32 at width 128).
+    pub fn pooled_features(&self, images: &Tensor) -> Tensor {
+        let (_, acts) = self.activations(images, false);
+        let pooled: Vec<Tensor> = acts.iter().map(|a| a.adaptive_max_pool2d([4, 4]).0.flatten(1, -1)).collect();
+        Tensor::cat(&pooled, 1)
+    }
+
+    /// Width of [`Discriminator::pooled_features`].
+    pub fn feature_count(&self) -> i64 {
+        self.layers.iter().map(|l| l.conv.ws.size()[0] * 16).sum()
+    }
+}
+
+/// The generator: z -> image in [-1, 1].
+#[derive(Debug)]
+pub struct Generator {
+    pub preset: Preset,
+    pub z_dim: i64,
+    stem: Stem,
+    pub layers: Vec<UpLayer>,
+    to_rgb: nn::ConvTranspose2D,
+}
+
+#[derive(Debug)]
+enum Stem {
+    /// imagenet32: linear z -> 4x4xC, BatchNorm, ReLU.
+    Linear { linear: nn::Linear, norm: nn::BatchNorm, channels: i64 },
+    /// dcgan64: z as 1x1 -> 4x4 transposed conv, BatchNorm, ReLU.
+    Deconv(UpLayer),
+}
+
+impl Generator {
+    pub fn new(vs: &nn::Path, preset: Preset, z_dim: i64, width: i64) -> Self {
+        let w = width;
+        match preset {
+            Preset::Imagenet32 => {
+                let config = nn::LinearConfig { ws_init: INIT, bs_init: Some(nn::Init::Const(0.0)), bias: false };
+                let stem = Stem::Linear {
+                    linear: nn::linear(vs / "project", z_dim, 4 * w * 4 * 4, config), // 4x4x512
+                    norm: nn::batch_norm1d(vs / "project_bn", 4 * w * 4 * 4, bn1d()),
+                    channels: 4 * w,
+                };
+                //                                 in     out    k  s  p  out_pad  -> output size
+                let layers = vec![
+                    UpLayer::new(vs / "u1", 4 * w, 2 * w, 3, 2, 1, 1), // 8x8
+                    UpLayer::new(vs / "u2", 2 * w, 2 * w, 3, 1, 1, 0), // 8x8
+                    UpLayer::new(vs / "u3", 2 * w, w, 3, 2, 1, 1), //     16x16
+                    UpLayer::new(vs / "u4", w, w, 3, 1, 1, 0), //         16x16
+                ];
+                let to_rgb = to_rgb(vs / "rgb", w, 3, 2, 1, 1); //        32x32, tanh
+                Self { preset, z_dim, stem, layers, to_rgb }
+            }
+            Preset::Dcgan64 => {
+                let stem = Stem::Deconv(UpLayer::new(vs / "project", z_dim, 8 * w, 4, 1, 0, 0)); // 4x4x1024
+                let layers = vec![
+                    UpLayer::new(vs / "u1", 8 * w, 4 * w, 4, 2, 1, 0), // 8x8x512
+                    UpLayer::new(vs / "u2", 4 * w, 2 * w, 4, 2, 1, 0), // 16x16x256
+                    UpLayer::new(vs / "u3", 2 * w, w, 4, 2, 1, 0), //     32x32x128
+                ];
+                let to_rgb = to_rgb(vs / "rgb", w, 4, 2, 1, 0); //        64x64x3, tanh
+                Self { preset, z_dim, stem, layers, to_rgb }
+            }
+        }
+    }
+
+    pub fn forward_t(&self, z: &Tensor, train: bool) -> Tensor {
+        let n = z.size()[0];
+        let mut x = match &self.stem {
+            Stem::Linear { linear, norm, channels } => z.apply(linear).apply_t(norm, train).relu().view([n, *channels, 4, 4]),
+            Stem::Deconv(layer) => layer.forward_t(&z.view([n, self.z_dim, 1, 1]), train),
+        };
+        for layer in &self.layers {
+            x = layer.forward_t(&x, train);
+        }
+        x.apply(&self.to_rgb).tanh()
+    }
+}
+
+fn bn1d() -> nn::BatchNormConfig {
+    nn::BatchNormConfig {
+        ws_init: nn::Init::Randn { mean: 1.0, stdev: 0.02 },
+        bs_init: nn::Init::Const(0.0),
+        ..Default::default()
+    }
+}
+
+/// Where z comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Prior {
+    /// U(-1, 1), the paper's choice.
+    Uniform,
+    /// N(0, 1).
+    Normal,
+}
+
+pub fn sample_z(prior: Prior, n: i64, z_dim: i64, device: tch::Device) -> Tensor {
+    let options = (tch::Kind::Float, device);
+    match prior {
+        Prior::Uniform => Tensor::rand([n, z_dim], options) * 2.0 - 1.0,
+        Prior::Normal => Tensor::randn([n, z_dim], options),
+    }
+}

@@ -1,0 +1,472 @@
+//! DCGAN training as the paper did it: Adam (lr 2e-4, betas 0.5/0.999), batch 128, the
+//! non-saturating loss, D and G alternating, no augmentation; checkpoints that resume exactly.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+use serde::{Deserialize, Serialize};
+use tch::{nn, Device, Kind, Tensor};
+
+use super::adam::Adam;
+use super::models::{sample_z, Discriminator, Generator, Preset, Prior};
+use super::plots::{write_line_plot, write_sample_grid, Series};
+use crate::data::LabeledImages;
+use crate::fsutil;
+use crate::stage::progress::Progress;
+
+/// Everything training needs; `[train]` in the config.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct TrainConfig {
+    /// imagenet32 (the authors' 32x32 ImageNet model) or dcgan64 (faces/LSUN, Figure 1).
+    pub preset: Preset,
+    /// Size of z; 0 = the preset's (256 for imagenet32, 100 for dcgan64).
+    pub z_dim: i64,
+    /// uniform (U(-1, 1), the paper's) or normal.
+    pub prior: Prior,
+    /// Width of D's first layer; G mirrors D. 0 = the paper's 128.
+    pub width: i64,
+    pub epochs: u64,
+    /// Stop after this many steps in all (0: no limit besides epochs).
+    pub max_steps: u64,
+    pub batch: i64,
+    pub lr: f64,
+    pub beta1: f64,
+    pub beta2: f64,
+    pub seed: u64,
+    /// auto (CUDA when there is one), cpu, cuda or cuda:N.
+    pub device: String,
+    /// Steps between loss rows (each reads values back from the device).
+    pub log_every: u64,
+    /// Steps between sample grids besides the end of each epoch (0: epochs only).
+    pub sample_every: u64,
+    /// Steps between checkpoints besides the end of each epoch (0: epochs only).
+    pub checkpoint_every: u64,
+    /// Checkpoints kept on disk (the newest).
+    pub keep_checkpoints: usize,
+    /// Train on the first N images only (0: all).
+    pub limit_images: usize,
+}
+
+impl TrainConfig {
+    pub fn z_dim(&self) -> i64 {
+        if self.z_dim > 0 { self.z_dim } else { self.preset.default_z_dim() }
+    }
+    pub fn width(&self) -> i64 {
+        if self.width > 0 { self.width } else { self.preset.default_width() }
+    }
+
+    /// The settings a resumed run must share with the run it continues (not the length of
+    /// training, the device or how often things are logged).
+    pub fn resume_fingerprint(&self) -> String {
+        crate::stage::fingerprint(&serde_json::json!({
+            "preset": self.preset, "z_dim": self.z_dim(), "prior": self.prior, "width": self.width(),
+            "batch": self.batch, "lr": self.lr, "beta1": self.beta1, "beta2": self.beta2, "seed": self.seed,
+            "limit_images": self.limit_images,
+        }))
+    }
+
+    pub fn device(&self) -> Result<Device> {
+        Ok(match self.device.as_str() {
+            "auto" => Device::cuda_if_available(),
+            "cpu" => Device::Cpu,
+            "cuda" => Device::Cuda(0),
+            other => match other.strip_prefix("cuda:").and_then(|n| n.parse().ok()) {
+                Some(n) => Device::Cuda(n),
+                None => bail!("train.device = {other:?}: expected auto, cpu, cuda or cuda:N"),
+            },
+        })
+    }
+}
+
+/// G and D with their optimisers.
+pub struct Gan {
+    pub device: Device,
+    pub prior: Prior,
+    pub g_vars: nn::VarStore,
+    pub d_vars: nn::VarStore,
+    pub g: Generator,
+    pub d: Discriminator,
+    pub opt_g: Adam,
+    pub opt_d: Adam,
+}
+
+/// One step's numbers, still on the device (reading them back costs a sync).
+pub struct StepLosses {
+    pub loss_d: Tensor,
+    pub loss_g: Tensor,
+    pub d_real: Tensor,
+    pub d_fake: Tensor,
+}
+
+impl Gan {
+    pub fn new(config: &TrainConfig, device: Device) -> Self {
+        tch::manual_seed(config.seed as i64);
+        let g_vars = nn::VarStore::new(device);
+        let d_vars = nn::VarStore::new(device);
+        let g = Generator::new(&g_vars.root(), config.preset, config.z_dim(), config.width());
+        let d = Discriminator::new(&d_vars.root(), config.preset, config.width());
+        let opt_g = Adam::new(&g_vars, config.lr, config.beta1, config.beta2);
+        let opt_d = Adam::new(&d_vars, config.lr, config.beta1, config.beta2);
+        Self { device, prior: config.prior, g_vars, d_vars, g, d, opt_g, opt_d }
+    }
+
+    /// One D update then one G update on `real` (N x 3 x H x W in [-1, 1]). `seed` fixes z, so a
+    /// resumed run draws what the uninterrupted one drew.
+    pub fn train_step(&mut self, real: &Tensor, seed: i64) -> StepLosses {
+        tch::manual_seed(seed);
+        let n = real.size()[0];
+        let z = sample_z(self.prior, n, self.g.z_dim, self.device);
+        let fake = self.g.forward_t(&z, true);
+
+        // D: real -> 1, fake -> 0.
+        let d_real_logits = self.d.forward_t(real, true);
+        let d_fake_logits = self.d.forward_t(&fake.detach(), true);
+        let ones = Tensor::ones([n], (Kind::Float, self.device));
+        let zeros = Tensor::zeros([n], (Kind::Float, self.device));
+        let loss_d = d_real_logits.binary_cross_entropy_with_logits::<Tensor>(&ones, None, None, tch::Reduction::Mean)
+            + d_fake_logits.binary_cross_entropy_with_logits::<Tensor>(&zeros, None, None, tch::Reduction::Mean);
+        self.opt_d.zero_grad();
+        loss_d.backward();
+        self.opt_d.step();
+
+        // G: the non-saturating loss, -log D(G(z)).
+        let g_logits = self.d.forward_t(&fake, true);
+        let loss_g = g_logits.binary_cross_entropy_with_logits::<Tensor>(&ones, None, None, tch::Reduction::Mean);
+        self.opt_g.zero_grad();
+        loss_g.backward();
+        self.opt_g.step();
+
+        StepLosses {
+            loss_d: loss_d.detach(),
+            loss_g: loss_g.detach(),
+            d_real: d_real_logits.detach().sigmoid().mean(Kind::Float),
+            d_fake: d_fake_logits.detach().sigmoid().mean(Kind::Float),
+        }
+    }
+
+    /// Writes G, D and both optimisers' states into `dir`.
+    pub fn save(&self, dir: &Path) -> Result<()> {
+        std::fs::create_dir_all(dir)?;
+        self.g_vars.save(dir.join("g.safetensors"))?;
+        self.d_vars.save(dir.join("d.safetensors"))?;
+        self.opt_g.save(&dir.join("opt_g.safetensors"))?;
+        self.opt_d.save(&dir.join("opt_d.safetensors"))?;
+        Ok(())
+    }
+
+    pub fn load(&mut self, dir: &Path) -> Result<()> {
+        let ctx = |name: &str| format!("{}: cannot load", dir.join(name).display());
+        self.g_vars.load(dir.join("g.safetensors")).with_context(|| ctx("g.safetensors"))?;
+        self.d_vars.load(dir.join("d.safetensors")).with_context(|| ctx("d.safetensors"))?;
+        self.opt_g.load(&dir.join("opt_g.safetensors")).with_context(|| ctx("opt_g.safetensors"))?;
+        self.opt_d.load(&dir.join("opt_d.safetensors")).with_context(|| ctx("opt_d.safetensors"))?;
+        Ok(())
+    }
+}
+
+/// Images (uint8 N x H x W x 3) to the networks' input (float N x 3 x H x W in [-1, 1]).
+pub fn to_network_input(images_u8: &Tensor) -> Tensor {
+    images_u8.permute([0, 3, 1, 2]).to_kind(Kind::Float) / 127.5 - 1.0
+}
+
+/// A permutation of 0..n that depends only on (seed, epoch), the same on every device.
+pub fn epoch_permutation(n: usize, seed: u64, epoch: u64) -> Vec<i64> {
+    let mut state = seed ^ epoch.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ 0xD1B5_4A32_D192_ED03;
+    let mut next = || {
+        // splitmix64
+        state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    };
+    let mut order: Vec<i64> = (0..n as i64).collect();
+    for i in (1..n).rev() {
+        let j = (next() % (i as u64 + 1)) as usize;
+        order.swap(i, j);
+    }
+    order
+}
+
+/// One row of losses.csv.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct LossRow {
+    pub step: u64,
+    pub epoch: u64,
+    pub loss_d: f64,
+    pub loss_g: f64,
+    pub d_real: f64,
+    pub d_fake: f64,
+    pub images_per_s: f64,
+}
+
+const CSV_HEADER: &str = "step,epoch,loss_d,loss_g,d_x,d_g_z,images_per_s";
+
+fn write_losses(rows: &[LossRow], output: &Path) -> Result<()> {
+    let mut csv = format!("{CSV_HEADER}\n");
+    for r in rows {
+        csv.push_str(&format!(
+            "{},{},{:.6},{:.6},{:.6},{:.6},{:.1}\n",
+            r.step, r.epoch, r.loss_d, r.loss_g, r.d_real, r.d_fake, r.images_per_s
+        ));
+    }
+    fsutil::write_atomic(&output.join("losses.csv"), csv.as_bytes())?;
+    let pts = |f: fn(&LossRow) -> f64| rows.iter().map(|r| (r.step as f64, f(r))).collect::<Vec<_>>();
+    let (ld, lg, dx, dgz) = (pts(|r| r.loss_d), pts(|r| r.loss_g), pts(|r| r.d_real), pts(|r| r.d_fake));
+    write_line_plot(
+        &[
+            vec![Series { color: [200, 30, 30], points: &ld }, Series { color: [30, 60, 200], points: &lg }],
+            vec![Series { color: [200, 30, 30], points: &dx }, Series { color: [30, 60, 200], points: &dgz }],
+        ],
+        &output.join("losses.png"),
+    )
+}
+
+fn read_losses(path: &Path, up_to_step: u64) -> Result<Vec<LossRow>> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e).with_context(|| format!("{}: unreadable", path.display())),
+    };
+    let mut rows = Vec::new();
+    for line in text.lines().skip(1) {
+        let f: Vec<f64> = line.split(',').map(|v| v.parse().unwrap_or(f64::NAN)).collect();
+        if f.len() != 7 {
+            bail!("{}: row {line:?} does not have 7 columns", path.display());
+        }
+        let row = LossRow { step: f[0] as u64, epoch: f[1] as u64, loss_d: f[2], loss_g: f[3], d_real: f[4], d_fake: f[5], images_per_s: f[6] };
+        if row.step <= up_to_step {
+            rows.push(row);
+        }
+    }
+    Ok(rows)
+}
+
+/// What a checkpoint directory's state.json says.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CheckpointState {
+    pub step: u64,
+    pub epoch: u64,
+    pub fingerprint: String,
+    pub preset: Preset,
+    pub z_dim: i64,
+    pub width: i64,
+}
+
+fn checkpoints_dir(output: &Path) -> PathBuf {
+    output.join("checkpoints")
+}
+
+/// The newest complete checkpoint, if any.
+pub fn latest_checkpoint(output: &Path) -> Result<Option<(PathBuf, CheckpointState)>> {
+    let latest = checkpoints_dir(output).join("latest");
+    let Ok(name) = std::fs::read_to_string(&latest) else { return Ok(None) };
+    let dir = checkpoints_dir(output).join(name.trim());
+    let state: CheckpointState = serde_json::from_str(
+        &std::fs::read_to_string(dir.join("state.json")).with_context(|| format!("{}: unreadable", dir.display()))?,
+    )?;
+    Ok(Some((dir, state)))
+}
+
+/// Saves a checkpoint atomically: written under a temporary name, renamed, then `latest` moved.
+fn save_checkpoint(gan: &Gan, output: &Path, state: &CheckpointState, keep: usize) -> Result<PathBuf> {
+    let root = checkpoints_dir(output);
+    std::fs::create_dir_all(&root)?;
+    let name = format!("step-{:08}", state.step);
+    let tmp = root.join(format!(".{name}{}", fsutil::TMP_SUFFIX));
+    let _ = std::fs::remove_dir_all(&tmp);
+    gan.save(&tmp)?;
+    fsutil::write_atomic(&tmp.join("state.json"), &serde_json::to_vec_pretty(state)?)?;
+    let dir = root.join(&name);
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::rename(&tmp, &dir)?;
+    fsutil::write_atomic(&root.join("latest"), name.as_bytes())?;
+    // Keep the newest `keep`.
+    let mut old: Vec<PathBuf> = std::fs::read_dir(&root)?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.is_dir() && p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("step-")))
+        .collect();
+    old.sort();
+    let excess = old.len().saturating_sub(keep.max(1));
+    for path in &old[..excess] {
+        std::fs::remove_dir_all(path)?;
+    }
+    Ok(dir)
+}
+
+/// What a training run did.
+#[derive(Debug, Clone, Serialize)]
+pub struct TrainReport {
+    pub device: String,
+    pub images: usize,
+    pub steps_per_epoch: u64,
+    pub start_step: u64,
+    pub end_step: u64,
+    pub wall_s: f64,
+    pub images_per_s: Option<f64>,
+    pub final_losses: Option<LossRow>,
+    pub checkpoint: Option<PathBuf>,
+}
+
+/// Checks that the images suit the preset; the error says what to do.
+pub fn check_dataset(config: &TrainConfig, data: &LabeledImages, source: &str) -> Result<()> {
+    let size = config.preset.image_size() as u32;
+    if data.is_empty() {
+        bail!("{source}: no images to train on");
+    }
+    if (data.height, data.width) != (size, size) {
+        bail!(
+            "{source}: images are {}x{}, preset {} trains on {size}x{size} (make them with crop --set crop.size={size}, or pick the other preset)",
+            data.width,
+            data.height,
+            config.preset
+        );
+    }
+    let n = if config.limit_images > 0 { data.len().min(config.limit_images) } else { data.len() };
+    if (n as i64) < config.batch {
+        bail!("{source}: {n} images, fewer than one batch of {} (lower train.batch)", config.batch);
+    }
+    Ok(())
+}
+
+/// Trains on `data` into `output`, resuming from its latest checkpoint when there is one.
+pub fn train(config: &TrainConfig, data: &LabeledImages, output: &Path, force: bool, log_every_s: f64) -> Result<TrainReport> {
+    let device = config.device()?;
+    if let Device::Cuda(_) = device {
+        if !tch::Cuda::is_available() {
+            bail!("train.device = {:?}, but CUDA is not available here", config.device);
+        }
+        tch::Cuda::cudnn_set_benchmark(true);
+    }
+    std::fs::create_dir_all(output.join("samples")).with_context(|| format!("{}: cannot create", output.display()))?;
+    fsutil::remove_stale_temporaries(output)?;
+    if force {
+        let _ = std::fs::remove_dir_all(checkpoints_dir(output));
+        let _ = std::fs::remove_dir_all(output.join("samples"));
+        std::fs::create_dir_all(output.join("samples"))?;
+        for name in ["losses.csv", "losses.png", "summary.json"] {
+            let _ = std::fs::remove_file(output.join(name));
+        }
+    }
+    let mut gan = Gan::new(config, device);
+    let mut start_step = 0;
+    if let Some((dir, state)) = latest_checkpoint(output)? {
+        if state.fingerprint != config.resume_fingerprint() {
+            bail!(
+                "{}: holds a run with other settings ({} width {} z {}); pass --force to start over or choose another --output",
+                output.display(),
+                state.preset,
+                state.width,
+                state.z_dim
+            );
+        }
+        gan.load(&dir)?;
+        start_step = state.step;
+        eprintln!("train: resuming from {} (step {})", dir.display(), state.step);
+    }
+    let mut rows = read_losses(&output.join("losses.csv"), start_step)?;
+
+    let n = if config.limit_images > 0 { data.len().min(config.limit_images) } else { data.len() };
+    let batch = config.batch;
+    let steps_per_epoch = (n as i64 / batch) as u64;
+    let mut total_steps = config.epochs * steps_per_epoch;
+    if config.max_steps > 0 {
+        total_steps = total_steps.min(config.max_steps);
+    }
+    // The whole uint8 set lives on the device; batches are cut there.
+    let images = data.to_tensor().narrow(0, 0, n as i64).to_device(device);
+    tch::manual_seed(config.seed as i64 ^ 0x5EED);
+    let fixed_z = sample_z(config.prior, 64, config.z_dim(), device);
+
+    let progress = Progress::new("train", Some(total_steps.saturating_sub(start_step)), log_every_s);
+    let started = Instant::now();
+    let mut window = (Instant::now(), 0u64);
+    let mut order: Option<(u64, Tensor)> = None;
+    let mut last_checkpoint = None;
+    let mut step = start_step;
+    let state_at = |step: u64| CheckpointState {
+        step,
+        epoch: step / steps_per_epoch.max(1),
+        fingerprint: config.resume_fingerprint(),
+        preset: config.preset,
+        z_dim: config.z_dim(),
+        width: config.width(),
+    };
+    while step < total_steps {
+        let epoch = step / steps_per_epoch;
+        let within = (step % steps_per_epoch) as i64;
+        if order.as_ref().is_none_or(|(e, _)| *e != epoch) {
+            let perm = epoch_permutation(n, config.seed, epoch);
+            order = Some((epoch, Tensor::from_slice(&perm).to_device(device)));
+        }
+        let indices = order.as_ref().expect("set above").1.narrow(0, within * batch, batch);
+        let real = to_network_input(&images.index_select(0, &indices));
+        let losses = gan.train_step(&real, (config.seed as i64).wrapping_mul(1_000_003).wrapping_add(step as i64));
+        step += 1;
+        progress.inc(1);
+        window.1 += 1;
+        let epoch_done = step % steps_per_epoch == 0;
+        if step % config.log_every.max(1) == 0 || epoch_done || step == total_steps {
+            let row = LossRow {
+                step,
+                epoch: (step - 1) / steps_per_epoch,
+                loss_d: f64::try_from(&losses.loss_d)?,
+                loss_g: f64::try_from(&losses.loss_g)?,
+                d_real: f64::try_from(&losses.d_real)?,
+                d_fake: f64::try_from(&losses.d_fake)?,
+                images_per_s: (window.1 as i64 * batch) as f64 / window.0.elapsed().as_secs_f64(),
+            };
+            window = (Instant::now(), 0);
+            if !(row.loss_d.is_finite() && row.loss_g.is_finite()) {
+                write_losses(&rows, output)?;
+                let kept = latest_checkpoint(output)?.map(|(d, _)| d.display().to_string()).unwrap_or_else(|| "none yet".into());
+                bail!(
+                    "step {step}: loss is not finite (D {}, G {}); training stopped, the last good checkpoint is kept ({kept})",
+                    row.loss_d,
+                    row.loss_g
+                );
+            }
+            rows.push(row);
+        }
+        let sample_now = config.sample_every > 0 && step % config.sample_every == 0;
+        if epoch_done || sample_now || step == total_steps {
+            let name = if epoch_done { format!("epoch-{:04}.png", step / steps_per_epoch) } else { format!("step-{step:08}.png") };
+            let samples = tch::no_grad(|| gan.g.forward_t(&fixed_z, false));
+            write_sample_grid(&samples, 8, 2, &output.join("samples").join(name))?;
+        }
+        let checkpoint_now = config.checkpoint_every > 0 && step % config.checkpoint_every == 0;
+        if epoch_done || checkpoint_now || step == total_steps {
+            last_checkpoint = Some(save_checkpoint(&gan, output, &state_at(step), config.keep_checkpoints)?);
+            write_losses(&rows, output)?;
+            if let Some(r) = rows.last() {
+                progress.note(&format!(
+                    "step {step} (epoch {}): loss D {:.3} G {:.3}, D(x) {:.3} D(G(z)) {:.3}, {:.0} images/s",
+                    r.epoch, r.loss_d, r.loss_g, r.d_real, r.d_fake, r.images_per_s
+                ));
+            }
+        }
+    }
+    progress.finish();
+    let wall_s = started.elapsed().as_secs_f64();
+    let trained = step - start_step;
+    if let Some((dir, _)) = latest_checkpoint(output)? {
+        // The newest weights under stable names, for cifar-eval and for users.
+        for (from, to) in [("g.safetensors", "generator.safetensors"), ("d.safetensors", "discriminator.safetensors")] {
+            let bytes = std::fs::read(dir.join(from))?;
+            fsutil::write_atomic(&output.join(to), &bytes)?;
+        }
+    }
+    Ok(TrainReport {
+        device: format!("{device:?}"),
+        images: n,
+        steps_per_epoch,
+        start_step,
+        end_step: step,
+        wall_s,
+        images_per_s: (trained > 0).then(|| (trained as i64 * batch) as f64 / wall_s),
+        final_losses: rows.last().copied(),
+        checkpoint: last_checkpoint,
+    })
+}

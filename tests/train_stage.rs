@@ -1,0 +1,208 @@
+//! The DCGAN presets and training, on the CPU with tiny settings.
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+
+use common::*;
+use dcgan_pipeline::config::Config;
+use dcgan_pipeline::gan::models::{Discriminator, Generator, Preset};
+use dcgan_pipeline::gan::trainer::{to_network_input, Gan, TrainConfig};
+use tch::{nn, Device, Kind, Tensor};
+
+fn tiny(preset: Preset, width: i64, batch: i64) -> TrainConfig {
+    let mut config = Config::load(None, &[]).unwrap().train;
+    config.preset = preset;
+    config.width = width;
+    config.batch = batch;
+    config.device = "cpu".into();
+    config
+}
+
+#[test]
+fn both_presets_have_the_papers_shapes() {
+    let vs = nn::VarStore::new(Device::Cpu);
+    let d = Discriminator::new(&vs.root(), Preset::Imagenet32, 128);
+    let g = Generator::new(&vs.root(), Preset::Imagenet32, 256, 128);
+    assert_eq!(d.feature_count(), 28_672, "16 x (128+128+256+256+512+512)");
+    let z = Tensor::rand([2, 256], (Kind::Float, Device::Cpu));
+    let images = tch::no_grad(|| g.forward_t(&z, false));
+    assert_eq!(images.size(), [2, 3, 32, 32]);
+    assert!(f64::try_from(images.abs().max()).unwrap() <= 1.0, "tanh output");
+    let (logits, acts) = tch::no_grad(|| d.activations(&images, false));
+    assert_eq!(logits.size(), [2]);
+    let shapes: Vec<Vec<i64>> = acts.iter().map(|a| a.size()[1..].to_vec()).collect();
+    assert_eq!(
+        shapes,
+        vec![vec![128, 32, 32], vec![128, 16, 16], vec![256, 16, 16], vec![256, 8, 8], vec![512, 8, 8], vec![512, 4, 4]]
+    );
+    assert_eq!(tch::no_grad(|| d.pooled_features(&images)).size(), [2, 28_672]);
+
+    let vs = nn::VarStore::new(Device::Cpu);
+    let d = Discriminator::new(&vs.root(), Preset::Dcgan64, 128);
+    let g = Generator::new(&vs.root(), Preset::Dcgan64, 100, 128);
+    let z = Tensor::rand([2, 100], (Kind::Float, Device::Cpu));
+    let images = tch::no_grad(|| g.forward_t(&z, false));
+    assert_eq!(images.size(), [2, 3, 64, 64]);
+    let (logits, acts) = tch::no_grad(|| d.activations(&images, false));
+    assert_eq!(logits.size(), [2]);
+    let widths: Vec<i64> = acts.iter().map(|a| a.size()[1]).collect();
+    assert_eq!(widths, vec![128, 256, 512, 1024]);
+    assert_eq!(acts[3].size()[2..], [4, 4]);
+}
+
+#[test]
+fn pooling_to_a_4x4_grid_matches_a_direct_computation() {
+    let vs = nn::VarStore::new(Device::Cpu);
+    let d = Discriminator::new(&vs.root(), Preset::Imagenet32, 4);
+    let images = Tensor::rand([1, 3, 32, 32], (Kind::Float, Device::Cpu)) * 2.0 - 1.0;
+    let (features, acts) = tch::no_grad(|| (d.pooled_features(&images), d.activations(&images, false).1));
+    let features = Vec::<f32>::try_from(features.flatten(0, -1)).unwrap();
+    // Layer 4 (8x8, 8 channels) starts after layers 1-3 (4 + 4 + 8 channels) x 16 cells.
+    let layer4 = &acts[3];
+    let offset = (4 + 4 + 8) * 16;
+    for c in 0..8i64 {
+        for cell in 0..16i64 {
+            let (gy, gx) = (cell / 4, cell % 4);
+            let mut best = f32::NEG_INFINITY;
+            for y in 2 * gy..2 * gy + 2 {
+                for x in 2 * gx..2 * gx + 2 {
+                    best = best.max(layer4.double_value(&[0, c, y, x]) as f32);
+                }
+            }
+            assert_eq!(features[(offset + c * 16 + cell) as usize], best, "channel {c} cell {cell}");
+        }
+    }
+}
+
+fn random_batch(n: i64, size: i64) -> Tensor {
+    to_network_input(&Tensor::randint(256, [n, size, size, 3], (Kind::Uint8, Device::Cpu)))
+}
+
+#[test]
+fn one_step_changes_both_networks_and_keeps_losses_finite() {
+    for preset in [Preset::Imagenet32, Preset::Dcgan64] {
+        let config = tiny(preset, 8, 8);
+        let mut gan = Gan::new(&config, Device::Cpu);
+        let before_g: Vec<Tensor> = gan.g_vars.trainable_variables().iter().map(|t| t.copy()).collect();
+        let before_d: Vec<Tensor> = gan.d_vars.trainable_variables().iter().map(|t| t.copy()).collect();
+        let losses = gan.train_step(&random_batch(8, preset.image_size()), 1);
+        for value in [&losses.loss_d, &losses.loss_g, &losses.d_real, &losses.d_fake] {
+            assert!(f64::try_from(value).unwrap().is_finite());
+        }
+        let changed = |before: &[Tensor], vs: &nn::VarStore| {
+            before.iter().zip(vs.trainable_variables()).filter(|(b, a)| !b.equal(a)).count()
+        };
+        assert_eq!(changed(&before_g, &gan.g_vars), before_g.len(), "{preset}: every G tensor moves");
+        assert_eq!(changed(&before_d, &gan.d_vars), before_d.len(), "{preset}: every D tensor moves");
+    }
+}
+
+#[test]
+fn save_then_load_is_exact() {
+    let config = tiny(Preset::Imagenet32, 8, 8);
+    let mut gan = Gan::new(&config, Device::Cpu);
+    gan.train_step(&random_batch(8, 32), 3);
+    let dir = tempfile::tempdir().unwrap();
+    gan.save(dir.path()).unwrap();
+    let mut other = Gan::new(&TrainConfig { seed: 99, ..config.clone() }, Device::Cpu);
+    other.load(dir.path()).unwrap();
+    for (name, t) in gan.d_vars.variables() {
+        assert!(t.equal(&other.d_vars.variables()[&name]), "D {name}");
+    }
+    for (name, t) in gan.g_vars.variables() {
+        assert!(t.equal(&other.g_vars.variables()[&name]), "G {name}");
+    }
+    assert_eq!(other.opt_d.steps, 1);
+    // Same state, same next step.
+    let batch = random_batch(8, 32);
+    let a = gan.train_step(&batch, 4);
+    let b = other.train_step(&batch, 4);
+    assert!(a.loss_d.equal(&b.loss_d) && a.loss_g.equal(&b.loss_g));
+}
+
+fn packed_set(dir: &Path, n: u32, size: u32) -> std::path::PathBuf {
+    let input = dir.join("photos");
+    for i in 0..n {
+        write(&input.join(format!("{i:03}.png")), &png_bytes(&textured(size, size, i)));
+    }
+    let packed = dir.join("packed");
+    let out = run_crop(&["-i", input.to_str().unwrap(), "-o", packed.to_str().unwrap(), "--set", &format!("crop.size={size}")]);
+    assert!(out.status.success());
+    packed
+}
+
+fn run_train(input: &Path, output: &Path, sets: &[&str]) -> std::process::Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_train"));
+    cmd.args(["-i", input.to_str().unwrap(), "-o", output.to_str().unwrap()]);
+    for s in ["train.width=8", "train.batch=8", "train.device=cpu", "train.log_every=1"].iter().chain(sets) {
+        cmd.args(["--set", s]);
+    }
+    let out = cmd.output().unwrap();
+    eprintln!("{}", String::from_utf8_lossy(&out.stderr));
+    out
+}
+
+fn d_weights(output: &Path) -> Vec<(String, Tensor)> {
+    let mut v = Tensor::read_safetensors(output.join("discriminator.safetensors")).unwrap();
+    v.sort_by(|a, b| a.0.cmp(&b.0));
+    v
+}
+
+#[test]
+fn an_interrupted_run_resumes_to_the_same_weights() {
+    let dir = tempfile::tempdir().unwrap();
+    let packed = packed_set(dir.path(), 24, 32);
+    // 24 images, batch 8: 3 steps per epoch; 2 epochs.
+    let whole = dir.path().join("whole");
+    assert!(run_train(&packed, &whole, &["train.epochs=2"]).status.success());
+    let split = dir.path().join("split");
+    assert!(run_train(&packed, &split, &["train.epochs=2", "train.max_steps=4", "train.checkpoint_every=2"]).status.success());
+    let resumed = run_train(&packed, &split, &["train.epochs=2"]);
+    assert!(resumed.status.success());
+    assert!(String::from_utf8_lossy(&resumed.stderr).contains("resuming from"));
+    let (a, b) = (d_weights(&whole), d_weights(&split));
+    assert_eq!(a.len(), b.len());
+    for ((name, x), (_, y)) in a.iter().zip(&b) {
+        assert!(x.equal(y), "{name} differs after resume");
+    }
+    let csv = std::fs::read_to_string(split.join("losses.csv")).unwrap();
+    assert_eq!(csv.lines().count(), 1 + 6, "one row per step, none twice: {csv}");
+    // Same rows as the uninterrupted run, but for the images/s column.
+    let whole_csv = std::fs::read_to_string(whole.join("losses.csv")).unwrap();
+    let without_rate = |text: &str| text.lines().map(|l| l.rsplit_once(',').unwrap().0.to_owned()).collect::<Vec<_>>();
+    assert_eq!(without_rate(&csv), without_rate(&whole_csv));
+    for name in ["samples/epoch-0001.png", "samples/epoch-0002.png", "losses.png", "generator.safetensors", "summary.json"] {
+        assert!(split.join(name).exists(), "{name}");
+    }
+    let grid = image::open(split.join("samples/epoch-0002.png")).unwrap();
+    assert_eq!((grid.width(), grid.height()), (8 * 66 + 2, 8 * 66 + 2));
+    // Other settings on the same output are refused.
+    let other = run_train(&packed, &split, &["train.epochs=3", "train.lr=0.001"]);
+    assert_eq!(other.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&other.stderr).contains("other settings"));
+}
+
+#[test]
+fn bad_training_sets_get_clear_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let packed16 = packed_set(dir.path(), 10, 16);
+    let out = run_train(&packed16, &dir.path().join("o1"), &[]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("16x16") && stderr.contains("imagenet32"), "{stderr}");
+
+    let empty = dir.path().join("empty");
+    std::fs::create_dir_all(&empty).unwrap();
+    let out = run_train(&empty, &dir.path().join("o2"), &[]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("no train/<class>/ images"), "{stderr}");
+
+    let dir2 = tempfile::tempdir().unwrap();
+    let few = packed_set(dir2.path(), 5, 32);
+    let out = run_train(&few, &dir.path().join("o3"), &[]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("fewer than one batch"));
+}
