@@ -7,7 +7,7 @@ use clap::Parser;
 use dcgan_pipeline::config::Config;
 use dcgan_pipeline::data::{cifar::Split, open_labeled};
 use dcgan_pipeline::fsutil;
-use dcgan_pipeline::gan::trainer::{check_dataset, train};
+use dcgan_pipeline::gan::trainer::{check_dataset, to_network_input, train, Gan, TrainConfig};
 use dcgan_pipeline::stage::cli::exit_with;
 
 /// Trains the DCGAN (train.preset: imagenet32 or dcgan64) with the paper's settings: Adam lr 2e-4,
@@ -24,10 +24,10 @@ use dcgan_pipeline::stage::cli::exit_with;
 #[command(version, verbatim_doc_comment)]
 struct Cli {
     /// Training images (see above). Never modified.
-    #[arg(long, short, value_name = "PATH", required_unless_present = "print_config")]
+    #[arg(long, short, value_name = "PATH", required_unless_present_any = ["print_config", "benchmark_steps"])]
     input: Option<PathBuf>,
     /// Output folder; resumed when it holds a run with the same settings.
-    #[arg(long, short, value_name = "DIR", required_unless_present = "print_config")]
+    #[arg(long, short, value_name = "DIR", required_unless_present_any = ["print_config", "benchmark_steps"])]
     output: Option<PathBuf>,
     /// TOML configuration laid over the embedded default; see --print-config.
     #[arg(long, short, value_name = "FILE")]
@@ -41,6 +41,10 @@ struct Cli {
     /// Print the effective configuration and exit.
     #[arg(long)]
     print_config: bool,
+    /// Time N training steps of the configured model on random images (after 3 warm-up steps),
+    /// print images/s and exit; no input or output needed.
+    #[arg(long, value_name = "N")]
+    benchmark_steps: Option<u64>,
 }
 
 fn main() {
@@ -51,6 +55,19 @@ fn run(cli: Cli) -> Result<i32> {
     let config = Config::load(cli.config.as_deref(), &cli.sets)?;
     if cli.print_config {
         print!("{}", config.to_toml());
+        return Ok(0);
+    }
+    if let Some(steps) = cli.benchmark_steps {
+        let rate = benchmark_steps(&config.train, steps)?;
+        println!(
+            "train: {} width {} batch {} on {}: {rate:.1} images/s ({:.1} ms/step, {steps} steps, {} threads)",
+            config.train.preset,
+            config.train.width(),
+            config.train.batch,
+            config.train.device()?.is_cuda().then_some("CUDA").unwrap_or("CPU"),
+            1000.0 * config.train.batch as f64 / rate,
+            tch::get_num_threads()
+        );
         return Ok(0);
     }
     let (input, output) = (cli.input.expect("required"), cli.output.expect("required"));
@@ -83,4 +100,26 @@ fn run(cli: Cli) -> Result<i32> {
         output.display()
     );
     Ok(0)
+}
+
+/// images/s of `steps` training steps on random uint8 images, as the training loop feeds them.
+fn benchmark_steps(config: &TrainConfig, steps: u64) -> Result<f64> {
+    let device = config.device()?;
+    let mut gan = Gan::new(config, device);
+    let size = config.preset.image_size();
+    let images = tch::Tensor::randint(256, [config.batch, size, size, 3], (tch::Kind::Uint8, device));
+    let sync = |gan: &Gan| if device.is_cuda() { tch::Cuda::synchronize(0) } else { let _ = &gan.device; };
+    for step in 0..3 {
+        gan.train_step(&to_network_input(&images), step);
+    }
+    sync(&gan);
+    let start = std::time::Instant::now();
+    for step in 0..steps {
+        let losses = gan.train_step(&to_network_input(&images), 3 + step as i64);
+        if step + 1 == steps {
+            let _ = f64::try_from(&losses.loss_d)?;
+        }
+    }
+    sync(&gan);
+    Ok((steps as i64 * config.batch) as f64 / start.elapsed().as_secs_f64())
 }

@@ -49,10 +49,12 @@ impl Adam {
                 if !g.defined() {
                     continue;
                 }
-                let _ = m.g_mul_scalar_(self.beta1).g_add_(&(&g * (1.0 - self.beta1)));
-                let _ = v.g_mul_scalar_(self.beta2).g_add_(&(&g * &g * (1.0 - self.beta2)));
-                let denom = v.sqrt() / bias2_sqrt + self.eps;
-                let _ = p.g_sub_(&(&*m / denom * (self.lr / bias1)));
+                // In place where libtorch allows, as torch.optim.Adam does.
+                let _ = m.lerp_(&g, 1.0 - self.beta1);
+                let _ = v.g_mul_scalar_(self.beta2).addcmul_(&g, &(&g * (1.0 - self.beta2)));
+                let mut denom = v.sqrt();
+                let _ = denom.g_mul_scalar_(1.0 / bias2_sqrt).g_add_scalar_(self.eps);
+                let _ = p.addcdiv_(&(&*m * (-self.lr / bias1)), &denom);
             }
         });
     }

@@ -64,6 +64,8 @@ fn batch_norm(vs: nn::Path, channels: i64) -> nn::BatchNorm {
 pub struct ConvLayer {
     conv: nn::Conv2D,
     norm: Option<nn::BatchNorm>,
+    /// LeakyReLU's slope, 0.2, as a constant tensor on the model's device.
+    slope: Tensor,
 }
 
 impl ConvLayer {
@@ -72,7 +74,8 @@ impl ConvLayer {
         let config = nn::ConvConfig { stride, padding, bias: !norm, ws_init: INIT, bs_init: nn::Init::Const(0.0), ..Default::default() };
         let conv = nn::conv2d(&vs / "conv", c_in, c_out, kernel, config);
         let norm = norm.then(|| batch_norm(&vs / "bn", c_out));
-        Self { conv, norm }
+        let slope = Tensor::full([1], 0.2, (tch::Kind::Float, vs.device()));
+        Self { conv, norm, slope }
     }
 
     fn forward_t(&self, x: &Tensor, train: bool) -> Tensor {
@@ -81,8 +84,9 @@ impl ConvLayer {
             Some(bn) => y.apply_t(bn, train),
             None => y,
         };
-        // LeakyReLU with slope 0.2 (tch's leaky_relu has libtorch's fixed 0.01): max(y, 0.2 y).
-        y.maximum(&(&y * 0.2))
+        // LeakyReLU(0.2): tch's leaky_relu has no slope argument (libtorch's default 0.01);
+        // PReLU with a fixed, untrained slope is the same function in one fused op.
+        y.prelu(&self.slope)
     }
 }
 
