@@ -19,7 +19,7 @@ export PATH := $(VENV)/bin:$(PATH)
 export LIBTORCH_USE_PYTORCH := 1
 export DCGAN_PYTHON := $(VENV)/bin/python
 
-.PHONY: help setup apt venv build demo test bench bench-faces preprocess
+.PHONY: help setup apt venv build demo test bench bench-faces bench-train preprocess train
 
 help:
 	@echo "make demo        set up (apt, venv with torch, release build) and run the demo into $(OUT)/demo"
@@ -27,6 +27,8 @@ help:
 	@echo "make bench       crop stage vs Pillow on BENCH_DIR (default ../shared/data/imagenet-samples)"
 	@echo "make bench-faces faces stage vs cv2, and detection accuracy on PASCAL VOC faces (../shared/data/faces)"
 	@echo "make preprocess  IMAGENET_DIR=/path/to/train  crop ImageNet into $(OUT)/imagenet32"
+	@echo "make train       train imagenet32 (configs/paper.toml) on $(OUT)/imagenet32 into $(OUT)/train"
+	@echo "make bench-train one imagenet32 training step at batch 128 on the CPU: train vs PyTorch"
 
 setup: apt venv build
 
@@ -53,7 +55,10 @@ DEMO_PHOTOS := /usr/share/doc/opencv-doc/examples/data
 demo: setup
 	$(BIN)/crop --input $(DEMO_PHOTOS) --output $(OUT)/demo/crop
 	$(BIN)/faces --input $(DEMO_PHOTOS) --output $(OUT)/demo/faces --set faces.save_png=true
-	@echo "demo: 32x32 crops of Debian's opencv-doc sample photos in $(OUT)/demo/crop; face crops in $(OUT)/demo/faces (crops/*.png)"
+	$(BIN)/train --input $(OUT)/demo/crop --output $(OUT)/demo/train --set train.width=32 --set train.batch=16 \
+		--set train.epochs=30 --set train.device=cpu
+	@echo "demo: 32x32 crops of Debian's opencv-doc sample photos in $(OUT)/demo/crop; face crops in $(OUT)/demo/faces (crops/*.png);"
+	@echo "      a tiny DCGAN trained on the crops in $(OUT)/demo/train (samples/*.png, losses.png)"
 
 test: setup
 	cargo test --release
@@ -71,6 +76,14 @@ bench-faces: setup
 	.bench-venv/bin/pip install -q "numpy<2" opencv-python-headless==4.6.0.66
 	.bench-venv/bin/python benches/faces_vs_cv2.py --input $(FACES_DIR) --faces $(BIN)/faces
 	$(PYTHON) benches/faces_accuracy.py --voc $(FACES_DIR)/dlib-voc --faces $(BIN)/faces
+
+bench-train: setup
+	bash benches/train_step_cpu.sh 5
+
+train: setup
+	@if [ -z "$$(ls $(OUT)/imagenet32/images-*.npy 2>/dev/null)" ]; then \
+		echo "train: no packed set in $(OUT)/imagenet32 (run make preprocess IMAGENET_DIR=...), skipping"; \
+	else $(BIN)/train --config configs/paper.toml --input $(OUT)/imagenet32 --output $(OUT)/train; fi
 
 preprocess: setup
 	@if [ -z "$(IMAGENET_DIR)" ]; then echo "preprocess: IMAGENET_DIR is not set, skipping the crop stage"; \

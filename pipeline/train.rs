@@ -27,7 +27,7 @@ struct Cli {
     #[arg(long, short, value_name = "PATH", required_unless_present_any = ["print_config", "benchmark_steps"])]
     input: Option<PathBuf>,
     /// Output folder; resumed when it holds a run with the same settings.
-    #[arg(long, short, value_name = "DIR", required_unless_present_any = ["print_config", "benchmark_steps"])]
+    #[arg(long, short, value_name = "DIR", required_unless_present_any = ["print_config", "benchmark_steps", "export_images"])]
     output: Option<PathBuf>,
     /// TOML configuration laid over the embedded default; see --print-config.
     #[arg(long, short, value_name = "FILE")]
@@ -45,6 +45,10 @@ struct Cli {
     /// print images/s and exit; no input or output needed.
     #[arg(long, value_name = "N")]
     benchmark_steps: Option<u64>,
+    /// Write the training images as decoded (uint8, N x H x W x 3 .npy) to FILE and exit:
+    /// what train sees, for inspection or for another tool.
+    #[arg(long, value_name = "FILE", conflicts_with = "output")]
+    export_images: Option<PathBuf>,
 }
 
 fn main() {
@@ -70,12 +74,19 @@ fn run(cli: Cli) -> Result<i32> {
         );
         return Ok(0);
     }
-    let (input, output) = (cli.input.expect("required"), cli.output.expect("required"));
+    let input = cli.input.expect("required");
     let side = config.train.preset.image_size() as u32;
     let (data, rejected) = open_labeled(&input, Split::Train, side)?;
     for (name, reason) in rejected.iter().take(20) {
         eprintln!("train: warning: {}: {name}: {reason} (left out)", input.display());
     }
+    if let Some(path) = cli.export_images {
+        let shape = [data.len() as u64, data.height as u64, data.width as u64, 3];
+        dcgan_pipeline::data::npy::write_array(&path, &shape, &data.images)?;
+        eprintln!("train: {} images of {}x{} -> {}", data.len(), data.width, data.height, path.display());
+        return Ok(0);
+    }
+    let output = cli.output.expect("required");
     check_dataset(&config.train, &data, &input.display().to_string())?;
     std::fs::create_dir_all(&output)?;
     fsutil::write_atomic(&output.join("config.toml"), config.to_toml().as_bytes())?;

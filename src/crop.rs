@@ -3,7 +3,7 @@
 use serde_json::{json, Map, Value};
 
 use crate::config::CropConfig;
-use crate::imageops::{decode_rgb, min_resize_center_crop, DecodeError, DecodeOptions};
+use crate::imageops::{decode_rgb_with_libjpeg, min_resize_center_crop, DecodeError, DecodeOptions};
 use crate::stage::{Failure, ManifestRow, PerImageStage, Processed, Status};
 
 pub struct CropStage {
@@ -37,7 +37,7 @@ impl PerImageStage for CropStage {
     }
 
     fn process(&self, bytes: &[u8]) -> Result<Processed, Failure> {
-        let decoded = decode_rgb(bytes, &self.decode_options()).map_err(|e: DecodeError| Failure::error(e.to_string()))?;
+        let decoded = decode_rgb_with_libjpeg(bytes, &self.decode_options()).map_err(|e: DecodeError| Failure::error(e.to_string()))?;
         let crop = min_resize_center_crop(&decoded.image, self.config.size);
         let mut detail = Map::new();
         detail.insert("width".into(), json!(decoded.source_width));

@@ -17,10 +17,14 @@ pub mod gan;
 pub mod imageops;
 pub mod stage;
 
-/// Versions recorded in every summary.json.
+/// Versions recorded in summary.json (no OpenCV call: train and cifar-eval must not need its
+/// libraries; the image stages add it with [`versions_with_opencv`]).
 pub fn versions() -> serde_json::Value {
-    serde_json::json!({
-        "dcgan_pipeline": env!("CARGO_PKG_VERSION"),
-        "opencv": opencv::core::get_version_string().unwrap_or_default(),
-    })
+    serde_json::json!({ "dcgan_pipeline": env!("CARGO_PKG_VERSION") })
+}
+
+pub fn versions_with_opencv() -> serde_json::Value {
+    let mut v = versions();
+    v["opencv"] = opencv::core::get_version_string().unwrap_or_default().into();
+    v
 }

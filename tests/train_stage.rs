@@ -206,3 +206,12 @@ fn bad_training_sets_get_clear_errors() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("fewer than one batch"));
 }
+
+#[test]
+fn the_train_binary_does_not_need_opencv() {
+    // GPU machines have libtorch but no OpenCV: train must load without it.
+    let out = Command::new("readelf").args(["-d", env!("CARGO_BIN_EXE_train")]).output().expect("readelf (binutils)");
+    let dynamic = String::from_utf8_lossy(&out.stdout);
+    assert!(dynamic.contains("libtorch_cpu"), "{dynamic}");
+    assert!(!dynamic.contains("opencv"), "train links OpenCV:\n{dynamic}");
+}

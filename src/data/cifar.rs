@@ -8,7 +8,7 @@ use rayon::prelude::*;
 
 use super::packed::LabeledImages;
 use super::source::{ImageSource, Record, SourceError};
-use crate::imageops::{decode_rgb, DecodeOptions};
+use crate::imageops::decode_rgb;
 
 pub const CIFAR10_CLASSES: [&str; 10] =
     ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"];
@@ -120,12 +120,11 @@ pub fn read_class_folders(path: &Path, split: Split, side: u32) -> Result<(Label
     let mut classes: Vec<String> = records.iter().filter_map(|r| r.class.clone()).collect();
     classes.sort();
     classes.dedup();
-    let options = DecodeOptions { max_pixels: 1 << 24, min_decoded_side: None };
     let decoded: Vec<Result<Vec<u8>, String>> = records
         .par_iter()
         .map(|record| {
             let bytes = record.load(64 << 20)?;
-            let image = decode_rgb(&bytes, &options).map_err(|e| e.to_string())?.image;
+            let image = decode_rgb(&bytes, 1 << 24).map_err(|e| e.to_string())?.image;
             if (image.width, image.height) != (side, side) {
                 return Err(format!("{}x{} pixels, expected {side}x{side}", image.width, image.height));
             }

@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use serde_json::{json, Map, Value};
 
 use crate::config::FacesConfig;
-use crate::imageops::{decode_rgb, DecodeOptions};
+use crate::imageops::{decode_rgb_with_libjpeg, DecodeOptions};
 use crate::stage::{Failure, ManifestRow, PerImageStage, Processed, Status};
 use detector::{cascade_path, FaceDetector, HaarCascade, HaarParams};
 use geometry::{crop_square, face_square};
@@ -59,7 +59,8 @@ impl PerImageStage for FacesStage {
 
     fn process(&self, bytes: &[u8]) -> Result<Processed, Failure> {
         let options = DecodeOptions { max_pixels: self.config.max_pixels, min_decoded_side: None };
-        let decoded = decode_rgb(bytes, &options).map_err(|e| Failure::error(e.to_string()))?;
+        // libjpeg, as cv2.imread decodes: the same pixels give the same boxes.
+        let decoded = decode_rgb_with_libjpeg(bytes, &options).map_err(|e| Failure::error(e.to_string()))?;
         let image = &decoded.image;
         let detections = self.detector.detect(image).map_err(|e| Failure::error(e.to_string()))?;
         let mut rows = Vec::new();

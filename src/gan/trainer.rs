@@ -146,6 +146,29 @@ impl Gan {
         }
     }
 
+    /// G's images for `z`, with BatchNorm on the batch's statistics as during training (the
+    /// running averages lag far behind early on); G's running averages are left as they were, so
+    /// sampling never changes the model.
+    pub fn sample(&self, z: &Tensor) -> Tensor {
+        let running: Vec<(Tensor, Tensor)> = self
+            .g_vars
+            .variables()
+            .into_values()
+            .filter(|t| !t.requires_grad())
+            .map(|t| {
+                let copy = t.copy();
+                (t, copy)
+            })
+            .collect();
+        let images = tch::no_grad(|| self.g.forward_t(z, true));
+        tch::no_grad(|| {
+            for (mut t, saved) in running {
+                t.copy_(&saved);
+            }
+        });
+        images
+    }
+
     /// Writes G, D and both optimisers' states into `dir`.
     pub fn save(&self, dir: &Path) -> Result<()> {
         std::fs::create_dir_all(dir)?;
@@ -433,7 +456,7 @@ pub fn train(config: &TrainConfig, data: &LabeledImages, output: &Path, force: b
         let sample_now = config.sample_every > 0 && step % config.sample_every == 0;
         if epoch_done || sample_now || step == total_steps {
             let name = if epoch_done { format!("epoch-{:04}.png", step / steps_per_epoch) } else { format!("step-{step:08}.png") };
-            let samples = tch::no_grad(|| gan.g.forward_t(&fixed_z, false));
+            let samples = gan.sample(&fixed_z);
             write_sample_grid(&samples, 8, 2, &output.join("samples").join(name))?;
         }
         let checkpoint_now = config.checkpoint_every > 0 && step % config.checkpoint_every == 0;

@@ -90,21 +90,58 @@ fn format_name(format: image::ImageFormat) -> &'static str {
     }
 }
 
-/// Decodes encoded image bytes into 8-bit RGB with its EXIF orientation applied.
-pub fn decode_rgb(bytes: &[u8], options: &DecodeOptions) -> Result<Decoded, DecodeError> {
+/// Decodes encoded image bytes into 8-bit RGB with its EXIF orientation applied, in pure Rust
+/// (JPEGs through the `image` crate). For binaries that must not need OpenCV's libraries (train and
+/// cifar-eval run on GPU machines without them).
+pub fn decode_rgb(bytes: &[u8], max_pixels: u64) -> Result<Decoded, DecodeError> {
+    match sniff(bytes)? {
+        image::ImageFormat::Jpeg => {
+            let info = checked_jpeg_info(bytes, max_pixels)?;
+            let mut decoded = decode_with_image_crate(bytes, image::ImageFormat::Jpeg, max_pixels)?;
+            decoded.image = apply_orientation(decoded.image, info.orientation);
+            decoded.orientation = info.orientation;
+            (decoded.source_width, decoded.source_height) = (decoded.image.width, decoded.image.height);
+            Ok(decoded)
+        }
+        format => decode_with_image_crate(bytes, format, max_pixels),
+    }
+}
+
+/// Like [`decode_rgb`], but JPEGs go through libjpeg-turbo (OpenCV's imdecode), at a reduced DCT
+/// scale where `options.min_decoded_side` allows: the fast path of the image stages.
+pub fn decode_rgb_with_libjpeg(bytes: &[u8], options: &DecodeOptions) -> Result<Decoded, DecodeError> {
+    match sniff(bytes)? {
+        image::ImageFormat::Jpeg => decode_jpeg(bytes, options),
+        format => decode_with_image_crate(bytes, format, options.max_pixels),
+    }
+}
+
+/// The format of `bytes`, among those the pipeline decodes.
+fn sniff(bytes: &[u8]) -> Result<image::ImageFormat, DecodeError> {
     if bytes.is_empty() {
         return Err(DecodeError::Empty);
     }
     let format = image::guess_format(bytes).map_err(|_| DecodeError::NotAnImage)?;
+    use image::ImageFormat::*;
     match format {
-        image::ImageFormat::Jpeg => decode_jpeg(bytes, options),
-        image::ImageFormat::Png
-        | image::ImageFormat::WebP
-        | image::ImageFormat::Gif
-        | image::ImageFormat::Bmp
-        | image::ImageFormat::Tiff => decode_with_image_crate(bytes, format, options),
+        Jpeg | Png | WebP | Gif | Bmp | Tiff => Ok(format),
         _ => Err(DecodeError::NotAnImage),
     }
+}
+
+/// The JPEG's markers, checked: whole (not truncated), a real frame, within the pixel limit.
+fn checked_jpeg_info(bytes: &[u8], max_pixels: u64) -> Result<jpeg::JpegInfo, DecodeError> {
+    let corrupt = |message: String| DecodeError::Corrupt { format: "JPEG", message };
+    let info = jpeg::read_jpeg_info(bytes).map_err(|e| match e {
+        jpeg::JpegError::Truncated | jpeg::JpegError::HeaderTruncated => DecodeError::Truncated(e.to_string()),
+        jpeg::JpegError::NoSoi => DecodeError::NotAnImage,
+        jpeg::JpegError::NoFrame => corrupt(e.to_string()),
+    })?;
+    if info.width == 0 || info.height == 0 {
+        return Err(corrupt(format!("frame of {}x{} pixels", info.width, info.height)));
+    }
+    check_pixels(info.width, info.height, max_pixels)?;
+    Ok(info)
 }
 
 fn check_pixels(width: u32, height: u32, limit: u64) -> Result<(), DecodeError> {
@@ -116,15 +153,7 @@ fn check_pixels(width: u32, height: u32, limit: u64) -> Result<(), DecodeError> 
 
 fn decode_jpeg(bytes: &[u8], options: &DecodeOptions) -> Result<Decoded, DecodeError> {
     let corrupt = |message: String| DecodeError::Corrupt { format: "JPEG", message };
-    let info = jpeg::read_jpeg_info(bytes).map_err(|e| match e {
-        jpeg::JpegError::Truncated | jpeg::JpegError::HeaderTruncated => DecodeError::Truncated(e.to_string()),
-        jpeg::JpegError::NoSoi => DecodeError::NotAnImage,
-        jpeg::JpegError::NoFrame => corrupt(e.to_string()),
-    })?;
-    if info.width == 0 || info.height == 0 {
-        return Err(corrupt(format!("frame of {}x{} pixels", info.width, info.height)));
-    }
-    check_pixels(info.width, info.height, options.max_pixels)?;
+    let info = checked_jpeg_info(bytes, options.max_pixels)?;
     let dct_scale = options.min_decoded_side.map_or(1, |side| jpeg::dct_scale_for(info.width, info.height, side));
     let reduce = match dct_scale {
         2 => imgcodecs::IMREAD_REDUCED_COLOR_2,
@@ -152,11 +181,7 @@ fn decode_jpeg(bytes: &[u8], options: &DecodeOptions) -> Result<Decoded, DecodeE
     Ok(Decoded { image, format: "JPEG", source_width, source_height, dct_scale, orientation: info.orientation })
 }
 
-fn decode_with_image_crate(
-    bytes: &[u8],
-    format: image::ImageFormat,
-    options: &DecodeOptions,
-) -> Result<Decoded, DecodeError> {
+fn decode_with_image_crate(bytes: &[u8], format: image::ImageFormat, max_pixels: u64) -> Result<Decoded, DecodeError> {
     use image::ImageDecoder;
     let name = format_name(format);
     let classify = |e: image::ImageError| {
@@ -174,11 +199,11 @@ fn decode_with_image_crate(
     let mut reader = image::ImageReader::with_format(std::io::Cursor::new(bytes), format);
     // The pixel check below comes first; these limits only stop absurd allocations in decoders.
     let mut limits = image::Limits::default();
-    limits.max_alloc = Some(options.max_pixels.saturating_mul(16));
+    limits.max_alloc = Some(max_pixels.saturating_mul(16));
     reader.limits(limits);
     let mut decoder = reader.into_decoder().map_err(classify)?;
     let (width, height) = decoder.dimensions();
-    check_pixels(width, height, options.max_pixels)?;
+    check_pixels(width, height, max_pixels)?;
     let orientation = decoder.orientation().unwrap_or(image::metadata::Orientation::NoTransforms);
     let mut dynamic = image::DynamicImage::from_decoder(decoder).map_err(classify)?;
     dynamic.apply_orientation(orientation);
@@ -263,6 +288,22 @@ mod tests {
         let mut px = vec![0u8; 18];
         px[0] = 255;
         RgbImage::new(3, 2, px)
+    }
+
+    #[test]
+    fn pure_rust_and_libjpeg_decoders_agree() {
+        let img = image::RgbImage::from_fn(64, 48, |x, y| image::Rgb([(x * 4) as u8, (y * 5) as u8, 90]));
+        let mut jpeg = Vec::new();
+        image::codecs::jpeg::JpegEncoder::new_with_quality(&mut jpeg, 95).encode_image(&img).unwrap();
+        let options = DecodeOptions { max_pixels: 1 << 20, min_decoded_side: None };
+        let (a, b) = (decode_rgb(&jpeg, 1 << 20).unwrap(), decode_rgb_with_libjpeg(&jpeg, &options).unwrap());
+        assert_eq!((a.image.width, a.image.height), (64, 48));
+        let max_diff = a.image.pixels.iter().zip(&b.image.pixels).map(|(x, y)| x.abs_diff(*y)).max().unwrap();
+        assert!(max_diff <= 8, "IDCTs differ by {max_diff}");
+        let cut = &jpeg[..jpeg.len() - 20];
+        assert!(matches!(decode_rgb(cut, 1 << 20), Err(DecodeError::Truncated(_))));
+        assert!(matches!(decode_rgb(&jpeg, 100), Err(DecodeError::TooManyPixels { .. })));
+        assert_eq!(decode_rgb(b"", 100).unwrap_err(), DecodeError::Empty);
     }
 
     #[test]

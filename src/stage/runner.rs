@@ -583,7 +583,7 @@ pub fn merge<S: PerImageStage>(stage: &S, output: &Path) -> Result<RunSummary> {
         "shards": reports,
         "config": config,
         "config_fingerprint": fingerprint.trim(),
-        "versions": crate::versions(),
+        "versions": crate::versions_with_opencv(),
     });
     fsutil::write_atomic(&summary.summary_path, &serde_json::to_vec_pretty(&document)?)?;
     Ok(summary)
