@@ -135,6 +135,9 @@ fn packed_set(dir: &Path, n: u32, size: u32) -> std::path::PathBuf {
 
 fn run_train(input: &Path, output: &Path, sets: &[&str]) -> std::process::Output {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_train"));
+    // MKL picks kernels by buffer alignment unless told not to, which changes the last bits of
+    // matrix products from run to run; bitwise comparisons need its reproducible mode.
+    cmd.env("MKL_CBWR", "COMPATIBLE");
     cmd.args(["-i", input.to_str().unwrap(), "-o", output.to_str().unwrap()]);
     for s in ["train.width=8", "train.batch=8", "train.device=cpu", "train.log_every=1"].iter().chain(sets) {
         cmd.args(["--set", s]);
