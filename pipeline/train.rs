@@ -4,11 +4,10 @@ use std::path::PathBuf;
 
 use anyhow::Result;
 use clap::Parser;
-use dcgan_pipeline::config::Config;
 use dcgan_pipeline::data::{cifar::Split, open_labeled};
 use dcgan_pipeline::fsutil;
 use dcgan_pipeline::gan::trainer::{check_dataset, to_network_input, train, Gan, TrainConfig};
-use dcgan_pipeline::stage::cli::exit_with;
+use dcgan_pipeline::stage::cli::{exit_with, load_config_or_print};
 
 /// Trains the DCGAN (train.preset: imagenet32 or dcgan64) with the paper's settings: Adam lr 2e-4,
 /// betas (0.5, 0.999), batch 128, N(0, 0.02) weights, images in [-1, 1], no augmentation.
@@ -56,11 +55,9 @@ fn main() {
 }
 
 fn run(cli: Cli) -> Result<i32> {
-    let config = Config::load(cli.config.as_deref(), &cli.sets)?;
-    if cli.print_config {
-        print!("{}", config.to_toml());
+    let Some(config) = load_config_or_print(cli.config.as_deref(), &cli.sets, cli.print_config)? else {
         return Ok(0);
-    }
+    };
     if let Some(steps) = cli.benchmark_steps {
         let rate = benchmark_steps(&config.train, steps)?;
         println!(

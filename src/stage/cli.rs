@@ -10,6 +10,17 @@ use super::{StageArgs, EXIT_SOME_INPUTS_FAILED};
 use crate::config::Config;
 use crate::data::ImageSource;
 
+/// Loads the effective configuration (embedded default, --config, --set); with --print-config,
+/// prints it and returns None: the binary is done.
+pub fn load_config_or_print(file: Option<&Path>, sets: &[String], print: bool) -> Result<Option<Config>> {
+    let config = Config::load(file, sets)?;
+    if print {
+        print!("{}", config.to_toml());
+        return Ok(None);
+    }
+    Ok(Some(config))
+}
+
 /// Runs (or, with --merge, merges) `stage` as the command line asks; returns the exit status.
 pub fn run_stage<S: PerImageStage>(
     stage: &S,
