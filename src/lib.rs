@@ -11,6 +11,7 @@
 pub mod config;
 pub mod crop;
 pub mod data;
+pub mod eval;
 pub mod faces;
 pub mod fsutil;
 pub mod gan;

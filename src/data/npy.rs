@@ -55,6 +55,18 @@ impl NpyElement for i64 {
     }
 }
 
+impl NpyElement for half::f16 {
+    const DESCR: &'static str = "<f2";
+    fn write_le(values: &[Self], out: &mut Vec<u8>) {
+        for v in values {
+            out.extend_from_slice(&v.to_le_bytes());
+        }
+    }
+    fn read_le(bytes: &[u8]) -> Vec<Self> {
+        bytes.chunks_exact(2).map(|c| half::f16::from_le_bytes([c[0], c[1]])).collect()
+    }
+}
+
 impl NpyElement for f32 {
     const DESCR: &'static str = "<f4";
     fn write_le(values: &[Self], out: &mut Vec<u8>) {
@@ -91,13 +103,22 @@ fn encode_header(descr: &str, shape: &[u64], total_len: Option<usize>) -> Vec<u8
     out
 }
 
-/// Writes a whole array at once, atomically.
+/// Writes a whole array at once, atomically, converting in slices so that a multi-GB feature
+/// matrix needs no second copy in memory.
 pub fn write_array<T: NpyElement>(path: &Path, shape: &[u64], values: &[T]) -> Result<(), NpyError> {
     let expected: u64 = shape.iter().product();
     assert_eq!(expected as usize, values.len(), "shape {shape:?} does not match {} values", values.len());
-    let mut bytes = encode_header(T::DESCR, shape, None);
-    T::write_le(values, &mut bytes);
-    crate::fsutil::write_atomic(path, &bytes).map_err(|source| NpyError::Io { path: path.to_owned(), source })
+    let io = |source| NpyError::Io { path: path.to_owned(), source };
+    let mut file = BufWriter::new(AtomicFile::create(path).map_err(io)?);
+    file.write_all(&encode_header(T::DESCR, shape, None)).map_err(io)?;
+    let mut bytes = Vec::new();
+    for chunk in values.chunks(1 << 20) {
+        bytes.clear();
+        T::write_le(chunk, &mut bytes);
+        file.write_all(&bytes).map_err(io)?;
+    }
+    let atomic = file.into_inner().map_err(|e| io(e.into_error()))?;
+    atomic.commit().map_err(io)
 }
 
 /// Streams `rows` of a fixed row shape into a `.npy`; the file appears under its final name only
@@ -227,17 +248,23 @@ pub fn read_array<T: NpyElement>(path: &Path) -> Result<(Vec<u64>, Vec<T>), NpyE
     }
     let io = |source| NpyError::Io { path: path.to_owned(), source };
     let mut file = File::open(path).map_err(io)?;
-    file.seek(SeekFrom::Start(header.data_offset)).map_err(io)?;
-    let mut bytes = Vec::new();
-    file.read_to_end(&mut bytes).map_err(io)?;
-    let want = header.len() as usize * std::mem::size_of::<T>();
-    if bytes.len() != want {
-        return Err(NpyError::Format {
-            path: path.to_owned(),
-            why: format!("{} data bytes, the header announces {want}", bytes.len()),
-        });
+    let data_bytes = file.metadata().map_err(io)?.len().saturating_sub(header.data_offset);
+    let want = header.len() * std::mem::size_of::<T>() as u64;
+    if data_bytes != want {
+        return Err(NpyError::Format { path: path.to_owned(), why: format!("{data_bytes} data bytes, the header announces {want}") });
     }
-    Ok((header.shape, T::read_le(&bytes)))
+    file.seek(SeekFrom::Start(header.data_offset)).map_err(io)?;
+    // Converted in slices: reading a multi-GB file whole would hold it twice.
+    let mut values = Vec::with_capacity(header.len() as usize);
+    let mut chunk = vec![0u8; (1 << 24) / std::mem::size_of::<T>() * std::mem::size_of::<T>()];
+    let mut left = want as usize;
+    while left > 0 {
+        let take = left.min(chunk.len());
+        file.read_exact(&mut chunk[..take]).map_err(io)?;
+        values.extend(T::read_le(&chunk[..take]));
+        left -= take;
+    }
+    Ok((header.shape, values))
 }
 
 #[cfg(test)]

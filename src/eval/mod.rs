@@ -1,0 +1,13 @@
+//! The cifar-eval stage: the paper's Table 1 protocol. Discriminator features (every conv layer
+//! max-pooled to 4x4, 28,672 values for imagenet32), a linear L2-SVM on them, and the metrics.
+//!
+//! - [`matrix`]: feature matrices in float32 or float16, standardisation, `.npy`.
+//! - [`svm`]: the one-vs-rest L2-SVM, dual coordinate descent, behind linfa's `Fit`/`Predict`.
+//! - [`kernels`]: the solver's dot/axpy loops, vectorised at run time.
+
+pub mod kernels;
+pub mod matrix;
+pub mod svm;
+
+pub use matrix::{FeatureDtype, FeatureMatrix, FeatureRows, Standardizer};
+pub use svm::{L2Svm, L2SvmParams, L2SvmValidParams, SvmError};
