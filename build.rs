@@ -11,7 +11,7 @@
 use std::path::Path;
 
 /// Binaries that run models on the GPU when there is one.
-const TORCH_BINS: &[&str] = &["train"];
+const TORCH_BINS: &[&str] = &["train", "cifar-eval"];
 
 fn main() {
     println!("cargo:rerun-if-env-changed=DEP_TCH_LIBTORCH_LIB");

@@ -3,11 +3,19 @@
 //!
 //! - [`matrix`]: feature matrices in float32 or float16, standardisation, `.npy`.
 //! - [`svm`]: the one-vs-rest L2-SVM, dual coordinate descent, behind linfa's `Fit`/`Predict`.
+//! - [`features`]: loading D, BatchNorm population statistics, the pooled features.
+//! - [`protocol`]: splits, the C grid, the refit, the 400-per-class draws, metrics.json.
 //! - [`kernels`]: the solver's dot/axpy loops, vectorised at run time.
 
+pub mod features;
 pub mod kernels;
 pub mod matrix;
+pub mod metrics;
+pub mod protocol;
 pub mod svm;
 
+pub use features::{sha256_file, FeatureError, FeatureExtractor};
 pub use matrix::{FeatureDtype, FeatureMatrix, FeatureRows, Standardizer};
 pub use svm::{L2Svm, L2SvmParams, L2SvmValidParams, SvmError};
+pub use metrics::ClassificationMetrics;
+pub use protocol::{evaluate, CifarEvalConfig, CifarEvalReport};

@@ -78,7 +78,17 @@ impl ConvLayer {
         Self { conv, norm, slope }
     }
 
-    fn forward_t(&self, x: &Tensor, train: bool) -> Tensor {
+    /// The convolution alone: what this layer's BatchNorm normalises.
+    pub fn conv_output(&self, x: &Tensor) -> Tensor {
+        x.apply(&self.conv)
+    }
+
+    /// The BatchNorm, for replacing its running statistics with population statistics.
+    pub fn batch_norm_mut(&mut self) -> Option<&mut nn::BatchNorm> {
+        self.norm.as_mut()
+    }
+
+    pub fn forward_t(&self, x: &Tensor, train: bool) -> Tensor {
         let y = x.apply(&self.conv);
         let y = match &self.norm {
             Some(bn) => y.apply_t(bn, train),

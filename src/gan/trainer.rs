@@ -68,16 +68,21 @@ impl TrainConfig {
     }
 
     pub fn device(&self) -> Result<Device> {
-        Ok(match self.device.as_str() {
-            "auto" => Device::cuda_if_available(),
-            "cpu" => Device::Cpu,
-            "cuda" => Device::Cuda(0),
-            other => match other.strip_prefix("cuda:").and_then(|n| n.parse().ok()) {
-                Some(n) => Device::Cuda(n),
-                None => bail!("train.device = {other:?}: expected auto, cpu, cuda or cuda:N"),
-            },
-        })
+        parse_device(&self.device).map_err(|e| anyhow::anyhow!("train.device: {e}"))
     }
+}
+
+/// `auto` (CUDA when available), `cpu`, `cuda` or `cuda:N`.
+pub fn parse_device(name: &str) -> std::result::Result<Device, String> {
+    Ok(match name {
+        "auto" => Device::cuda_if_available(),
+        "cpu" => Device::Cpu,
+        "cuda" => Device::Cuda(0),
+        other => match other.strip_prefix("cuda:").and_then(|n| n.parse().ok()) {
+            Some(n) => Device::Cuda(n),
+            None => return Err(format!("{other:?}: expected auto, cpu, cuda or cuda:N")),
+        },
+    })
 }
 
 /// G and D with their optimisers.
