@@ -79,6 +79,10 @@ impl FeatureExtractor {
         Ok(extractor)
     }
 
+    pub fn discriminator(&self) -> &Discriminator {
+        &self.d
+    }
+
     pub fn feature_count(&self) -> usize {
         self.d.feature_count() as usize
     }

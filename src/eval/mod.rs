@@ -7,6 +7,7 @@
 //! - [`protocol`]: splits, the C grid, the refit, the 400-per-class draws, metrics.json.
 //! - [`kernels`]: the solver's dot/axpy loops, vectorised at run time.
 
+pub mod crosscheck;
 pub mod features;
 pub mod kernels;
 pub mod matrix;
@@ -18,4 +19,4 @@ pub use features::{sha256_file, FeatureError, FeatureExtractor};
 pub use matrix::{FeatureDtype, FeatureMatrix, FeatureRows, Standardizer};
 pub use svm::{L2Svm, L2SvmParams, L2SvmValidParams, SvmError};
 pub use metrics::ClassificationMetrics;
-pub use protocol::{evaluate, CifarEvalConfig, CifarEvalReport};
+pub use protocol::{evaluate, CifarEvalConfig, CifarEvalReport, Subset};

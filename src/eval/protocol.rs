@@ -62,6 +62,9 @@ pub struct CifarEvalConfig {
     /// Labelled images per class in the small-data column (the paper: 400), and its draws.
     pub per_class: usize,
     pub draws: usize,
+    /// Without a test split in the input, hold this many class-balanced training images out as
+    /// the test split (scored once, never used for choosing C); 0 = report validation figures only.
+    pub holdout_test: usize,
     /// Use only the first N training / test images of each class (0 = all): quick runs.
     pub limit_train_per_class: usize,
     pub limit_test_per_class: usize,
@@ -173,6 +176,16 @@ fn labels_of(images: &LabeledImages, what: &str) -> Result<Vec<usize>> {
         .collect()
 }
 
+/// The images `indices`, in that order.
+fn select_images(images: &LabeledImages, indices: &[usize]) -> LabeledImages {
+    let mut out = LabeledImages { height: images.height, width: images.width, images: Vec::new(), labels: Vec::new(), classes: images.classes.clone() };
+    for &i in indices {
+        out.images.extend_from_slice(images.image(i));
+        out.labels.push(images.labels[i]);
+    }
+    out
+}
+
 /// The first `limit` images of each class (0 = all).
 fn limit_per_class(images: LabeledImages, limit: usize) -> LabeledImages {
     if limit == 0 {
@@ -186,12 +199,7 @@ fn limit_per_class(images: LabeledImages, limit: usize) -> LabeledImages {
             seen[l] <= limit
         })
         .collect();
-    let mut out = LabeledImages { images: Vec::new(), labels: Vec::new(), ..images.clone() };
-    for i in keep {
-        out.images.extend_from_slice(images.image(i));
-        out.labels.push(images.labels[i]);
-    }
-    out
+    select_images(&images, &keep)
 }
 
 /// One C tried on the validation split.
@@ -212,6 +220,8 @@ pub struct CifarEvalReport {
     pub feature_count: usize,
     pub train_images: usize,
     pub test_images: Option<usize>,
+    /// "test split", or "held-out training images" where the input had no test split.
+    pub test_source: &'static str,
     pub validation_images: usize,
     pub grid: Vec<GridPoint>,
     pub chosen_c: f64,
@@ -275,15 +285,25 @@ pub fn evaluate(config: &CifarEvalConfig, input: &Path, output: &Path, threads: 
     for (name, reason) in rejected.iter().take(20) {
         eprintln!("cifar-eval: warning: {}: {name}: {reason} (left out)", input.display());
     }
-    let train_images = limit_per_class(train_images, config.limit_train_per_class);
-    let train_labels = labels_of(&train_images, "training split")?;
+    let mut train_images = limit_per_class(train_images, config.limit_train_per_class);
+    let mut test_source = "test split";
     let test_images = match open_labeled(input, Split::Test, 32) {
         Ok((images, _)) => Some(limit_per_class(images, config.limit_test_per_class)),
+        Err(e) if config.holdout_test > 0 => {
+            let labels = labels_of(&train_images, "training split")?;
+            let (keep, held) = validation_split(&labels, 10, config.holdout_test, config.seed ^ 0x7E57);
+            eprintln!("cifar-eval: no test split ({e:#}); holding {} training images out as the test split", held.len());
+            let test = select_images(&train_images, &held);
+            train_images = select_images(&train_images, &keep);
+            test_source = "held-out training images";
+            Some(test)
+        }
         Err(e) => {
             eprintln!("cifar-eval: no test split ({e:#}); scoring on the validation split only");
             None
         }
     };
+    let train_labels = labels_of(&train_images, "training split")?;
     let test_labels = test_images.as_ref().map(|t| labels_of(t, "test split")).transpose()?;
     let load_s = started.elapsed().as_secs_f64();
 
@@ -308,6 +328,7 @@ pub fn evaluate(config: &CifarEvalConfig, input: &Path, output: &Path, threads: 
         "d": sha.clone().unwrap_or_else(|| format!("random-{}", config.seed)), "preset": config.preset, "width": config.width(),
         "bn": config.batch_norm, "bn_images": config.batch_norm_images, "dtype": config.features_dtype,
         "input": input.display().to_string(), "limits": [config.limit_train_per_class, config.limit_test_per_class],
+        "holdout": config.holdout_test, "seed": config.seed,
     }));
     let mut train_x = features_for(&extractor, &train_images, config, output, "train", &key, log_every_s)?;
     let mut test_x = match &test_images {
@@ -412,6 +433,7 @@ pub fn evaluate(config: &CifarEvalConfig, input: &Path, output: &Path, threads: 
         feature_count: train_x.n_cols(),
         train_images: train_n,
         test_images: test_n,
+        test_source,
         validation_images: val_idx.len(),
         grid,
         chosen_c,
@@ -469,7 +491,7 @@ pub fn table_1(report: &CifarEvalReport) -> String {
         out += &format!("| {model} (paper) | {acc} | {small} |\n");
     }
     let (acc, on) = match &report.test {
-        Some(m) => (m.accuracy, "test"),
+        Some(m) => (m.accuracy, if report.test_source == "test split" { "test" } else { "held-out test" }),
         None => (report.validation.accuracy, "validation"),
     };
     let small = match (report.per_class_mean, report.per_class_std) {

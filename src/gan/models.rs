@@ -83,6 +83,10 @@ impl ConvLayer {
         x.apply(&self.conv)
     }
 
+    pub fn batch_norm(&self) -> Option<&nn::BatchNorm> {
+        self.norm.as_ref()
+    }
+
     /// The BatchNorm, for replacing its running statistics with population statistics.
     pub fn batch_norm_mut(&mut self) -> Option<&mut nn::BatchNorm> {
         self.norm.as_mut()

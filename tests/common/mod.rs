@@ -122,3 +122,40 @@ pub fn folder_bytes(dir: &Path, skip: &[&str]) -> Vec<(String, Vec<u8>)> {
     files.sort();
     files
 }
+
+/// A 32x32 image of one of ten generated classes: each class has its own colour and stripe
+/// direction, each image its own phase, contrast and noise, so that classes are learnable but no
+/// two images are alike.
+pub fn class_image(class: u32, seed: u32) -> RgbImage {
+    const PALETTE: [[f32; 3]; 10] = [
+        [200., 60., 60.], [60., 200., 60.], [60., 60., 200.], [200., 200., 60.], [200., 60., 200.],
+        [60., 200., 200.], [230., 140., 40.], [120., 120., 120.], [40., 90., 160.], [150., 210., 120.],
+    ];
+    let mut state = seed.wrapping_mul(0x9E37_79B9) ^ class.wrapping_mul(0x85EB_CA6B);
+    let mut noise = move || {
+        state ^= state << 13;
+        state ^= state >> 17;
+        state ^= state << 5;
+        (state % 1000) as f32 / 1000.0 - 0.5
+    };
+    let angle = class as f32 * std::f32::consts::PI / 10.0;
+    let (dx, dy) = (angle.cos(), angle.sin());
+    let phase = noise() * 6.0;
+    let contrast = 50.0 + noise() * 30.0;
+    RgbImage::from_fn(32, 32, |x, y| {
+        let stripe = ((x as f32 * dx + y as f32 * dy) * 0.8 + phase).sin() * contrast;
+        let base = PALETTE[class as usize];
+        let mut px = |c: usize| (base[c] + stripe + noise() * 40.0).clamp(0.0, 255.0) as u8;
+        Rgb([px(0), px(1), px(2)])
+    })
+}
+
+/// CIFAR-10-style class folders (`<split>/<class>/NNNN.png`) of [`class_image`]s.
+pub fn class_folders(root: &Path, split: &str, per_class: u32, seed: u32) {
+    const NAMES: [&str; 10] = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"];
+    for (c, name) in NAMES.iter().enumerate() {
+        for i in 0..per_class {
+            write(&root.join(split).join(name).join(format!("{i:04}.png")), &png_bytes(&class_image(c as u32, seed + i * 10 + c as u32)));
+        }
+    }
+}

@@ -1,0 +1,218 @@
+//! cifar-eval end to end on generated 10-class images, with a small discriminator.
+
+mod common;
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use common::*;
+use dcgan_pipeline::data::cifar::{read_cifar10_binary, Split};
+use dcgan_pipeline::data::open_labeled;
+use dcgan_pipeline::eval::crosscheck::linfa_svm_predictions;
+use dcgan_pipeline::eval::protocol::validation_split;
+use dcgan_pipeline::eval::{FeatureDtype, FeatureExtractor, L2Svm, Subset};
+use dcgan_pipeline::gan::models::{Discriminator, Preset};
+use linfa::ParamGuard;
+use tch::{nn, Device, Kind, Tensor};
+
+const WIDTH: i64 = 8; // features: 16 x (8+8+16+16+32+32) = 1,792
+
+fn run_eval(input: &Path, output: &Path, sets: &[&str]) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_cifar-eval"));
+    cmd.arg("--input").arg(input).arg("--output").arg(output);
+    let base = [
+        "cifar_eval.width=8", "cifar_eval.device=\"cpu\"", "cifar_eval.batch=64", "cifar_eval.validation=100",
+        "cifar_eval.per_class=5", "cifar_eval.draws=3", "cifar_eval.c_grid=[0.001,0.1]", "cifar_eval.batch_norm_images=0",
+        "run.threads=2",
+    ];
+    for s in base.iter().chain(sets) {
+        cmd.arg("--set").arg(s);
+    }
+    cmd.output().unwrap()
+}
+
+fn metrics(output: &Path) -> serde_json::Value {
+    serde_json::from_slice(&std::fs::read(output.join("metrics.json")).unwrap()).unwrap()
+}
+
+#[test]
+fn a_random_discriminator_learns_generated_classes_through_the_whole_protocol() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("cifar");
+    class_folders(&data, "train", 40, 0);
+    class_folders(&data, "test", 10, 100_000);
+    let out = dir.path().join("out");
+    let run = run_eval(&data, &out, &["cifar_eval.discriminator=\"random\"", "cifar_eval.save_features=true"]);
+    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    let m = metrics(&out);
+    assert_eq!(m["feature_count"], 1792);
+    assert_eq!(m["train_images"], 400);
+    assert_eq!(m["test_images"], 100);
+    assert_eq!(m["validation_images"], 100);
+    assert_eq!(m["test_source"], "test split");
+    let test = &m["test"];
+    let confusion: u64 = test["confusion"].as_array().unwrap().iter().flat_map(|r| r.as_array().unwrap()).map(|v| v.as_u64().unwrap()).sum();
+    assert_eq!(confusion, 100, "every test image is counted once");
+    let accuracy = test["accuracy"].as_f64().unwrap();
+    assert!(accuracy > 0.6, "chance is 0.1; the classes differ in colour and stripes: {accuracy}");
+    assert!([0.001, 0.1].contains(&m["chosen_c"].as_f64().unwrap()));
+    assert_eq!(m["per_class_accuracies"].as_array().unwrap().len(), 3);
+    assert!(out.join("confusion.png").exists() && out.join("confusion.csv").exists());
+    let table = String::from_utf8_lossy(&run.stdout);
+    assert!(table.contains("DCGAN (ours) + L2-SVM (paper) | 82.8%"), "{table}");
+
+    // Saved features are float16 .npy, and a re-run reuses them to the same result.
+    let header = dcgan_pipeline::data::npy::read_header(&out.join("features-train.npy")).unwrap();
+    assert_eq!((header.descr.as_str(), header.shape.clone()), ("<f2", vec![400, 1792]));
+    let again = run_eval(&data, &out, &["cifar_eval.discriminator=\"random\"", "cifar_eval.save_features=true"]);
+    assert!(String::from_utf8_lossy(&again.stderr).contains("reusing"));
+    assert_eq!(metrics(&out)["test"], m["test"]);
+}
+
+#[test]
+fn without_a_test_split_training_images_are_held_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("cifar");
+    class_folders(&data, "train", 30, 0);
+    let out = dir.path().join("out");
+    let run = run_eval(&data, &out, &["cifar_eval.discriminator=\"random\"", "cifar_eval.holdout_test=50"]);
+    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    let m = metrics(&out);
+    assert_eq!(m["test_source"], "held-out training images");
+    assert_eq!(m["test_images"], 50);
+    assert_eq!(m["train_images"], 250);
+}
+
+#[test]
+fn a_trained_checkpoint_loads_in_float32_and_float16_and_the_wrong_preset_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("cifar");
+    class_folders(&data, "train", 20, 0);
+    class_folders(&data, "test", 5, 100_000);
+    // A D from the train binary itself, so the names it saves are the names cifar-eval expects.
+    let trained = dir.path().join("gan");
+    let train = Command::new(env!("CARGO_BIN_EXE_train"))
+        .args(["--set", "train.width=8", "--set", "train.batch=16", "--set", "train.max_steps=2", "--set", "train.device=\"cpu\""])
+        .arg("--input").arg(&data).arg("--output").arg(&trained)
+        .output()
+        .unwrap();
+    assert!(train.status.success(), "{}", String::from_utf8_lossy(&train.stderr));
+    let d32 = trained.join("discriminator.safetensors");
+    let d16 = dir.path().join("d16.safetensors");
+    let tensors: Vec<(String, Tensor)> = Tensor::read_safetensors(&d32).unwrap().into_iter().map(|(n, t)| (n, t.to_kind(Kind::Half))).collect();
+    Tensor::write_safetensors(&tensors, &d16).unwrap();
+    for d in [&d32, &d16] {
+        let out = dir.path().join("eval");
+        let run = run_eval(&data, &out, &[&format!("cifar_eval.discriminator={:?}", d.display().to_string())]);
+        assert!(run.status.success(), "{}: {}", d.display(), String::from_utf8_lossy(&run.stderr));
+        assert_eq!(metrics(&out)["discriminator_sha256"].as_str().unwrap().len(), 64);
+    }
+    // float16 weights give nearly the same features as float32.
+    let (images, _) = open_labeled(&data, Split::Test, 32).unwrap();
+    let f = |path: &Path| {
+        let e = FeatureExtractor::load(path, Preset::Imagenet32, WIDTH, Device::Cpu).unwrap();
+        e.extract(&images, 64, FeatureDtype::Float32, |_, _| {}).unwrap()
+    };
+    let (a, b) = (f(&d32), f(&d16));
+    let (mut ba, mut bb) = (vec![0.0; 1792], vec![0.0; 1792]);
+    use dcgan_pipeline::eval::FeatureRows;
+    let max_diff = (0..a.n_rows())
+        .flat_map(|i| a.row(i, &mut ba).iter().zip(b.row(i, &mut bb)).map(|(x, y)| (x - y).abs()).collect::<Vec<_>>())
+        .fold(0f32, f32::max);
+    assert!(max_diff < 0.05, "float16 weights changed features by {max_diff}");
+
+    // A dcgan64 discriminator is not an imagenet32 one: a clear error, exit status 1.
+    let vs = nn::VarStore::new(Device::Cpu);
+    let _ = Discriminator::new(&vs.root(), Preset::Dcgan64, WIDTH);
+    let wrong = dir.path().join("dcgan64-d.safetensors");
+    vs.save(&wrong).unwrap();
+    let run = run_eval(&data, &dir.path().join("wrong"), &[&format!("cifar_eval.discriminator={:?}", wrong.display().to_string())]);
+    let err = String::from_utf8_lossy(&run.stderr);
+    assert_eq!(run.status.code(), Some(1), "{err}");
+    assert!(err.contains("dcgan64-d.safetensors") && err.contains("not a imagenet32 discriminator of width 8"), "{err}");
+    // And a missing checkpoint names itself.
+    let run = run_eval(&data, &dir.path().join("missing"), &["cifar_eval.discriminator=\"no/such/d.safetensors\""]);
+    assert!(String::from_utf8_lossy(&run.stderr).contains("no/such/d.safetensors: cannot read the checkpoint: no such file"));
+}
+
+#[test]
+fn broken_cifar_batches_get_clear_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let batches = dir.path().join("cifar-10-batches-bin");
+    std::fs::create_dir_all(&batches).unwrap();
+    let record = |label: u8| {
+        let mut r = vec![label];
+        r.extend(std::iter::repeat_n(label.wrapping_mul(25), 3072));
+        r
+    };
+    let batch: Vec<u8> = (0..10_000).flat_map(|i| record((i % 10) as u8)).collect();
+    for i in [1, 2, 4, 5] {
+        write(&batches.join(format!("data_batch_{i}.bin")), &batch);
+    }
+    let run = run_eval(dir.path(), &dir.path().join("out"), &["cifar_eval.discriminator=\"random\""]);
+    let err = String::from_utf8_lossy(&run.stderr);
+    assert_eq!(run.status.code(), Some(1));
+    assert!(err.contains("data_batch_3.bin: missing"), "{err}");
+    write(&batches.join("data_batch_3.bin"), &batch[..batch.len() - 100]);
+    let run = run_eval(dir.path(), &dir.path().join("out"), &["cifar_eval.discriminator=\"random\""]);
+    let err = String::from_utf8_lossy(&run.stderr);
+    assert!(err.contains("data_batch_3.bin") && err.contains("bytes, a CIFAR-10 batch has 30730000"), "{err}");
+    // Complete batches read back with their labels.
+    write(&batches.join("data_batch_3.bin"), &batch);
+    let set = read_cifar10_binary(dir.path(), Split::Train).unwrap();
+    assert_eq!((set.len(), set.labels[13], set.image(13)[0]), (50_000, 3, 75));
+}
+
+#[test]
+fn population_batch_norm_statistics_normalise_each_layer() {
+    let dir = tempfile::tempdir().unwrap();
+    class_folders(dir.path(), "train", 12, 0);
+    let (images, _) = open_labeled(dir.path(), Split::Train, 32).unwrap();
+    let mut extractor = FeatureExtractor::random(Preset::Imagenet32, WIDTH, 3, Device::Cpu);
+    extractor.recompute_batch_norm(&images, 0, 50, |_, _| {}).unwrap();
+    // With population statistics in inference mode, every BatchNorm output over the same images
+    // has per-channel mean beta (0 at initialisation) and variance gamma^2 v / (v + eps), v the
+    // population variance (BatchNorm's eps, 1e-5, matters: a random D's activations are small).
+    let x = dcgan_pipeline::gan::trainer::to_network_input(&images.to_tensor());
+    let d = extractor.discriminator();
+    tch::no_grad(|| {
+        let mut h = x;
+        for layer in &d.layers {
+            let pre = layer.conv_output(&h);
+            if let Some(bn) = layer.batch_norm() {
+                let y = pre.apply_t(bn, false);
+                let mean = f64::try_from(y.mean_dim([0, 2, 3].as_slice(), false, Kind::Float).abs().max()).unwrap();
+                let var = y.var_dim([0, 2, 3].as_slice(), false, false);
+                let gamma = bn.ws.as_ref().unwrap();
+                let expected = gamma.square() * &bn.running_var / (&bn.running_var + 1e-5);
+                let var_err = f64::try_from(((var - &expected) / &expected).abs().max()).unwrap();
+                assert!(mean < 0.01 && var_err < 0.01, "mean {mean}, relative variance error {var_err}");
+            }
+            h = layer.forward_t(&h, false);
+        }
+    });
+}
+
+#[test]
+fn the_solver_agrees_with_linfa_svm_on_real_features() {
+    let dir = tempfile::tempdir().unwrap();
+    class_folders(dir.path(), "train", 40, 7);
+    let (images, _) = open_labeled(dir.path(), Split::Train, 32).unwrap();
+    let mut extractor = FeatureExtractor::random(Preset::Imagenet32, WIDTH, 1, Device::Cpu);
+    extractor.recompute_batch_norm(&images, 0, 100, |_, _| {}).unwrap();
+    let mut x = extractor.extract(&images, 100, FeatureDtype::Float32, |_, _| {}).unwrap();
+    let stats = x.column_stats();
+    x.standardize(&stats);
+    let labels: Vec<usize> = images.labels.iter().map(|&l| l as usize).collect();
+    let (fit, test) = validation_split(&labels, 10, 200, 0);
+    let fit_labels: Vec<usize> = fit.iter().map(|&i| labels[i]).collect();
+    let test_labels: Vec<usize> = test.iter().map(|&i| labels[i]).collect();
+    let (fit_rows, test_rows) = (Subset { rows: &x, indices: &fit }, Subset { rows: &x, indices: &test });
+    let c = 0.01;
+    let ours = L2Svm::params().c(c).check().unwrap().fit_rows(&fit_rows, &fit_labels).unwrap().predict_rows(&test_rows);
+    let theirs = linfa_svm_predictions(&fit_rows, &fit_labels, &test_rows, 10, c).unwrap();
+    let accuracy = |p: &[usize]| p.iter().zip(&test_labels).filter(|(a, b)| a == b).count() as f64 / test_labels.len() as f64;
+    let (a, b) = (accuracy(&ours), accuracy(&theirs));
+    assert!(a > 0.3, "well above chance: {a}");
+    assert!((a - b).abs() <= 0.02, "ours {a:.3} vs linfa-svm {b:.3}");
+}
