@@ -11,6 +11,8 @@ APT_PACKAGES := libopencv-dev opencv-data opencv-doc clang libclang-dev pkg-conf
 SUDO      := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 OUT       ?= out
 IMAGENET_DIR ?=
+CIFAR_DIR ?= data/cifar10
+D         ?= models/imagenet32-d.safetensors
 BIN       := target/release
 
 # torch-sys finds libtorch through the venv's python; the binaries carry an rpath to it.
@@ -19,7 +21,7 @@ export PATH := $(VENV)/bin:$(PATH)
 export LIBTORCH_USE_PYTORCH := 1
 export DCGAN_PYTHON := $(VENV)/bin/python
 
-.PHONY: help setup apt venv build demo test bench bench-faces bench-train preprocess train
+.PHONY: help setup apt venv build demo test bench bench-faces bench-train bench-svm preprocess train cifar-data cifar-eval
 
 help:
 	@echo "make demo        set up (apt, venv with torch, release build) and run the demo into $(OUT)/demo"
@@ -29,6 +31,9 @@ help:
 	@echo "make preprocess  IMAGENET_DIR=/path/to/train  crop ImageNet into $(OUT)/imagenet32"
 	@echo "make train       train imagenet32 (configs/paper.toml) on $(OUT)/imagenet32 into $(OUT)/train"
 	@echo "make bench-train one imagenet32 training step at batch 128 on the CPU: train vs PyTorch"
+	@echo "make cifar-data  download and check the official CIFAR-10 binary batches into CIFAR_DIR ($(CIFAR_DIR))"
+	@echo "make cifar-eval  the paper's Table 1: D=$(D) features + L2-SVM on CIFAR_DIR into $(OUT)/cifar-eval"
+	@echo "make bench-svm   FEATURES=<cifar-eval output with save_features>: our L2-SVM vs sklearn LinearSVC"
 
 setup: apt venv build
 
@@ -88,3 +93,26 @@ train: setup
 preprocess: setup
 	@if [ -z "$(IMAGENET_DIR)" ]; then echo "preprocess: IMAGENET_DIR is not set, skipping the crop stage"; \
 	else $(BIN)/crop --config configs/paper.toml --input $(IMAGENET_DIR) --output $(OUT)/imagenet32; fi
+
+# The official binary batches (162 MB) from the dataset's home page, checked against its md5.
+CIFAR_URL := https://www.cs.toronto.edu/~kriz/cifar-10-binary.tar.gz
+CIFAR_MD5 := c32a1d4ab5d03f1284b67883e8d87530
+cifar-data:
+	@if [ -f $(CIFAR_DIR)/cifar-10-batches-bin/test_batch.bin ]; then echo "cifar-data: $(CIFAR_DIR) is ready"; else \
+		mkdir -p $(CIFAR_DIR) && \
+		curl -fL --retry 3 -o $(CIFAR_DIR)/cifar-10-binary.tar.gz.partial $(CIFAR_URL) && \
+		echo "$(CIFAR_MD5)  $(CIFAR_DIR)/cifar-10-binary.tar.gz.partial" | md5sum -c - && \
+		mv $(CIFAR_DIR)/cifar-10-binary.tar.gz.partial $(CIFAR_DIR)/cifar-10-binary.tar.gz && \
+		tar -xzf $(CIFAR_DIR)/cifar-10-binary.tar.gz -C $(CIFAR_DIR) && \
+		echo "cifar-data: CIFAR-10 binary batches in $(CIFAR_DIR)/cifar-10-batches-bin"; fi
+
+cifar-eval: setup
+	@if [ ! -e "$(CIFAR_DIR)" ]; then echo "cifar-eval: no CIFAR-10 in CIFAR_DIR=$(CIFAR_DIR) (make cifar-data, or CIFAR_DIR=...), skipping"; \
+	else $(BIN)/cifar-eval --config configs/paper.toml --input $(CIFAR_DIR) --discriminator $(D) --output $(OUT)/cifar-eval; fi
+
+# Needs features saved by cifar-eval (--set cifar_eval.save_features=true) and scikit-learn.
+FEATURES ?= $(OUT)/cifar-eval
+bench-svm: setup
+	[ -x .bench-venv/bin/python ] || $(PYTHON) -m venv .bench-venv
+	.bench-venv/bin/pip install -q "numpy<2" scikit-learn
+	.bench-venv/bin/python benches/svm_vs_sklearn.py $(FEATURES)

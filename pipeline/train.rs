@@ -23,7 +23,7 @@ use dcgan_pipeline::stage::cli::{exit_with, load_config_or_print};
 #[command(version, verbatim_doc_comment)]
 struct Cli {
     /// Training images (see above). Never modified.
-    #[arg(long, short, value_name = "PATH", required_unless_present_any = ["print_config", "benchmark_steps"])]
+    #[arg(long, short, value_name = "PATH", required_unless_present_any = ["print_config", "benchmark_steps", "export_discriminator"])]
     input: Option<PathBuf>,
     /// Output folder; resumed when it holds a run with the same settings.
     #[arg(long, short, value_name = "DIR", required_unless_present_any = ["print_config", "benchmark_steps", "export_images"])]
@@ -48,6 +48,11 @@ struct Cli {
     /// what train sees, for inspection or for another tool.
     #[arg(long, value_name = "FILE", conflicts_with = "output")]
     export_images: Option<PathBuf>,
+    /// Write the newest checkpoint's discriminator of the run in --output as float16 safetensors
+    /// to FILE, with FILE.json recording what it is (config, data = --input, steps, device, wall
+    /// time, sha256), and exit: how models/imagenet32-d.safetensors is made.
+    #[arg(long, value_name = "FILE", requires = "output")]
+    export_discriminator: Option<PathBuf>,
 }
 
 fn main() {
@@ -69,6 +74,13 @@ fn run(cli: Cli) -> Result<i32> {
             1000.0 * config.train.batch as f64 / rate,
             tch::get_num_threads()
         );
+        return Ok(0);
+    }
+    if let Some(dest) = &cli.export_discriminator {
+        let run = cli.output.as_ref().expect("required");
+        let data = cli.input.as_ref().map(|p| p.display().to_string()).unwrap_or_else(|| "not given (--input)".into());
+        let record = dcgan_pipeline::gan::export::export_discriminator(run, dest, &data)?;
+        eprintln!("train: {} (step {}, sha256 {}) -> {}", run.display(), record["step"], record["sha256"].as_str().unwrap_or(""), dest.display());
         return Ok(0);
     }
     let input = cli.input.expect("required");

@@ -98,9 +98,19 @@ fn a_trained_checkpoint_loads_in_float32_and_float16_and_the_wrong_preset_is_ref
         .unwrap();
     assert!(train.status.success(), "{}", String::from_utf8_lossy(&train.stderr));
     let d32 = trained.join("discriminator.safetensors");
-    let d16 = dir.path().join("d16.safetensors");
-    let tensors: Vec<(String, Tensor)> = Tensor::read_safetensors(&d32).unwrap().into_iter().map(|(n, t)| (n, t.to_kind(Kind::Half))).collect();
-    Tensor::write_safetensors(&tensors, &d16).unwrap();
+    // The published form: float16, with a record beside it.
+    let d16 = dir.path().join("models/d16.safetensors");
+    let export = Command::new(env!("CARGO_BIN_EXE_train"))
+        .arg("--output").arg(&trained).arg("--input").arg(&data).arg("--export-discriminator").arg(&d16)
+        .output()
+        .unwrap();
+    assert!(export.status.success(), "{}", String::from_utf8_lossy(&export.stderr));
+    let record: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.path().join("models/d16.safetensors.json")).unwrap()).unwrap();
+    assert_eq!(record["sha256"].as_str().unwrap(), dcgan_pipeline::eval::sha256_file(&d16).unwrap());
+    assert_eq!((record["step"].as_u64(), record["width"].as_i64(), record["dtype"].as_str()), (Some(2), Some(8), Some("float16")));
+    assert!(record["train_wall_s"].as_f64().unwrap() > 0.0);
+    let kinds: Vec<Kind> = Tensor::read_safetensors(&d16).unwrap().iter().filter(|(n, _)| n.ends_with("weight")).map(|(_, t)| t.kind()).collect();
+    assert!(!kinds.is_empty() && kinds.iter().all(|k| *k == Kind::Half), "{kinds:?}");
     for d in [&d32, &d16] {
         let out = dir.path().join("eval");
         let run = run_eval(&data, &out, &[&format!("cifar_eval.discriminator={:?}", d.display().to_string())]);

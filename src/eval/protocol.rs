@@ -46,7 +46,8 @@ pub struct CifarEvalConfig {
     pub batch: usize,
     /// float16 halves the feature matrix (5.7 GB -> 2.9 GB for 50,000 images); float32.
     pub features_dtype: FeatureDtype,
-    /// Keep features-train.npy / features-test.npy in the output (reused when the run is repeated).
+    /// Keep features-train.npy / features-test.npy (with labels-*.npy) in the output (reused when
+    /// the run is repeated).
     pub save_features: bool,
     /// Standardise each feature with the training split's mean and standard deviation.
     pub standardize: bool,
@@ -268,6 +269,8 @@ fn features_for(
     progress.finish();
     if config.save_features {
         m.write_npy(&path)?;
+        // The labels beside them, so that the features serve other tools (benches/svm_vs_sklearn.py).
+        crate::data::npy::write_array(&output.join(format!("labels-{split}.npy")), &[images.len() as u64], &images.labels)?;
         fsutil::write_atomic(&key_path, key.as_bytes())?;
     }
     Ok(m)

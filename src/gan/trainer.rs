@@ -281,6 +281,12 @@ pub struct CheckpointState {
     pub preset: Preset,
     pub z_dim: i64,
     pub width: i64,
+    /// Seconds of training up to this checkpoint, over all resumed runs (absent in old ones).
+    #[serde(default)]
+    pub train_wall_s: Option<f64>,
+    /// The device it trained on last.
+    #[serde(default)]
+    pub device: Option<String>,
 }
 
 fn checkpoints_dir(output: &Path) -> PathBuf {
@@ -380,6 +386,7 @@ pub fn train(config: &TrainConfig, data: &LabeledImages, output: &Path, force: b
     }
     let mut gan = Gan::new(config, device);
     let mut start_step = 0;
+    let mut wall_before = 0.0;
     if let Some((dir, state)) = latest_checkpoint(output)? {
         if state.fingerprint != config.resume_fingerprint() {
             bail!(
@@ -392,6 +399,7 @@ pub fn train(config: &TrainConfig, data: &LabeledImages, output: &Path, force: b
         }
         gan.load(&dir)?;
         start_step = state.step;
+        wall_before = state.train_wall_s.unwrap_or(0.0);
         eprintln!("train: resuming from {} (step {})", dir.display(), state.step);
     }
     let mut rows = read_losses(&output.join("losses.csv"), start_step)?;
@@ -421,6 +429,8 @@ pub fn train(config: &TrainConfig, data: &LabeledImages, output: &Path, force: b
         preset: config.preset,
         z_dim: config.z_dim(),
         width: config.width(),
+        train_wall_s: Some(wall_before + started.elapsed().as_secs_f64()),
+        device: Some(format!("{device:?}")),
     };
     while step < total_steps {
         let epoch = step / steps_per_epoch;
