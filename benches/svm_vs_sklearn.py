@@ -1,15 +1,15 @@
 """Our L2-SVM against scikit-learn's LinearSVC (LIBLINEAR, squared hinge) on the same features.
 
 Both sides fit one-vs-rest, squared hinge, L2 penalty, the same C and stopping tolerance, an
-intercept (LinearSVC's intercept_scaling=1 is LIBLINEAR's -B 1, what we fit too), on the first
-TRAIN rows of the saved training features (standardised with their own statistics) and score the
-first TEST rows of the saved test features. LinearSVC copies X to float64 and then to LIBLINEAR's
+intercept (LinearSVC's intercept_scaling=1 is LIBLINEAR's -B 1, what we fit too), on TRAIN rows
+spread over the saved training features (standardised with their own statistics) and score TEST
+rows spread over the saved test features. LinearSVC copies X to float64 and then to LIBLINEAR's
 sparse nodes (24 bytes a value in all), so TRAIN is bounded by memory: 10,000 x 28,672 is ~7 GB.
 
     .bench-venv/bin/python benches/svm_vs_sklearn.py FEATURES_DIR [--train 10000] [--test 5000] [--c 0.0001] [--tol 0.1]
 
 FEATURES_DIR: a cifar-eval output run with cifar_eval.save_features=true. Also prints our fit on
-all training rows (time and peak memory) unless --no-full.
+all rows, training and test together (time and peak memory), unless --no-full.
 """
 import argparse
 import json
@@ -30,10 +30,15 @@ def ours(features, train, test, c, tol):
 def sklearn_fit(features, train, test, c, tol):
     from sklearn.svm import LinearSVC
 
-    x = np.load(f"{features}/features-train.npy", mmap_mode="r")[:train].astype(np.float32)
-    y = np.load(f"{features}/labels-train.npy")[:train]
-    xt = np.load(f"{features}/features-test.npy", mmap_mode="r")[:test].astype(np.float32)
-    yt = np.load(f"{features}/labels-test.npy")[:test]
+    xa = np.load(f"{features}/features-train.npy", mmap_mode="r")
+    xta = np.load(f"{features}/features-test.npy", mmap_mode="r")
+    # Rows spread over each file (grouped by class), as benches/svm_fit.rs picks them.
+    rows = np.arange(train) * len(xa) // train
+    trows = np.arange(test) * len(xta) // test
+    x = xa[rows].astype(np.float32)
+    y = np.load(f"{features}/labels-train.npy")[rows]
+    xt = xta[trows].astype(np.float32)
+    yt = np.load(f"{features}/labels-test.npy")[trows]
     mean, std = x.mean(0), x.std(0)
     std[std <= 1e-6 * (1 + np.abs(mean))] = np.inf  # constant columns -> 0, as ours
     x = (x - mean) / std
@@ -67,9 +72,9 @@ def main():
           f"{theirs['iterations']} iterations, peak {theirs['peak_rss_mib']:.0f} MiB", flush=True)
     print(f"  speed-up {theirs['fit_s'] / mine['fit_s']:.2f}x, accuracy difference {100 * (mine['accuracy'] - theirs['accuracy']):+.2f} points", flush=True)
     if not a.no_full:
-        full = ours(a.features, 0, 0, a.c, a.tol)
+        full = ours(a.features, "all", 0, a.c, a.tol)
         print(f"  full fit: {full['train_rows']} x {full['features']} {full['dtype']}: fit {full['fit_s']:.1f} s "
-              f"({full['passes']} passes), accuracy {100 * full['accuracy']:.2f}% on {full['test_rows']}, "
+              f"({full['passes']} passes), "
               f"peak {full['peak_rss_mib']:.0f} MiB for the whole process", flush=True)
 
 

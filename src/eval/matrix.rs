@@ -123,6 +123,20 @@ impl FeatureMatrix {
         Self { rows: indices.len(), cols, storage }
     }
 
+    /// Appends `other`'s rows (same width; converted to this matrix's dtype).
+    pub fn append(&mut self, other: &FeatureMatrix) {
+        assert_eq!(self.cols, other.cols, "appending rows of another width");
+        let mut buf = vec![0f32; self.cols];
+        for i in 0..other.rows {
+            let row = other.row(i, &mut buf).to_vec();
+            match &mut self.storage {
+                Storage::F32(v) => v.extend_from_slice(&row),
+                Storage::F16(v) => v.extend(row.iter().map(|x| f16::from_f32(*x))),
+            }
+            self.rows += 1;
+        }
+    }
+
     /// Column means and standard deviations (population), accumulated in float64.
     pub fn column_stats(&self) -> Standardizer {
         let cols = self.cols;
@@ -225,7 +239,7 @@ impl FeatureRows for FeatureMatrix {
         match &self.storage {
             Storage::F32(v) => &v[range],
             Storage::F16(v) => {
-                v[range].convert_to_f32_slice(&mut buf[..self.cols]);
+                super::kernels::widen_f16(&v[range], &mut buf[..self.cols]);
                 &buf[..self.cols]
             }
         }

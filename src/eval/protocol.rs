@@ -318,8 +318,16 @@ pub fn evaluate(config: &CifarEvalConfig, input: &Path, output: &Path, threads: 
         let extractor = FeatureExtractor::load(&path, config.preset, config.width(), device)?;
         (extractor, Some(sha256_file(&path).with_context(|| format!("{}: cannot hash", path.display()))?))
     };
+    let key = crate::stage::fingerprint(&json!({
+        "d": sha.clone().unwrap_or_else(|| format!("random-{}", config.seed)), "preset": config.preset, "width": config.width(),
+        "bn": config.batch_norm, "bn_images": config.batch_norm_images, "dtype": config.features_dtype,
+        "input": input.display().to_string(), "limits": [config.limit_train_per_class, config.limit_test_per_class],
+        "holdout": config.holdout_test, "seed": config.seed,
+    }));
+    let cached = |split: &str| config.save_features && std::fs::read_to_string(output.join(format!("features-{split}.key"))).ok().as_deref() == Some(key.as_str());
+    let all_cached = cached("train") && (test_images.is_none() || cached("test"));
     let t = Instant::now();
-    if config.batch_norm == "recompute" {
+    if config.batch_norm == "recompute" && !all_cached {
         let progress = Progress::new("cifar-eval: BatchNorm statistics (layers)", Some(extractor_layers(config)), log_every_s);
         extractor.recompute_batch_norm(&train_images, config.batch_norm_images, config.batch, |_, _| progress.inc(1))?;
         progress.finish();
@@ -327,12 +335,6 @@ pub fn evaluate(config: &CifarEvalConfig, input: &Path, output: &Path, threads: 
     let batch_norm_s = t.elapsed().as_secs_f64();
 
     let t = Instant::now();
-    let key = crate::stage::fingerprint(&json!({
-        "d": sha.clone().unwrap_or_else(|| format!("random-{}", config.seed)), "preset": config.preset, "width": config.width(),
-        "bn": config.batch_norm, "bn_images": config.batch_norm_images, "dtype": config.features_dtype,
-        "input": input.display().to_string(), "limits": [config.limit_train_per_class, config.limit_test_per_class],
-        "holdout": config.holdout_test, "seed": config.seed,
-    }));
     let mut train_x = features_for(&extractor, &train_images, config, output, "train", &key, log_every_s)?;
     let mut test_x = match &test_images {
         Some(images) => Some(features_for(&extractor, images, config, output, "test", &key, log_every_s)?),

@@ -21,7 +21,7 @@ use ndarray::Array1;
 use rayon::prelude::*;
 use serde::Serialize;
 
-use super::kernels::{axpy, dot};
+use super::kernels::{axpy_many, dot, dot_many};
 use super::matrix::FeatureRows;
 
 #[derive(Debug, thiserror::Error)]
@@ -243,7 +243,7 @@ fn solve_classes(rows: &impl FeatureRows, labels: &[usize], classes: std::ops::R
     let mut states: Vec<ClassState> = classes
         .clone()
         .map(|_| ClassState {
-            w: vec![0.0; d],
+            w: Vec::new(), // filled from `weights` at the end
             wb: 0.0,
             alpha: vec![0.0; n],
             active: vec![true; n],
@@ -259,6 +259,9 @@ fn solve_classes(rows: &impl FeatureRows, labels: &[usize], classes: std::ops::R
     let mut buf = vec![0f32; d];
     let mut pg_max = vec![0f64; states.len()];
     let mut pg_min = vec![0f64; states.len()];
+    // Kept apart from the states so that one sweep over a row can update several at once.
+    let mut weights: Vec<Vec<f32>> = vec![vec![0.0; d]; states.len()];
+    let (mut active_classes, mut dots, mut updates) = (Vec::new(), Vec::new(), Vec::new());
     for _ in 0..p.max_passes {
         if states.iter().all(|s| s.done) {
             break;
@@ -271,18 +274,20 @@ fn solve_classes(rows: &impl FeatureRows, labels: &[usize], classes: std::ops::R
         pg_max.iter_mut().for_each(|v| *v = f64::NEG_INFINITY);
         pg_min.iter_mut().for_each(|v| *v = f64::INFINITY);
         for &i in &order {
-            if !states.iter().any(|s| !s.done && s.active[i]) {
+            active_classes.clear();
+            active_classes.extend((0..states.len()).filter(|&s| !states[s].done && states[s].active[i]));
+            if active_classes.is_empty() {
                 continue; // no class of this thread still looks at it: skip the row fetch
             }
             let x = rows.row(i, &mut buf);
             let q_ii = sq_norms[i] + diag;
-            for (s, (state, class)) in states.iter_mut().zip(classes.clone()).enumerate() {
-                if state.done || !state.active[i] {
-                    continue;
-                }
-                let y = if labels[i] == class { 1.0 } else { -1.0 };
+            dot_many(x, &weights, &active_classes, &mut dots);
+            updates.clear();
+            for (&s, &wx) in active_classes.iter().zip(&dots) {
+                let state = &mut states[s];
+                let y = if labels[i] == classes.start + s { 1.0 } else { -1.0 };
                 let a = state.alpha[i];
-                let g = y * (dot(&state.w, x) as f64 + state.wb * bias) - 1.0 + a * diag;
+                let g = y * (wx as f64 + state.wb * bias) - 1.0 + a * diag;
                 let pg = if a == 0.0 {
                     if p.shrinking && g > state.pg_max_old {
                         state.active[i] = false;
@@ -299,10 +304,11 @@ fn solve_classes(rows: &impl FeatureRows, labels: &[usize], classes: std::ops::R
                     let a_new = (a - g / q_ii).max(0.0);
                     let step = (a_new - a) * y;
                     state.alpha[i] = a_new;
-                    axpy(step as f32, x, &mut state.w);
+                    updates.push((s, step as f32));
                     state.wb += step * bias;
                 }
             }
+            axpy_many(x, &mut weights, &updates);
         }
         for (s, state) in states.iter_mut().enumerate() {
             if state.done {
@@ -325,6 +331,9 @@ fn solve_classes(rows: &impl FeatureRows, labels: &[usize], classes: std::ops::R
                 state.pg_min_old = if lo < 0.0 { lo } else { f64::NEG_INFINITY };
             }
         }
+    }
+    for (state, w) in states.iter_mut().zip(weights) {
+        state.w = w;
     }
     states
 }
