@@ -30,6 +30,7 @@ pub struct Config {
     pub crop: CropConfig,
     pub faces: FacesConfig,
     pub train: crate::gan::TrainConfig,
+    pub dedupe: crate::dedupe::DedupeConfig,
 }
 
 /// Settings of every stage that do not change what it writes.
@@ -188,6 +189,7 @@ impl Config {
         if t.batch < 1 || t.lr <= 0.0 || !(0.0..1.0).contains(&t.beta1) || !(0.0..1.0).contains(&t.beta2) {
             return Err(bad("train.batch must be >= 1, train.lr > 0, train.beta1 and beta2 in [0, 1)".into()));
         }
+        self.dedupe.validate().map_err(bad)?;
         if self.run.batch == 0 {
             return Err(bad("run.batch must be at least 1".into()));
         }
