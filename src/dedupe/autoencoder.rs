@@ -1,7 +1,10 @@
 //! The paper's 3072-128-3072 de-noising, dropout-regularised ReLU autoencoder, whose code layer,
 //! thresholded, is the semantic hash.
 //!
-//! Input: a 32x32 RGB crop flattened to 3072 values in [-1, 1]. Training corrupts the input with
+//! Input: a 32x32 RGB crop flattened to 3072 values in [-1, 1], minus the training sample's mean
+//! image (saved with the model). Centred inputs put each code unit's zero threshold through the
+//! data rather than beside it: without that, a briefly trained model on a small set gave nearly
+//! the same bits to every image (all 15 unrelated test photos fell into one cluster). Training corrupts the input with
 //! Gaussian noise (de-noising) and drops code units (dropout) and asks for the clean image back
 //! (mean squared error), which makes each code bit depend on broad image content rather than on
 //! any few pixels: what a near duplicate keeps.
@@ -56,12 +59,13 @@ pub struct Autoencoder {
     decoder: nn::Linear,
     /// Per-unit median pre-activation over the training sample (saved with the weights).
     code_median: Tensor,
+    /// The training sample's mean input, subtracted from every input.
+    input_mean: Tensor,
 }
 
-/// uint8 H x W x 3 rows to floats in [-1, 1], one row per image.
-fn to_input(images: &[u8], device: Device) -> Tensor {
-    let n = (images.len() / INPUT_DIM) as i64;
-    Tensor::from_slice(images).view([n, INPUT_DIM as i64]).to_device(device).to_kind(Kind::Float) / 127.5 - 1.0
+/// uint8 rows to floats in [-1, 1].
+fn scale(rows: &Tensor) -> Tensor {
+    rows.to_kind(Kind::Float) / 127.5 - 1.0
 }
 
 impl Autoencoder {
@@ -71,7 +75,8 @@ impl Autoencoder {
         let encoder = nn::linear(&root / "encoder", INPUT_DIM as i64, CODE_BITS as i64, Default::default());
         let decoder = nn::linear(&root / "decoder", CODE_BITS as i64, INPUT_DIM as i64, Default::default());
         let code_median = root.zeros_no_train("code_median", &[CODE_BITS as i64]);
-        Self { vs, encoder, decoder, code_median }
+        let input_mean = root.zeros_no_train("input_mean", &[INPUT_DIM as i64]);
+        Self { vs, encoder, decoder, code_median, input_mean }
     }
 
     /// A model saved by [`Autoencoder::save`].
@@ -90,6 +95,12 @@ impl Autoencoder {
         std::fs::rename(&tmp, path).map_err(|source| ModelError::Io { path: path.display().to_string(), source })
     }
 
+    /// N x 32 x 32 x 3 uint8 images to the network's centred input, one row per image.
+    fn to_input(&self, images: &[u8]) -> Tensor {
+        let n = (images.len() / INPUT_DIM) as i64;
+        scale(&Tensor::from_slice(images).view([n, INPUT_DIM as i64]).to_device(self.vs.device())) - &self.input_mean
+    }
+
     fn encode(&self, x: &Tensor) -> Tensor {
         self.encoder.forward(x).relu()
     }
@@ -103,12 +114,20 @@ impl Autoencoder {
         tch::manual_seed(settings.seed);
         // uint8 on the device: a quarter of the floats' memory.
         let data = Tensor::from_slice(images).view([n, INPUT_DIM as i64]).to_device(device);
+        let mean = tch::no_grad(|| {
+            let mut sum = Tensor::zeros([INPUT_DIM as i64], (Kind::Float, device));
+            for start in (0..n).step_by(4096) {
+                sum += scale(&data.narrow(0, start, 4096.min(n - start))).sum_dim_intlist(0, false, Kind::Float);
+            }
+            sum / n as f64
+        });
+        tch::no_grad(|| self.input_mean.copy_(&mean));
         let mut adam = crate::gan::adam::Adam::new(&self.vs, settings.lr, 0.9, 0.999);
         let every = (settings.steps / 20).max(1);
         let mut losses = Vec::new();
         for step in 0..settings.steps {
             let pick = Tensor::randint(n, [settings.batch as i64], (Kind::Int64, device));
-            let clean = data.index_select(0, &pick).to_kind(Kind::Float) / 127.5 - 1.0;
+            let clean = scale(&data.index_select(0, &pick)) - &self.input_mean;
             let noisy = &clean + clean.randn_like() * settings.noise;
             let code = self.encode(&noisy).dropout(settings.dropout, true);
             let loss = self.decoder.forward(&code).mse_loss(&clean, tch::Reduction::Mean);
@@ -129,11 +148,10 @@ impl Autoencoder {
     /// Code-layer pre-activations (N x 128, row-major; the ReLU's input) of N x 32 x 32 x 3 uint8
     /// images. A unit is active (ReLU > 0) exactly where its pre-activation is > 0.
     pub fn activations(&self, images: &[u8]) -> Vec<f32> {
-        let device = self.vs.device();
         let mut out = Vec::with_capacity(images.len() / INPUT_DIM * CODE_BITS);
         tch::no_grad(|| {
             for chunk in images.chunks(4096 * INPUT_DIM) {
-                let acts = self.encoder.forward(&to_input(chunk, device)).to_device(Device::Cpu).contiguous();
+                let acts = self.encoder.forward(&self.to_input(chunk)).to_device(Device::Cpu).contiguous();
                 out.extend(Vec::<f32>::try_from(acts.view([-1])).expect("float activations"));
             }
         });
@@ -154,7 +172,7 @@ impl Autoencoder {
 
     /// Mean squared reconstruction error on clean inputs (no noise, no dropout).
     pub fn reconstruction_error(&self, images: &[u8]) -> f64 {
-        let x = to_input(images, self.vs.device());
+        let x = self.to_input(images);
         tch::no_grad(|| self.decoder.forward(&self.encode(&x)).mse_loss(&x, tch::Reduction::Mean).double_value(&[]))
     }
 }
