@@ -21,7 +21,7 @@ export PATH := $(VENV)/bin:$(PATH)
 export LIBTORCH_USE_PYTORCH := 1
 export DCGAN_PYTHON := $(VENV)/bin/python
 
-.PHONY: help setup apt venv build demo test bench bench-faces bench-train bench-svm preprocess train cifar-data cifar-eval
+.PHONY: help setup apt venv build demo test bench bench-faces bench-train bench-svm bench-dedupe eval-dedupe preprocess train cifar-data cifar-eval
 
 help:
 	@echo "make demo        set up (apt, venv with torch, release build) and run the demo into $(OUT)/demo"
@@ -34,6 +34,8 @@ help:
 	@echo "make cifar-data  download and check the official CIFAR-10 binary batches into CIFAR_DIR ($(CIFAR_DIR))"
 	@echo "make cifar-eval  the paper's Table 1: D=$(D) features + L2-SVM on CIFAR_DIR into $(OUT)/cifar-eval"
 	@echo "make bench-svm   FEATURES=<cifar-eval output with save_features>: our L2-SVM vs sklearn LinearSVC"
+	@echo "make bench-dedupe 1,000,000 codes indexed and searched (time, memory); index vs brute force on 100,000"
+	@echo "make eval-dedupe  dedupe's labelled near-duplicate evaluation on EVAL_DIR (default ../shared/data/imagenet-samples)"
 
 setup: apt venv build
 
@@ -62,8 +64,10 @@ demo: setup
 	$(BIN)/faces --input $(DEMO_PHOTOS) --output $(OUT)/demo/faces --set faces.save_png=true
 	$(BIN)/train --input $(OUT)/demo/crop --output $(OUT)/demo/train --set train.width=32 --set train.batch=16 \
 		--set train.epochs=30 --set train.device=cpu
+	$(BIN)/dedupe --input $(DEMO_PHOTOS) --output $(OUT)/demo/dedupe --set dedupe.ae_steps=500
 	@echo "demo: 32x32 crops of Debian's opencv-doc sample photos in $(OUT)/demo/crop; face crops in $(OUT)/demo/faces (crops/*.png);"
-	@echo "      a tiny DCGAN trained on the crops in $(OUT)/demo/train (samples/*.png, losses.png)"
+	@echo "      a tiny DCGAN trained on the crops in $(OUT)/demo/train (samples/*.png, losses.png);"
+	@echo "      near duplicates among the photos in $(OUT)/demo/dedupe (report.html, clusters.jsonl)"
 
 test: setup
 	cargo test --release
@@ -81,6 +85,13 @@ bench-faces: setup
 	.bench-venv/bin/pip install -q "numpy<2" opencv-python-headless==4.6.0.66
 	.bench-venv/bin/python benches/faces_vs_cv2.py --input $(FACES_DIR) --faces $(BIN)/faces
 	$(PYTHON) benches/faces_accuracy.py --voc $(FACES_DIR)/dlib-voc --faces $(BIN)/faces
+
+bench-dedupe: setup
+	cargo run --release --example dedupe_index_bench -- 1000000 100000
+
+EVAL_DIR ?= ../shared/data/imagenet-samples
+eval-dedupe: setup
+	$(BIN)/dedupe --eval --input $(EVAL_DIR) --output $(OUT)/dedupe-eval
 
 bench-train: setup
 	bash benches/train_step_cpu.sh 5

@@ -31,6 +31,7 @@ pub struct Config {
     pub faces: FacesConfig,
     pub train: crate::gan::TrainConfig,
     pub cifar_eval: crate::eval::CifarEvalConfig,
+    pub dedupe: crate::dedupe::DedupeConfig,
 }
 
 /// Settings of every stage that do not change what it writes.
@@ -190,6 +191,7 @@ impl Config {
             return Err(bad("train.batch must be >= 1, train.lr > 0, train.beta1 and beta2 in [0, 1)".into()));
         }
         self.cifar_eval.validate().map_err(bad)?;
+        self.dedupe.validate().map_err(bad)?;
         if self.run.batch == 0 {
             return Err(bad("run.batch must be at least 1".into()));
         }

@@ -6,12 +6,14 @@
 //! - [`imageops`]: decoding real-world photos, min-resize and center crop.
 //! - [`crop`]: the crop stage.
 //! - [`faces`]: the faces stage (OpenCV Haar cascade).
+//! - [`dedupe`]: the dedupe stage (autoencoder semantic hashing, HNSW, clusters).
 //! - [`gan`]: the DCGAN presets and their training (tch).
 
 pub mod config;
 pub mod crop;
 pub mod data;
 pub mod eval;
+pub mod dedupe;
 pub mod faces;
 pub mod fsutil;
 pub mod gan;

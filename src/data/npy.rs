@@ -67,6 +67,18 @@ impl NpyElement for half::f16 {
     }
 }
 
+impl NpyElement for u64 {
+    const DESCR: &'static str = "<u8";
+    fn write_le(values: &[Self], out: &mut Vec<u8>) {
+        for v in values {
+            out.extend_from_slice(&v.to_le_bytes());
+        }
+    }
+    fn read_le(bytes: &[u8]) -> Vec<Self> {
+        bytes.chunks_exact(8).map(|c| u64::from_le_bytes(c.try_into().unwrap())).collect()
+    }
+}
+
 impl NpyElement for f32 {
     const DESCR: &'static str = "<f4";
     fn write_le(values: &[Self], out: &mut Vec<u8>) {

@@ -1,0 +1,96 @@
+//! `dedupe`: near-duplicate removal by semantic hashing, as the DCGAN paper did for LSUN.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use clap::Parser;
+use dcgan_pipeline::dedupe::eval::{evaluate, EvalSettings};
+use dcgan_pipeline::dedupe::run::crops_dir;
+use dcgan_pipeline::dedupe::{deduplicate, DedupeCrops};
+use dcgan_pipeline::fsutil::write_atomic;
+use dcgan_pipeline::stage::cli::{exit_with, load_config_or_print, run_stage};
+use dcgan_pipeline::stage::{fingerprint, StageArgs};
+
+/// Removes near duplicates the DCGAN paper's way: a 3072-128-3072 de-noising, dropout-regularised
+/// ReLU autoencoder on 32x32 center crops; its code layer thresholded into 128 bits; equal codes
+/// grouped in one pass, codes within dedupe.radius bits found with an HNSW index; clusters joined
+/// by union-find; per cluster the image with the most source pixels kept (the first on ties).
+///
+/// Writes to --output: images-00000.npy (the kept images, uint8, N x size x size x 3),
+/// labels.npy, manifest.jsonl (one row per input: kept, or skipped as a duplicate of which),
+/// kept.txt, clusters.jsonl, pairs.jsonl (with Hamming distances), report.html (largest
+/// clusters and pairs near the radius, for visual inspection), codes.npy (uint64, N x 2),
+/// model.safetensors (unless --model), summary.json; crops/ holds the crop pass (resumable,
+/// --shard, --merge).
+///
+/// With --eval: builds a labelled near-duplicate set from the photos at --input (edited copies
+/// mixed with distinct photos), prints precision and recall of the autoencoder hash and of pHash,
+/// writes eval.json and eval.md to --output.
+/// Exit status: 0 done, 3 some inputs failed (listed in the manifest), 1 the stage could not
+/// run, 2 a bad command line.
+#[derive(Parser)]
+#[command(version, verbatim_doc_comment)]
+struct Cli {
+    #[command(flatten)]
+    stage: StageArgs,
+
+    /// A trained autoencoder (model.safetensors of an earlier run) to hash with, instead of
+    /// training one on the input.
+    #[arg(long, value_name = "FILE")]
+    model: Option<PathBuf>,
+
+    /// Run the labelled near-duplicate evaluation on the photos at --input instead.
+    #[arg(long)]
+    eval: bool,
+
+    /// With --eval: edited copies per photo that gets copies.
+    #[arg(long, default_value_t = 2)]
+    copies: usize,
+
+    /// With --eval: use at most this many photos (0: all).
+    #[arg(long, default_value_t = 0)]
+    limit: usize,
+}
+
+fn main() {
+    exit_with("dedupe", run(Cli::parse()))
+}
+
+fn run(cli: Cli) -> Result<i32> {
+    let args = &cli.stage;
+    let Some(config) = load_config_or_print(args.config.as_deref(), &args.sets, args.print_config)? else {
+        return Ok(0);
+    };
+    let output = args.output.clone().expect("clap requires --output");
+    if cli.eval {
+        let input = args.input.as_deref().context("--eval needs --input (a folder of photos)")?;
+        let settings = EvalSettings { copies: cli.copies, max_side: 256, target_precision: 0.99, seed: config.dedupe.seed as u64, limit: cli.limit };
+        let report = evaluate(input, &config.dedupe, &settings)?;
+        std::fs::create_dir_all(&output).with_context(|| format!("{}: cannot create", output.display()))?;
+        let md = report.markdown();
+        write_atomic(&output.join("eval.md"), md.as_bytes())?;
+        write_atomic(&output.join("eval.json"), &serde_json::to_vec_pretty(&report)?)?;
+        print!("{md}");
+        return Ok(0);
+    }
+    let stage = DedupeCrops::new(&config.dedupe);
+    let crops = crops_dir(&output);
+    let status = run_stage(&stage, args, &config, &crops, config.dedupe.part_size, fingerprint(&config.dedupe.crop_config()))?;
+    // The crops are merged only once every shard has finished; until then there is no whole set.
+    if !crops.join("manifest.jsonl").is_file() {
+        return Ok(status);
+    }
+    let summary = deduplicate(&config.dedupe, &output, cli.model.as_deref(), args.force)?;
+    eprintln!(
+        "dedupe: {} images, {} kept, {} removed in {} clusters (radius {}); model {}{} -> {}",
+        summary.images,
+        summary.kept,
+        summary.removed,
+        summary.clusters,
+        config.dedupe.radius,
+        summary.model,
+        if summary.model_trained { " (trained now)" } else { "" },
+        output.display()
+    );
+    Ok(status)
+}

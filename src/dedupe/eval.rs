@@ -1,0 +1,390 @@
+//! The labelled near-duplicate evaluation: clean photos, each of half of them with edited copies
+//! (JPEG re-encoding at quality 30-95, rescaling 0.5-2x, cropping up to 10%, brightness and
+//! contrast within 10%, mild noise), the other half left single. Pairs of one photo's versions
+//! are duplicates, every other pair is not. Precision and recall of the pairs each hash calls
+//! near (distance <= r) are counted for the autoencoder hash (both thresholds) and for pHash.
+//!
+//! The photos alternate between two splits: the autoencoder trains on the first ("tune") split,
+//! whose numbers also choose each method's radius; the second ("test") split, never seen by the
+//! model or the radius choice, gives the reported figures.
+
+use std::ops::ControlFlow;
+use std::path::Path;
+
+use anyhow::{bail, Context, Result};
+use image::RgbImage as Image;
+use image_hasher::{HashAlg, HasherConfig};
+use rayon::prelude::*;
+use serde::Serialize;
+
+use super::autoencoder::{downsample_to_input, Autoencoder, Threshold};
+use super::DedupeConfig;
+use crate::data::ImageSource;
+use crate::imageops::{decode_rgb, decode_rgb_with_libjpeg, min_resize_center_crop, DecodeOptions};
+
+/// A seeded splitmix64 stream (no extra crate; reproducible edits).
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new(seed: u64) -> Self {
+        Self(seed)
+    }
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+    /// Uniform in [lo, hi).
+    pub fn uniform(&mut self, lo: f64, hi: f64) -> f64 {
+        lo + (hi - lo) * (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
+    }
+    pub fn normal(&mut self) -> f64 {
+        let u = self.uniform(f64::MIN_POSITIVE, 1.0);
+        let v = self.uniform(0.0, 1.0);
+        (-2.0 * u.ln()).sqrt() * (std::f64::consts::TAU * v).cos()
+    }
+    pub fn chance(&mut self, p: f64) -> bool {
+        self.uniform(0.0, 1.0) < p
+    }
+}
+
+fn jpeg(image: &Image, quality: u8) -> Vec<u8> {
+    let mut out = Vec::new();
+    image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, quality).encode_image(image).expect("JPEG encoding in memory");
+    out
+}
+
+/// An edited copy of `photo`: one to three of rescale, crop, brightness/contrast and noise, then
+/// always a JPEG re-encoding. Returns the bytes and what was done.
+pub fn edited_copy(photo: &Image, rng: &mut Rng) -> (Vec<u8>, String) {
+    let mut image = photo.clone();
+    let mut done = Vec::new();
+    let mut picks = [false; 4];
+    while picks.iter().filter(|&&p| p).count() < 1 + (rng.next_u64() % 3) as usize {
+        picks[(rng.next_u64() % 4) as usize] = true;
+    }
+    if picks[0] {
+        let s = rng.uniform(0.5, 2.0);
+        let (w, h) = (((image.width() as f64 * s).round() as u32).max(8), ((image.height() as f64 * s).round() as u32).max(8));
+        image = image::imageops::resize(&image, w, h, image::imageops::FilterType::Triangle);
+        done.push(format!("scale {s:.2}"));
+    }
+    if picks[1] {
+        // Up to 5% off each side: at most 10% of each dimension in all.
+        let (w, h) = (image.width(), image.height());
+        let cut = |rng: &mut Rng, n: u32| (rng.uniform(0.0, 0.05) * n as f64) as u32;
+        let (l, r, t, b) = (cut(rng, w), cut(rng, w), cut(rng, h), cut(rng, h));
+        image = image::imageops::crop_imm(&image, l, t, w - l - r, h - t - b).to_image();
+        done.push(format!("crop {:.1}%x{:.1}%", 100.0 * (l + r) as f64 / w as f64, 100.0 * (t + b) as f64 / h as f64));
+    }
+    if picks[2] {
+        let (c, b) = (rng.uniform(0.9, 1.1), rng.uniform(-0.1, 0.1) * 255.0);
+        for p in image.pixels_mut() {
+            for v in p.0.iter_mut() {
+                *v = ((*v as f64 - 128.0) * c + 128.0 + b).round().clamp(0.0, 255.0) as u8;
+            }
+        }
+        done.push(format!("contrast {c:.2} brightness {:+.0}", b));
+    }
+    if picks[3] {
+        let sigma = rng.uniform(1.0, 5.0);
+        for p in image.pixels_mut() {
+            for v in p.0.iter_mut() {
+                *v = (*v as f64 + sigma * rng.normal()).round().clamp(0.0, 255.0) as u8;
+            }
+        }
+        done.push(format!("noise sigma {sigma:.1}"));
+    }
+    let quality = 30 + (rng.next_u64() % 66) as u8;
+    done.push(format!("jpeg q{quality}"));
+    (jpeg(&image, quality), done.join(", "))
+}
+
+/// One image of the labelled set.
+pub struct Item {
+    pub split: usize,
+    /// Items of one group are versions of one photo.
+    pub group: usize,
+    pub name: String,
+    pub edits: String,
+    pub bytes: Vec<u8>,
+}
+
+/// Settings of the labelled set.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct EvalSettings {
+    /// Edited copies of each photo that gets copies.
+    pub copies: usize,
+    /// Photos are first scaled down so that their shorter side is at most this (speed).
+    pub max_side: u32,
+    /// The precision a radius must reach to be chosen.
+    pub target_precision: f64,
+    pub seed: u64,
+    /// Use at most this many photos (0: all).
+    pub limit: usize,
+}
+
+/// Builds the labelled set from the photos of `input` (any image source).
+pub fn labelled_set(input: &Path, settings: &EvalSettings) -> Result<Vec<Item>> {
+    let source = ImageSource::open(input).context("cannot open the evaluation photos")?;
+    let mut photos: Vec<(String, Vec<u8>)> = Vec::new();
+    source.for_each_record(&|_| true, 64 << 20, &mut |record| {
+        if let Ok(bytes) = record.load(64 << 20) {
+            photos.push((record.name.clone(), bytes.into_owned()));
+        }
+        if settings.limit > 0 && photos.len() >= settings.limit {
+            return ControlFlow::Break(());
+        }
+        ControlFlow::Continue(())
+    })?;
+    let decoded: Vec<Option<(String, Image)>> = photos
+        .par_iter()
+        .map(|(name, bytes)| {
+            let d = decode_rgb(bytes, 1 << 28).ok()?;
+            let img = Image::from_raw(d.image.width, d.image.height, d.image.pixels)?;
+            let short = img.width().min(img.height());
+            let img = if short > settings.max_side {
+                let s = settings.max_side as f64 / short as f64;
+                let (w, h) = ((img.width() as f64 * s).round() as u32, (img.height() as f64 * s).round() as u32);
+                image::imageops::resize(&img, w.max(1), h.max(1), image::imageops::FilterType::Triangle)
+            } else {
+                img
+            };
+            Some((name.clone(), img))
+        })
+        .collect();
+    let decoded: Vec<(String, Image)> = decoded.into_iter().flatten().collect();
+    if decoded.len() < 8 {
+        bail!("{}: {} decodable photos; the evaluation needs at least 8", input.display(), decoded.len());
+    }
+    let items: Vec<Vec<Item>> = decoded
+        .par_iter()
+        .enumerate()
+        .map(|(i, (name, photo))| {
+            let mut rng = Rng::new(settings.seed ^ (i as u64).wrapping_mul(0x2545_F491_4F6C_DD1D));
+            let split = i % 2;
+            let mut out = vec![Item { split, group: i, name: name.clone(), edits: "original (jpeg q95)".into(), bytes: jpeg(photo, 95) }];
+            // Every other photo of a split gets copies; the rest stay single (distinct images).
+            if (i / 2) % 2 == 0 {
+                for c in 0..settings.copies {
+                    let (bytes, edits) = edited_copy(photo, &mut rng);
+                    out.push(Item { split, group: i, name: format!("{name}#copy{c}"), edits, bytes });
+                }
+            }
+            out
+        })
+        .collect();
+    Ok(items.into_iter().flatten().collect())
+}
+
+/// Precision and recall of the pairs called near at one radius.
+#[derive(Debug, Clone, Serialize)]
+pub struct Point {
+    pub radius: u32,
+    pub predicted: u64,
+    pub true_positives: u64,
+    pub precision: f64,
+    pub recall: f64,
+}
+
+/// One method on one split: its curve over radii.
+#[derive(Debug, Clone, Serialize)]
+pub struct Curve {
+    pub method: String,
+    pub bits: u32,
+    pub split: String,
+    pub positives: u64,
+    pub points: Vec<Point>,
+}
+
+/// Counts, for each radius up to `max_radius`, the pairs within it and the true ones among them.
+pub fn curve(distances: &dyn Fn(usize, usize) -> u32, groups: &[usize], max_radius: u32) -> (u64, Vec<Point>) {
+    let n = groups.len();
+    let mut all = vec![0u64; max_radius as usize + 1];
+    let mut hits = vec![0u64; max_radius as usize + 1];
+    let mut positives = 0;
+    for i in 0..n {
+        for j in i + 1..n {
+            let same = groups[i] == groups[j];
+            positives += same as u64;
+            let d = distances(i, j);
+            if d <= max_radius {
+                all[d as usize] += 1;
+                hits[d as usize] += same as u64;
+            }
+        }
+    }
+    let (mut predicted, mut tp) = (0, 0);
+    let points = (0..=max_radius)
+        .map(|r| {
+            predicted += all[r as usize];
+            tp += hits[r as usize];
+            Point {
+                radius: r,
+                predicted,
+                true_positives: tp,
+                precision: if predicted > 0 { tp as f64 / predicted as f64 } else { 1.0 },
+                recall: tp as f64 / positives.max(1) as f64,
+            }
+        })
+        .collect();
+    (positives, points)
+}
+
+/// The radius with the highest recall among those that reach `target` precision (the smallest
+/// such radius on ties); None if none does.
+pub fn choose_radius(points: &[Point], target: f64) -> Option<u32> {
+    points
+        .iter()
+        .filter(|p| p.precision >= target && p.true_positives > 0)
+        .max_by(|a, b| a.recall.total_cmp(&b.recall).then(b.radius.cmp(&a.radius)))
+        .map(|p| p.radius)
+}
+
+/// The result of one evaluation.
+#[derive(Debug, Clone, Serialize)]
+pub struct EvalReport {
+    pub input: String,
+    pub settings: EvalSettings,
+    pub items: usize,
+    pub photos: usize,
+    pub train_items: usize,
+    pub curves: Vec<Curve>,
+    /// Per method: the radius chosen on the tune split and its test-split point.
+    pub chosen: Vec<(String, Option<u32>, Option<Point>)>,
+}
+
+/// Runs the evaluation on the photos of `input`.
+pub fn evaluate(input: &Path, config: &DedupeConfig, settings: &EvalSettings) -> Result<EvalReport> {
+    let items = labelled_set(input, settings)?;
+    let size = config.size;
+    let options = DecodeOptions { max_pixels: config.max_pixels, min_decoded_side: config.dct_scaling.then_some(size * config.min_decoded_factor) };
+    // The same path as the stage: decode, min-resize, center crop.
+    let crops: Vec<Vec<u8>> = items
+        .par_iter()
+        .map(|item| {
+            let decoded = decode_rgb_with_libjpeg(&item.bytes, &options).map_err(|e| anyhow::anyhow!("{}: {e}", item.name))?;
+            Ok(min_resize_center_crop(&decoded.image, size).pixels)
+        })
+        .collect::<Result<_>>()?;
+    let small: Vec<u8> = crops.iter().flat_map(|c| downsample_to_input(c, size as usize)).collect();
+    let dim = super::autoencoder::INPUT_DIM;
+    let train: Vec<u8> = items.iter().enumerate().filter(|(_, it)| it.split == 0).flat_map(|(i, _)| small[i * dim..(i + 1) * dim].to_vec()).collect();
+    let mut model = Autoencoder::new(config.device().map_err(anyhow::Error::msg)?);
+    model.train(&train, &config.train_settings());
+
+    let phasher = HasherConfig::new().hash_size(8, 8).hash_alg(HashAlg::Median).preproc_dct().to_hasher();
+    let phashes: Vec<u64> = crops
+        .par_iter()
+        .map(|c| {
+            let img = Image::from_raw(size, size, c.clone()).expect("crop size");
+            let bytes = phasher.hash_image(&img).as_bytes().to_vec();
+            u64::from_le_bytes(bytes[..8].try_into().expect("64-bit pHash"))
+        })
+        .collect();
+    let zero = model.codes(&small, Threshold::Zero);
+    let median = model.codes(&small, Threshold::Median);
+
+    let mut curves = Vec::new();
+    let mut chosen = Vec::new();
+    for (method, bits, max_radius) in [("autoencoder, threshold 0 (paper)", 128u32, 32u32), ("autoencoder, median threshold", 128, 32), ("pHash (image_hasher, DCT + median)", 64, 20)] {
+        let mut by_split = Vec::new();
+        for (split, split_name) in [(0usize, "tune"), (1, "test")] {
+            let idx: Vec<usize> = (0..items.len()).filter(|&i| items[i].split == split).collect();
+            let groups: Vec<usize> = idx.iter().map(|&i| items[i].group).collect();
+            let dist = |a: usize, b: usize| -> u32 {
+                let (i, j) = (idx[a], idx[b]);
+                match bits {
+                    64 => (phashes[i] ^ phashes[j]).count_ones(),
+                    _ if method.contains("median") => median[i].hamming(&median[j]),
+                    _ => zero[i].hamming(&zero[j]),
+                }
+            };
+            let (positives, points) = curve(&dist, &groups, max_radius);
+            by_split.push(Curve { method: method.into(), bits, split: split_name.into(), positives, points });
+        }
+        let radius = choose_radius(&by_split[0].points, settings.target_precision);
+        let test_point = radius.map(|r| by_split[1].points[r as usize].clone());
+        chosen.push((method.to_owned(), radius, test_point));
+        curves.extend(by_split);
+    }
+    Ok(EvalReport {
+        input: input.display().to_string(),
+        settings: *settings,
+        items: items.len(),
+        photos: items.iter().map(|i| i.group).collect::<std::collections::BTreeSet<_>>().len(),
+        train_items: train.len() / dim,
+        curves,
+        chosen,
+    })
+}
+
+impl EvalReport {
+    /// The README's table: the chosen radii, then each method's test curve at a few radii.
+    pub fn markdown(&self) -> String {
+        let mut md = String::new();
+        md.push_str(&format!(
+            "{} photos -> {} images ({} edited copies per photo for half of them); tune split (autoencoder training, radius choice) and test split alternate.\n\n",
+            self.photos, self.items, self.settings.copies
+        ));
+        md.push_str(&format!("Radius chosen on the tune split (highest recall at precision >= {}), measured on the test split:\n\n", self.settings.target_precision));
+        md.push_str("| method | radius | pairs called | precision | recall |\n|---|---:|---:|---:|---:|\n");
+        for (method, radius, point) in &self.chosen {
+            match (radius, point) {
+                (Some(r), Some(p)) => md.push_str(&format!("| {method} | {r} | {} | {:.4} | {:.4} |\n", p.predicted, p.precision, p.recall)),
+                _ => md.push_str(&format!("| {method} | none reaches the target | | | |\n")),
+            }
+        }
+        md.push_str("\nTest split, every radius (precision / recall):\n\n");
+        for c in self.curves.iter().filter(|c| c.split == "test") {
+            md.push_str(&format!("{} ({} bits; {} duplicate pairs):\n\n| radius | pairs called | precision | recall |\n|---:|---:|---:|---:|\n", c.method, c.bits, c.positives));
+            for p in &c.points {
+                if p.radius <= 4 || p.radius % 2 == 0 {
+                    md.push_str(&format!("| {} | {} | {:.4} | {:.4} |\n", p.radius, p.predicted, p.precision, p.recall));
+                }
+            }
+            md.push('\n');
+        }
+        md
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn curve_counts_pairs_by_radius() {
+        // Items 0, 1 one group; 2 alone. Distances: (0,1)=1, (0,2)=2, (1,2)=5.
+        let d = |a: usize, b: usize| match (a, b) {
+            (0, 1) => 1,
+            (0, 2) => 2,
+            _ => 5,
+        };
+        let (positives, points) = curve(&d, &[7, 7, 9], 5);
+        assert_eq!(positives, 1);
+        assert_eq!((points[0].predicted, points[0].recall), (0, 0.0));
+        assert_eq!((points[1].predicted, points[1].precision, points[1].recall), (1, 1.0, 1.0));
+        assert_eq!((points[2].predicted, points[2].precision), (2, 0.5));
+        assert_eq!(points[5].predicted, 3);
+        assert_eq!(choose_radius(&points, 0.99), Some(1));
+        // Equal recall: the smaller radius.
+        assert_eq!(choose_radius(&points, 0.4), Some(1));
+    }
+
+    #[test]
+    fn edits_change_the_bytes_but_keep_the_picture_roughly() {
+        let photo = Image::from_fn(120, 90, |x, y| image::Rgb([(x * 2) as u8, (y * 2) as u8, 100]));
+        let mut rng = Rng::new(3);
+        for _ in 0..10 {
+            let (bytes, edits) = edited_copy(&photo, &mut rng);
+            let d = decode_rgb(&bytes, 1 << 24).unwrap();
+            assert!(edits.contains("jpeg q"), "{edits}");
+            let (w, h) = (d.image.width as f64, d.image.height as f64);
+            assert!((w / h - 120.0 / 90.0).abs() < 0.15, "{edits}: {w}x{h}");
+            assert!((54.0..=240.0).contains(&w), "{edits}: width {w}");
+        }
+    }
+}

@@ -1,0 +1,134 @@
+//! Near pairs of codes: an hnsw_rs graph over the codes with a true bit-Hamming distance, queried
+//! for each code's nearest neighbours and filtered by radius; and the exact brute-force scan that
+//! checks it.
+//!
+//! hnsw_rs's own `DistHamming` counts differing elements of the vectors, not bits, so on packed
+//! u64 words it would say "0, 1 or 2"; [`BitHamming`] counts bits.
+
+use anndists::dist::Distance;
+use hnsw_rs::hnsw::Hnsw;
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use super::hash::Code128;
+
+/// Hamming distance between two packed bit vectors of equal length.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct BitHamming;
+
+impl Distance<u64> for BitHamming {
+    fn eval(&self, a: &[u64], b: &[u64]) -> f32 {
+        a.iter().zip(b).map(|(x, y)| (x ^ y).count_ones()).sum::<u32>() as f32
+    }
+}
+
+/// Graph and search settings.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct IndexParams {
+    /// Links per node and layer (HNSW's M).
+    pub max_connections: usize,
+    /// Candidate list while building.
+    pub ef_construction: usize,
+    /// Neighbours asked for per query; pairs within the radius beyond these are found through
+    /// the clusters' transitivity, or not at all.
+    pub neighbours: usize,
+    /// Candidate list while searching (at least `neighbours`).
+    pub ef_search: usize,
+}
+
+/// Two codes within the radius: positions in the slice given, a < b.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct NearPair {
+    pub a: u32,
+    pub b: u32,
+    pub distance: u32,
+}
+
+/// Every pair of `codes` within `radius` that an HNSW search finds (codes should be distinct:
+/// group exact collisions first, since k nearest neighbours cannot list a larger group).
+pub fn index_pairs(codes: &[Code128], radius: u32, params: &IndexParams) -> Vec<NearPair> {
+    if codes.len() < 2 {
+        return Vec::new();
+    }
+    let layers = 16.min(((codes.len() as f64).ln().ceil() as usize).max(1));
+    let hnsw: Hnsw<u64, BitHamming> =
+        Hnsw::new(params.max_connections, codes.len(), layers, params.ef_construction, BitHamming);
+    let items: Vec<(&[u64], usize)> = codes.iter().enumerate().map(|(i, c)| (&c.0[..], i)).collect();
+    hnsw.parallel_insert_slice(&items);
+    let k = params.neighbours.min(codes.len());
+    let ef = params.ef_search.max(k);
+    let mut pairs: Vec<NearPair> = codes
+        .par_iter()
+        .enumerate()
+        .flat_map_iter(|(i, code)| {
+            hnsw.search(&code.0, k, ef).into_iter().filter_map(move |n| {
+                let j = n.d_id;
+                let distance = n.distance as u32;
+                (j != i && distance <= radius).then(|| NearPair { a: i.min(j) as u32, b: i.max(j) as u32, distance })
+            })
+        })
+        .collect();
+    pairs.par_sort_unstable();
+    pairs.dedup();
+    pairs
+}
+
+/// Every pair of `codes` within `radius`, by comparing all n (n - 1) / 2 pairs.
+pub fn brute_force_pairs(codes: &[Code128], radius: u32) -> Vec<NearPair> {
+    let mut pairs: Vec<NearPair> = (0..codes.len())
+        .into_par_iter()
+        .flat_map_iter(|i| {
+            let ci = codes[i];
+            codes[i + 1..].iter().enumerate().filter_map(move |(o, cj)| {
+                let distance = ci.hamming(cj);
+                (distance <= radius).then_some(NearPair { a: i as u32, b: (i + 1 + o) as u32, distance })
+            })
+        })
+        .collect();
+    pairs.par_sort_unstable();
+    pairs
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A small deterministic generator, so the tests need no extra crate.
+    fn next(state: &mut u64) -> u64 {
+        *state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = *state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    #[test]
+    fn distance_counts_bits_not_words() {
+        assert_eq!(BitHamming.eval(&[0b111, 0], &[0, 1 << 40]), 4.0);
+        assert_eq!(BitHamming.eval(&[5, 9], &[5, 9]), 0.0);
+    }
+
+    #[test]
+    fn index_finds_the_planted_pairs_that_brute_force_finds() {
+        let mut s = 7u64;
+        let mut codes: Vec<Code128> = (0..2000).map(|_| Code128([next(&mut s), next(&mut s)])).collect();
+        // Plant 100 near copies, 1 to 6 bits away.
+        for i in 0..100 {
+            let mut c = codes[i * 7];
+            for _ in 0..=(i % 6) {
+                let bit = next(&mut s) % 128;
+                c.0[(bit / 64) as usize] ^= 1 << (bit % 64);
+            }
+            codes.push(c);
+        }
+        let exact = brute_force_pairs(&codes, 8);
+        assert!(exact.len() >= 100, "{} pairs", exact.len());
+        assert!(exact.iter().all(|p| codes[p.a as usize].hamming(&codes[p.b as usize]) == p.distance && p.distance <= 8));
+        let params = IndexParams { max_connections: 16, ef_construction: 64, neighbours: 8, ef_search: 64 };
+        let found = index_pairs(&codes, 8, &params);
+        let hits = found.iter().filter(|p| exact.binary_search(p).is_ok()).count();
+        assert_eq!(hits, found.len(), "the index reported pairs that are not within the radius");
+        assert!(hits as f64 >= 0.95 * exact.len() as f64, "index found {hits} of {}", exact.len());
+    }
+}

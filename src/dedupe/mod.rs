@@ -1,0 +1,131 @@
+//! The dedupe stage: near-duplicate removal as the DCGAN paper did it for LSUN bedrooms.
+//!
+//! 1. Every input becomes a `size` x `size` min-resized center crop (the crop stage's code), run
+//!    as a per-image stage into `<output>/crops` (parts, resume, `--shard`, merge).
+//! 2. The crops, box-averaged to 32x32, train the 3072-128-3072 autoencoder (or a saved one is
+//!    reused); its code layer, thresholded, gives each image a 128-bit code.
+//! 3. Equal codes are grouped through a hash map in one pass (the paper's linear-time step); the
+//!    distinct codes go into an HNSW index searched for pairs within `radius` bits; union-find
+//!    joins both into clusters, of which one image each is kept ([`clusters::keeper`]).
+//! 4. Outputs: the kept images packed (the training set), clusters and pairs (JSONL), an HTML
+//!    page for visual inspection, the codes, the model.
+
+pub mod autoencoder;
+pub mod clusters;
+pub mod eval;
+pub mod hash;
+pub mod index;
+pub mod report;
+pub mod run;
+
+use serde::{Deserialize, Serialize};
+
+pub use autoencoder::{Autoencoder, Threshold};
+pub use hash::Code128;
+pub use run::{deduplicate, DedupeCrops, DedupeSummary};
+
+/// The dedupe stage's settings.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct DedupeConfig {
+    /// Side of the kept images' crops (the paper's LSUN model: 64); a multiple of 32, since the
+    /// autoencoder sees them box-averaged to 32x32.
+    pub size: u32,
+    /// Hamming radius (bits of 128) within which two codes are near duplicates.
+    pub radius: u32,
+    /// Where a code bit switches on: zero (the paper's ReLU activity) or median (per unit).
+    pub threshold: Threshold,
+    /// Autoencoder training: Adam steps, batch, learning rate.
+    pub ae_steps: usize,
+    pub ae_batch: usize,
+    pub ae_lr: f64,
+    /// Standard deviation of the Gaussian input corruption (inputs in [-1, 1]).
+    pub ae_noise: f64,
+    /// Dropout probability on the code layer.
+    pub ae_dropout: f64,
+    /// Train on at most this many images, evenly spread over the input; 0 = all.
+    pub ae_sample: usize,
+    pub seed: i64,
+    /// auto (CUDA when available), cpu, cuda, cuda:N.
+    pub device: String,
+    /// HNSW: links per node (M), build and search candidate lists, neighbours asked per code.
+    pub max_connections: usize,
+    pub ef_construction: usize,
+    pub ef_search: usize,
+    pub neighbours: usize,
+    /// The HTML page: this many largest clusters and random pairs near the radius.
+    pub report_clusters: usize,
+    pub report_pairs: usize,
+    /// Decoding, as in [crop].
+    pub dct_scaling: bool,
+    pub min_decoded_factor: u32,
+    pub max_pixels: u64,
+    pub max_file_bytes: u64,
+    /// Inputs per crops/images-NNNNN.npy; the unit of resume and --shard.
+    pub part_size: u64,
+}
+
+impl DedupeConfig {
+    /// The settings that shape the crops (a different radius must not redo them).
+    pub fn crop_config(&self) -> crate::config::CropConfig {
+        crate::config::CropConfig {
+            size: self.size,
+            dct_scaling: self.dct_scaling,
+            min_decoded_factor: self.min_decoded_factor,
+            max_pixels: self.max_pixels,
+            max_file_bytes: self.max_file_bytes,
+            part_size: self.part_size,
+        }
+    }
+
+    pub fn index_params(&self) -> index::IndexParams {
+        index::IndexParams {
+            max_connections: self.max_connections,
+            ef_construction: self.ef_construction,
+            neighbours: self.neighbours,
+            ef_search: self.ef_search,
+        }
+    }
+
+    pub fn train_settings(&self) -> autoencoder::TrainSettings {
+        autoencoder::TrainSettings {
+            steps: self.ae_steps,
+            batch: self.ae_batch,
+            lr: self.ae_lr,
+            noise: self.ae_noise,
+            dropout: self.ae_dropout,
+            seed: self.seed,
+        }
+    }
+
+    pub fn device(&self) -> Result<tch::Device, String> {
+        Ok(match self.device.as_str() {
+            "auto" => tch::Device::cuda_if_available(),
+            "cpu" => tch::Device::Cpu,
+            "cuda" => tch::Device::Cuda(0),
+            other => match other.strip_prefix("cuda:").and_then(|n| n.parse().ok()) {
+                Some(n) => tch::Device::Cuda(n),
+                None => return Err(format!("dedupe.device = {other:?}: expected auto, cpu, cuda or cuda:N")),
+            },
+        })
+    }
+
+    pub fn validate(&self) -> Result<(), String> {
+        if self.size == 0 || self.size % 32 != 0 || self.size > 1024 {
+            return Err(format!("dedupe.size = {} must be a multiple of 32 up to 1024", self.size));
+        }
+        if self.radius > 128 {
+            return Err(format!("dedupe.radius = {} is more than the code's 128 bits", self.radius));
+        }
+        if self.ae_batch == 0 || self.ae_lr <= 0.0 || self.ae_noise < 0.0 || !(0.0..1.0).contains(&self.ae_dropout) {
+            return Err("dedupe.ae_batch must be >= 1, ae_lr > 0, ae_noise >= 0, ae_dropout in [0, 1)".into());
+        }
+        if self.max_connections < 2 || self.max_connections > 256 || self.neighbours == 0 || self.ef_construction == 0 {
+            return Err("dedupe.max_connections must be in 2..=256, neighbours and ef_construction at least 1".into());
+        }
+        if self.part_size == 0 || self.min_decoded_factor == 0 {
+            return Err("dedupe.part_size and dedupe.min_decoded_factor must be at least 1".into());
+        }
+        self.device().map(|_| ())
+    }
+}

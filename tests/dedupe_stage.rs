@@ -1,0 +1,232 @@
+//! The dedupe stage end to end, through its binary: real photos (Debian's opencv-doc samples)
+//! with exact and edited copies, LSUN's LMDB layout, resume, a saved model, bad inputs.
+
+mod common;
+
+use std::path::Path;
+use std::process::Output;
+
+use common::*;
+use dcgan_pipeline::data::packed::read_packed;
+use serde_json::Value;
+
+/// Distinct natural photos (no pairs of one scene, which the samples also hold).
+const PHOTOS: &[&str] = &[
+    "baboon.jpg", "fruits.jpg", "aero1.jpg", "building.jpg", "butterfly.jpg", "orange.jpg", "starry_night.jpg",
+    "messi5.jpg", "apple.jpg", "HappyFish.jpg", "home.jpg", "smarties.png", "squirrel_cls.jpg", "board.jpg",
+];
+
+/// Settings that keep a test short: a small model trained briefly on the CPU.
+const QUICK: &[&str] = &["--set", "dedupe.ae_steps=300", "--set", "dedupe.ae_batch=32", "--set", "dedupe.device=cpu"];
+
+fn run_dedupe(args: &[&str]) -> Output {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_dedupe")).args(args).args(QUICK).output().expect("dedupe runs");
+    eprintln!("{}", String::from_utf8_lossy(&out.stderr));
+    out
+}
+
+fn dedupe_ok(input: &Path, output: &Path, extra: &[&str]) {
+    let mut args = vec!["--input", input.to_str().unwrap(), "--output", output.to_str().unwrap()];
+    args.extend_from_slice(extra);
+    let out = run_dedupe(&args);
+    assert!(out.status.success(), "dedupe failed: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// Copies the photos into `input`; returns their names.
+fn copy_photos(input: &Path) -> Vec<String> {
+    PHOTOS
+        .iter()
+        .map(|name| {
+            write(&input.join(name), &std::fs::read(opencv_sample(name)).unwrap());
+            name.to_string()
+        })
+        .collect()
+}
+
+fn summary(output: &Path) -> Value {
+    serde_json::from_slice(&std::fs::read(output.join("summary.json")).unwrap()).unwrap()
+}
+
+fn lines(path: &Path) -> Vec<Value> {
+    std::fs::read_to_string(path).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+}
+
+#[test]
+fn exact_copies_collide_unrelated_photos_do_not() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in");
+    let names = copy_photos(&input);
+    // Byte-identical copies (names sort after the originals: the originals come first).
+    for name in ["baboon.jpg", "fruits.jpg", "starry_night.jpg"] {
+        write(&input.join(format!("zz-copy-of-{name}")), &std::fs::read(input.join(name)).unwrap());
+    }
+    // A larger re-encoding of a small photo: the same picture, more source pixels, so it is the
+    // one kept.
+    let small = image::open(input.join("orange.jpg")).unwrap().to_rgb8();
+    let big = image::imageops::resize(&small, small.width() * 2, small.height() * 2, image::imageops::FilterType::Triangle);
+    write(&input.join("zz-orange-2x.jpg"), &jpeg_bytes(&big, 95));
+    let output = dir.path().join("out");
+    dedupe_ok(&input, &output, &[]);
+
+    let rows = read_manifest(&output);
+    assert_eq!(rows.len(), names.len() + 4);
+    for name in ["baboon.jpg", "fruits.jpg", "starry_night.jpg"] {
+        let copy = row_for(&rows, &format!("zz-copy-of-{name}"));
+        assert_eq!(copy["status"], "skipped", "{copy}");
+        assert_eq!(copy["duplicate_of"], name);
+        assert_eq!(copy["distance"], 0);
+        assert_eq!(copy["code"], row_for(&rows, name)["code"]);
+    }
+    // Every distinct photo is kept, in its own cluster.
+    let kept: Vec<&str> = rows.iter().filter(|r| r["status"] == "ok").map(|r| r["source"].as_str().unwrap()).collect();
+    for name in &names {
+        if name != "orange.jpg" {
+            assert!(kept.contains(&name.as_str()), "{name} was removed: {}", row_for(&rows, name));
+        }
+    }
+    let clusters: Vec<i64> = names.iter().filter(|n| *n != "orange.jpg").map(|n| row_for(&rows, n)["cluster"].as_i64().unwrap()).collect();
+    let distinct: std::collections::BTreeSet<_> = clusters.iter().collect();
+    assert_eq!(distinct.len(), clusters.len(), "unrelated photos share a cluster");
+    // The two oranges: one cluster if the hash holds them together, and then the bigger is kept.
+    let orange = row_for(&rows, "orange.jpg");
+    if orange["status"] == "skipped" {
+        assert_eq!(orange["duplicate_of"], "zz-orange-2x.jpg");
+    }
+
+    // The packed kept set matches the manifest, rows in input order.
+    let packed = read_packed(&output).unwrap();
+    assert_eq!((packed.len(), packed.height, packed.width), (kept.len(), 64, 64));
+    let text = std::fs::read_to_string(output.join("kept.txt")).unwrap();
+    assert_eq!(text.lines().collect::<Vec<_>>(), kept);
+    for (i, r) in rows.iter().filter(|r| r["status"] == "ok").enumerate() {
+        assert_eq!(r["index"], i as u64);
+    }
+    // Clusters and pairs with distances; the page embeds the crops.
+    let clusters = lines(&output.join("clusters.jsonl"));
+    assert!(clusters.iter().any(|c| c["kept"] == "baboon.jpg" && c["size"] == 2), "{clusters:?}");
+    let pairs = lines(&output.join("pairs.jsonl"));
+    assert!(pairs.iter().any(|p| p["a"] == "fruits.jpg" && p["b"] == "zz-copy-of-fruits.jpg" && p["distance"] == 0));
+    let html = std::fs::read_to_string(output.join("report.html")).unwrap();
+    assert!(html.contains("data:image/png;base64,") && html.contains("title=\"zz-copy-of-baboon.jpg\""));
+    let s = summary(&output);
+    assert_eq!(s["counts"]["removed"].as_u64().unwrap() as usize, names.len() + 4 - kept.len());
+    assert!(output.join("model.safetensors").is_file() && output.join("codes.npy").is_file());
+}
+
+/// Writes an LMDB the way LSUN's export is laid out: key -> encoded image bytes.
+fn write_lmdb(path: &Path, items: &[(String, Vec<u8>)]) {
+    std::fs::create_dir_all(path).unwrap();
+    let env = unsafe { heed::EnvOpenOptions::new().map_size(64 << 20).open(path).unwrap() };
+    let mut wtxn = env.write_txn().unwrap();
+    let db: heed::Database<heed::types::Str, heed::types::Bytes> = env.create_database(&mut wtxn, None).unwrap();
+    for (key, value) in items {
+        db.put(&mut wtxn, key, value).unwrap();
+    }
+    wtxn.commit().unwrap();
+}
+
+#[test]
+fn lsun_lmdb_export_with_duplicates_and_a_broken_value() {
+    let dir = tempfile::tempdir().unwrap();
+    let lmdb = dir.path().join("bedroom_train_lmdb");
+    let mut items: Vec<(String, Vec<u8>)> =
+        PHOTOS.iter().enumerate().map(|(i, n)| (format!("k{i:02}"), std::fs::read(opencv_sample(n)).unwrap())).collect();
+    items.push(("k50".into(), items[3].1.clone()));
+    items.push(("k51".into(), b"not an image at all".to_vec()));
+    write_lmdb(&lmdb, &items);
+    let before = std::fs::read(lmdb.join("data.mdb")).unwrap();
+    let output = dir.path().join("out");
+    let out = run_dedupe(&["-i", lmdb.to_str().unwrap(), "-o", output.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(3), "one value is not an image");
+    let rows = read_manifest(&output);
+    assert_eq!(rows.len(), PHOTOS.len() + 2);
+    assert_eq!(row_for(&rows, "k51")["status"], "error");
+    assert_eq!(row_for(&rows, "k50")["duplicate_of"], "k03");
+    assert_eq!(read_packed(&output).unwrap().len(), PHOTOS.len());
+    assert_eq!(std::fs::read(lmdb.join("data.mdb")).unwrap(), before, "the input is read-only");
+}
+
+#[test]
+fn a_rerun_resumes_and_a_saved_model_is_reused() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in");
+    copy_photos(&input);
+    write(&input.join("zz-copy.jpg"), &std::fs::read(input.join("messi5.jpg")).unwrap());
+    let output = dir.path().join("out");
+    // Parts of 5 inputs, so that resume has parts to skip.
+    dedupe_ok(&input, &output, &["--set", "dedupe.part_size=5"]);
+    assert_eq!(summary(&output)["model"]["trained_now"], true);
+    let first = folder_bytes(&output, &["summary.json", "shard-"]);
+
+    let out = run_dedupe(&["-i", input.to_str().unwrap(), "-o", output.to_str().unwrap(), "--set", "dedupe.part_size=5"]);
+    assert!(out.status.success());
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(log.contains("resuming: 3 parts already done"), "{log}");
+    assert_eq!(summary(&output)["model"]["trained_now"], false, "the saved model is reused");
+    assert_eq!(folder_bytes(&output, &["summary.json", "shard-"]), first, "a resumed run gives the same outputs");
+
+    // Another output, hashing with the first run's model: the same codes, nothing trained.
+    let model = output.join("model.safetensors");
+    let other = dir.path().join("other");
+    dedupe_ok(&input, &other, &["--model", model.to_str().unwrap()]);
+    assert_eq!(summary(&other)["model"]["trained_now"], false);
+    assert!(!other.join("model.safetensors").exists());
+    assert_eq!(std::fs::read(other.join("codes.npy")).unwrap(), std::fs::read(output.join("codes.npy")).unwrap());
+    assert_eq!(row_for(&read_manifest(&other), "zz-copy.jpg")["duplicate_of"], "messi5.jpg");
+}
+
+#[test]
+fn bad_inputs_are_listed_and_the_run_goes_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in");
+    for name in ["baboon.jpg", "fruits.jpg", "aero1.jpg", "building.jpg"] {
+        write(&input.join(name), &std::fs::read(opencv_sample(name)).unwrap());
+    }
+    let good = std::fs::read(input.join("fruits.jpg")).unwrap();
+    write(&input.join("truncated.jpg"), &good[..good.len() / 3]);
+    write(&input.join("empty.png"), b"");
+    write(&input.join("text.jpg"), b"this is not a JPEG");
+    let output = dir.path().join("out");
+    let out = run_dedupe(&["-i", input.to_str().unwrap(), "-o", output.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(3));
+    let log = String::from_utf8_lossy(&out.stderr);
+    let rows = read_manifest(&output);
+    for name in ["empty.png", "text.jpg"] {
+        assert_eq!(row_for(&rows, name)["status"], "error", "{name}");
+        assert!(log.lines().any(|l| l.contains("warning") && l.contains(name)), "no warning naming {name}: {log}");
+    }
+    // A truncated JPEG may still decode partially (libjpeg fills the rest); either way the run goes on.
+    assert!(["error", "ok", "skipped"].contains(&row_for(&rows, "truncated.jpg")["status"].as_str().unwrap()));
+    for name in ["baboon.jpg", "fruits.jpg", "aero1.jpg", "building.jpg"] {
+        assert_eq!(row_for(&rows, name)["status"], "ok", "{name}");
+    }
+
+    // No input at all, and a bad setting: one clear line, status 1.
+    let out = run_dedupe(&["-i", dir.path().join("missing").to_str().unwrap(), "-o", output.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    let out = run_dedupe(&["-i", input.to_str().unwrap(), "-o", output.to_str().unwrap(), "--set", "dedupe.size=48"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("dedupe.size"));
+}
+
+#[test]
+fn the_evaluation_prints_precision_and_recall_for_both_hashes() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("photos");
+    copy_photos(&input);
+    let output = dir.path().join("eval");
+    let out = run_dedupe(&["--eval", "-i", input.to_str().unwrap(), "-o", output.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let printed = String::from_utf8_lossy(&out.stdout);
+    assert!(printed.contains("pHash") && printed.contains("autoencoder"), "{printed}");
+    let report: Value = serde_json::from_slice(&std::fs::read(output.join("eval.json")).unwrap()).unwrap();
+    // 14 photos alternate between the splits; photos 0, 1, 4, 5, 8, 9, 12, 13 get 2 copies each.
+    assert_eq!(report["items"], 14 + 2 * 8);
+    for curve in report["curves"].as_array().unwrap() {
+        let points = curve["points"].as_array().unwrap();
+        // Recall cannot fall as the radius grows.
+        let recalls: Vec<f64> = points.iter().map(|p| p["recall"].as_f64().unwrap()).collect();
+        assert!(recalls.windows(2).all(|w| w[0] <= w[1]), "{curve}");
+        assert!(curve["positives"].as_u64().unwrap() > 0);
+    }
+}
