@@ -13,6 +13,7 @@ use serde_json::json;
 
 use super::features::{sha256_file, FeatureExtractor};
 use super::matrix::{FeatureDtype, FeatureMatrix, FeatureRows};
+use super::rng::SplitMix;
 use super::metrics::ClassificationMetrics;
 use super::svm::{L2Svm, L2SvmValidParams};
 use crate::data::cifar::{Split, CIFAR10_CLASSES};
@@ -110,24 +111,6 @@ impl<R: FeatureRows> FeatureRows for Subset<'_, R> {
     }
     fn row<'a>(&'a self, i: usize, buf: &'a mut [f32]) -> &'a [f32] {
         self.rows.row(self.indices[i], buf)
-    }
-}
-
-/// A seeded generator for splits and draws (the same on every platform).
-struct SplitMix(u64);
-
-impl SplitMix {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    fn shuffle<T>(&mut self, v: &mut [T]) {
-        for j in (1..v.len()).rev() {
-            v.swap(j, (self.next() % (j as u64 + 1)) as usize);
-        }
     }
 }
 

@@ -23,6 +23,7 @@ use serde::Serialize;
 
 use super::kernels::{axpy_many, dot, dot_many};
 use super::matrix::FeatureRows;
+use super::rng::SplitMix;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SvmError {
@@ -203,22 +204,6 @@ impl L2Svm {
     }
 }
 
-/// splitmix64: a small seeded generator for the pass order (the same on every platform).
-struct SplitMix(u64);
-
-impl SplitMix {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-}
-
 /// Per-class solver state for the classes one thread owns.
 struct ClassState {
     w: Vec<f32>,
@@ -268,9 +253,7 @@ fn solve_classes(rows: &impl FeatureRows, labels: &[usize], classes: std::ops::R
         }
         // The whole order is reshuffled every pass, whatever is shrunk, so that each class sees the
         // same sequence however the classes are grouped onto threads.
-        for j in (1..order.len()).rev() {
-            order.swap(j, rng.below(j + 1));
-        }
+        rng.shuffle(&mut order);
         pg_max.iter_mut().for_each(|v| *v = f64::NEG_INFINITY);
         pg_min.iter_mut().for_each(|v| *v = f64::INFINITY);
         for &i in &order {
