@@ -125,6 +125,8 @@ def main():
     ap.add_argument("--device", default="cpu")
     args = ap.parse_args()
     dev = torch.device(args.device)
+    # As the usual DCGAN scripts do (and as `train` does on CUDA): let cuDNN pick its fastest kernels.
+    torch.backends.cudnn.benchmark = dev.type == "cuda"
     g, d = Generator(args.width, args.z_dim).to(dev), Discriminator(args.width).to(dev)
     g.apply(init)
     d.apply(init)

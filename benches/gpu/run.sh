@@ -1,28 +1,37 @@
 #!/usr/bin/env bash
 # The train stage on a GPU machine (torch 2.11 in its python3, no Rust, no OpenCV, no internet), in
 # one script that fits the device tool's 10-minute command limit:
-#   1. train imagenet32 on CIFAR-10's 50,000 training images (labels unused) for $EPOCHS epochs;
+#   1. probes: $PROBE_STEPS steps of imagenet32 in each of float32 / bfloat16 convolutions x
+#      NCHW / channels-last, images/s of each (which pay off);
 #   2. the PyTorch reference: the same architecture and step with torch's DataLoader over the same
-#      images (exported by `train --export-images`), batch 128, for the same number of epochs or
-#      $REF_SECONDS, whichever ends first;
-#   3. images/s of both and the ratio; the sample grid, the loss plot, the summary and the
-#      discriminator (float16, < 16 MiB) into $OUT.
+#      images (exported by `train --export-images`), batch 128, for $REF_SECONDS;
+#   3. imagenet32 on CIFAR-10's 50,000 training images (labels unused) with the fastest probe's
+#      settings, $EPOCHS epochs or $TRAIN_MINUTES minutes, whichever ends first;
+#   4. its discriminator exported (float16, < 16 MiB) and scored by cifar-eval on the same machine
+#      (one C, features on the GPU), bounded so that the whole script ends by $DEADLINE_S.
+# Everything lands in $OUT as it is made (a killed run still brings back what it had).
 #
-# Prepare here (see README "GPU"): release `train` and ../shared/data/cifar10-train-jpeg.tar.gz in
-# gpu-carry/ (git-ignored), then run with carry=["gpu-carry"]:
-#   bash benches/gpu/run.sh
+# Prepare here (see README "GPU"): release `train`, `cifar-eval` and
+# ../shared/data/cifar10-train-jpeg.tar.gz in gpu-carry/ (git-ignored), then run with
+# carry=["gpu-carry"]:  bash benches/gpu/run.sh
 # Test it on a CPU with a tiny configuration:
-#   DEVICE=cpu EPOCHS=1 EXTRA="--set train.width=8 --set train.limit_images=512 --set train.batch=64" \
+#   DEVICE=cpu EPOCHS=1 PROBE_STEPS=4 REF_SECONDS=5 EVAL="--set cifar_eval.limit_train_per_class=100 --set cifar_eval.width=8" \
+#   EXTRA="--set train.width=8 --set train.limit_images=512 --set train.batch=64" \
 #   REF_ARGS="--width 8 --limit 512 --batch 64 --workers 0" OUT=/tmp/gpu-out bash benches/gpu/run.sh
-set -euo pipefail
+set -uo pipefail
 cd "$(dirname "$0")/../.."
+T0=$(date +%s)
 CARRY=${CARRY:-gpu-carry}
 OUT=${OUT:-/tmp/gpu-out}
-EPOCHS=${EPOCHS:-15}
+EPOCHS=${EPOCHS:-40}
+TRAIN_MINUTES=${TRAIN_MINUTES:-3}
+PROBE_STEPS=${PROBE_STEPS:-150}
 DEVICE=${DEVICE:-cuda}
-REF_SECONDS=${REF_SECONDS:-150}
+REF_SECONDS=${REF_SECONDS:-45}
+DEADLINE_S=${DEADLINE_S:-480}
 EXTRA=${EXTRA:-}
 REF_ARGS=${REF_ARGS:-}
+EVAL=${EVAL:-}
 WORK=$(mktemp -d)
 mkdir -p "$OUT"
 PY=${PYTHON:-python3}
@@ -30,46 +39,65 @@ TORCH_LIB=$($PY -c "import os, torch; print(os.path.join(os.path.dirname(torch._
 export LD_LIBRARY_PATH=$TORCH_LIB${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
 DATA=$CARRY/cifar10-train-jpeg.tar.gz
 [ -f "$DATA" ] || DATA=${DATA_FALLBACK:?"no $DATA: put the CIFAR-10 tarball in $CARRY/"}
-{
-  echo "== machine"; (nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || echo "no nvidia-smi") 2>&1
-  $PY -c "import torch; print('torch', torch.__version__, 'cuda', torch.cuda.is_available())"
-  echo "== train ($EPOCHS epochs, device $DEVICE)"
-  start=$(date +%s.%N)
+LOG=$OUT/log.txt
+say() { echo "[$(( $(date +%s) - T0 )) s] $*" | tee -a "$LOG"; }
+run() { "$@" 2>&1 | tee -a "$LOG"; return "${PIPESTATUS[0]}"; }
+# Mean images/s over losses.csv's rows after the first (the first holds cuDNN's autotuning).
+rate() { $PY -c "
+import csv, sys
+rows = list(csv.DictReader(open(sys.argv[1])))
+r = [float(x['images_per_s']) for x in rows[1:]] or [float(x['images_per_s']) for x in rows]
+print(round(sum(r) / len(r), 1) if r else 0)" "$1"; }
+
+say "== machine"
+run bash -c "nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || echo 'no nvidia-smi'"
+run $PY -c "import torch; print('torch', torch.__version__, 'cuda', torch.cuda.is_available())"
+
+say "== probes ($PROBE_STEPS steps each)"
+best="float32 false" best_rate=0
+for variant in "float32 false" "float32 true" "bfloat16 false" "bfloat16 true"; do
+  set -- $variant
+  dir=$WORK/probe-$1-$2
   # shellcheck disable=SC2086
-  "$CARRY/train" -i "$DATA" -o "$WORK/run" --set train.epochs="$EPOCHS" --set train.device="$DEVICE" \
-      --set train.log_every=50 --set run.log_every_s=15 $EXTRA 2>&1
-  echo "wall $(echo "$(date +%s.%N) - $start" | bc) s"
-  ours=$($PY -c "import json; print(json.load(open('$WORK/run/summary.json'))['report']['images_per_s'])")
-  echo "== reference (PyTorch DataLoader)"
-  "$CARRY/train" -i "$DATA" --export-images "$WORK/cifar.npy" $EXTRA 2>&1
+  run "$CARRY/train" -i "$DATA" -o "$dir" --set train.max_steps="$PROBE_STEPS" --set train.device="$DEVICE" \
+      --set train.precision="$1" --set train.channels_last="$2" --set train.log_every=25 --set run.log_every_s=30 $EXTRA >/dev/null
+  r=$(rate "$dir/losses.csv")
+  say "probe precision=$1 channels_last=$2: $r images/s"
+  if $PY -c "import sys; sys.exit(0 if float('$r') > float('$best_rate') else 1)"; then best="$variant" best_rate=$r; fi
+done
+set -- $best
+PRECISION=${PRECISION:-$1} CHANNELS_LAST=${CHANNELS_LAST:-$2}
+say "fastest: precision=$1 channels_last=$2 ($best_rate images/s); training with precision=$PRECISION channels_last=$CHANNELS_LAST"
+
+say "== reference (PyTorch DataLoader, float32, $REF_SECONDS s)"
+# shellcheck disable=SC2086
+run "$CARRY/train" -i "$DATA" --export-images "$WORK/cifar.npy" $EXTRA >/dev/null
+# shellcheck disable=SC2086
+ref=$($PY benches/train_step_torch.py --data "$WORK/cifar.npy" --epochs 1000 --max-seconds "$REF_SECONDS" \
+      --device "$DEVICE" $REF_ARGS 2>&1 | tee -a "$LOG" | sed -n 's/.*: \([0-9.]*\) images\/s.*/\1/p')
+rm -f "$WORK/cifar.npy"
+f32=$(rate "$WORK/probe-float32-false/losses.csv")
+say "reference $ref images/s; ours float32 $f32 images/s (ratio $($PY -c "print(round($f32 / $ref, 2))")), ours fastest $best_rate (ratio $($PY -c "print(round($best_rate / $ref, 2))"))"
+
+say "== train ($EPOCHS epochs or $TRAIN_MINUTES minutes)"
+start=$(date +%s.%N)
+# shellcheck disable=SC2086
+run "$CARRY/train" -i "$DATA" -o "$WORK/run" --set train.epochs="$EPOCHS" --set train.device="$DEVICE" \
+    --set train.max_minutes="$TRAIN_MINUTES" --set train.precision="$PRECISION" --set train.channels_last="$CHANNELS_LAST" \
+    --set train.log_every=50 --set run.log_every_s=20 $EXTRA
+say "train wall $($PY -c "import time; print(round(time.time() - $start, 1))") s"
+run "$CARRY/train" -i "$DATA" --output "$WORK/run" --export-discriminator "$OUT/imagenet32-d.safetensors" $EXTRA
+tar -C "$WORK/run" -cf "$OUT/run.tar" samples losses.csv losses.png summary.json config.toml
+(cd "$WORK" && tar -rf "$OUT/run.tar" probe-*/losses.csv)
+say "train images/s (whole run): $($PY -c "import json; print(json.load(open('$WORK/run/summary.json'))['report']['images_per_s'])")"
+
+left=$(( DEADLINE_S - ($(date +%s) - T0) ))
+say "== cifar-eval of the trained D (at most $left s)"
+if [ "$left" -gt 30 ]; then
   # shellcheck disable=SC2086
-  ref=$($PY benches/train_step_torch.py --data "$WORK/cifar.npy" --epochs "$EPOCHS" --max-seconds "$REF_SECONDS" \
-      --device "$DEVICE" $REF_ARGS 2>&1 | tee /dev/stderr | sed -n 's/.*: \([0-9.]*\) images\/s.*/\1/p')
-  echo "== result"
-  echo "train (tch): $ours images/s; PyTorch DataLoader reference: $ref images/s; ratio $($PY -c "print(round($ours / $ref, 2))")"
-} 2>&1 | tee "$OUT/log.txt"
-last=$(ls "$WORK/run/samples" | sort | tail -n 1)
-cp "$WORK/run/samples/$last" "$OUT/samples.png"
-cp "$WORK/run/losses.png" "$WORK/run/losses.csv" "$WORK/run/summary.json" "$OUT/"
-# The discriminator in float16 (about 9 MB for width 128), with torch alone (no safetensors package).
-$PY - "$WORK/run/discriminator.safetensors" "$OUT/imagenet32-d.safetensors" <<'PY'
-import json, struct, sys, torch
-src, dst = sys.argv[1], sys.argv[2]
-raw = open(src, "rb").read()
-n = struct.unpack("<Q", raw[:8])[0]
-header = json.loads(raw[8:8 + n])
-body = raw[8 + n:]
-out_header, chunks, offset = {}, [], 0
-for name, meta in sorted((k, v) for k, v in header.items() if k != "__metadata__"):
-    start, end = meta["data_offsets"]
-    t = torch.frombuffer(bytearray(body[start:end]), dtype=torch.float32).view(meta["shape"])
-    b = bytes(t.half().contiguous().view(torch.uint8).flatten().tolist())
-    out_header[name] = {"dtype": "F16", "shape": meta["shape"], "data_offsets": [offset, offset + len(b)]}
-    chunks.append(b)
-    offset += len(b)
-h = json.dumps(out_header).encode()
-h += b" " * (-len(h) % 8)
-open(dst, "wb").write(struct.pack("<Q", len(h)) + h + b"".join(chunks))
-print(f"{dst}: {len(out_header)} tensors, {offset / 2**20:.1f} MiB of float16")
-PY
+  timeout "$left" "$CARRY/cifar-eval" -i "$DATA" -o "$WORK/ce" -d "$OUT/imagenet32-d.safetensors" \
+      --set cifar_eval.device="$DEVICE" --set 'cifar_eval.c_grid=[0.00003]' --set cifar_eval.draws=3 $EVAL 2>&1 | tee -a "$LOG" | tail -n 30
+  for f in metrics.json confusion.png; do [ -f "$WORK/ce/$f" ] && cp "$WORK/ce/$f" "$OUT/"; done
+fi
+say "== done"
 rm -rf "$WORK"

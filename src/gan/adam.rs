@@ -63,8 +63,8 @@ impl Adam {
     pub fn save(&self, path: &Path) -> Result<(), tch::TchError> {
         let mut named: Vec<(String, Tensor)> = Vec::with_capacity(2 * self.names.len() + 1);
         for (i, name) in self.names.iter().enumerate() {
-            named.push((format!("exp_avg.{name}"), self.exp_avg[i].to_device(tch::Device::Cpu)));
-            named.push((format!("exp_avg_sq.{name}"), self.exp_avg_sq[i].to_device(tch::Device::Cpu)));
+            named.push((format!("exp_avg.{name}"), self.exp_avg[i].to_device(tch::Device::Cpu).contiguous()));
+            named.push((format!("exp_avg_sq.{name}"), self.exp_avg_sq[i].to_device(tch::Device::Cpu).contiguous()));
         }
         named.push(("steps".into(), Tensor::from_slice(&[self.steps])));
         Tensor::write_safetensors(&named, path)

@@ -11,7 +11,7 @@
 
 use serde::{Deserialize, Serialize};
 use tch::nn;
-use tch::Tensor;
+use tch::{Kind, Tensor};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -66,6 +66,10 @@ pub struct ConvLayer {
     norm: Option<nn::BatchNorm>,
     /// LeakyReLU's slope, 0.2, as a constant tensor on the model's device.
     slope: Tensor,
+    /// The type the convolution computes in (float32, or bfloat16 for mixed precision).
+    compute: Kind,
+    /// (stride, padding), kept because tch's conv config is private.
+    geometry: (i64, i64),
 }
 
 impl ConvLayer {
@@ -75,12 +79,19 @@ impl ConvLayer {
         let conv = nn::conv2d(&vs / "conv", c_in, c_out, kernel, config);
         let norm = norm.then(|| batch_norm(&vs / "bn", c_out));
         let slope = Tensor::full([1], 0.2, (tch::Kind::Float, vs.device()));
-        Self { conv, norm, slope }
+        Self { conv, norm, slope, compute: Kind::Float, geometry: (stride, padding) }
     }
 
     /// The convolution alone: what this layer's BatchNorm normalises.
     pub fn conv_output(&self, x: &Tensor) -> Tensor {
-        x.apply(&self.conv)
+        if self.compute == Kind::Float {
+            return x.apply(&self.conv);
+        }
+        // Mixed precision as autocast does it: the convolution in the reduced type, the result
+        // (and so BatchNorm, the loss and the weights Adam updates) back in float32.
+        let (c, k, (s, p)) = (&self.conv, self.compute, self.geometry);
+        let bias = c.bs.as_ref().map(|b| b.to_kind(k));
+        x.to_kind(k).conv2d(&c.ws.to_kind(k), bias.as_ref(), [s, s], [p, p], [1, 1], 1).to_kind(Kind::Float)
     }
 
     pub fn batch_norm(&self) -> Option<&nn::BatchNorm> {
@@ -93,7 +104,7 @@ impl ConvLayer {
     }
 
     pub fn forward_t(&self, x: &Tensor, train: bool) -> Tensor {
-        let y = x.apply(&self.conv);
+        let y = self.conv_output(x);
         let y = match &self.norm {
             Some(bn) => y.apply_t(bn, train),
             None => y,
@@ -107,8 +118,17 @@ impl ConvLayer {
 /// transposed conv -> BatchNorm -> ReLU: one generator layer.
 #[derive(Debug)]
 pub struct UpLayer {
-    deconv: nn::ConvTranspose2D,
+    deconv: Deconv,
     norm: nn::BatchNorm,
+}
+
+/// A transposed convolution that can compute in bfloat16 (tch's keeps its geometry private).
+#[derive(Debug)]
+struct Deconv {
+    module: nn::ConvTranspose2D,
+    /// (stride, padding, output_padding).
+    geometry: (i64, i64, i64),
+    compute: Kind,
 }
 
 impl UpLayer {
@@ -122,16 +142,31 @@ impl UpLayer {
             bs_init: nn::Init::Const(0.0),
             ..Default::default()
         };
-        let deconv = nn::conv_transpose2d(&vs / "deconv", c_in, c_out, kernel, config);
+        let module = nn::conv_transpose2d(&vs / "deconv", c_in, c_out, kernel, config);
+        let deconv = Deconv { module, geometry: (stride, padding, output_padding), compute: Kind::Float };
         Self { deconv, norm: batch_norm(&vs / "bn", c_out) }
     }
 
     fn forward_t(&self, x: &Tensor, train: bool) -> Tensor {
-        x.apply(&self.deconv).apply_t(&self.norm, train).relu()
+        self.deconv.forward(x).apply_t(&self.norm, train).relu()
     }
 }
 
-fn to_rgb(vs: nn::Path, c_in: i64, kernel: i64, stride: i64, padding: i64, output_padding: i64) -> nn::ConvTranspose2D {
+impl Deconv {
+    /// Computed in `compute` as [`ConvLayer::conv_output`] does it.
+    fn forward(&self, x: &Tensor) -> Tensor {
+        if self.compute == Kind::Float {
+            return x.apply(&self.module);
+        }
+        let (k, (s, p, o)) = (self.compute, self.geometry);
+        let bias = self.module.bs.as_ref().map(|b| b.to_kind(k));
+        x.to_kind(k)
+            .conv_transpose2d(&self.module.ws.to_kind(k), bias.as_ref(), [s, s], [p, p], [o, o], 1, [1, 1])
+            .to_kind(Kind::Float)
+    }
+}
+
+fn to_rgb(vs: nn::Path, c_in: i64, kernel: i64, stride: i64, padding: i64, output_padding: i64) -> Deconv {
     let config = nn::ConvTransposeConfig {
         stride,
         padding,
@@ -140,7 +175,8 @@ fn to_rgb(vs: nn::Path, c_in: i64, kernel: i64, stride: i64, padding: i64, outpu
         bs_init: nn::Init::Const(0.0),
         ..Default::default()
     };
-    nn::conv_transpose2d(vs, c_in, 3, kernel, config)
+    let module = nn::conv_transpose2d(vs, c_in, 3, kernel, config);
+    Deconv { module, geometry: (stride, padding, output_padding), compute: Kind::Float }
 }
 
 /// The discriminator. `layers` are its conv layers in order; every one's activation is handed out
@@ -220,6 +256,13 @@ impl Discriminator {
         Tensor::cat(&pooled, 1)
     }
 
+    /// Computes the convolutions in `kind` (bfloat16: mixed precision on GPUs that have it).
+    pub fn set_compute_kind(&mut self, kind: Kind) {
+        for layer in &mut self.layers {
+            layer.compute = kind;
+        }
+    }
+
     /// Width of [`Discriminator::pooled_features`].
     pub fn feature_count(&self) -> i64 {
         self.layers.iter().map(|l| l.conv.ws.size()[0] * 16).sum()
@@ -233,7 +276,7 @@ pub struct Generator {
     pub z_dim: i64,
     stem: Stem,
     pub layers: Vec<UpLayer>,
-    to_rgb: nn::ConvTranspose2D,
+    to_rgb: Deconv,
 }
 
 #[derive(Debug)]
@@ -287,7 +330,18 @@ impl Generator {
         for layer in &self.layers {
             x = layer.forward_t(&x, train);
         }
-        x.apply(&self.to_rgb).tanh()
+        self.to_rgb.forward(&x).tanh()
+    }
+
+    /// Computes the transposed convolutions in `kind` (see [`Discriminator::set_compute_kind`]).
+    pub fn set_compute_kind(&mut self, kind: Kind) {
+        self.to_rgb.compute = kind;
+        if let Stem::Deconv(layer) = &mut self.stem {
+            layer.deconv.compute = kind;
+        }
+        for layer in &mut self.layers {
+            layer.deconv.compute = kind;
+        }
     }
 }
 

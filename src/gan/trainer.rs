@@ -47,6 +47,23 @@ pub struct TrainConfig {
     pub keep_checkpoints: usize,
     /// Train on the first N images only (0: all).
     pub limit_images: usize,
+    /// Stop cleanly (checkpoint, samples, summary) once this much wall time has passed in this
+    /// invocation; a re-run resumes. 0: no limit.
+    pub max_minutes: f64,
+    /// float32, or bfloat16: convolutions in bfloat16, everything else (BatchNorm, losses, weights,
+    /// Adam) in float32, as autocast does. bfloat16 needs a GPU that has it (CUDA only).
+    pub precision: Precision,
+    /// Keep images and conv weights in channels-last (NHWC) memory order (CUDA only; cuDNN's tensor
+    /// core kernels prefer it).
+    pub channels_last: bool,
+}
+
+/// The type convolutions compute in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Precision {
+    Float32,
+    Bfloat16,
 }
 
 impl TrainConfig {
@@ -95,6 +112,8 @@ pub struct Gan {
     pub d: Discriminator,
     pub opt_g: Adam,
     pub opt_d: Adam,
+    /// Images and conv weights in channels-last order (see [`TrainConfig::channels_last`]).
+    pub channels_last: bool,
 }
 
 /// One step's numbers, still on the device (reading them back costs a sync).
@@ -110,11 +129,27 @@ impl Gan {
         tch::manual_seed(config.seed as i64);
         let g_vars = nn::VarStore::new(device);
         let d_vars = nn::VarStore::new(device);
-        let g = Generator::new(&g_vars.root(), config.preset, config.z_dim(), config.width());
-        let d = Discriminator::new(&d_vars.root(), config.preset, config.width());
+        let mut g = Generator::new(&g_vars.root(), config.preset, config.z_dim(), config.width());
+        let mut d = Discriminator::new(&d_vars.root(), config.preset, config.width());
+        // Mixed precision and channels-last only where they exist and pay: cuDNN's tensor cores.
+        let on_cuda = matches!(device, Device::Cuda(_));
+        if on_cuda && config.precision == Precision::Bfloat16 {
+            g.set_compute_kind(Kind::BFloat16);
+            d.set_compute_kind(Kind::BFloat16);
+        }
+        if on_cuda && config.channels_last {
+            for vs in [&g_vars, &d_vars] {
+                for (_, mut t) in vs.variables() {
+                    if t.dim() == 4 {
+                        tch::no_grad(|| t.set_data(&to_channels_last(&t)));
+                    }
+                }
+            }
+        }
         let opt_g = Adam::new(&g_vars, config.lr, config.beta1, config.beta2);
         let opt_d = Adam::new(&d_vars, config.lr, config.beta1, config.beta2);
-        Self { device, prior: config.prior, g_vars, d_vars, g, d, opt_g, opt_d }
+        let channels_last = on_cuda && config.channels_last;
+        Self { device, prior: config.prior, g_vars, d_vars, g, d, opt_g, opt_d, channels_last }
     }
 
     /// One D update then one G update on `real` (N x 3 x H x W in [-1, 1]). `seed` fixes z, so a
@@ -177,8 +212,8 @@ impl Gan {
     /// Writes G, D and both optimisers' states into `dir`.
     pub fn save(&self, dir: &Path) -> Result<()> {
         std::fs::create_dir_all(dir)?;
-        self.g_vars.save(dir.join("g.safetensors"))?;
-        self.d_vars.save(dir.join("d.safetensors"))?;
+        save_vars(&self.g_vars, &dir.join("g.safetensors"))?;
+        save_vars(&self.d_vars, &dir.join("d.safetensors"))?;
         self.opt_g.save(&dir.join("opt_g.safetensors"))?;
         self.opt_d.save(&dir.join("opt_d.safetensors"))?;
         Ok(())
@@ -192,6 +227,17 @@ impl Gan {
         self.opt_d.load(&dir.join("opt_d.safetensors")).with_context(|| ctx("opt_d.safetensors"))?;
         Ok(())
     }
+}
+
+/// A VarStore as safetensors; weights kept channels-last are written in the standard order.
+fn save_vars(vs: &nn::VarStore, path: &Path) -> Result<()> {
+    let named: Vec<(String, Tensor)> = vs.variables().into_iter().map(|(k, t)| (k, t.contiguous())).collect();
+    Tensor::write_safetensors(&named, path).with_context(|| format!("{}: cannot write", path.display()))
+}
+
+/// The same values with channels-last (NHWC) strides.
+pub fn to_channels_last(t: &Tensor) -> Tensor {
+    t.permute([0, 2, 3, 1]).contiguous().permute([0, 3, 1, 2])
 }
 
 /// Images (uint8 N x H x W x 3) to the networks' input (float N x 3 x H x W in [-1, 1]).
@@ -440,11 +486,19 @@ pub fn train(config: &TrainConfig, data: &LabeledImages, output: &Path, force: b
             order = Some((epoch, Tensor::from_slice(&perm).to_device(device)));
         }
         let indices = order.as_ref().expect("set above").1.narrow(0, within * batch, batch);
-        let real = to_network_input(&images.index_select(0, &indices));
+        let mut real = to_network_input(&images.index_select(0, &indices));
+        if gan.channels_last {
+            real = to_channels_last(&real);
+        }
         let losses = gan.train_step(&real, (config.seed as i64).wrapping_mul(1_000_003).wrapping_add(step as i64));
         step += 1;
         progress.inc(1);
         window.1 += 1;
+        if config.max_minutes > 0.0 && step < total_steps && started.elapsed().as_secs_f64() >= config.max_minutes * 60.0 {
+            // Out of time: end here as if this were the last step (checkpoint, samples, summary).
+            progress.note(&format!("train.max_minutes = {} reached at step {step}; a re-run resumes", config.max_minutes));
+            total_steps = step;
+        }
         let epoch_done = step % steps_per_epoch == 0;
         if step % config.log_every.max(1) == 0 || epoch_done || step == total_steps {
             let row = LossRow {
