@@ -8,7 +8,7 @@ use std::process::Command;
 use common::*;
 use dcgan_pipeline::config::Config;
 use dcgan_pipeline::gan::models::{Discriminator, Generator, Preset};
-use dcgan_pipeline::gan::trainer::{to_network_input, Gan, TrainConfig};
+use dcgan_pipeline::gan::trainer::{to_channels_last, to_network_input, Gan, TrainConfig};
 use tch::{nn, Device, Kind, Tensor};
 
 fn tiny(preset: Preset, width: i64, batch: i64) -> TrainConfig {
@@ -120,6 +120,59 @@ fn save_then_load_is_exact() {
     let a = gan.train_step(&batch, 4);
     let b = other.train_step(&batch, 4);
     assert!(a.loss_d.equal(&b.loss_d) && a.loss_g.equal(&b.loss_g));
+}
+
+#[test]
+fn channels_last_weights_save_in_the_standard_order() {
+    // `train.channels_last` (CUDA only) keeps conv weights with NHWC strides; a checkpoint must
+    // still hold them in the standard order and load back exactly. The same strides on the CPU.
+    let config = tiny(Preset::Imagenet32, 8, 8);
+    let gan = Gan::new(&config, Device::Cpu);
+    let mut converted = 0;
+    for vs in [&gan.g_vars, &gan.d_vars] {
+        for (_, mut t) in vs.variables() {
+            if t.dim() == 4 {
+                tch::no_grad(|| t.set_data(&to_channels_last(&t)));
+                assert!(!t.is_contiguous());
+                converted += 1;
+            }
+        }
+    }
+    assert_eq!(converted, 6 + 5, "D's six convs and G's five transposed convs");
+    let dir = tempfile::tempdir().unwrap();
+    gan.save(dir.path()).unwrap();
+    let mut other = Gan::new(&TrainConfig { seed: 99, ..config.clone() }, Device::Cpu);
+    other.load(dir.path()).unwrap();
+    for (name, t) in gan.d_vars.variables().into_iter().chain(gan.g_vars.variables()) {
+        let loaded = other.d_vars.variables().get(&name).or(other.g_vars.variables().get(&name)).unwrap().shallow_clone();
+        assert!(t.equal(&loaded), "{name}");
+    }
+}
+
+#[test]
+fn bfloat16_convolutions_stay_close_to_float32() {
+    // Mixed precision (`train.precision = "bfloat16"`, CUDA only in `train`) computes the same
+    // networks: on the CPU, the same weights give logits and images within bfloat16's rounding.
+    let vs = nn::VarStore::new(Device::Cpu);
+    let mut d = Discriminator::new(&vs.root(), Preset::Imagenet32, 16);
+    let mut g = Generator::new(&vs.root(), Preset::Imagenet32, 64, 16);
+    let z = Tensor::rand([8, 64], (Kind::Float, Device::Cpu)) * 2.0 - 1.0;
+    let run = |d: &Discriminator, g: &Generator| {
+        tch::no_grad(|| {
+            let images = g.forward_t(&z, true);
+            (d.forward_t(&images, true), images)
+        })
+    };
+    let (logits32, images32) = run(&d, &g);
+    d.set_compute_kind(Kind::BFloat16);
+    g.set_compute_kind(Kind::BFloat16);
+    let (logits16, images16) = run(&d, &g);
+    assert_eq!((logits16.kind(), images16.kind()), (Kind::Float, Kind::Float), "float32 out");
+    let image_err = f64::try_from((&images16 - &images32).abs().max()).unwrap();
+    let logit_err = f64::try_from((&logits16 - &logits32).abs().max()).unwrap();
+    let logit_scale = f64::try_from(logits32.abs().max()).unwrap();
+    assert!(image_err > 0.0 && image_err < 0.05, "images differ by {image_err}");
+    assert!(logit_err < 0.05 * logit_scale.max(0.1), "logits differ by {logit_err} (scale {logit_scale})");
 }
 
 fn packed_set(dir: &Path, n: u32, size: u32) -> std::path::PathBuf {

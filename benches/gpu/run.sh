@@ -76,9 +76,14 @@ run "$CARRY/train" -i "$DATA" --export-images "$WORK/cifar.npy" $EXTRA >/dev/nul
 ref=$($PY benches/train_step_torch.py --data "$WORK/cifar.npy" --epochs 1000 --max-seconds "$REF_SECONDS" \
       --device "$DEVICE" $REF_ARGS 2>&1 | tee -a "$LOG" | sed -n 's/.*: \([0-9.]*\) images\/s.*/\1/p')
 rm -f "$WORK/cifar.npy"
+# The same step without a DataLoader (random batches already on the GPU): what PyTorch's compute costs.
+# shellcheck disable=SC2086
+step_ref=$($PY benches/train_step_torch.py --steps "$PROBE_STEPS" --device "$DEVICE" $REF_ARGS 2>&1 | tee -a "$LOG" \
+      | sed -n 's/.*: \([0-9.]*\) images\/s.*/\1/p')
 f32=$(rate "$WORK/probe-float32-false/losses.csv")
-say "reference $ref images/s; ours float32 $f32 images/s (ratio $($PY -c "print(round($f32 / $ref, 2))")), ours fastest $best_rate (ratio $($PY -c "print(round($best_rate / $ref, 2))"))"
+say "reference $ref images/s (step alone, no DataLoader: $step_ref); ours float32 $f32 images/s (ratio $($PY -c "print(round($f32 / $ref, 2))")), ours fastest $best_rate (ratio $($PY -c "print(round($best_rate / $ref, 2))"))"
 
+if [ -n "${ONLY_PROBES:-}" ]; then say "== done (ONLY_PROBES)"; rm -rf "$WORK"; exit 0; fi
 say "== train ($EPOCHS epochs or $TRAIN_MINUTES minutes)"
 start=$(date +%s.%N)
 # shellcheck disable=SC2086

@@ -82,16 +82,17 @@ impl ConvLayer {
         Self { conv, norm, slope, compute: Kind::Float, geometry: (stride, padding) }
     }
 
-    /// The convolution alone: what this layer's BatchNorm normalises.
+    /// The convolution alone: what this layer's BatchNorm normalises (in the compute type).
     pub fn conv_output(&self, x: &Tensor) -> Tensor {
         if self.compute == Kind::Float {
             return x.apply(&self.conv);
         }
-        // Mixed precision as autocast does it: the convolution in the reduced type, the result
-        // (and so BatchNorm, the loss and the weights Adam updates) back in float32.
+        // Mixed precision as autocast does it: the convolution in the reduced type with the
+        // float32 weights cast on the way in; BatchNorm takes the reduced type with float32
+        // parameters, and the weights Adam updates stay float32.
         let (c, k, (s, p)) = (&self.conv, self.compute, self.geometry);
         let bias = c.bs.as_ref().map(|b| b.to_kind(k));
-        x.to_kind(k).conv2d(&c.ws.to_kind(k), bias.as_ref(), [s, s], [p, p], [1, 1], 1).to_kind(Kind::Float)
+        x.to_kind(k).conv2d(&c.ws.to_kind(k), bias.as_ref(), [s, s], [p, p], [1, 1], 1)
     }
 
     pub fn batch_norm(&self) -> Option<&nn::BatchNorm> {
@@ -111,7 +112,7 @@ impl ConvLayer {
         };
         // LeakyReLU(0.2): tch's leaky_relu has no slope argument (libtorch's default 0.01);
         // PReLU with a fixed, untrained slope is the same function in one fused op.
-        y.prelu(&self.slope)
+        if y.kind() == self.slope.kind() { y.prelu(&self.slope) } else { y.prelu(&self.slope.to_kind(y.kind())) }
     }
 }
 
@@ -160,9 +161,7 @@ impl Deconv {
         }
         let (k, (s, p, o)) = (self.compute, self.geometry);
         let bias = self.module.bs.as_ref().map(|b| b.to_kind(k));
-        x.to_kind(k)
-            .conv_transpose2d(&self.module.ws.to_kind(k), bias.as_ref(), [s, s], [p, p], [o, o], 1, [1, 1])
-            .to_kind(Kind::Float)
+        x.to_kind(k).conv_transpose2d(&self.module.ws.to_kind(k), bias.as_ref(), [s, s], [p, p], [o, o], 1, [1, 1])
     }
 }
 
@@ -236,6 +235,7 @@ impl Discriminator {
             x = layer.forward_t(&x, train);
             acts.push(x.shallow_clone());
         }
+        let x = x.to_kind(Kind::Float); // the head and the loss in float32 (a no-op without mixed precision)
         let logit = match &self.head {
             Head::Linear(linear) => x.flatten(1, -1).apply(linear),
             Head::Conv(conv) => x.apply(conv).flatten(1, -1),
@@ -330,7 +330,7 @@ impl Generator {
         for layer in &self.layers {
             x = layer.forward_t(&x, train);
         }
-        self.to_rgb.forward(&x).tanh()
+        self.to_rgb.forward(&x).tanh().to_kind(Kind::Float)
     }
 
     /// Computes the transposed convolutions in `kind` (see [`Discriminator::set_compute_kind`]).
