@@ -15,7 +15,7 @@ use std::time::Instant;
 use dcgan_pipeline::config::Config;
 use dcgan_pipeline::dedupe::clusters::{cluster, exact_groups};
 use dcgan_pipeline::dedupe::eval::Rng;
-use dcgan_pipeline::dedupe::index::{brute_force_pairs, index_pairs, IndexParams};
+use dcgan_pipeline::dedupe::index::{brute_force_pairs, index_pairs, multi_index_pairs, IndexParams};
 use dcgan_pipeline::dedupe::Code128;
 
 const LATENT: usize = 16;
@@ -96,6 +96,25 @@ fn main() {
     println!("generated in {:.1} s (not counted)", t.elapsed().as_secs_f64());
     let rss_before = peak_rss_mib();
 
+    // Exact search first (multi-index hashing), so its peak memory is read before HNSW's.
+    let t = Instant::now();
+    let groups = exact_groups(&codes);
+    let distinct: Vec<Code128> = groups.iter().map(|g| codes[g[0] as usize]).collect();
+    let near_exact = multi_index_pairs(&distinct, radius);
+    let clusters_exact = cluster(n, &groups, &near_exact);
+    println!(
+        "{n} codes, multi-index hashing (exact): {} near pairs among {} distinct codes, {} images would be removed; {:.1} s in all; peak resident memory {:.0} MiB",
+        near_exact.len(),
+        distinct.len(),
+        n - clusters_exact.len(),
+        t.elapsed().as_secs_f64(),
+        peak_rss_mib()
+    );
+    drop((groups, distinct, clusters_exact));
+    if std::env::var_os("SKIP_HNSW_FULL").is_some() {
+        println!("HNSW on all {n} codes skipped (SKIP_HNSW_FULL)");
+    } else {
+
     let t = Instant::now();
     let groups = exact_groups(&codes);
     let t_groups = t.elapsed().as_secs_f64();
@@ -113,8 +132,12 @@ fn main() {
         total - t_groups - t_index
     );
     println!("peak resident memory: {:.0} MiB (after generating the codes: {:.0} MiB)", peak_rss_mib(), rss_before);
+    }
 
     let part = &codes[..subset.min(n)];
+    let t = Instant::now();
+    let mih = multi_index_pairs(part, radius);
+    println!("{} codes: multi-index hashing {} pairs in {:.1} s", part.len(), mih.len(), t.elapsed().as_secs_f64());
     let t = Instant::now();
     let exact = brute_force_pairs(part, radius);
     let t_brute = t.elapsed().as_secs_f64();

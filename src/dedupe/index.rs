@@ -74,6 +74,79 @@ pub fn index_pairs(codes: &[Code128], radius: u32, params: &IndexParams) -> Vec<
     pairs
 }
 
+/// Every pair of `codes` within `radius`, exactly, by multi-index hashing (Norouzi et al. 2012):
+/// the 128 bits are cut into m chunks; two codes at most `radius` apart differ in at most
+/// `radius / m` bits in at least one chunk (pigeonhole), so each code is only compared with the
+/// codes whose chunk k lies within that many bits of its own chunk k, for some k, read from one
+/// table per chunk (codes ordered by chunk value). m is at least 8 (chunks of at most 16 bits) and
+/// large enough that `radius / m` <= 1: a handful of lookups per chunk instead of hundreds.
+pub fn multi_index_pairs(codes: &[Code128], radius: u32) -> Vec<NearPair> {
+    let chunks = 8.max((radius as usize + 2) / 2).min(128);
+    let flips = radius as usize / chunks;
+    // Chunk k covers bits [128 k / m, 128 (k + 1) / m).
+    let bounds: Vec<(u32, u32)> = (0..chunks).map(|k| ((128 * k / chunks) as u32, (128 * (k + 1) / chunks) as u32)).collect();
+    let chunk = |c: &Code128, k: usize| {
+        let (lo, hi) = bounds[k];
+        let word = ((c.0[1] as u128) << 64) | c.0[0] as u128;
+        ((word >> lo) & ((1u128 << (hi - lo)) - 1)) as usize
+    };
+    // tables[k]: code indices ordered by chunk k, with bucket starts.
+    let tables: Vec<(Vec<u32>, Vec<u32>)> = (0..chunks)
+        .into_par_iter()
+        .map(|k| {
+            let buckets = 1usize << (bounds[k].1 - bounds[k].0);
+            let mut starts = vec![0u32; buckets + 1];
+            for c in codes {
+                starts[chunk(c, k) + 1] += 1;
+            }
+            for v in 0..buckets {
+                starts[v + 1] += starts[v];
+            }
+            let mut fill = starts.clone();
+            let mut ids = vec![0u32; codes.len()];
+            for (i, c) in codes.iter().enumerate() {
+                let slot = &mut fill[chunk(c, k)];
+                ids[*slot as usize] = i as u32;
+                *slot += 1;
+            }
+            (starts, ids)
+        })
+        .collect();
+    let variants: Vec<Vec<usize>> = bounds.iter().map(|&(lo, hi)| masks_within(hi - lo, flips)).collect();
+    let mut pairs: Vec<NearPair> = (0..codes.len())
+        .into_par_iter()
+        .flat_map_iter(|i| {
+            let ci = codes[i];
+            let mut found: Vec<NearPair> = Vec::new();
+            for (k, (starts, ids)) in tables.iter().enumerate() {
+                let own = chunk(&ci, k);
+                for mask in &variants[k] {
+                    let v = own ^ mask;
+                    for &j in &ids[starts[v] as usize..starts[v + 1] as usize] {
+                        if j as usize > i {
+                            let distance = ci.hamming(&codes[j as usize]);
+                            if distance <= radius {
+                                found.push(NearPair { a: i as u32, b: j, distance });
+                            }
+                        }
+                    }
+                }
+            }
+            // A pair close in several chunks is met once per chunk.
+            found.sort_unstable();
+            found.dedup();
+            found
+        })
+        .collect();
+    pairs.par_sort_unstable();
+    pairs
+}
+
+/// Every mask of `bits` bits with at most `flips` bits set.
+fn masks_within(bits: u32, flips: usize) -> Vec<usize> {
+    (0..1usize << bits).filter(|m| m.count_ones() as usize <= flips).collect()
+}
+
 /// Every pair of `codes` within `radius`, by comparing all n (n - 1) / 2 pairs.
 pub fn brute_force_pairs(codes: &[Code128], radius: u32) -> Vec<NearPair> {
     let mut pairs: Vec<NearPair> = (0..codes.len())
@@ -130,5 +203,28 @@ mod tests {
         let hits = found.iter().filter(|p| exact.binary_search(p).is_ok()).count();
         assert_eq!(hits, found.len(), "the index reported pairs that are not within the radius");
         assert!(hits as f64 >= 0.95 * exact.len() as f64, "index found {hits} of {}", exact.len());
+    }
+
+    #[test]
+    fn multi_index_hashing_finds_exactly_the_brute_force_pairs() {
+        let mut s = 11u64;
+        // Codes in a few tight families (crowded buckets) plus random ones.
+        let mut codes: Vec<Code128> = Vec::new();
+        for f in 0..3000 {
+            let c = if f % 3 == 0 && f > 0 { codes[(next(&mut s) % f as u64) as usize] } else { Code128([next(&mut s), next(&mut s)]) };
+            let mut c = c;
+            for _ in 0..(next(&mut s) % 12) {
+                let bit = next(&mut s) % 128;
+                c.0[(bit / 64) as usize] ^= 1 << (bit % 64);
+            }
+            codes.push(c);
+        }
+        for radius in [0, 7, 8, 14, 17, 23] {
+            let exact = brute_force_pairs(&codes, radius);
+            assert_eq!(multi_index_pairs(&codes, radius), exact, "radius {radius}");
+            if radius >= 14 {
+                assert!(exact.len() > 500, "radius {radius}: only {} pairs, the test is too easy", exact.len());
+            }
+        }
     }
 }

@@ -5,7 +5,8 @@
 //! 2. The crops, box-averaged to 32x32, train the 3072-128-3072 autoencoder (or a saved one is
 //!    reused); its code layer, thresholded, gives each image a 128-bit code.
 //! 3. Equal codes are grouped through a hash map in one pass (the paper's linear-time step); the
-//!    distinct codes go into an HNSW index searched for pairs within `radius` bits; union-find
+//!    distinct codes are searched for every pair within `radius` bits, exactly by multi-index
+//!    hashing (`search = "exact"`, the default) or through an hnsw_rs graph (`"hnsw"`); union-find
 //!    joins both into clusters, of which one image each is kept ([`clusters::keeper`]).
 //! 4. Outputs: the kept images packed (the training set), clusters and pairs (JSONL), an HTML
 //!    page for visual inspection, the codes, the model.
@@ -23,6 +24,14 @@ use serde::{Deserialize, Serialize};
 pub use autoencoder::{Autoencoder, Threshold};
 pub use hash::Code128;
 pub use run::{deduplicate, DedupeCrops, DedupeSummary};
+
+/// The near-pair search (see [`DedupeConfig::search`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NearSearch {
+    Exact,
+    Hnsw,
+}
 
 /// The dedupe stage's settings.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -48,6 +57,9 @@ pub struct DedupeConfig {
     pub seed: i64,
     /// auto (CUDA when available), cpu, cuda, cuda:N.
     pub device: String,
+    /// How near pairs are found among the distinct codes: exact (multi-index hashing, every pair
+    /// within the radius) or hnsw (hnsw_rs's approximate graph, the settings below).
+    pub search: NearSearch,
     /// HNSW: links per node (M), build and search candidate lists, neighbours asked per code.
     pub max_connections: usize,
     pub ef_construction: usize,

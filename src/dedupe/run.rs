@@ -12,7 +12,7 @@ use serde_json::{json, Value};
 use super::autoencoder::{downsample_to_input, Autoencoder, INPUT_DIM};
 use super::clusters::{cluster, exact_groups, keeper};
 use super::hash::{bit_usage, Code128};
-use super::index::{index_pairs, NearPair};
+use super::index::{index_pairs, multi_index_pairs, NearPair};
 use super::DedupeConfig;
 use crate::crop::CropStage;
 use crate::data::npy::{self, NpyRowWriter};
@@ -185,7 +185,10 @@ pub fn deduplicate(config: &DedupeConfig, output: &Path, model_path: Option<&Pat
     let started = Instant::now();
     let groups = exact_groups(&codes);
     let distinct: Vec<Code128> = groups.iter().map(|g| codes[g[0] as usize]).collect();
-    let near = index_pairs(&distinct, config.radius, &config.index_params());
+    let near = match config.search {
+        super::NearSearch::Exact => multi_index_pairs(&distinct, config.radius),
+        super::NearSearch::Hnsw => index_pairs(&distinct, config.radius, &config.index_params()),
+    };
     let clusters = cluster(n, &groups, &near);
     timings.insert("index_and_cluster", started.elapsed().as_secs_f64());
 
