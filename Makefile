@@ -9,11 +9,17 @@ PYTHON    ?= python3
 TORCH     := torch==2.11.0
 APT_PACKAGES := libopencv-dev opencv-data opencv-doc clang libclang-dev pkg-config python3-venv
 SUDO      := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
-OUT       ?= out
-IMAGENET_DIR ?=
-CIFAR_DIR ?= data/cifar10
-D         ?= models/imagenet32-d.safetensors
 BIN       := target/release
+# Data set paths: configs/paper.toml's [paths], overridable on the make line
+# (make preprocess IMAGENET_DIR=/data/imagenet/train LSUN_DIR=... FACES_DIR=... OUT=...).
+paper_path = $(shell sed -n '/^\[paths\]/,/^\[/s/^$(1) *= *"\([^"]*\)".*/\1/p' configs/paper.toml)
+OUT          ?= $(or $(call paper_path,out),out)
+FACES_DIR    ?= $(call paper_path,faces)
+LSUN_DIR     ?= $(call paper_path,lsun)
+IMAGENET_DIR ?= $(call paper_path,imagenet)
+CIFAR_DIR    ?= $(call paper_path,cifar)
+# cifar-eval scores the D that make train wrote, else the committed one (trained on an H100).
+D ?= $(if $(wildcard $(OUT)/train/discriminator.safetensors),$(OUT)/train/discriminator.safetensors,models/imagenet32-d.safetensors)
 
 # torch-sys finds libtorch through the venv's python; the binaries carry an rpath to it.
 export VIRTUAL_ENV := $(VENV)
@@ -59,15 +65,22 @@ build: venv
 	cargo build --release
 
 DEMO_PHOTOS := /usr/share/doc/opencv-doc/examples/data
+DEMO := $(OUT)/demo
+# cifar-eval on the generated 10-class set: small enough for the demo (4,000 images).
+DEMO_EVAL := --set 'cifar_eval.c_grid=[0.0001,0.001]' --set cifar_eval.validation=500 --set cifar_eval.per_class=20 --set cifar_eval.draws=3
 demo: setup
-	$(BIN)/crop --input $(DEMO_PHOTOS) --output $(OUT)/demo/crop
-	$(BIN)/faces --input $(DEMO_PHOTOS) --output $(OUT)/demo/faces --set faces.save_png=true
-	$(BIN)/train --input $(OUT)/demo/crop --output $(OUT)/demo/train --set train.width=32 --set train.batch=16 \
+	$(BIN)/crop --input $(DEMO_PHOTOS) --output $(DEMO)/crop
+	$(BIN)/faces --input $(DEMO_PHOTOS) --output $(DEMO)/faces --set faces.save_png=true
+	$(BIN)/dedupe --input $(DEMO_PHOTOS) --output $(DEMO)/dedupe --set dedupe.ae_steps=500
+	$(BIN)/train --input $(DEMO)/crop --output $(DEMO)/train --set train.width=32 --set train.batch=16 \
 		--set train.epochs=30 --set train.device=cpu
-	$(BIN)/dedupe --input $(DEMO_PHOTOS) --output $(OUT)/demo/dedupe --set dedupe.ae_steps=500
-	@echo "demo: 32x32 crops of Debian's opencv-doc sample photos in $(OUT)/demo/crop; face crops in $(OUT)/demo/faces (crops/*.png);"
-	@echo "      a tiny DCGAN trained on the crops in $(OUT)/demo/train (samples/*.png, losses.png);"
-	@echo "      near duplicates among the photos in $(OUT)/demo/dedupe (report.html, clusters.jsonl)"
+	$(BIN)/cifar-eval --write-demo-set $(DEMO)/generated-10-class
+	$(BIN)/cifar-eval --input $(DEMO)/generated-10-class --output $(DEMO)/cifar-eval-random --discriminator random $(DEMO_EVAL)
+	$(BIN)/cifar-eval --input $(DEMO)/generated-10-class --output $(DEMO)/cifar-eval --discriminator models/imagenet32-d.safetensors $(DEMO_EVAL)
+	$(BIN)/report --run $(DEMO) --title "dcgan-pipeline demo"
+	@$(PYTHON) -c "import json, sys; a = [json.load(open(f'$(DEMO)/{d}/metrics.json'))['test']['accuracy'] for d in ('cifar-eval', 'cifar-eval-random')]; \
+		print(f'demo: trained D {100 * a[0]:.1f}% vs random D {100 * a[1]:.1f}% on the generated set'); sys.exit(0 if a[0] > a[1] else 'demo: the trained D did not beat the random one')"
+	@echo "demo: open $(DEMO)/report.html"
 
 test: setup
 	cargo test --release
@@ -96,19 +109,29 @@ eval-dedupe: setup
 bench-train: setup
 	bash benches/train_step_cpu.sh 5
 
+# The paper's data side: each stage runs when its input is configured (configs/paper.toml [paths] or
+# FACES_DIR / LSUN_DIR / IMAGENET_DIR on the make line), is skipped with a line otherwise, and resumes
+# when re-run (finished parts are kept).
+preprocess: setup
+	@if [ -z "$(FACES_DIR)" ]; then echo "preprocess: FACES_DIR is not set, skipping the faces stage"; \
+	else $(BIN)/faces --config configs/paper.toml --input $(FACES_DIR) --output $(OUT)/faces; fi
+	@if [ -z "$(LSUN_DIR)" ]; then echo "preprocess: LSUN_DIR is not set, skipping the dedupe stage"; \
+	else $(BIN)/dedupe --config configs/paper.toml --input $(LSUN_DIR) --output $(OUT)/lsun; fi
+	@if [ -z "$(IMAGENET_DIR)" ]; then echo "preprocess: IMAGENET_DIR is not set, skipping the crop stage"; \
+	else $(BIN)/crop --config configs/paper.toml --input $(IMAGENET_DIR) --output $(OUT)/imagenet32; fi
+	@mkdir -p $(OUT) && $(BIN)/report --run $(OUT) >/dev/null && echo "preprocess: report in $(OUT)/report.html"
+
 train: setup
 	@if [ -z "$$(ls $(OUT)/imagenet32/images-*.npy 2>/dev/null)" ]; then \
 		echo "train: no packed set in $(OUT)/imagenet32 (run make preprocess IMAGENET_DIR=...), skipping"; \
-	else $(BIN)/train --config configs/paper.toml --input $(OUT)/imagenet32 --output $(OUT)/train; fi
-
-preprocess: setup
-	@if [ -z "$(IMAGENET_DIR)" ]; then echo "preprocess: IMAGENET_DIR is not set, skipping the crop stage"; \
-	else $(BIN)/crop --config configs/paper.toml --input $(IMAGENET_DIR) --output $(OUT)/imagenet32; fi
+	else $(BIN)/train --config configs/paper.toml --input $(OUT)/imagenet32 --output $(OUT)/train && \
+		$(BIN)/report --run $(OUT); fi
 
 # The official binary batches (162 MB) from the dataset's home page, checked against its md5.
 CIFAR_URL := https://www.cs.toronto.edu/~kriz/cifar-10-binary.tar.gz
 CIFAR_MD5 := c32a1d4ab5d03f1284b67883e8d87530
 cifar-data:
+	@if [ -z "$(CIFAR_DIR)" ]; then echo "cifar-data: CIFAR_DIR is empty"; exit 1; fi
 	@if [ -f $(CIFAR_DIR)/cifar-10-batches-bin/test_batch.bin ]; then echo "cifar-data: $(CIFAR_DIR) is ready"; else \
 		mkdir -p $(CIFAR_DIR) && \
 		curl -fL --retry 3 -o $(CIFAR_DIR)/cifar-10-binary.tar.gz.partial $(CIFAR_URL) && \
@@ -118,8 +141,9 @@ cifar-data:
 		echo "cifar-data: CIFAR-10 binary batches in $(CIFAR_DIR)/cifar-10-batches-bin"; fi
 
 cifar-eval: setup
-	@if [ ! -e "$(CIFAR_DIR)" ]; then echo "cifar-eval: no CIFAR-10 in CIFAR_DIR=$(CIFAR_DIR) (make cifar-data, or CIFAR_DIR=...), skipping"; \
-	else $(BIN)/cifar-eval --config configs/paper.toml --input $(CIFAR_DIR) --discriminator $(D) --output $(OUT)/cifar-eval; fi
+	@if [ -z "$(CIFAR_DIR)" ] || [ ! -e "$(CIFAR_DIR)" ]; then echo "cifar-eval: no CIFAR-10 in CIFAR_DIR=$(CIFAR_DIR) (make cifar-data, or CIFAR_DIR=...), skipping"; \
+	else $(BIN)/cifar-eval --config configs/paper.toml --input $(CIFAR_DIR) --discriminator $(D) --output $(OUT)/cifar-eval && \
+		$(BIN)/report --run $(OUT); fi
 
 # Needs features saved by cifar-eval (--set cifar_eval.save_features=true) and scikit-learn.
 FEATURES ?= $(OUT)/cifar-eval

@@ -32,6 +32,20 @@ pub struct Config {
     pub train: crate::gan::TrainConfig,
     pub cifar_eval: crate::eval::CifarEvalConfig,
     pub dedupe: crate::dedupe::DedupeConfig,
+    pub paths: PathsConfig,
+}
+
+/// Where `make preprocess`, `make train` and `make cifar-eval` find the data sets (the Makefile
+/// reads configs/paper.toml's `[paths]`; FACES_DIR, LSUN_DIR, IMAGENET_DIR, CIFAR_DIR and OUT on
+/// the make line override them). Empty: that input is not configured and its stage is skipped.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct PathsConfig {
+    pub faces: String,
+    pub lsun: String,
+    pub imagenet: String,
+    pub cifar: String,
+    pub out: String,
 }
 
 /// Settings of every stage that do not change what it writes.

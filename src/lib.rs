@@ -8,6 +8,8 @@
 //! - [`faces`]: the faces stage (OpenCV Haar cascade).
 //! - [`dedupe`]: the dedupe stage (autoencoder semantic hashing, HNSW, clusters).
 //! - [`gan`]: the DCGAN presets and their training (tch).
+//! - [`eval`]: cifar-eval (features, the L2-SVM, the protocol).
+//! - [`report`]: the run's HTML report.
 
 pub mod config;
 pub mod crop;
@@ -18,6 +20,7 @@ pub mod faces;
 pub mod fsutil;
 pub mod gan;
 pub mod imageops;
+pub mod report;
 pub mod stage;
 
 /// Versions recorded in summary.json (no OpenCV call: train and cifar-eval must not need its

@@ -3,6 +3,7 @@
 pub mod cifar;
 pub mod npy;
 pub mod packed;
+pub mod synthetic;
 pub mod source;
 
 pub use packed::LabeledImages;
