@@ -55,7 +55,9 @@ fn run_folder(run: &Path) {
     write_json(&run.join("cifar-eval/metrics.json"), json!({
         "discriminator": "models/d.safetensors", "feature_count": 28672, "chosen_c": 3e-5,
         "test_source": "held-out training images", "per_class_mean": 0.623, "per_class_std": 0.004,
-        "test": {"accuracy": 0.7204, "per_class_accuracy": [0.7, 0.8, 0.6, 0.5, 0.7, 0.6, 0.8, 0.8, 0.8, 0.9]},
+        "per_class_labels": 400,
+        "test": {"accuracy": 0.7204, "per_class_accuracy": [0.7, 0.8, 0.6, 0.5, 0.7, 0.6, 0.8, 0.8, 0.8, 0.9],
+                 "confusion": (0..10).map(|i| (0..10).map(|j| if i == j { 7 } else { (i + j) % 2 }).collect::<Vec<_>>()).collect::<Vec<_>>()},
         "timings_s": {"total": 63.2},
     }));
     write(&run.join("cifar-eval/confusion.png"), &png_bytes(&textured(10, 10, 1)));
@@ -97,13 +99,16 @@ fn the_report_has_a_section_per_stage_with_embedded_images() {
     assert_eq!(in_section("dedupe", "crop"), 3, "the cluster's three members");
     assert_eq!(in_section("crop", "train"), 1, "one contact sheet");
     assert!(in_section("train", "cifar-eval") >= 3, "sample grids of both epochs and the loss plot");
-    assert_eq!(in_section("cifar-eval", "timings"), 1, "the confusion matrix");
+    let cifar = &html[html.find("<section id=\"cifar-eval\">").unwrap()..html.find("<section id=\"timings\">").unwrap()];
+    assert_eq!(cifar.matches("<table class=\"confusion\">").count(), 1, "the confusion matrix");
+    assert_eq!(cifar.matches("<td class=\"num\" style=").count(), 100, "10 x 10 cells");
+    assert_eq!(cifar.matches(">58.3%<").count(), 10, "each row: 7 of 12 right");
     assert_eq!(html.matches("class=\"kept\"").count(), 1, "the kept image is marked");
     // The numbers: crop's counts and its unreadable input, our accuracy next to the paper's.
     let crop = &html[html.find("<section id=\"crop\">").unwrap()..html.find("<section id=\"train\">").unwrap()];
     assert!(crop.contains("broken.jpg"), "the unreadable input is listed");
     assert!(crop.contains("<b>13</b><span>images read</span>") && crop.contains("<b>12</b><span>crops written</span>"), "{crop}");
-    assert!(html.contains("82.8%") && html.contains("72.0% (held-out training images)") && html.contains("62.3% (+-0.4%)"));
+    assert!(html.contains("82.8%") && html.contains("72.0% (held-out training images)") && html.contains("62.3% (+-0.4%) (400 per class)"));
     assert!(html.contains("63.2 s"), "cifar-eval's wall time in the overview");
     assert!(html.contains("<summary>Configuration</summary>"), "stage configs");
 }

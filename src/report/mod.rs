@@ -67,14 +67,21 @@ pub fn render(run: &Path, title: &str) -> String {
         if found.is_empty() {
             body += "<p class=\"absent\">Not run in this run folder.</p>\n";
         }
+        if stage == "cifar-eval" {
+            for s in &found {
+                let _ = write!(body, "<p class=\"meta\">Output: <code>{}</code></p>\n", escape(&s.dir.display().to_string()));
+            }
+            body += &cifar_section(&found);
+            body += "</section>\n";
+            continue;
+        }
         for s in found {
             let _ = write!(body, "<p class=\"meta\">Output: <code>{}</code></p>\n", escape(&s.dir.display().to_string()));
             body += &match stage {
                 "faces" => faces_section(s),
                 "dedupe" => dedupe_section(s),
                 "crop" => crop_section(s),
-                "train" => train_section(s),
-                _ => cifar_section(s),
+                _ => train_section(s),
             };
         }
         body += "</section>\n";
@@ -124,6 +131,7 @@ img.plot { width: 100%; max-width: 720px; border: 1px solid var(--line); }
 .figure b { display: block; font-size: 1.4rem; }
 .figure span { color: var(--muted); font-size: 0.85rem; }
 details pre { background: #f3f5f7; padding: 8px; overflow-x: auto; font-size: 0.8rem; }
+table.confusion td, table.confusion th { padding: 3px 6px; }
 ul.rejects { font-size: 0.9rem; padding-left: 1.2rem; overflow-wrap: anywhere; }
 ";
 
@@ -159,7 +167,13 @@ fn contact_sheet(dir: &Path, limit: usize, cols: usize) -> Option<(String, usize
     }
     let tiles: Vec<&[u8]> = (0..set.len().min(limit)).map(|i| set.image(i)).collect();
     let grid = tile_grid(&tiles, set.width, cols);
-    Some((rgb_data_uri(grid.as_raw(), grid.width(), grid.height()), set.len()))
+    // At most twice the natural size: a sheet of three faces should not fill the page.
+    let img = format!(
+        "<img class=\"sheet\" style=\"max-width:min(100%, {}px)\" alt=\"contact sheet\" src=\"{}\">",
+        2 * grid.width(),
+        rgb_data_uri(grid.as_raw(), grid.width(), grid.height())
+    );
+    Some((img, set.len()))
 }
 
 /// Manifest rows that are not "ok": (source, status, reason).
@@ -210,7 +224,7 @@ fn faces_section(s: &StageOutput) -> String {
     ]);
     match contact_sheet(&s.dir, 64, 8) {
         Some((uri, n)) => {
-            let _ = write!(out, "<figure><img class=\"sheet\" alt=\"face crops\" src=\"{uri}\"><figcaption>The first {} of {n} face crops, in input order.</figcaption></figure>\n", n.min(64));
+            let _ = write!(out, "<figure>{uri}<figcaption>The first {} of {n} face crops, in input order.</figcaption></figure>\n", n.min(64));
         }
         None => out += "<p class=\"absent\">No face crops were kept.</p>\n",
     }
@@ -272,7 +286,7 @@ fn crop_section(s: &StageOutput) -> String {
     ]);
     match contact_sheet(&s.dir, 96, 12) {
         Some((uri, n)) => {
-            let _ = write!(out, "<figure><img class=\"sheet\" alt=\"crops\" src=\"{uri}\"><figcaption>The first {} of {n} crops, in input order.</figcaption></figure>\n", n.min(96));
+            let _ = write!(out, "<figure>{uri}<figcaption>The first {} of {n} crops, in input order.</figcaption></figure>\n", n.min(96));
         }
         None => out += "<p class=\"absent\">No crops.</p>\n",
     }
@@ -319,47 +333,84 @@ fn train_section(s: &StageOutput) -> String {
     out
 }
 
-fn cifar_section(s: &StageOutput) -> String {
-    let m: Value = std::fs::read(s.dir.join("metrics.json")).ok().and_then(|b| serde_json::from_slice(&b).ok()).unwrap_or(Value::Null);
-    let Some(acc) = num(m.pointer("/test/accuracy")) else {
-        return "<p class=\"absent\">No metrics.json (the stage did not finish).</p>\n".into();
-    };
-    let source = m.get("test_source").and_then(Value::as_str).unwrap_or("test split");
-    let small = match (num(m.get("per_class_mean")), num(m.get("per_class_std"))) {
-        (Some(a), Some(b)) => format!("{:.1}% (+-{:.1}%)", 100.0 * a, 100.0 * b),
-        _ => "-".into(),
-    };
-    let d = m.get("discriminator").and_then(Value::as_str).unwrap_or("?");
-    let mut out = figures(&[
-        ("accuracy", format!("{:.1}%", 100.0 * acc)),
-        ("scored on", source.to_string()),
-        ("chosen C", num(m.get("chosen_c")).map_or("-".into(), |c| format!("{c:e}"))),
-        ("features per image", count(&m, "/feature_count")),
-    ]);
-    out += "<div class=\"scroll\"><table><tr><th>Model</th><th class=\"num\">Accuracy</th><th class=\"num\">Accuracy (400 per class)</th></tr>";
+fn read_metrics(s: &StageOutput) -> Option<Value> {
+    let m: Value = std::fs::read(s.dir.join("metrics.json")).ok().and_then(|b| serde_json::from_slice(&b).ok())?;
+    num(m.pointer("/test/accuracy")).is_some().then_some(m)
+}
+
+/// All cifar-eval outputs of the run together: one Table 1 with a row per scored D, then each
+/// one's confusion matrix.
+fn cifar_section(outputs: &[&StageOutput]) -> String {
+    let scored: Vec<(&StageOutput, Value)> = outputs.iter().filter_map(|s| read_metrics(s).map(|m| (*s, m))).collect();
+    let mut out = String::new();
+    for s in outputs.iter().filter(|s| read_metrics(s).is_none()) {
+        let _ = write!(out, "<p class=\"absent\"><code>{}</code>: no metrics.json (the stage did not finish).</p>\n", escape(&s.dir.display().to_string()));
+    }
+    if scored.is_empty() {
+        return out;
+    }
+    out += "<div class=\"scroll\"><table><tr><th>Model</th><th class=\"num\">Accuracy</th><th class=\"num\">Few labels</th></tr>";
     for (model, a, b) in crate::eval::protocol::PAPER_TABLE_1 {
-        let _ = write!(out, "<tr><td>{} (paper)</td><td class=\"num\">{a}</td><td class=\"num\">{}</td></tr>", escape(model), escape(b));
+        let _ = write!(out, "<tr><td>{} (paper)</td><td class=\"num\">{a}</td><td class=\"num\">{} (400 per class)</td></tr>", escape(model), escape(b));
     }
-    let _ = write!(
-        out,
-        "<tr class=\"ours\"><td>this run: D <code>{}</code></td><td class=\"num\">{:.1}% ({})</td><td class=\"num\">{}</td></tr></table></div>\n",
-        escape(d),
-        100.0 * acc,
-        escape(source),
-        escape(&small)
-    );
-    out += "<p class=\"meta\">The paper's figures are on the official CIFAR-10 test split with a D trained on ImageNet-1k; this run's are on the split named above.</p>\n";
-    if let Some(uri) = png_file_data_uri(&s.dir.join("confusion.png")) {
-        let _ = write!(out, "<figure><img class=\"plot\" style=\"max-width:420px\" alt=\"confusion matrix\" src=\"{uri}\"><figcaption>Confusion matrix, rows: true class, columns: predicted (airplane ... truck), darker = more. Numbers in confusion.csv.</figcaption></figure>\n");
+    for (s, m) in &scored {
+        let acc = num(m.pointer("/test/accuracy")).unwrap_or(f64::NAN);
+        let source = m.get("test_source").and_then(Value::as_str).unwrap_or("test split");
+        let small = match (num(m.get("per_class_mean")), num(m.get("per_class_std"))) {
+            (Some(a), Some(b)) => format!("{:.1}% (+-{:.1}%) ({} per class)", 100.0 * a, 100.0 * b, count(m, "/per_class_labels")),
+            _ => "-".into(),
+        };
+        let d = m.get("discriminator").and_then(Value::as_str).unwrap_or("?");
+        let _ = write!(
+            out,
+            "<tr class=\"ours\"><td>this run: D <code>{}</code> (<code>{}</code>)</td><td class=\"num\">{:.1}% ({})</td><td class=\"num\">{}</td></tr>",
+            escape(d),
+            escape(&s.relative),
+            100.0 * acc,
+            escape(source),
+            escape(&small)
+        );
     }
-    if let Some(per_class) = m.pointer("/test/per_class_accuracy").and_then(Value::as_array) {
-        out += "<div class=\"scroll\"><table><tr><th>class</th><th class=\"num\">accuracy</th></tr>";
-        for (name, a) in crate::data::cifar::CIFAR10_CLASSES.iter().zip(per_class) {
-            let _ = write!(out, "<tr><td>{name}</td><td class=\"num\">{:.1}%</td></tr>", 100.0 * a.as_f64().unwrap_or(f64::NAN));
-        }
-        out += "</table></div>\n";
+    out += "</table></div>\n<p class=\"meta\">The paper's figures are on the official CIFAR-10 test split with a D trained on ImageNet-1k; this run's are on the split named in each row. C is chosen on a validation split of the training images.</p>\n";
+    for (s, m) in &scored {
+        let _ = write!(
+            out,
+            "<h3>Confusion matrix: <code>{}</code> (chosen C {}, {} features per image)</h3>\n",
+            escape(&s.relative),
+            num(m.get("chosen_c")).map_or("-".into(), |c| format!("{c:e}")),
+            count(m, "/feature_count")
+        );
+        out += &confusion_table(m);
     }
     out
+}
+
+/// The confusion matrix as a table: rows true class, columns predicted, cells shaded by the
+/// row's share, with each class's accuracy at the end of its row.
+fn confusion_table(m: &Value) -> String {
+    let Some(rows) = m.pointer("/test/confusion").and_then(Value::as_array) else {
+        return String::new();
+    };
+    let classes = crate::data::cifar::CIFAR10_CLASSES;
+    let name = |i: usize| classes.get(i).map_or(format!("class {i}"), |c| c.to_string());
+    let mut out = String::from("<div class=\"scroll\"><table class=\"confusion\"><tr><th>true \\ predicted</th>");
+    for j in 0..rows.len() {
+        let _ = write!(out, "<th class=\"num\" title=\"{0}\">{1}</th>", escape(&name(j)), escape(&name(j).chars().take(4).collect::<String>()));
+    }
+    out += "<th class=\"num\">accuracy</th></tr>";
+    for (i, row) in rows.iter().enumerate() {
+        let cells: Vec<f64> = row.as_array().map(|r| r.iter().filter_map(Value::as_f64).collect()).unwrap_or_default();
+        let total: f64 = cells.iter().sum::<f64>().max(1.0);
+        let _ = write!(out, "<tr><td>{}</td>", escape(&name(i)));
+        for (j, c) in cells.iter().enumerate() {
+            let share = c / total;
+            let text = if share > 0.5 { "#fff" } else { "inherit" };
+            let _ = write!(out, "<td class=\"num\" style=\"background:rgba(36,88,166,{share:.2});color:{text}\" title=\"{} as {}: {c}\">{c}</td>", escape(&name(i)), escape(&name(j)));
+        }
+        let acc = cells.get(i).map_or(f64::NAN, |d| 100.0 * d / total);
+        let _ = write!(out, "<td class=\"num\">{acc:.1}%</td></tr>");
+    }
+    out + "</table></div>\n"
 }
 
 /// A stage's wall time in seconds, from whichever field its summary keeps it in.
@@ -371,11 +422,11 @@ fn wall_seconds(s: &StageOutput) -> Option<f64> {
     if let Some(t) = num(v.pointer("/report/wall_s")) {
         return Some(t);
     }
-    if let Some(t) = num(v.pointer("/metrics/timings_s/total")) {
-        return Some(t);
+    if let Some(t) = v.get("timings_s").and_then(Value::as_object) {
+        return Some(t.values().filter_map(Value::as_f64).sum());
     }
     let m: Value = std::fs::read(s.dir.join("metrics.json")).ok().and_then(|b| serde_json::from_slice(&b).ok())?;
-    num(m.pointer("/timings_s/total")).or_else(|| v.get("timings_s").and_then(Value::as_object).map(|t| t.values().filter_map(Value::as_f64).sum()))
+    num(m.pointer("/timings_s/total"))
 }
 
 fn overview(stages: &[StageOutput]) -> String {
@@ -399,7 +450,8 @@ fn timings_section(stages: &[StageOutput]) -> String {
         out += "<p class=\"absent\">No stage outputs in this folder.</p>\n";
     }
     for s in stages {
-        let _ = write!(out, "<h3>{}</h3>", escape(&s.stage));
+        let folder = if s.relative.is_empty() { String::new() } else { format!(" <code>{}</code>", escape(&s.relative)) };
+        let _ = write!(out, "<h3>{}{folder}</h3>", escape(&s.stage));
         let timings = s.summary.get("timings_s").or_else(|| s.summary.get("timings")).and_then(Value::as_object).cloned();
         if let Some(t) = timings {
             out += "<div class=\"scroll\"><table><tr><th>step</th><th class=\"num\">value</th></tr>";
