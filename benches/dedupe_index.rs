@@ -27,7 +27,7 @@ fn synthetic_codes(n: usize, seed: u64) -> Vec<Code128> {
     let mut latents: Vec<[f64; LATENT]> = Vec::with_capacity(n);
     for i in 0..n {
         let z: [f64; LATENT] = if i > 0 && rng.chance(0.1) {
-            let base = latents[(rng.next_u64() % i as u64) as usize];
+            let base = latents[(rng.next() % i as u64) as usize];
             let sigma = rng.uniform(0.0, 0.15);
             std::array::from_fn(|k| base[k] + sigma * rng.normal())
         } else {

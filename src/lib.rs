@@ -21,6 +21,7 @@ pub mod fsutil;
 pub mod gan;
 pub mod imageops;
 pub mod report;
+pub mod rng;
 pub mod stage;
 
 /// Versions recorded in summary.json (no OpenCV call: train and cifar-eval must not need its

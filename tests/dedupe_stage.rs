@@ -114,17 +114,6 @@ fn exact_copies_collide_unrelated_photos_do_not() {
 }
 
 /// Writes an LMDB the way LSUN's export is laid out: key -> encoded image bytes.
-fn write_lmdb(path: &Path, items: &[(String, Vec<u8>)]) {
-    std::fs::create_dir_all(path).unwrap();
-    let env = unsafe { heed::EnvOpenOptions::new().map_size(64 << 20).open(path).unwrap() };
-    let mut wtxn = env.write_txn().unwrap();
-    let db: heed::Database<heed::types::Str, heed::types::Bytes> = env.create_database(&mut wtxn, None).unwrap();
-    for (key, value) in items {
-        db.put(&mut wtxn, key, value).unwrap();
-    }
-    wtxn.commit().unwrap();
-}
-
 #[test]
 fn lsun_lmdb_export_with_duplicates_and_a_broken_value() {
     let dir = tempfile::tempdir().unwrap();

@@ -80,17 +80,6 @@ fn unwanted_records_are_not_read() {
 }
 
 /// Writes a tiny LMDB the way LSUN's export is laid out: key -> encoded image bytes.
-fn write_lmdb(path: &Path, items: &[(&str, Vec<u8>)]) {
-    std::fs::create_dir_all(path).unwrap();
-    let env = unsafe { heed::EnvOpenOptions::new().map_size(16 << 20).open(path).unwrap() };
-    let mut wtxn = env.write_txn().unwrap();
-    let db: heed::Database<heed::types::Str, heed::types::Bytes> = env.create_database(&mut wtxn, None).unwrap();
-    for (key, value) in items {
-        db.put(&mut wtxn, key, value).unwrap();
-    }
-    wtxn.commit().unwrap();
-}
-
 #[test]
 fn lmdb_export_is_read_in_key_order_and_cropped() {
     let dir = tempfile::tempdir().unwrap();

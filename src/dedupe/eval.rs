@@ -22,33 +22,8 @@ use super::DedupeConfig;
 use crate::data::ImageSource;
 use crate::imageops::{decode_rgb, decode_rgb_with_libjpeg, min_resize_center_crop, DecodeOptions};
 
-/// A seeded splitmix64 stream (no extra crate; reproducible edits).
-pub struct Rng(u64);
-
-impl Rng {
-    pub fn new(seed: u64) -> Self {
-        Self(seed)
-    }
-    pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    /// Uniform in [lo, hi).
-    pub fn uniform(&mut self, lo: f64, hi: f64) -> f64 {
-        lo + (hi - lo) * (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
-    }
-    pub fn normal(&mut self) -> f64 {
-        let u = self.uniform(f64::MIN_POSITIVE, 1.0);
-        let v = self.uniform(0.0, 1.0);
-        (-2.0 * u.ln()).sqrt() * (std::f64::consts::TAU * v).cos()
-    }
-    pub fn chance(&mut self, p: f64) -> bool {
-        self.uniform(0.0, 1.0) < p
-    }
-}
+/// The edits' generator (the crate's splitmix64).
+pub use crate::rng::SplitMix as Rng;
 
 fn jpeg(image: &Image, quality: u8) -> Vec<u8> {
     let mut out = Vec::new();
@@ -62,8 +37,8 @@ pub fn edited_copy(photo: &Image, rng: &mut Rng) -> (Vec<u8>, String) {
     let mut image = photo.clone();
     let mut done = Vec::new();
     let mut picks = [false; 4];
-    while picks.iter().filter(|&&p| p).count() < 1 + (rng.next_u64() % 3) as usize {
-        picks[(rng.next_u64() % 4) as usize] = true;
+    while picks.iter().filter(|&&p| p).count() < 1 + (rng.next() % 3) as usize {
+        picks[(rng.next() % 4) as usize] = true;
     }
     if picks[0] {
         let s = rng.uniform(0.5, 2.0);
@@ -97,7 +72,7 @@ pub fn edited_copy(photo: &Image, rng: &mut Rng) -> (Vec<u8>, String) {
         }
         done.push(format!("noise sigma {sigma:.1}"));
     }
-    let quality = 30 + (rng.next_u64() % 66) as u8;
+    let quality = 30 + (rng.next() % 66) as u8;
     done.push(format!("jpeg q{quality}"));
     (jpeg(&image, quality), done.join(", "))
 }

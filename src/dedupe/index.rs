@@ -167,14 +167,7 @@ pub fn brute_force_pairs(codes: &[Code128], radius: u32) -> Vec<NearPair> {
 mod tests {
     use super::*;
 
-    /// A small deterministic generator, so the tests need no extra crate.
-    fn next(state: &mut u64) -> u64 {
-        *state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = *state;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
+    use crate::rng::SplitMix;
 
     #[test]
     fn distance_counts_bits_not_words() {
@@ -184,13 +177,13 @@ mod tests {
 
     #[test]
     fn index_finds_the_planted_pairs_that_brute_force_finds() {
-        let mut s = 7u64;
-        let mut codes: Vec<Code128> = (0..2000).map(|_| Code128([next(&mut s), next(&mut s)])).collect();
+        let mut s = SplitMix::new(7);
+        let mut codes: Vec<Code128> = (0..2000).map(|_| Code128([s.next(), s.next()])).collect();
         // Plant 100 near copies, 1 to 6 bits away.
         for i in 0..100 {
             let mut c = codes[i * 7];
             for _ in 0..=(i % 6) {
-                let bit = next(&mut s) % 128;
+                let bit = s.next() % 128;
                 c.0[(bit / 64) as usize] ^= 1 << (bit % 64);
             }
             codes.push(c);
@@ -207,14 +200,14 @@ mod tests {
 
     #[test]
     fn multi_index_hashing_finds_exactly_the_brute_force_pairs() {
-        let mut s = 11u64;
+        let mut s = SplitMix::new(11);
         // Codes in a few tight families (crowded buckets) plus random ones.
         let mut codes: Vec<Code128> = Vec::new();
         for f in 0..3000 {
-            let c = if f % 3 == 0 && f > 0 { codes[(next(&mut s) % f as u64) as usize] } else { Code128([next(&mut s), next(&mut s)]) };
+            let c = if f % 3 == 0 && f > 0 { codes[(s.next() % f as u64) as usize] } else { Code128([s.next(), s.next()]) };
             let mut c = c;
-            for _ in 0..(next(&mut s) % 12) {
-                let bit = next(&mut s) % 128;
+            for _ in 0..(s.next() % 12) {
+                let bit = s.next() % 128;
                 c.0[(bit / 64) as usize] ^= 1 << (bit % 64);
             }
             codes.push(c);

@@ -25,15 +25,8 @@ pub struct Page {
 /// Up to `count` pairs drawn at random (seeded) from those at the radius and one bit under.
 pub fn pairs_near_radius(pairs: &[NearPair], radius: u32, count: usize, seed: u64) -> Vec<NearPair> {
     let mut near: Vec<NearPair> = pairs.iter().filter(|p| p.distance + 1 >= radius && p.distance > 0).copied().collect();
-    // Fisher-Yates with a splitmix64 stream: the same page for the same run.
-    let mut state = seed;
-    for i in (1..near.len()).rev() {
-        state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = state;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        near.swap(i, ((z ^ (z >> 31)) % (i as u64 + 1)) as usize);
-    }
+    // Seeded: the same page for the same run.
+    crate::rng::SplitMix::new(seed).shuffle(&mut near);
     near.truncate(count);
     near
 }

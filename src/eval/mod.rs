@@ -13,7 +13,6 @@ pub mod kernels;
 pub mod matrix;
 pub mod metrics;
 pub mod protocol;
-mod rng;
 pub mod svm;
 
 pub use features::{sha256_file, FeatureError, FeatureExtractor};

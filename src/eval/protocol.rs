@@ -13,7 +13,7 @@ use serde_json::json;
 
 use super::features::{sha256_file, FeatureExtractor};
 use super::matrix::{FeatureDtype, FeatureMatrix, FeatureRows};
-use super::rng::SplitMix;
+use crate::rng::SplitMix;
 use super::metrics::ClassificationMetrics;
 use super::svm::{L2Svm, L2SvmValidParams};
 use crate::data::cifar::{Split, CIFAR10_CLASSES};

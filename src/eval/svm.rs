@@ -23,7 +23,7 @@ use serde::Serialize;
 
 use super::kernels::{axpy_many, dot, dot_many};
 use super::matrix::FeatureRows;
-use super::rng::SplitMix;
+use crate::rng::SplitMix;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SvmError {

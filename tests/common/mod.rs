@@ -81,6 +81,18 @@ pub fn with_exif_orientation(jpeg: &[u8], orientation: u16) -> Vec<u8> {
     out
 }
 
+/// An LMDB folder laid out as LSUN's export (string keys -> encoded images), 64 MiB map.
+pub fn write_lmdb<K: AsRef<str>>(path: &Path, items: &[(K, Vec<u8>)]) {
+    std::fs::create_dir_all(path).unwrap();
+    let env = unsafe { heed::EnvOpenOptions::new().map_size(64 << 20).open(path).unwrap() };
+    let mut wtxn = env.write_txn().unwrap();
+    let db: heed::Database<heed::types::Str, heed::types::Bytes> = env.create_database(&mut wtxn, None).unwrap();
+    for (key, value) in items {
+        db.put(&mut wtxn, key.as_ref(), value).unwrap();
+    }
+    wtxn.commit().unwrap();
+}
+
 pub fn write(path: &Path, bytes: &[u8]) {
     std::fs::create_dir_all(path.parent().unwrap()).unwrap();
     std::fs::write(path, bytes).unwrap();
