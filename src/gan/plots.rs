@@ -16,21 +16,8 @@ pub fn write_sample_grid(images: &Tensor, cols: usize, scale: u32, path: &Path) 
     let size = images.size();
     let (n, h, w) = (size[0] as usize, size[1] as u32, size[2] as u32);
     let pixels: Vec<u8> = Vec::<u8>::try_from(images.flatten(0, -1))?;
-    let rows = n.div_ceil(cols);
-    let gap = 2;
-    let cell_w = w * scale + gap;
-    let cell_h = h * scale + gap;
-    let mut grid = RgbImage::from_pixel(cols as u32 * cell_w + gap, rows as u32 * cell_h + gap, Rgb([255, 255, 255]));
-    for i in 0..n {
-        let (gx, gy) = ((i % cols) as u32 * cell_w + gap, (i / cols) as u32 * cell_h + gap);
-        let img = &pixels[i * (h * w * 3) as usize..][..(h * w * 3) as usize];
-        for y in 0..h * scale {
-            for x in 0..w * scale {
-                let p = (((y / scale) * w + x / scale) * 3) as usize;
-                grid.put_pixel(gx + x, gy + y, Rgb([img[p], img[p + 1], img[p + 2]]));
-            }
-        }
-    }
+    let tiles: Vec<&[u8]> = pixels.chunks_exact((h * w * 3) as usize).take(n).collect();
+    let grid = crate::report::html::tile_grid(&tiles, w, h, cols, scale, 2);
     save_png(&grid, path)
 }
 

@@ -42,17 +42,18 @@ pub fn png_file_data_uri(path: &Path) -> Option<String> {
     bytes.starts_with(b"\x89PNG").then(|| format!("data:image/png;base64,{}", base64(&bytes)))
 }
 
-/// Square RGB tiles of side `side` laid out `cols` wide with a 1-pixel white gap: a contact sheet.
-pub fn tile_grid(tiles: &[&[u8]], side: u32, cols: usize) -> RgbImage {
-    let cols = cols.max(1).min(tiles.len().max(1));
+/// RGB tiles (`width` x `height`, row-major) laid out `cols` wide, each magnified `scale` times
+/// (nearest), with a white `gap` around them: a contact sheet or a sample grid.
+pub fn tile_grid(tiles: &[&[u8]], width: u32, height: u32, cols: usize, scale: u32, gap: u32) -> RgbImage {
+    let cols = cols.max(1);
     let rows = tiles.len().div_ceil(cols).max(1);
-    let cell = side + 1;
-    let mut grid = RgbImage::from_pixel(cols as u32 * cell + 1, rows as u32 * cell + 1, Rgb([255, 255, 255]));
+    let (cell_w, cell_h) = (width * scale + gap, height * scale + gap);
+    let mut grid = RgbImage::from_pixel(cols as u32 * cell_w + gap, rows as u32 * cell_h + gap, Rgb([255, 255, 255]));
     for (i, tile) in tiles.iter().enumerate() {
-        let (gx, gy) = ((i % cols) as u32 * cell + 1, (i / cols) as u32 * cell + 1);
-        for y in 0..side {
-            for x in 0..side {
-                let p = ((y * side + x) * 3) as usize;
+        let (gx, gy) = ((i % cols) as u32 * cell_w + gap, (i / cols) as u32 * cell_h + gap);
+        for y in 0..height * scale {
+            for x in 0..width * scale {
+                let p = (((y / scale) * width + x / scale) * 3) as usize;
                 grid.put_pixel(gx + x, gy + y, Rgb([tile[p], tile[p + 1], tile[p + 2]]));
             }
         }
@@ -78,12 +79,22 @@ mod tests {
     fn grid_places_each_tile() {
         let red = [255u8, 0, 0].repeat(4);
         let blue = [0u8, 0, 255].repeat(4);
-        let grid = tile_grid(&[&red, &blue, &red], 2, 2);
+        let grid = tile_grid(&[&red, &blue, &red], 2, 2, 2, 1, 1);
         assert_eq!(grid.dimensions(), (7, 7));
         assert_eq!(grid.get_pixel(1, 1), &Rgb([255, 0, 0]));
         assert_eq!(grid.get_pixel(4, 1), &Rgb([0, 0, 255]));
         assert_eq!(grid.get_pixel(1, 4), &Rgb([255, 0, 0]));
         assert_eq!(grid.get_pixel(4, 4), &Rgb([255, 255, 255]), "no fourth tile");
         assert_eq!(grid.get_pixel(3, 1), &Rgb([255, 255, 255]), "gap");
+    }
+
+    #[test]
+    fn grid_magnifies_and_keeps_its_columns() {
+        let red = [255u8, 0, 0].repeat(4);
+        let grid = tile_grid(&[&red], 2, 2, 3, 2, 2);
+        assert_eq!(grid.dimensions(), (3 * 6 + 2, 6 + 2), "three columns even for one tile");
+        assert_eq!(grid.get_pixel(2, 2), &Rgb([255, 0, 0]));
+        assert_eq!(grid.get_pixel(5, 5), &Rgb([255, 0, 0]), "4x4 pixels for a 2x2 tile");
+        assert_eq!(grid.get_pixel(6, 2), &Rgb([255, 255, 255]));
     }
 }

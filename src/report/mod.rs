@@ -166,7 +166,8 @@ fn contact_sheet(dir: &Path, limit: usize, cols: usize) -> Option<(String, usize
         return None;
     }
     let tiles: Vec<&[u8]> = (0..set.len().min(limit)).map(|i| set.image(i)).collect();
-    let grid = tile_grid(&tiles, set.width, cols);
+    // As many columns as tiles when there are few, so that three faces make one short row.
+    let grid = tile_grid(&tiles, set.width, set.height, cols.min(tiles.len()), 1, 1);
     // At most twice the natural size: a sheet of three faces should not fill the page.
     let img = format!(
         "<img class=\"sheet\" style=\"max-width:min(100%, {}px)\" alt=\"contact sheet\" src=\"{}\">",
@@ -341,10 +342,15 @@ fn read_metrics(s: &StageOutput) -> Option<Value> {
 /// All cifar-eval outputs of the run together: one Table 1 with a row per scored D, then each
 /// one's confusion matrix.
 fn cifar_section(outputs: &[&StageOutput]) -> String {
-    let scored: Vec<(&StageOutput, Value)> = outputs.iter().filter_map(|s| read_metrics(s).map(|m| (*s, m))).collect();
+    let mut scored: Vec<(&StageOutput, Value)> = Vec::new();
     let mut out = String::new();
-    for s in outputs.iter().filter(|s| read_metrics(s).is_none()) {
-        let _ = write!(out, "<p class=\"absent\"><code>{}</code>: no metrics.json (the stage did not finish).</p>\n", escape(&s.dir.display().to_string()));
+    for s in outputs {
+        match read_metrics(s) {
+            Some(m) => scored.push((*s, m)),
+            None => {
+                let _ = write!(out, "<p class=\"absent\"><code>{}</code>: no metrics.json (the stage did not finish).</p>\n", escape(&s.dir.display().to_string()));
+            }
+        }
     }
     if scored.is_empty() {
         return out;
