@@ -2,10 +2,13 @@
 //! and searched for every pair within the radius; time and peak memory printed. Then, on a
 //! subset (default 100,000), the pairs the index finds against those of an exact brute-force scan.
 //!
-//! The codes imitate an autoencoder's: sign(W z + b) of a 16-dimensional Gaussian z through 128
-//! random hyperplanes (so nearby images get nearby codes, as real codes have far fewer degrees of
+//! The codes imitate an autoencoder's: sign(W z + b) of a 32-dimensional Gaussian z through 128
+//! random hyperplanes (so nearby images get nearby codes, as real codes have fewer degrees of
 //! freedom than 128 independent bits); 10% of the items are near copies of an earlier one (z plus
-//! a little noise: 0 to ~6 bits apart).
+//! a little noise: 0 to ~6 bits apart). 32 dimensions match the stage's codes of distinct photos:
+//! unrelated synthetic codes lie 64 +- 9.2 bits apart, 5.6e-6 of them within 25 bits; the
+//! centred autoencoder's codes of the evaluation's ImageNet test photos lie 61 +- 8.1 apart,
+//! 4.0e-6 within 25 bits. (16 dimensions, used before, put 80 times too many within 25 bits.)
 //!
 //! cargo run --release --example dedupe_index_bench -- [N] [SUBSET] [RADIUS]
 
@@ -18,7 +21,7 @@ use dcgan_pipeline::dedupe::eval::Rng;
 use dcgan_pipeline::dedupe::index::{brute_force_pairs, index_pairs, multi_index_pairs, IndexParams};
 use dcgan_pipeline::dedupe::Code128;
 
-const LATENT: usize = 16;
+const LATENT: usize = 32;
 
 fn synthetic_codes(n: usize, seed: u64) -> Vec<Code128> {
     let mut rng = Rng::new(seed);

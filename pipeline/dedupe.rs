@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use clap::Parser;
-use dcgan_pipeline::dedupe::eval::{evaluate, EvalSettings};
+use dcgan_pipeline::dedupe::eval::{evaluate, EvalSettings, LabelledInputs};
 use dcgan_pipeline::dedupe::run::crops_dir;
 use dcgan_pipeline::dedupe::{deduplicate, DedupeCrops};
 use dcgan_pipeline::fsutil::write_atomic;
@@ -65,8 +65,10 @@ fn run(cli: Cli) -> Result<i32> {
     if cli.eval {
         let input = args.input.as_deref().context("--eval needs --input (a folder of photos)")?;
         let settings = EvalSettings { copies: cli.copies, max_side: 256, target_precision: 0.99, seed: config.dedupe.seed as u64, limit: cli.limit };
-        let report = evaluate(input, &config.dedupe, &settings)?;
+        let labelled = LabelledInputs::build(input, &config.dedupe, &settings)?;
         std::fs::create_dir_all(&output).with_context(|| format!("{}: cannot create", output.display()))?;
+        labelled.write(&output)?;
+        let report = evaluate(input, &labelled, &config.dedupe, &settings)?;
         let md = report.markdown();
         write_atomic(&output.join("eval.md"), md.as_bytes())?;
         write_atomic(&output.join("eval.json"), &serde_json::to_vec_pretty(&report)?)?;

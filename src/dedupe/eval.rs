@@ -231,23 +231,57 @@ pub struct EvalReport {
     pub chosen: Vec<(String, Option<u32>, Option<Point>)>,
 }
 
-/// Runs the evaluation on the photos of `input`.
-pub fn evaluate(input: &Path, config: &DedupeConfig, settings: &EvalSettings) -> Result<EvalReport> {
-    let items = labelled_set(input, settings)?;
+/// The labelled set as the stage sees it: each item's 64x64 crop (for pHash) and 32x32 network input.
+pub struct LabelledInputs {
+    pub items: Vec<Item>,
+    /// `config.size` x `config.size` x 3 crops, one per item.
+    pub crops: Vec<Vec<u8>>,
+    /// N x 32 x 32 x 3, the autoencoder's input, item order.
+    pub small: Vec<u8>,
+}
+
+impl LabelledInputs {
+    /// Builds the labelled set from the photos of `input` and runs every image through the stage's
+    /// own path: decode, min-resize, center crop, box-average to 32x32.
+    pub fn build(input: &Path, config: &DedupeConfig, settings: &EvalSettings) -> Result<Self> {
+        let items = labelled_set(input, settings)?;
+        let size = config.size;
+        let options = DecodeOptions { max_pixels: config.max_pixels, min_decoded_side: config.dct_scaling.then_some(size * config.min_decoded_factor) };
+        let crops: Vec<Vec<u8>> = items
+            .par_iter()
+            .map(|item| {
+                let decoded = decode_rgb_with_libjpeg(&item.bytes, &options).map_err(|e| anyhow::anyhow!("{}: {e}", item.name))?;
+                Ok(min_resize_center_crop(&decoded.image, size).pixels)
+            })
+            .collect::<Result<_>>()?;
+        let small: Vec<u8> = crops.iter().flat_map(|c| downsample_to_input(c, size as usize)).collect();
+        Ok(Self { items, crops, small })
+    }
+
+    /// Writes the network inputs (`eval-inputs.npy`, N x 32 x 32 x 3 uint8) and one JSON line per
+    /// item (`eval-items.jsonl`: name, group, split, edits), so that other hashes can be tried on
+    /// exactly the same set.
+    pub fn write(&self, dir: &Path) -> Result<()> {
+        let side = super::autoencoder::INPUT_SIDE as u64;
+        crate::data::npy::write_array(&dir.join("eval-inputs.npy"), &[self.items.len() as u64, side, side, 3], &self.small)?;
+        let mut lines = String::new();
+        for item in &self.items {
+            let line = serde_json::json!({"name": item.name, "group": item.group, "split": item.split, "edits": item.edits});
+            lines.push_str(&line.to_string());
+            lines.push('\n');
+        }
+        crate::fsutil::write_atomic(&dir.join("eval-items.jsonl"), lines.as_bytes())?;
+        Ok(())
+    }
+}
+
+/// Runs the evaluation on a labelled set (see [`LabelledInputs::build`]).
+pub fn evaluate(input: &Path, labelled: &LabelledInputs, config: &DedupeConfig, settings: &EvalSettings) -> Result<EvalReport> {
+    let LabelledInputs { items, crops, small } = labelled;
     let size = config.size;
-    let options = DecodeOptions { max_pixels: config.max_pixels, min_decoded_side: config.dct_scaling.then_some(size * config.min_decoded_factor) };
-    // The same path as the stage: decode, min-resize, center crop.
-    let crops: Vec<Vec<u8>> = items
-        .par_iter()
-        .map(|item| {
-            let decoded = decode_rgb_with_libjpeg(&item.bytes, &options).map_err(|e| anyhow::anyhow!("{}: {e}", item.name))?;
-            Ok(min_resize_center_crop(&decoded.image, size).pixels)
-        })
-        .collect::<Result<_>>()?;
-    let small: Vec<u8> = crops.iter().flat_map(|c| downsample_to_input(c, size as usize)).collect();
     let dim = super::autoencoder::INPUT_DIM;
     let train: Vec<u8> = items.iter().enumerate().filter(|(_, it)| it.split == 0).flat_map(|(i, _)| small[i * dim..(i + 1) * dim].to_vec()).collect();
-    let mut model = Autoencoder::new(config.device().map_err(anyhow::Error::msg)?);
+    let mut model = Autoencoder::new(config.device().map_err(anyhow::Error::msg)?, config.ae_centre_images);
     model.train(&train, &config.train_settings());
 
     let phasher = HasherConfig::new().hash_size(8, 8).hash_alg(HashAlg::Median).preproc_dct().to_hasher();

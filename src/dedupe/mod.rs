@@ -52,6 +52,8 @@ pub struct DedupeConfig {
     pub ae_noise: f64,
     /// Dropout probability on the code layer.
     pub ae_dropout: f64,
+    /// Subtract each image's own mean from its input (codes that ignore brightness changes).
+    pub ae_centre_images: bool,
     /// Train on at most this many images, evenly spread over the input; 0 = all.
     pub ae_sample: usize,
     pub seed: i64,

@@ -98,6 +98,7 @@ fn model_fingerprint(config: &DedupeConfig, crops_fingerprint: &str) -> String {
     crate::stage::fingerprint(&json!({
         "crops": crops_fingerprint, "steps": config.ae_steps, "batch": config.ae_batch, "lr": config.ae_lr,
         "noise": config.ae_noise, "dropout": config.ae_dropout, "sample": config.ae_sample, "seed": config.seed,
+        "centre_images": config.ae_centre_images,
     }))
 }
 
@@ -157,7 +158,7 @@ pub fn deduplicate(config: &DedupeConfig, output: &Path, model_path: Option<&Pat
             }
             Ok(())
         })?;
-        let mut model = Autoencoder::new(device);
+        let mut model = Autoencoder::new(device, config.ae_centre_images);
         let losses = model.train(&sample, &config.train_settings());
         model.save(&saved)?;
         fsutil::write_atomic(&saved_fingerprint, fingerprint.as_bytes())?;
