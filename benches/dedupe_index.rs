@@ -11,6 +11,7 @@
 //! 4.0e-6 within 25 bits. (16 dimensions, used before, put 80 times too many within 25 bits.)
 //!
 //! cargo run --release --example dedupe_index_bench -- [N] [SUBSET] [RADIUS]
+//! (SKIP_HNSW_FULL=1: no HNSW on all N codes; MIH_CHUNKS=m: multi-index hashing with m chunks)
 
 use std::collections::HashSet;
 use std::time::Instant;
@@ -18,7 +19,7 @@ use std::time::Instant;
 use dcgan_pipeline::config::Config;
 use dcgan_pipeline::dedupe::clusters::{cluster, exact_groups};
 use dcgan_pipeline::dedupe::eval::Rng;
-use dcgan_pipeline::dedupe::index::{brute_force_pairs, index_pairs, multi_index_pairs, IndexParams};
+use dcgan_pipeline::dedupe::index::{brute_force_pairs, index_pairs, multi_index_pairs, multi_index_pairs_with, plan_chunks, IndexParams};
 use dcgan_pipeline::dedupe::Code128;
 
 const LATENT: usize = 32;
@@ -103,7 +104,19 @@ fn main() {
     let t = Instant::now();
     let groups = exact_groups(&codes);
     let distinct: Vec<Code128> = groups.iter().map(|g| codes[g[0] as usize]).collect();
-    let near_exact = multi_index_pairs(&distinct, radius);
+    let mut plan = plan_chunks(&distinct, radius);
+    // MIH_CHUNKS=m overrides the plan (to check the planner's choice).
+    if let Some(m) = std::env::var("MIH_CHUNKS").ok().and_then(|v| v.parse().ok()) {
+        plan.chunks = m;
+    }
+    println!(
+        "multi-index plan: {} chunks, {:.0} bucket lookups and ~{:.0} candidates per code (planned in {:.1} s)",
+        plan.chunks,
+        plan.lookups,
+        plan.candidates,
+        t.elapsed().as_secs_f64()
+    );
+    let near_exact = multi_index_pairs_with(&distinct, radius, plan.chunks);
     let clusters_exact = cluster(n, &groups, &near_exact);
     println!(
         "{n} codes, multi-index hashing (exact): {} near pairs among {} distinct codes, {} images would be removed; {:.1} s in all; peak resident memory {:.0} MiB",

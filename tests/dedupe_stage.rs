@@ -217,5 +217,18 @@ fn the_evaluation_prints_precision_and_recall_for_both_hashes() {
         let recalls: Vec<f64> = points.iter().map(|p| p["recall"].as_f64().unwrap()).collect();
         assert!(recalls.windows(2).all(|w| w[0] <= w[1]), "{curve}");
         assert!(curve["positives"].as_u64().unwrap() > 0);
+        // False pairs per distinct pair: a rate that cannot fall either.
+        let rates: Vec<f64> = points.iter().map(|p| p["false_pair_rate"].as_f64().unwrap()).collect();
+        assert!(rates.windows(2).all(|w| w[0] <= w[1]) && rates.iter().all(|r| (0.0..=1.0).contains(r)), "{curve}");
     }
+    // The scored set is written for other hashes to try: the 32x32 inputs and one line per item.
+    let inputs = std::fs::read(output.join("eval-inputs.npy")).unwrap();
+    let header = String::from_utf8_lossy(&inputs[..128.min(inputs.len())]);
+    assert!(header.contains("(30, 32, 32, 3)"), "{header}");
+    assert!(inputs.len() > 30 * 32 * 32 * 3 && inputs.len() - 30 * 32 * 32 * 3 <= 256, "{} bytes", inputs.len());
+    let items = std::fs::read_to_string(output.join("eval-items.jsonl")).unwrap();
+    let rows: Vec<Value> = items.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(rows.len(), 30);
+    assert_eq!(rows.iter().filter(|r| r["split"] == 0).count(), 15);
+    assert_eq!(rows.iter().filter(|r| r["name"].as_str().unwrap().contains("#copy")).count(), 16);
 }

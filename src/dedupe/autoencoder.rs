@@ -274,5 +274,29 @@ mod tests {
         let loaded = Autoencoder::load(&path, Device::Cpu).unwrap();
         assert_eq!(loaded.codes(&images, Threshold::Median), model.codes(&images, Threshold::Median));
         assert_eq!(loaded.thresholds(Threshold::Median), model.thresholds(Threshold::Median));
+        assert!(loaded.centres_images());
+    }
+
+    #[test]
+    fn centred_codes_ignore_a_brightness_shift() {
+        // Smooth images well inside [0, 255], so a shift of +-25 clips nothing.
+        let images: Vec<u8> = (0..48u32)
+            .flat_map(|i| {
+                (0..32u32).flat_map(move |y| (0..32u32).flat_map(move |x| [(60 + (x * 3 + i * 7) % 120) as u8, (60 + (y * 4 + i * 5) % 120) as u8, (60 + ((x + y) * 2 + i * 11) % 120) as u8]))
+            })
+            .collect();
+        let settings = TrainSettings { steps: 100, batch: 16, lr: 1e-3, noise: 0.1, dropout: 0.1, seed: 2 };
+        let brighter: Vec<u8> = images.iter().map(|v| v + 25).collect();
+        let darker: Vec<u8> = images.iter().map(|v| v - 25).collect();
+        let mut centred = Autoencoder::new(Device::Cpu, true);
+        centred.train(&images, &settings);
+        let codes = centred.codes(&images, Threshold::Zero);
+        assert_eq!(centred.codes(&brighter, Threshold::Zero), codes);
+        assert_eq!(centred.codes(&darker, Threshold::Zero), codes);
+        // Without centring the same shift moves bits: the check above can fail.
+        let mut plain = Autoencoder::new(Device::Cpu, false);
+        plain.train(&images, &settings);
+        let moved: u32 = plain.codes(&images, Threshold::Zero).iter().zip(plain.codes(&brighter, Threshold::Zero)).map(|(a, b)| a.hamming(&b)).sum();
+        assert!(moved > 0, "an uncentred model's codes did not notice a brightness shift");
     }
 }

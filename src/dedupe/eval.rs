@@ -162,6 +162,9 @@ pub struct Point {
     pub true_positives: u64,
     pub precision: f64,
     pub recall: f64,
+    /// Pairs of distinct photos called near, per pair of distinct photos: times n (n - 1) / 2 of
+    /// a larger set, the false pairs to expect there (they grow with the square of the set).
+    pub false_pair_rate: f64,
 }
 
 /// One method on one split: its curve over radii.
@@ -191,6 +194,7 @@ pub fn curve(distances: &dyn Fn(usize, usize) -> u32, groups: &[usize], max_radi
             }
         }
     }
+    let negatives = (n * n.saturating_sub(1) / 2) as u64 - positives;
     let (mut predicted, mut tp) = (0, 0);
     let points = (0..=max_radius)
         .map(|r| {
@@ -202,6 +206,7 @@ pub fn curve(distances: &dyn Fn(usize, usize) -> u32, groups: &[usize], max_radi
                 true_positives: tp,
                 precision: if predicted > 0 { tp as f64 / predicted as f64 } else { 1.0 },
                 recall: tp as f64 / positives.max(1) as f64,
+                false_pair_rate: (predicted - tp) as f64 / negatives.max(1) as f64,
             }
         })
         .collect();
@@ -211,11 +216,7 @@ pub fn curve(distances: &dyn Fn(usize, usize) -> u32, groups: &[usize], max_radi
 /// The radius with the highest recall among those that reach `target` precision (the smallest
 /// such radius on ties); None if none does.
 pub fn choose_radius(points: &[Point], target: f64) -> Option<u32> {
-    points
-        .iter()
-        .filter(|p| p.precision >= target && p.true_positives > 0)
-        .max_by(|a, b| a.recall.total_cmp(&b.recall).then(b.radius.cmp(&a.radius)))
-        .map(|p| p.radius)
+    recall_at_precision(points, target).map(|p| p.radius)
 }
 
 /// The result of one evaluation.
@@ -225,6 +226,7 @@ pub struct EvalReport {
     pub settings: EvalSettings,
     pub items: usize,
     pub photos: usize,
+    /// Images each split's autoencoder trains on (its own split's).
     pub train_items: usize,
     pub curves: Vec<Curve>,
     /// Per method: the radius chosen on the tune split and its test-split point.
@@ -276,13 +278,25 @@ impl LabelledInputs {
 }
 
 /// Runs the evaluation on a labelled set (see [`LabelledInputs::build`]).
+///
+/// Each split gets its own autoencoder, trained on that split's images: the stage, too, hashes
+/// the images its model trained on (the paper fitted it on LSUN's training images), and a model
+/// trained on one split but applied to the other puts the radius chosen on the first in the
+/// wrong place for the second. No model sees a label.
 pub fn evaluate(input: &Path, labelled: &LabelledInputs, config: &DedupeConfig, settings: &EvalSettings) -> Result<EvalReport> {
     let LabelledInputs { items, crops, small } = labelled;
     let size = config.size;
     let dim = super::autoencoder::INPUT_DIM;
-    let train: Vec<u8> = items.iter().enumerate().filter(|(_, it)| it.split == 0).flat_map(|(i, _)| small[i * dim..(i + 1) * dim].to_vec()).collect();
-    let mut model = Autoencoder::new(config.device().map_err(anyhow::Error::msg)?, config.ae_centre_images);
-    model.train(&train, &config.train_settings());
+    let device = config.device().map_err(anyhow::Error::msg)?;
+    let splits: Vec<Vec<usize>> = (0..2).map(|split| (0..items.len()).filter(|&i| items[i].split == split).collect()).collect();
+    // Per split: the codes of its items (threshold 0, median), in split order.
+    let mut codes = Vec::new();
+    for idx in &splits {
+        let images: Vec<u8> = idx.iter().flat_map(|&i| small[i * dim..(i + 1) * dim].iter().copied()).collect();
+        let mut model = Autoencoder::new(device, config.ae_centre_images);
+        model.train(&images, &config.train_settings());
+        codes.push((model.codes(&images, Threshold::Zero), model.codes(&images, Threshold::Median)));
+    }
 
     let phasher = HasherConfig::new().hash_size(8, 8).hash_alg(HashAlg::Median).preproc_dct().to_hasher();
     let phashes: Vec<u64> = crops
@@ -293,22 +307,20 @@ pub fn evaluate(input: &Path, labelled: &LabelledInputs, config: &DedupeConfig, 
             u64::from_le_bytes(bytes[..8].try_into().expect("64-bit pHash"))
         })
         .collect();
-    let zero = model.codes(&small, Threshold::Zero);
-    let median = model.codes(&small, Threshold::Median);
 
     let mut curves = Vec::new();
     let mut chosen = Vec::new();
-    for (method, bits, max_radius) in [("autoencoder, threshold 0 (paper)", 128u32, 32u32), ("autoencoder, median threshold", 128, 32), ("pHash (image_hasher, DCT + median)", 64, 20)] {
+    for (method, bits, max_radius) in [(AE_ZERO, 128u32, 40u32), (AE_MEDIAN, 128, 40), (PHASH, 64, 20)] {
         let mut by_split = Vec::new();
         for (split, split_name) in [(0usize, "tune"), (1, "test")] {
-            let idx: Vec<usize> = (0..items.len()).filter(|&i| items[i].split == split).collect();
+            let idx = &splits[split];
+            let (zero, median) = &codes[split];
             let groups: Vec<usize> = idx.iter().map(|&i| items[i].group).collect();
             let dist = |a: usize, b: usize| -> u32 {
-                let (i, j) = (idx[a], idx[b]);
-                match bits {
-                    64 => (phashes[i] ^ phashes[j]).count_ones(),
-                    _ if method.contains("median") => median[i].hamming(&median[j]),
-                    _ => zero[i].hamming(&zero[j]),
+                match method {
+                    PHASH => (phashes[idx[a]] ^ phashes[idx[b]]).count_ones(),
+                    AE_MEDIAN => median[a].hamming(&median[b]),
+                    _ => zero[a].hamming(&zero[b]),
                 }
             };
             let (positives, points) = curve(&dist, &groups, max_radius);
@@ -324,10 +336,20 @@ pub fn evaluate(input: &Path, labelled: &LabelledInputs, config: &DedupeConfig, 
         settings: *settings,
         items: items.len(),
         photos: items.iter().map(|i| i.group).collect::<std::collections::BTreeSet<_>>().len(),
-        train_items: train.len() / dim,
+        train_items: splits[0].len(),
         curves,
         chosen,
     })
+}
+
+const AE_ZERO: &str = "autoencoder, threshold 0 (paper)";
+const AE_MEDIAN: &str = "autoencoder, median threshold";
+const PHASH: &str = "pHash (image_hasher, DCT + median)";
+
+/// The point of highest recall among those with at least `target` precision (the smallest radius
+/// on ties): how far a curve reaches at that precision, whatever the radius.
+pub fn recall_at_precision(points: &[Point], target: f64) -> Option<&Point> {
+    points.iter().filter(|p| p.precision >= target && p.true_positives > 0).max_by(|a, b| a.recall.total_cmp(&b.recall).then(b.radius.cmp(&a.radius)))
 }
 
 impl EvalReport {
@@ -335,7 +357,7 @@ impl EvalReport {
     pub fn markdown(&self) -> String {
         let mut md = String::new();
         md.push_str(&format!(
-            "{} photos -> {} images ({} edited copies per photo for half of them); tune split (autoencoder training, radius choice) and test split alternate.\n\n",
+            "{} photos -> {} images ({} edited copies per photo for half of them); a tune split (radius choice) and a test split alternate; each split's autoencoder trains on that split's images.\n\n",
             self.photos, self.items, self.settings.copies
         ));
         md.push_str(&format!("Radius chosen on the tune split (highest recall at precision >= {}), measured on the test split:\n\n", self.settings.target_precision));
@@ -346,12 +368,25 @@ impl EvalReport {
                 _ => md.push_str(&format!("| {method} | none reaches the target | | | |\n")),
             }
         }
+        md.push_str("\nTest split, the highest recall each method reaches at a precision, whatever the radius (recall, radius):\n\n");
+        let targets = [0.99, 0.995, 1.0];
+        md.push_str("| method | precision >= 0.99 | >= 0.995 | = 1 |\n|---|---:|---:|---:|\n");
+        for c in self.curves.iter().filter(|c| c.split == "test") {
+            let cells: Vec<String> = targets
+                .iter()
+                .map(|&t| recall_at_precision(&c.points, t).map_or("-".into(), |p| format!("{:.4} (r {})", p.recall, p.radius)))
+                .collect();
+            md.push_str(&format!("| {} | {} |\n", c.method, cells.join(" | ")));
+        }
         md.push_str("\nTest split, every radius (precision / recall):\n\n");
         for c in self.curves.iter().filter(|c| c.split == "test") {
-            md.push_str(&format!("{} ({} bits; {} duplicate pairs):\n\n| radius | pairs called | precision | recall |\n|---:|---:|---:|---:|\n", c.method, c.bits, c.positives));
+            md.push_str(&format!(
+                "{} ({} bits; {} duplicate pairs):\n\n| radius | pairs called | precision | recall | false pairs per 10^6 distinct pairs |\n|---:|---:|---:|---:|---:|\n",
+                c.method, c.bits, c.positives
+            ));
             for p in &c.points {
                 if p.radius <= 4 || p.radius % 2 == 0 {
-                    md.push_str(&format!("| {} | {} | {:.4} | {:.4} |\n", p.radius, p.predicted, p.precision, p.recall));
+                    md.push_str(&format!("| {} | {} | {:.4} | {:.4} | {:.1} |\n", p.radius, p.predicted, p.precision, p.recall, p.false_pair_rate * 1e6));
                 }
             }
             md.push('\n');
@@ -378,6 +413,8 @@ mod tests {
         assert_eq!((points[1].predicted, points[1].precision, points[1].recall), (1, 1.0, 1.0));
         assert_eq!((points[2].predicted, points[2].precision), (2, 0.5));
         assert_eq!(points[5].predicted, 3);
+        // Two pairs of distinct photos; at radius 2 one of them is called.
+        assert_eq!((points[1].false_pair_rate, points[2].false_pair_rate, points[5].false_pair_rate), (0.0, 0.5, 1.0));
         assert_eq!(choose_radius(&points, 0.99), Some(1));
         // Equal recall: the smaller radius.
         assert_eq!(choose_radius(&points, 0.4), Some(1));
