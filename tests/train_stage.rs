@@ -153,7 +153,8 @@ fn channels_last_weights_save_in_the_standard_order() {
 fn bfloat16_convolutions_stay_close_to_float32() {
     // Mixed precision (`train.precision = "bfloat16"`, CUDA only in `train`) computes the same
     // networks: on the CPU, the same weights give logits and images within bfloat16's rounding.
-    // Seeded: unseeded weights and noise made the margin vary from run to run.
+    // Seeded: with unseeded weights and noise one run in CI reached 5.03% against the 5% bound;
+    // seed 5 gives 1.65%.
     tch::manual_seed(5);
     let vs = nn::VarStore::new(Device::Cpu);
     let mut d = Discriminator::new(&vs.root(), Preset::Imagenet32, 16);
@@ -174,9 +175,7 @@ fn bfloat16_convolutions_stay_close_to_float32() {
     let logit_err = f64::try_from((&logits16 - &logits32).abs().max()).unwrap();
     let logit_scale = f64::try_from(logits32.abs().max()).unwrap();
     assert!(image_err > 0.0 && image_err < 0.05, "images differ by {image_err}");
-    // bfloat16 keeps 8 significant bits (0.4% per rounding); through eleven convolutions the
-    // logits' error reached 5.0% of their largest value in one unseeded run, so the bound is 10%.
-    assert!(logit_err < 0.1 * logit_scale.max(0.1), "logits differ by {logit_err} (scale {logit_scale})");
+    assert!(logit_err < 0.05 * logit_scale.max(0.1), "logits differ by {logit_err} (scale {logit_scale})");
 }
 
 fn packed_set(dir: &Path, n: u32, size: u32) -> std::path::PathBuf {
