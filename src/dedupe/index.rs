@@ -98,14 +98,7 @@ fn chunk_tables(codes: &[Code128], bounds: &[(u32, u32)]) -> Vec<(Vec<u32>, Vec<
     bounds
         .par_iter()
         .map(|&b| {
-            let buckets = 1usize << (b.1 - b.0);
-            let mut starts = vec![0u32; buckets + 1];
-            for c in codes {
-                starts[chunk_value(c, b) + 1] += 1;
-            }
-            for v in 0..buckets {
-                starts[v + 1] += starts[v];
-            }
+            let starts = bucket_starts(codes, b);
             let mut fill = starts.clone();
             let mut ids = vec![0u32; codes.len()];
             for (i, c) in codes.iter().enumerate() {
@@ -116,6 +109,20 @@ fn chunk_tables(codes: &[Code128], bounds: &[(u32, u32)]) -> Vec<(Vec<u32>, Vec<
             (starts, ids)
         })
         .collect()
+}
+
+/// Where each value of chunk `b` starts in the codes ordered by that chunk (one more entry than
+/// values: bucket v holds `starts[v]..starts[v + 1]`).
+fn bucket_starts(codes: &[Code128], b: (u32, u32)) -> Vec<u32> {
+    let buckets = 1usize << (b.1 - b.0);
+    let mut starts = vec![0u32; buckets + 1];
+    for c in codes {
+        starts[chunk_value(c, b) + 1] += 1;
+    }
+    for v in 0..buckets {
+        starts[v + 1] += starts[v];
+    }
+    starts
 }
 
 /// [`multi_index_pairs`] with a given number of chunks (any m in 1..=128 is exact; speed varies).
@@ -179,23 +186,16 @@ pub fn plan_chunks(codes: &[Code128], radius: u32) -> ChunkPlan {
         let bounds = chunk_bounds(m);
         let flips = radius as usize / m;
         // Bucket sizes only: the planning does not need the tables themselves.
-        let sizes: Vec<Vec<u32>> = bounds
-            .par_iter()
-            .map(|&b| {
-                let mut count = vec![0u32; 1 << (b.1 - b.0)];
-                codes.iter().for_each(|c| count[chunk_value(c, b)] += 1);
-                count
-            })
-            .collect();
+        let starts: Vec<Vec<u32>> = bounds.par_iter().map(|&b| bucket_starts(codes, b)).collect();
         let variants: Vec<Vec<usize>> = bounds.iter().map(|&(lo, hi)| masks_within(hi - lo, flips)).collect();
         let lookups: f64 = variants.iter().map(|v| v.len() as f64).sum();
         let seen: u64 = sample
             .par_iter()
             .map(|&i| {
                 let mut n = 0u64;
-                for (k, count) in sizes.iter().enumerate() {
+                for (k, starts) in starts.iter().enumerate() {
                     let own = chunk_value(&codes[i], bounds[k]);
-                    n += variants[k].iter().map(|mask| count[own ^ mask] as u64).sum::<u64>();
+                    n += variants[k].iter().map(|mask| (starts[(own ^ mask) + 1] - starts[own ^ mask]) as u64).sum::<u64>();
                 }
                 n
             })
