@@ -82,8 +82,9 @@ demo: setup
 		print(f'demo: trained D {100 * a[0]:.1f}% vs random D {100 * a[1]:.1f}% on the generated set'); sys.exit(0 if a[0] > a[1] else 'demo: the trained D did not beat the random one')"
 	@echo "demo: open $(DEMO)/report.html"
 
-test: setup
-	cargo test --release
+# The tests build their own binaries in the test-release profile (Cargo.toml): no release build needed.
+test: apt venv
+	cargo test --profile test-release
 
 # Side by side with Pillow on the same folder: images/s and the ratio, PSNR of the crops.
 BENCH_DIR ?= ../shared/data/imagenet-samples

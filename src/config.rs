@@ -27,8 +27,8 @@ pub enum ConfigError {
 #[serde(deny_unknown_fields)]
 pub struct Config {
     pub run: RunConfig,
-    pub crop: CropConfig,
-    pub faces: FacesConfig,
+    pub crop: crate::crop::CropConfig,
+    pub faces: crate::faces::FacesConfig,
     pub train: crate::gan::TrainConfig,
     pub cifar_eval: crate::eval::CifarEvalConfig,
     pub dedupe: crate::dedupe::DedupeConfig,
@@ -58,56 +58,6 @@ pub struct RunConfig {
     pub batch: usize,
     /// Seconds between progress lines when stderr is not a terminal.
     pub log_every_s: f64,
-}
-
-/// The crop stage: min-resized center crops.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct CropConfig {
-    /// Side of the square crops, in pixels (the paper: 32 for ImageNet).
-    pub size: u32,
-    /// Decode large JPEGs at 1/2, 1/4 or 1/8 scale in the DCT.
-    pub dct_scaling: bool,
-    /// With dct_scaling, the decoded shorter side stays at least this many times `size`.
-    pub min_decoded_factor: u32,
-    /// Refuse images with more pixels than this (decompression bombs).
-    pub max_pixels: u64,
-    /// Refuse files larger than this many bytes.
-    pub max_file_bytes: u64,
-    /// Inputs per output shard (images-NNNNN.npy); also the unit of resume and of --shard.
-    pub part_size: u64,
-}
-
-/// The faces stage: Haar-cascade detection and face crops.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct FacesConfig {
-    /// frontalface_default, alt, alt2, alt_tree, or a path to a cascade XML.
-    pub cascade: String,
-    /// Where named cascades live (Debian's opencv-data).
-    pub cascade_dir: String,
-    /// detectMultiScale's scale step between pyramid levels.
-    pub scale_factor: f64,
-    /// detectMultiScale's minimum number of grouped raw detections for a box.
-    pub min_neighbors: i32,
-    /// Smallest and largest detection window in pixels (0: no upper bound).
-    pub min_size: u32,
-    pub max_size: u32,
-    /// Equalise the grey histogram before detection.
-    pub equalize: bool,
-    /// "Sufficiently high resolution": boxes with a shorter side below this are not cropped.
-    pub min_face_side: u32,
-    /// The crop square's side is the box's longer side x (1 + margin).
-    pub margin: f64,
-    /// Where the square leaves the image: clamp (move it inside) or pad (black).
-    pub border: crate::faces::geometry::Border,
-    /// Side of the output crops.
-    pub size: u32,
-    /// Also write each crop as crops/<source>.<k>.png.
-    pub save_png: bool,
-    pub max_pixels: u64,
-    pub max_file_bytes: u64,
-    pub part_size: u64,
 }
 
 fn parse_table(text: &str, origin: &str) -> Result<toml::Table, ConfigError> {

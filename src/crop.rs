@@ -1,10 +1,28 @@
 //! The crop stage: ImageNet-style trees to `size` x `size` min-resized center crops, packed.
 
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 
-use crate::config::CropConfig;
 use crate::imageops::{decode_rgb_with_libjpeg, min_resize_center_crop, DecodeError, DecodeOptions};
 use crate::stage::{Failure, ManifestRow, PerImageStage, Processed, Status};
+
+/// The crop stage: min-resized center crops.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct CropConfig {
+    /// Side of the square crops, in pixels (the paper: 32 for ImageNet).
+    pub size: u32,
+    /// Decode large JPEGs at 1/2, 1/4 or 1/8 scale in the DCT.
+    pub dct_scaling: bool,
+    /// With dct_scaling, the decoded shorter side stays at least this many times `size`.
+    pub min_decoded_factor: u32,
+    /// Refuse images with more pixels than this (decompression bombs).
+    pub max_pixels: u64,
+    /// Refuse files larger than this many bytes.
+    pub max_file_bytes: u64,
+    /// Inputs per output shard (images-NNNNN.npy); also the unit of resume and of --shard.
+    pub part_size: u64,
+}
 
 pub struct CropStage {
     pub config: CropConfig,

@@ -86,6 +86,15 @@ pub fn remove_stale_temporaries(dir: &Path) -> io::Result<usize> {
     Ok(removed)
 }
 
+/// sha256 of a file, hex: recorded with every result so that a number names its checkpoint.
+pub fn sha256_file(path: &Path) -> std::io::Result<String> {
+    use sha2::{Digest, Sha256};
+    let mut hasher = Sha256::new();
+    let mut file = std::fs::File::open(path)?;
+    std::io::copy(&mut file, &mut hasher)?;
+    Ok(format!("{:x}", hasher.finalize()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -106,7 +106,7 @@ fn a_trained_checkpoint_loads_in_float32_and_float16_and_the_wrong_preset_is_ref
         .unwrap();
     assert!(export.status.success(), "{}", String::from_utf8_lossy(&export.stderr));
     let record: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.path().join("models/d16.safetensors.json")).unwrap()).unwrap();
-    assert_eq!(record["sha256"].as_str().unwrap(), dcgan_pipeline::eval::sha256_file(&d16).unwrap());
+    assert_eq!(record["sha256"].as_str().unwrap(), dcgan_pipeline::fsutil::sha256_file(&d16).unwrap());
     assert_eq!((record["step"].as_u64(), record["width"].as_i64(), record["dtype"].as_str()), (Some(2), Some(8), Some("float16")));
     assert!(record["train_wall_s"].as_f64().unwrap() > 0.0);
     let kinds: Vec<Kind> = Tensor::read_safetensors(&d16).unwrap().iter().filter(|(n, _)| n.ends_with("weight")).map(|(_, t)| t.kind()).collect();

@@ -81,8 +81,8 @@ pub struct DedupeConfig {
 
 impl DedupeConfig {
     /// The settings that shape the crops (a different radius must not redo them).
-    pub fn crop_config(&self) -> crate::config::CropConfig {
-        crate::config::CropConfig {
+    pub fn crop_config(&self) -> crate::crop::CropConfig {
+        crate::crop::CropConfig {
             size: self.size,
             dct_scaling: self.dct_scaling,
             min_decoded_factor: self.min_decoded_factor,

@@ -173,12 +173,3 @@ fn describe(stored: &HashMap<String, Tensor>) -> String {
     let shown: Vec<String> = names.iter().take(4).map(|n| format!("{n} {:?}", stored[*n].size())).collect();
     format!("{} tensors: {}{}", names.len(), shown.join(", "), if names.len() > 4 { ", ..." } else { "" })
 }
-
-/// sha256 of a file, hex: recorded with every result so that a number names its checkpoint.
-pub fn sha256_file(path: &Path) -> std::io::Result<String> {
-    use sha2::{Digest, Sha256};
-    let mut hasher = Sha256::new();
-    let mut file = std::fs::File::open(path)?;
-    std::io::copy(&mut file, &mut hasher)?;
-    Ok(format!("{:x}", hasher.finalize()))
-}

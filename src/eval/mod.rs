@@ -15,7 +15,7 @@ pub mod metrics;
 pub mod protocol;
 pub mod svm;
 
-pub use features::{sha256_file, FeatureError, FeatureExtractor};
+pub use features::{FeatureError, FeatureExtractor};
 pub use matrix::{FeatureDtype, FeatureMatrix, FeatureRows, Standardizer};
 pub use svm::{L2Svm, L2SvmParams, L2SvmValidParams, SvmError};
 pub use metrics::ClassificationMetrics;

@@ -11,7 +11,8 @@ use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use super::features::{sha256_file, FeatureExtractor};
+use super::features::FeatureExtractor;
+use crate::fsutil::sha256_file;
 use super::matrix::{FeatureDtype, FeatureMatrix, FeatureRows};
 use crate::rng::SplitMix;
 use super::metrics::ClassificationMetrics;

@@ -8,13 +8,45 @@ pub mod geometry;
 
 use std::path::PathBuf;
 
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 
-use crate::config::FacesConfig;
 use crate::imageops::{decode_rgb_with_libjpeg, DecodeOptions};
 use crate::stage::{Failure, ManifestRow, PerImageStage, Processed, Status};
 use detector::{cascade_path, FaceDetector, HaarCascade, HaarParams};
 use geometry::{crop_square, face_square};
+
+/// The faces stage: Haar-cascade detection and face crops.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct FacesConfig {
+    /// frontalface_default, alt, alt2, alt_tree, or a path to a cascade XML.
+    pub cascade: String,
+    /// Where named cascades live (Debian's opencv-data).
+    pub cascade_dir: String,
+    /// detectMultiScale's scale step between pyramid levels.
+    pub scale_factor: f64,
+    /// detectMultiScale's minimum number of grouped raw detections for a box.
+    pub min_neighbors: i32,
+    /// Smallest and largest detection window in pixels (0: no upper bound).
+    pub min_size: u32,
+    pub max_size: u32,
+    /// Equalise the grey histogram before detection.
+    pub equalize: bool,
+    /// "Sufficiently high resolution": boxes with a shorter side below this are not cropped.
+    pub min_face_side: u32,
+    /// The crop square's side is the box's longer side x (1 + margin).
+    pub margin: f64,
+    /// Where the square leaves the image: clamp (move it inside) or pad (black).
+    pub border: geometry::Border,
+    /// Side of the output crops.
+    pub size: u32,
+    /// Also write each crop as crops/<source>.<k>.png.
+    pub save_png: bool,
+    pub max_pixels: u64,
+    pub max_file_bytes: u64,
+    pub part_size: u64,
+}
 
 pub struct FacesStage {
     pub config: FacesConfig,

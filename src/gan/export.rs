@@ -38,7 +38,7 @@ pub fn export_discriminator(run: &Path, dest: &Path, data: &str) -> Result<serde
     };
     let record = json!({
         "file": dest.file_name().map(|n| n.to_string_lossy().into_owned()),
-        "sha256": crate::eval::sha256_file(dest)?,
+        "sha256": crate::fsutil::sha256_file(dest)?,
         "dtype": "float16",
         "preset": state.preset,
         "width": state.width,
