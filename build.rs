@@ -19,6 +19,10 @@ fn main() {
         return;
     };
     println!("cargo:rustc-link-arg=-Wl,-rpath,{lib}");
+    // Without LTO (the test-release profile), OpenCV's C++ wrapper objects come into train's link with
+    // dead code, and their exported inline functions would keep OpenCV calls alive: keep every
+    // archive's symbols out of train's dynamic symbol table.
+    println!("cargo:rustc-link-arg-bin=train=-Wl,--exclude-libs,ALL");
     if Path::new(&lib).join("libtorch_cuda.so").exists() {
         for bin in TORCH_BINS {
             for arg in ["-Wl,--no-as-needed", "-ltorch_cuda", "-Wl,--as-needed"] {
