@@ -6,7 +6,7 @@ trains the paper's 3072-128-3072 de-noising dropout ReLU autoencoder on the tune
 several input and corruption settings and prints, for each, the radius chosen on the tune split
 (highest recall at precision >= 0.99) with its test-split precision and recall, and the test
 recall at precision >= 0.99 and >= 0.995 for any radius (the curve's reach). It was used to choose
-the stage's settings; the Rust stage is what users run and what the README's table measures.
+the stage's settings; the Rust stage is what users run and what the table in docs/dedupe.md measures.
 
     .venv/bin/python benches/dedupe_ae_variants.py out/dedupe-eval [variant ...]
 

@@ -5,7 +5,7 @@ extrapolated: the centred autoencoder (as in the stage: 3000 steps of 128, de-no
     .venv/bin/python benches/dedupe_radius_scale.py IMAGES.npy   # N x 32 x 32 x 3 uint8
 
 Used with CIFAR-10's 50,000 training images (1.25e9 pairs; near copies inside CIFAR-10 are rare, so
-the counts bound the false-pair rate from above) to check the default radius (README, dedupe).
+the counts bound the false-pair rate from above) to check the default radius (docs/dedupe.md).
 """
 
 import sys

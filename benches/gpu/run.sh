@@ -11,7 +11,7 @@
 #      (one C, features on the GPU), bounded so that the whole script ends by $DEADLINE_S.
 # Everything lands in $OUT as it is made (a killed run still brings back what it had).
 #
-# Prepare here (see README "GPU"): release `train`, `cifar-eval` and
+# Prepare here (see docs/gpu.md): release `train`, `cifar-eval` and
 # ../shared/data/cifar10-train-jpeg.tar.gz in gpu-carry/ (git-ignored), then run with
 # carry=["gpu-carry"]:  bash benches/gpu/run.sh
 # Test it on a CPU with a tiny configuration:

@@ -3,7 +3,7 @@
 //!
 //! Input: a 32x32 RGB crop flattened to 3072 values in [-1, 1], minus its own mean value (so that
 //! a brightness change, a common edit of a re-posted photo, moves no code bit; the labelled
-//! evaluation chose this, see the README), minus the training sample's mean image (saved with the
+//! evaluation chose this, see docs/dedupe.md), minus the training sample's mean image (saved with the
 //! model). Centred inputs put each code unit's zero threshold through the
 //! data rather than beside it: without that, a briefly trained model on a small set gave nearly
 //! the same bits to every image (all 15 unrelated test photos fell into one cluster). Training corrupts the input with

@@ -353,7 +353,7 @@ pub fn recall_at_precision(points: &[Point], target: f64) -> Option<&Point> {
 }
 
 impl EvalReport {
-    /// The README's table: the chosen radii, then each method's test curve at a few radii.
+    /// The table in docs/dedupe.md: the chosen radii, then each method's test curve at a few radii.
     pub fn markdown(&self) -> String {
         let mut md = String::new();
         md.push_str(&format!(

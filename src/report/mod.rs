@@ -246,7 +246,7 @@ fn dedupe_section(s: &StageOutput) -> String {
         let r = num(v.pointer("/eval/recall")).unwrap_or(f64::NAN);
         let _ = write!(out, "<p>Measured on a labelled set: precision {p:.3}, recall {r:.3}.</p>\n");
     } else {
-        out += "<p class=\"meta\">Precision and recall are not measured on a real run (no labels); <code>dedupe --eval</code> measures them on labelled edits (README).</p>\n";
+        out += "<p class=\"meta\">Precision and recall are not measured on a real run (no labels); <code>dedupe --eval</code> measures them on labelled edits (docs/dedupe.md).</p>\n";
     }
     let crops = read_packed(&s.dir.join("crops")).ok();
     let text = std::fs::read_to_string(s.dir.join("clusters.jsonl")).unwrap_or_default();
