@@ -93,12 +93,13 @@ bench: setup
 	$(VENV)/bin/python benches/crop_vs_pillow.py --input $(BENCH_DIR) --crop $(BIN)/crop
 
 # cv2 4.6 (Debian's OpenCV release; cv2 5 has no CascadeClassifier) needs numpy < 2: its own venv.
-FACES_DIR ?= ../shared/data/faces
+# FACES_DIR is already set (empty) from configs/paper.toml above, so ?= would never apply here.
+BENCH_FACES_DIR = $(or $(FACES_DIR),../shared/data/faces)
 bench-faces: setup
 	[ -x .bench-venv/bin/python ] || $(PYTHON) -m venv .bench-venv
 	.bench-venv/bin/pip install -q "numpy<2" opencv-python-headless==4.6.0.66
-	.bench-venv/bin/python benches/faces_vs_cv2.py --input $(FACES_DIR) --faces $(BIN)/faces
-	$(PYTHON) benches/faces_accuracy.py --voc $(FACES_DIR)/dlib-voc --faces $(BIN)/faces
+	.bench-venv/bin/python benches/faces_vs_cv2.py --input $(BENCH_FACES_DIR) --faces $(BIN)/faces
+	$(PYTHON) benches/faces_accuracy.py --voc $(BENCH_FACES_DIR)/dlib-voc --faces $(BIN)/faces
 
 bench-dedupe: setup
 	cargo run --release --example dedupe_index_bench -- 1000000 100000
