@@ -27,15 +27,16 @@ export PATH := $(VENV)/bin:$(PATH)
 export LIBTORCH_USE_PYTORCH := 1
 export DCGAN_PYTHON := $(VENV)/bin/python
 
-.PHONY: help setup apt venv build demo test bench bench-faces bench-train bench-svm bench-dedupe eval-dedupe preprocess train cifar-data cifar-eval
+.PHONY: help setup apt venv build demo test bench bench-faces bench-train bench-svm bench-dedupe eval-dedupe preprocess train select-d cifar-data cifar-eval
 
 help:
 	@echo "make demo        set up (apt, venv with torch, release build) and run the demo into $(OUT)/demo"
 	@echo "make test        set up and run the test suite"
 	@echo "make bench       crop stage vs Pillow on BENCH_DIR (default ../shared/data/imagenet-samples)"
 	@echo "make bench-faces faces stage vs cv2, and detection accuracy on PASCAL VOC faces (../shared/data/faces)"
-	@echo "make preprocess  IMAGENET_DIR=/path/to/train  crop ImageNet into $(OUT)/imagenet32"
+	@echo "make preprocess  IMAGENET_DIR=/path/to/train (a folder or a .tar.gz)  crop ImageNet into $(OUT)/imagenet32"
 	@echo "make train       train imagenet32 (configs/paper.toml) on $(OUT)/imagenet32 into $(OUT)/train"
+	@echo "make select-d    score every D snapshot of $(OUT)/train on CIFAR_DIR's validation split into $(OUT)/select"
 	@echo "make bench-train one imagenet32 training step at batch 128 on the CPU: train vs PyTorch"
 	@echo "make cifar-data  download and check the official CIFAR-10 binary batches into CIFAR_DIR ($(CIFAR_DIR))"
 	@echo "make cifar-eval  the paper's Table 1: D=$(D) features + L2-SVM on CIFAR_DIR into $(OUT)/cifar-eval"
@@ -128,6 +129,13 @@ train: setup
 		echo "train: no packed set in $(OUT)/imagenet32 (run make preprocess IMAGENET_DIR=...), skipping"; \
 	else $(BIN)/train --config configs/paper.toml --input $(OUT)/imagenet32 --output $(OUT)/train && \
 		$(BIN)/report --run $(OUT); fi
+
+# Which D: every snapshot of make train's run scored on the validation split (never the test split);
+# snapshots.md names the best, train --checkpoint <best> --export-discriminator publishes it.
+select-d: setup
+	@if [ ! -d $(OUT)/train/snapshots ]; then echo "select-d: no snapshots in $(OUT)/train (make train)"; \
+	elif [ -z "$(CIFAR_DIR)" ] || [ ! -e "$(CIFAR_DIR)" ]; then echo "select-d: no CIFAR-10 in CIFAR_DIR=$(CIFAR_DIR), skipping"; \
+	else $(BIN)/cifar-eval --config configs/paper.toml --snapshots $(OUT)/train --input $(CIFAR_DIR) --output $(OUT)/select; fi
 
 # The official binary batches (162 MB) from the dataset's home page, checked against its md5.
 CIFAR_URL := https://www.cs.toronto.edu/~kriz/cifar-10-binary.tar.gz

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use anyhow::Result;
 use clap::Parser;
 use dcgan_pipeline::eval::protocol::{evaluate, table_1};
+use dcgan_pipeline::eval::select::score_snapshots;
 use dcgan_pipeline::fsutil;
 use dcgan_pipeline::stage::cli::{exit_with, load_config_or_print};
 
@@ -37,6 +38,13 @@ struct Cli {
     /// Same as --set cifar_eval.discriminator=...; default models/imagenet32-d.safetensors.
     #[arg(long, short, value_name = "FILE|random")]
     discriminator: Option<String>,
+    /// Instead of one D: score every D snapshot of a training run (its output folder, or its
+    /// snapshots/ folder; train.snapshot_every_epochs writes them) on the validation split only
+    /// (the test split is never read), and name the best. Writes snapshots.json (the table, the
+    /// best, (epoch, accuracy) to plot), snapshots.csv and snapshots.md; a re-run reuses the rows
+    /// already scored with the same settings.
+    #[arg(long, value_name = "RUN")]
+    snapshots: Option<PathBuf>,
     /// TOML configuration laid over the embedded default; see --print-config.
     #[arg(long, short, value_name = "FILE")]
     config: Option<PathBuf>,
@@ -72,6 +80,22 @@ fn run(cli: Cli) -> Result<i32> {
     }
     std::fs::create_dir_all(&output)?;
     fsutil::write_atomic(&output.join("config.toml"), config.to_toml().as_bytes())?;
+    if let Some(run) = &cli.snapshots {
+        let table = score_snapshots(&config.cifar_eval, &input, run, &output, config.run.threads, config.run.log_every_s)?;
+        print!("{}", table.to_markdown());
+        if let Some(best) = &table.best {
+            println!(
+                "\nbest: step {} (epoch {:.2}), validation {:.2}% at C {}: {}",
+                best.step,
+                best.epoch,
+                100.0 * best.validation_accuracy,
+                best.best_c,
+                best.path.display()
+            );
+        }
+        eprintln!("cifar-eval: {} snapshots scored -> {}", table.rows.len(), output.join("snapshots.json").display());
+        return Ok(0);
+    }
     let report = evaluate(&config.cifar_eval, &input, &output, config.run.threads, config.run.log_every_s)?;
     let summary = serde_json::json!({
         "stage": "cifar-eval",
@@ -82,6 +106,14 @@ fn run(cli: Cli) -> Result<i32> {
     });
     fsutil::write_atomic(&output.join("summary.json"), &serde_json::to_vec_pretty(&summary)?)?;
     println!("{}", table_1(&report));
+    if report.rejected_images.count > 0 {
+        eprintln!(
+            "cifar-eval: {} images left out ({} training, {} test; named above and in metrics.json)",
+            report.rejected_images.count,
+            report.rejected_images.train.len(),
+            report.rejected_images.test.len()
+        );
+    }
     eprintln!("cifar-eval: chosen C {} ({:.0} s in all) -> {}", report.chosen_c, report.timings_s["total"].as_f64().unwrap_or(0.0), output.display());
     Ok(0)
 }

@@ -18,12 +18,13 @@ use dcgan_pipeline::stage::cli::{exit_with, load_config_or_print};
 /// Writes to --output: samples/epoch-NNNN.png (a fixed z), losses.csv and losses.png (red: D's loss
 /// and D(x); blue: G's loss and D(G(z))), checkpoints/step-N/ (G, D and both Adam states as
 /// safetensors), generator.safetensors and discriminator.safetensors (the newest), summary.json,
-/// config.toml. Re-running the same command resumes from the newest checkpoint exactly.
+/// config.toml; with train.snapshot_every_epochs, snapshots/step-N/ (G and D, kept) for
+/// `cifar-eval --snapshots`. Re-running the same command resumes from the newest checkpoint exactly.
 #[derive(Parser)]
 #[command(version, verbatim_doc_comment)]
 struct Cli {
     /// Training images (see above). Never modified.
-    #[arg(long, short, value_name = "PATH", required_unless_present_any = ["print_config", "benchmark_steps", "export_discriminator"])]
+    #[arg(long, short, value_name = "PATH", required_unless_present_any = ["print_config", "benchmark_steps", "export_discriminator", "export_generator"])]
     input: Option<PathBuf>,
     /// Output folder; resumed when it holds a run with the same settings.
     #[arg(long, short, value_name = "DIR", required_unless_present_any = ["print_config", "benchmark_steps", "export_images"])]
@@ -48,11 +49,19 @@ struct Cli {
     /// what train sees, for inspection or for another tool.
     #[arg(long, value_name = "FILE", conflicts_with = "output")]
     export_images: Option<PathBuf>,
-    /// Write the newest checkpoint's discriminator of the run in --output as float16 safetensors
-    /// to FILE, with FILE.json recording what it is (config, data = --input, steps, device, wall
-    /// time, sha256), and exit: how models/imagenet32-d.safetensors is made.
+    /// Write the discriminator of the run in --output as float16 safetensors to FILE, with
+    /// FILE.json recording what it is (config, the data it trained on, step, device, wall time,
+    /// sha256), and exit: how models/imagenet32-d.safetensors is made. From the newest checkpoint,
+    /// or from --checkpoint.
     #[arg(long, value_name = "FILE", requires = "output")]
     export_discriminator: Option<PathBuf>,
+    /// The same for the generator (may be given with --export-discriminator).
+    #[arg(long, value_name = "FILE", requires = "output")]
+    export_generator: Option<PathBuf>,
+    /// With an export: the checkpoint or snapshot folder to export from (checkpoints/step-N or
+    /// snapshots/step-N, e.g. the best of `cifar-eval --snapshots`), instead of the newest checkpoint.
+    #[arg(long, value_name = "DIR")]
+    checkpoint: Option<PathBuf>,
 }
 
 fn main() {
@@ -76,18 +85,17 @@ fn run(cli: Cli) -> Result<i32> {
         );
         return Ok(0);
     }
-    if let Some(dest) = &cli.export_discriminator {
-        let run = cli.output.as_ref().expect("required");
-        let data = cli.input.as_ref().map(|p| p.display().to_string()).unwrap_or_else(|| "not given (--input)".into());
-        let record = dcgan_pipeline::gan::export::export_discriminator(run, dest, &data)?;
-        eprintln!("train: {} (step {}, sha256 {}) -> {}", run.display(), record["step"], record["sha256"].as_str().unwrap_or(""), dest.display());
-        return Ok(0);
+    if cli.export_discriminator.is_some() || cli.export_generator.is_some() {
+        return export(&cli);
     }
     let input = cli.input.expect("required");
     let side = config.train.preset.image_size() as u32;
     let (data, rejected) = open_labeled(&input, Split::Train, side)?;
     for (name, reason) in rejected.iter().take(20) {
         eprintln!("train: warning: {}: {name}: {reason} (left out)", input.display());
+    }
+    if rejected.len() > 20 {
+        eprintln!("train: warning: {} more images left out (all named in summary.json)", rejected.len() - 20);
     }
     if let Some(path) = cli.export_images {
         let shape = [data.len() as u64, data.height as u64, data.width as u64, 3];
@@ -104,6 +112,7 @@ fn run(cli: Cli) -> Result<i32> {
         "stage": "train",
         "input": input.display().to_string(),
         "images_left_out": rejected.len(),
+        "rejected_images": rejected.iter().map(|(name, reason)| serde_json::json!({ "name": name, "reason": reason })).collect::<Vec<_>>(),
         "report": report,
         "config": config,
         "versions": dcgan_pipeline::versions(),
@@ -119,6 +128,21 @@ fn run(cli: Cli) -> Result<i32> {
         report.images_per_s.map(|r| format!("{r:.0} images/s")).unwrap_or_else(|| "nothing left to train".into()),
         output.display()
     );
+    Ok(0)
+}
+
+/// The --export-* options: float16 networks with their records.
+fn export(cli: &Cli) -> Result<i32> {
+    use dcgan_pipeline::gan::export::{export_network, source_checkpoint, Network};
+    let run = cli.output.as_ref().expect("required");
+    let (dir, state) = source_checkpoint(run, cli.checkpoint.as_deref())?;
+    // --input, where given, is what the record says the run trained on; else the run's own summary.
+    let data = cli.input.as_ref().map(|p| p.display().to_string());
+    for (dest, network) in [(&cli.export_discriminator, Network::Discriminator), (&cli.export_generator, Network::Generator)] {
+        let Some(dest) = dest else { continue };
+        let record = export_network(run, &dir, &state, network, dest, data.as_deref())?;
+        eprintln!("train: {} (step {}, sha256 {}) -> {}", dir.display(), record["step"], record["sha256"].as_str().unwrap_or(""), dest.display());
+    }
     Ok(0)
 }
 

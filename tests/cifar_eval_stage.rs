@@ -70,6 +70,37 @@ fn a_random_discriminator_learns_generated_classes_through_the_whole_protocol() 
 }
 
 #[test]
+fn images_that_do_not_decode_are_named_and_the_score_says_how_many_it_counts() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("cifar");
+    class_folders(&data, "train", 20, 0);
+    class_folders(&data, "test", 5, 100_000);
+    // One test image replaced by a JPEG cut to 100 bytes, one training image likewise.
+    let cut = jpeg_bytes(&class_image(2, 7), 90)[..100].to_vec();
+    std::fs::remove_file(data.join("test/bird/0003.png")).unwrap();
+    write(&data.join("test/bird/0003.jpg"), &cut);
+    write(&data.join("train/cat/9999.jpg"), &cut);
+    let out = dir.path().join("out");
+    let run = run_eval(&data, &out, &["cifar_eval.discriminator=\"random\""]);
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(run.status.success(), "{stderr}");
+    assert!(stderr.contains("test/bird/0003.jpg") && stderr.contains("train/cat/9999.jpg"), "a warning per file: {stderr}");
+    let m = metrics(&out);
+    assert_eq!(m["test_images"], 49, "50 test files, one does not decode");
+    assert_eq!(m["train_images"], 200);
+    let summary: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("summary.json")).unwrap()).unwrap();
+    for rejected in [&m["rejected_images"], &summary["metrics"]["rejected_images"]] {
+        assert_eq!(rejected["count"], 2);
+        let names = |split: &str| rejected[split].as_array().unwrap().iter().map(|r| r["name"].as_str().unwrap().to_owned()).collect::<Vec<_>>();
+        assert_eq!(names("test"), ["test/bird/0003.jpg"]);
+        assert_eq!(names("train"), ["train/cat/9999.jpg"]);
+        assert!(!rejected["test"][0]["reason"].as_str().unwrap().is_empty());
+    }
+    let table = String::from_utf8_lossy(&run.stdout);
+    assert!(table.contains("on 49 test images"), "{table}");
+}
+
+#[test]
 fn without_a_test_split_training_images_are_held_out() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("cifar");
@@ -226,3 +257,78 @@ fn the_solver_agrees_with_linfa_svm_on_real_features() {
     assert!(a > 0.3, "well above chance: {a}");
     assert!((a - b).abs() <= 0.02, "ours {a:.3} vs linfa-svm {b:.3}");
 }
+
+#[test]
+fn snapshots_are_scored_on_the_validation_split_only_and_the_best_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("cifar");
+    class_folders(&data, "train", 20, 0);
+    // A test split no evaluation could use (16x16 images): choosing a snapshot must not read it.
+    for class in CIFAR10_NAMES {
+        write(&data.join("test").join(class).join("0000.png"), &png_bytes(&textured(16, 16, 1)));
+    }
+    // 200 images, batch 16: 12 steps an epoch; a snapshot at each epoch's end (12, 24) and at the
+    // end of the run, which max_steps stops within the third epoch (30).
+    let run = dir.path().join("gan");
+    let train = Command::new(env!("CARGO_BIN_EXE_train"))
+        .args(["--set", "train.width=8", "--set", "train.batch=16", "--set", "train.epochs=3", "--set", "train.max_steps=30"])
+        .args(["--set", "train.device=\"cpu\"", "--set", "train.snapshot_every_epochs=1", "--set", "train.keep_checkpoints=1"])
+        .arg("--input").arg(&data).arg("--output").arg(&run)
+        .output()
+        .unwrap();
+    assert!(train.status.success(), "{}", String::from_utf8_lossy(&train.stderr));
+    assert_eq!(std::fs::read_dir(run.join("checkpoints")).unwrap().filter(|e| e.as_ref().unwrap().path().is_dir()).count(), 1, "keep_checkpoints");
+
+    let out = dir.path().join("select");
+    let score = |out: &Path| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_cifar-eval"));
+        cmd.arg("--snapshots").arg(&run).arg("--input").arg(&data).arg("--output").arg(out);
+        for s in ["cifar_eval.width=8", "cifar_eval.device=\"cpu\"", "cifar_eval.validation=100", "cifar_eval.snapshot_fit_per_class=5", "cifar_eval.c_grid=[0.001,0.1]", "cifar_eval.batch_norm_images=0", "run.threads=2"] {
+            cmd.arg("--set").arg(s);
+        }
+        cmd.output().unwrap()
+    };
+    let first = score(&out);
+    let stderr = String::from_utf8_lossy(&first.stderr);
+    assert!(first.status.success(), "{stderr}");
+    assert!(!stderr.contains("test/") && !stderr.contains("16x16"), "the test split was read: {stderr}");
+    let table: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("snapshots.json")).unwrap()).unwrap();
+    let rows = table["rows"].as_array().unwrap();
+    let steps: Vec<u64> = rows.iter().map(|r| r["step"].as_u64().unwrap()).collect();
+    assert_eq!(steps, [12, 24, 30]);
+    let epochs: Vec<f64> = table["validation_by_epoch"].as_array().unwrap().iter().map(|p| p[0].as_f64().unwrap()).collect();
+    assert_eq!(epochs, [1.0, 2.0, 2.5]);
+    assert_eq!((table["validation_images"].as_u64(), table["fit_images"].as_u64()), (Some(100), Some(50)));
+    assert_eq!(table["test_split"], "test split (not read)");
+    let accuracies: Vec<f64> = rows.iter().map(|r| r["validation_accuracy"].as_f64().unwrap()).collect();
+    let best = &table["best"];
+    assert_eq!(best["validation_accuracy"].as_f64().unwrap(), accuracies.iter().cloned().fold(f64::MIN, f64::max));
+    for r in rows {
+        assert_eq!(r["grid"].as_array().unwrap().len(), 2);
+        assert!([0.001, 0.1].contains(&r["best_c"].as_f64().unwrap()));
+    }
+    let csv = std::fs::read_to_string(out.join("snapshots.csv")).unwrap();
+    assert_eq!(csv.lines().count(), 4, "{csv}");
+    let stdout = String::from_utf8_lossy(&first.stdout);
+    assert!(stdout.contains("(best)") && stdout.contains(&format!("best: step {}", best["step"])), "{stdout}");
+
+    // A re-run reuses the rows it has.
+    let again = score(&out);
+    assert_eq!(String::from_utf8_lossy(&again.stderr).matches("already scored").count(), 3);
+    let table2: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("snapshots.json")).unwrap()).unwrap();
+    assert_eq!(table2["rows"], table["rows"]);
+
+    // The best snapshot's D and G published from it.
+    let dest = dir.path().join("best-d.safetensors");
+    let export = Command::new(env!("CARGO_BIN_EXE_train"))
+        .arg("--output").arg(&run).arg("--checkpoint").arg(best["path"].as_str().unwrap())
+        .arg("--export-discriminator").arg(&dest).arg("--export-generator").arg(dir.path().join("best-g.safetensors"))
+        .output()
+        .unwrap();
+    assert!(export.status.success(), "{}", String::from_utf8_lossy(&export.stderr));
+    let record: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.path().join("best-d.safetensors.json")).unwrap()).unwrap();
+    assert_eq!(record["step"], best["step"]);
+    assert!(dir.path().join("best-g.safetensors.json").exists());
+}
+
+const CIFAR10_NAMES: [&str; 10] = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"];

@@ -24,14 +24,14 @@ pub enum Split {
 }
 
 impl Split {
-    fn folder_name(self) -> &'static str {
+    pub fn folder_name(self) -> &'static str {
         match self {
             Split::Train => "train",
             Split::Test => "test",
         }
     }
 
-    fn batch_files(self) -> Vec<String> {
+    pub(crate) fn batch_files(self) -> Vec<String> {
         match self {
             Split::Train => (1..=5).map(|i| format!("data_batch_{i}.bin")).collect(),
             Split::Test => vec!["test_batch.bin".to_owned()],
@@ -97,19 +97,31 @@ pub fn read_cifar10_binary(dir: &Path, split: Split) -> Result<LabeledImages, Ci
 /// Images of a class-folder layout that could not be used: (source, reason).
 pub type Rejected = Vec<(String, String)>;
 
+/// True when `<split>/<class>/` is the path of some record (the records' bytes are not read).
+pub fn class_folder_split_exists(path: &Path, split: Split) -> bool {
+    let Ok(source) = ImageSource::open(path) else { return false };
+    let mut found = false;
+    let _ = source.for_each_record(&|_| false, 0, &mut |record| {
+        found = in_split(&record.name, split) && record.class.is_some();
+        if found { ControlFlow::Break(()) } else { ControlFlow::Continue(()) }
+    });
+    found
+}
+
+fn in_split(name: &str, split: Split) -> bool {
+    let parts: Vec<&str> = name.split('/').collect();
+    parts.len() >= 3 && parts[parts.len() - 3] == split.folder_name()
+}
+
 /// Reads `<split>/<class>/<image>` from a folder or an archive. Every image must be
 /// `side` x `side`; images that are not (or do not decode) are returned as rejected, naming the
 /// file, and the rest is read. Classes are numbered in sorted order.
 pub fn read_class_folders(path: &Path, split: Split, side: u32) -> Result<(LabeledImages, Rejected), CifarError> {
     let source = ImageSource::open(path)?;
     let split_name = split.folder_name();
-    let in_split = |name: &str| {
-        let parts: Vec<&str> = name.split('/').collect();
-        parts.len() >= 3 && parts[parts.len() - 3] == split_name
-    };
     let mut records: Vec<Record> = Vec::new();
     source.for_each_record(&|_| true, 64 << 20, &mut |record| {
-        if in_split(&record.name) && record.class.is_some() {
+        if in_split(&record.name, split) && record.class.is_some() {
             records.push(record);
         }
         ControlFlow::Continue(())

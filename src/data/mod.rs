@@ -17,16 +17,41 @@ use std::path::Path;
 /// with the reason.
 pub fn open_labeled(path: &Path, split: cifar::Split, side: u32) -> anyhow::Result<(LabeledImages, cifar::Rejected)> {
     use anyhow::Context;
-    let is_dir = path.is_dir();
-    let has = |name: &str| path.join(name).exists();
-    if is_dir && std::fs::read_dir(path)?.filter_map(|e| e.ok()).any(|e| {
-        let n = e.file_name().to_string_lossy().into_owned();
-        n.starts_with("images") && n.ends_with(".npy")
-    }) {
+    if is_packed(path) {
         return Ok((packed::read_packed(path)?, Vec::new()));
     }
-    if is_dir && (has("cifar-10-batches-bin") || has("data_batch_1.bin") || has("test_batch.bin")) {
+    if is_cifar_binary(path) {
         return Ok((cifar::read_cifar10_binary(path, split)?, Vec::new()));
     }
     cifar::read_class_folders(path, split, side).with_context(|| format!("{}: not a packed folder, CIFAR-10 batches or class folders", path.display()))
+}
+
+/// A folder holding `images*.npy`: the output of crop, faces or dedupe.
+fn is_packed(path: &Path) -> bool {
+    path.is_dir()
+        && std::fs::read_dir(path).is_ok_and(|entries| {
+            entries.filter_map(|e| e.ok()).any(|e| {
+                let n = e.file_name().to_string_lossy().into_owned();
+                n.starts_with("images") && n.ends_with(".npy")
+            })
+        })
+}
+
+fn is_cifar_binary(path: &Path) -> bool {
+    let has = |name: &str| path.join(name).exists();
+    path.is_dir() && (has("cifar-10-batches-bin") || has("data_batch_1.bin") || has("test_batch.bin"))
+}
+
+/// Whether `path` holds images of `split`, found without decoding any: a packed folder is one
+/// (training) split, binary batches have a test split when `test_batch.bin` is there, class folders
+/// when some `<split>/<class>/` file is. Lets a caller leave a split untouched yet know it exists.
+pub fn split_exists(path: &Path, split: cifar::Split) -> bool {
+    if is_packed(path) {
+        return split == cifar::Split::Train;
+    }
+    if is_cifar_binary(path) {
+        let dir = if path.join("cifar-10-batches-bin").is_dir() { path.join("cifar-10-batches-bin") } else { path.to_owned() };
+        return split.batch_files().iter().all(|f| dir.join(f).is_file());
+    }
+    cifar::class_folder_split_exists(path, split)
 }

@@ -5,6 +5,7 @@
 //! - [`svm`]: the one-vs-rest L2-SVM, dual coordinate descent, behind linfa's `Fit`/`Predict`.
 //! - [`features`]: loading D, BatchNorm population statistics, the pooled features.
 //! - [`protocol`]: splits, the C grid, the refit, the 400-per-class draws, metrics.json.
+//! - [`select`]: scoring a run's snapshots on the validation split, to choose a D.
 //! - [`kernels`]: the solver's dot/axpy loops, vectorised at run time.
 
 pub mod crosscheck;
@@ -13,6 +14,7 @@ pub mod kernels;
 pub mod matrix;
 pub mod metrics;
 pub mod protocol;
+pub mod select;
 pub mod svm;
 
 pub use features::{FeatureError, FeatureExtractor};

@@ -18,7 +18,7 @@ use crate::rng::SplitMix;
 use super::metrics::ClassificationMetrics;
 use super::svm::{L2Svm, L2SvmValidParams};
 use crate::data::cifar::{Split, CIFAR10_CLASSES};
-use crate::data::{open_labeled, LabeledImages};
+use crate::data::{cifar, open_labeled, split_exists, LabeledImages};
 use crate::fsutil;
 use crate::gan::trainer::parse_device;
 use crate::gan::Preset;
@@ -68,6 +68,9 @@ pub struct CifarEvalConfig {
     /// Without a test split in the input, hold this many class-balanced training images out as
     /// the test split (scored once, never used for choosing C); 0 = report validation figures only.
     pub holdout_test: usize,
+    /// `--snapshots`: each snapshot's SVM is fitted on at most this many images per class of the
+    /// fitting part of the training split (0 = all of it), and scored on the whole validation split.
+    pub snapshot_fit_per_class: usize,
     /// Use only the first N training / test images of each class (0 = all): quick runs.
     pub limit_train_per_class: usize,
     pub limit_test_per_class: usize,
@@ -92,7 +95,7 @@ impl CifarEvalConfig {
         Ok(())
     }
 
-    fn svm(&self, c: f64, threads: usize) -> Result<L2SvmValidParams> {
+    pub(crate) fn svm(&self, c: f64, threads: usize) -> Result<L2SvmValidParams> {
         Ok(L2Svm::params().c(c).tol(self.tol).max_passes(self.max_passes).bias(self.bias).seed(self.seed).threads(threads).n_classes(10).check()?)
     }
 }
@@ -153,7 +156,7 @@ pub fn draw_per_class(labels: &[usize], pool: &[usize], classes: usize, per_clas
     picked
 }
 
-fn labels_of(images: &LabeledImages, what: &str) -> Result<Vec<usize>> {
+pub(crate) fn labels_of(images: &LabeledImages, what: &str) -> Result<Vec<usize>> {
     images
         .labels
         .iter()
@@ -162,7 +165,7 @@ fn labels_of(images: &LabeledImages, what: &str) -> Result<Vec<usize>> {
 }
 
 /// The images `indices`, in that order.
-fn select_images(images: &LabeledImages, indices: &[usize]) -> LabeledImages {
+pub(crate) fn select_images(images: &LabeledImages, indices: &[usize]) -> LabeledImages {
     let mut out = LabeledImages { height: images.height, width: images.width, images: Vec::new(), labels: Vec::new(), classes: images.classes.clone() };
     for &i in indices {
         out.images.extend_from_slice(images.image(i));
@@ -207,6 +210,8 @@ pub struct CifarEvalReport {
     pub test_images: Option<usize>,
     /// "test split", or "held-out training images" where the input had no test split.
     pub test_source: &'static str,
+    /// Images of the input left out of either split (did not decode, or not 32x32).
+    pub rejected_images: RejectedImages,
     pub validation_images: usize,
     pub grid: Vec<GridPoint>,
     pub chosen_c: f64,
@@ -223,6 +228,79 @@ pub struct CifarEvalReport {
     pub per_class_scored_on: &'static str,
     pub timings_s: serde_json::Value,
     pub device: String,
+}
+
+/// An input image that was left out (it did not decode, or is not 32x32), named as the input
+/// names it (the path inside the folder or archive).
+#[derive(Debug, Clone, Serialize)]
+pub struct RejectedImage {
+    pub name: String,
+    pub reason: String,
+}
+
+/// Every image of the input that was left out, by split: metrics.json and summary.json list them,
+/// so that a score is never on fewer images than the user thinks without saying so.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct RejectedImages {
+    pub count: usize,
+    pub train: Vec<RejectedImage>,
+    pub test: Vec<RejectedImage>,
+}
+
+/// Whether [`load_splits`] reads the test split (the final score) or leaves it untouched
+/// (choosing a checkpoint on the validation split).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TestSplit {
+    Read,
+    LeaveUntouched,
+}
+
+/// The protocol's images: the training split (less the held-out test images where the input has
+/// no test split) and the test split.
+pub struct Splits {
+    pub train: LabeledImages,
+    /// None without a test split (and no hold-out), or when it was left untouched.
+    pub test: Option<LabeledImages>,
+    pub test_source: &'static str,
+    pub rejected: RejectedImages,
+}
+
+/// Reads the splits of `input` as the protocol uses them; every image left out gets a warning
+/// line naming it. With [`TestSplit::LeaveUntouched`] the test split is never opened and the
+/// held-out images (the same ones a full run holds out) are dropped unread by anything after.
+pub fn load_splits(config: &CifarEvalConfig, input: &Path, test: TestSplit) -> Result<Splits> {
+    let mut rejected = RejectedImages::default();
+    let note = |split: &str, list: cifar::Rejected, into: &mut Vec<RejectedImage>| {
+        for (name, reason) in list {
+            eprintln!("cifar-eval: warning: {}: {name}: {reason} (left out of the {split} split)", input.display());
+            into.push(RejectedImage { name, reason });
+        }
+    };
+    let (train_images, train_rejected) = open_labeled(input, Split::Train, 32)?;
+    note("training", train_rejected, &mut rejected.train);
+    let mut train_images = limit_per_class(train_images, config.limit_train_per_class);
+    let (test_images, test_source) = if split_exists(input, Split::Test) {
+        match test {
+            TestSplit::Read => {
+                let (images, test_rejected) = open_labeled(input, Split::Test, 32)?;
+                note("test", test_rejected, &mut rejected.test);
+                (Some(limit_per_class(images, config.limit_test_per_class)), "test split")
+            }
+            TestSplit::LeaveUntouched => (None, "test split (not read)"),
+        }
+    } else if config.holdout_test > 0 {
+        let labels = labels_of(&train_images, "training split")?;
+        let (keep, held) = validation_split(&labels, 10, config.holdout_test, config.seed ^ 0x7E57);
+        eprintln!("cifar-eval: no test split in {}; holding {} training images out as the test split", input.display(), held.len());
+        let held_images = (test == TestSplit::Read).then(|| select_images(&train_images, &held));
+        train_images = select_images(&train_images, &keep);
+        (held_images, "held-out training images")
+    } else {
+        eprintln!("cifar-eval: no test split in {}; scoring on the validation split only", input.display());
+        (None, "none")
+    };
+    rejected.count = rejected.train.len() + rejected.test.len();
+    Ok(Splits { train: train_images, test: test_images, test_source, rejected })
 }
 
 /// Features of one split, from the cache in `output` when it matches `key`, else computed.
@@ -268,28 +346,7 @@ pub fn evaluate(config: &CifarEvalConfig, input: &Path, output: &Path, threads: 
     let device = parse_device(&config.device).map_err(anyhow::Error::msg)?;
     std::fs::create_dir_all(output).with_context(|| format!("{}: cannot create", output.display()))?;
 
-    let (train_images, rejected) = open_labeled(input, Split::Train, 32)?;
-    for (name, reason) in rejected.iter().take(20) {
-        eprintln!("cifar-eval: warning: {}: {name}: {reason} (left out)", input.display());
-    }
-    let mut train_images = limit_per_class(train_images, config.limit_train_per_class);
-    let mut test_source = "test split";
-    let test_images = match open_labeled(input, Split::Test, 32) {
-        Ok((images, _)) => Some(limit_per_class(images, config.limit_test_per_class)),
-        Err(e) if config.holdout_test > 0 => {
-            let labels = labels_of(&train_images, "training split")?;
-            let (keep, held) = validation_split(&labels, 10, config.holdout_test, config.seed ^ 0x7E57);
-            eprintln!("cifar-eval: no test split ({e:#}); holding {} training images out as the test split", held.len());
-            let test = select_images(&train_images, &held);
-            train_images = select_images(&train_images, &keep);
-            test_source = "held-out training images";
-            Some(test)
-        }
-        Err(e) => {
-            eprintln!("cifar-eval: no test split ({e:#}); scoring on the validation split only");
-            None
-        }
-    };
+    let Splits { train: train_images, test: test_images, test_source, rejected } = load_splits(config, input, TestSplit::Read)?;
     let train_labels = labels_of(&train_images, "training split")?;
     let test_labels = test_images.as_ref().map(|t| labels_of(t, "test split")).transpose()?;
     let load_s = started.elapsed().as_secs_f64();
@@ -423,6 +480,7 @@ pub fn evaluate(config: &CifarEvalConfig, input: &Path, output: &Path, threads: 
         train_images: train_n,
         test_images: test_n,
         test_source,
+        rejected_images: rejected,
         validation_images: val_idx.len(),
         grid,
         chosen_c,
@@ -447,7 +505,7 @@ pub fn evaluate(config: &CifarEvalConfig, input: &Path, output: &Path, threads: 
     Ok(report)
 }
 
-fn extractor_layers(config: &CifarEvalConfig) -> u64 {
+pub(crate) fn extractor_layers(config: &CifarEvalConfig) -> u64 {
     match config.preset {
         Preset::Imagenet32 => 6,
         Preset::Dcgan64 => 4,
@@ -479,15 +537,15 @@ pub fn table_1(report: &CifarEvalReport) -> String {
     for (model, acc, small) in PAPER_TABLE_1 {
         out += &format!("| {model} (paper) | {acc} | {small} |\n");
     }
-    let (acc, on) = match &report.test {
-        Some(m) => (m.accuracy, if report.test_source == "test split" { "test" } else { "held-out test" }),
-        None => (report.validation.accuracy, "validation"),
+    let (acc, on, images) = match &report.test {
+        Some(m) => (m.accuracy, if report.test_source == "test split" { "test" } else { "held-out test" }, report.test_images.unwrap_or(0)),
+        None => (report.validation.accuracy, "validation", report.validation_images),
     };
     let small = match (report.per_class_mean, report.per_class_std) {
         (Some(m), Some(s)) => format!("{:.1}% (+-{:.1}%) on {}", 100.0 * m, 100.0 * s, report.per_class_scored_on),
         _ => "-".into(),
     };
     let name = if report.discriminator == "random" { "random D".to_owned() } else { format!("D {}", report.discriminator) };
-    out += &format!("| this run: {name} + L2-SVM | {:.1}% on {on} | {small} |\n", 100.0 * acc);
+    out += &format!("| this run: {name} + L2-SVM | {:.1}% on {images} {on} images | {small} |\n", 100.0 * acc);
     out
 }

@@ -1,20 +1,59 @@
-//! Publishing a trained discriminator: the newest checkpoint's D as float16 safetensors (half the
-//! size, features within rounding of float32) with a JSON record beside it that says what it is.
+//! Publishing a trained network: a checkpoint's (or snapshot's) D or G as float16 safetensors (half
+//! the size, features within rounding of float32) with a JSON record beside it that says what it
+//! is: the model, the step, the training settings and the data it was trained on.
 
 use std::path::Path;
 
 use anyhow::{Context, Result};
-use serde_json::json;
+use serde_json::{json, Value};
 use tch::{Kind, Tensor};
 
-use super::trainer::latest_checkpoint;
+use super::trainer::{latest_checkpoint, read_state, CheckpointState};
 use crate::fsutil;
+
+/// Which of the two networks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Network {
+    Discriminator,
+    Generator,
+}
+
+impl Network {
+    fn file(self) -> &'static str {
+        match self {
+            Network::Discriminator => "d.safetensors",
+            Network::Generator => "g.safetensors",
+        }
+    }
+    fn name(self) -> &'static str {
+        match self {
+            Network::Discriminator => "discriminator",
+            Network::Generator => "generator",
+        }
+    }
+}
+
+/// The checkpoint or snapshot to export from: `dir` when given (a checkpoints/step-N or
+/// snapshots/step-N folder), else the run's newest checkpoint.
+pub fn source_checkpoint(run: &Path, dir: Option<&Path>) -> Result<(std::path::PathBuf, CheckpointState)> {
+    match dir {
+        Some(d) => Ok((d.to_owned(), read_state(d)?)),
+        None => latest_checkpoint(run)?.with_context(|| format!("{}: no checkpoint to export", run.display())),
+    }
+}
 
 /// Writes `dest` (float16 safetensors) and `dest` with `.json` appended (the record) from the
 /// newest checkpoint of the training run in `run`. `data` describes what it was trained on.
-pub fn export_discriminator(run: &Path, dest: &Path, data: &str) -> Result<serde_json::Value> {
-    let (dir, state) = latest_checkpoint(run)?.with_context(|| format!("{}: no checkpoint to export", run.display()))?;
-    let source = dir.join("d.safetensors");
+pub fn export_discriminator(run: &Path, dest: &Path, data: &str) -> Result<Value> {
+    let (dir, state) = source_checkpoint(run, None)?;
+    export_network(run, &dir, &state, Network::Discriminator, dest, Some(data))
+}
+
+/// Writes `network` of the checkpoint or snapshot `dir` (of the run in `run`) to `dest` as
+/// float16, and its record to `dest.json`. `data` overrides what the record says the run trained
+/// on (by default: the run's summary.json, and the summary of the packed set it read, if any).
+pub fn export_network(run: &Path, dir: &Path, state: &CheckpointState, network: Network, dest: &Path, data: Option<&str>) -> Result<Value> {
+    let source = dir.join(network.file());
     let tensors: Vec<(String, Tensor)> = Tensor::read_safetensors(&source)
         .with_context(|| format!("{}: unreadable", source.display()))?
         .into_iter()
@@ -36,8 +75,14 @@ pub fn export_discriminator(run: &Path, dest: &Path, data: &str) -> Result<serde
         Some(s) => (Some(s), "measured"),
         None => (estimate_wall_s(run, state.step), "estimated from losses.csv (images/s of each logged window)"),
     };
+    let trained_on = training_data(run);
+    let data = match data {
+        Some(d) => d.to_owned(),
+        None => trained_on["description"].as_str().unwrap_or("unknown (the run has no summary.json)").to_owned(),
+    };
     let record = json!({
         "file": dest.file_name().map(|n| n.to_string_lossy().into_owned()),
+        "network": network.name(),
         "sha256": crate::fsutil::sha256_file(dest)?,
         "dtype": "float16",
         "preset": state.preset,
@@ -46,6 +91,7 @@ pub fn export_discriminator(run: &Path, dest: &Path, data: &str) -> Result<serde
         "step": state.step,
         "epoch": state.epoch,
         "data": data,
+        "data_source": trained_on,
         "device": state.device,
         "train_wall_s": wall_s,
         "train_wall_s_is": wall_note,
@@ -56,6 +102,39 @@ pub fn export_discriminator(run: &Path, dest: &Path, data: &str) -> Result<serde
     let record_path = dest.with_extension("safetensors.json");
     fsutil::write_atomic(&record_path, &serde_json::to_vec_pretty(&record)?)?;
     Ok(record)
+}
+
+/// What the run in `run` trained on, from its summary.json (`input`, image count) and, when the
+/// input was a packed folder, that folder's own summary.json (the stage that made it and from
+/// what): e.g. "out/imagenet32: 100000 images (crop of tiny-imagenet-32-train.tar.gz)".
+pub fn training_data(run: &Path) -> Value {
+    let read = |p: &Path| std::fs::read(p).ok().and_then(|b| serde_json::from_slice::<Value>(&b).ok());
+    let Some(summary) = read(&run.join("summary.json")) else { return Value::Null };
+    let input = summary["input"].as_str().unwrap_or("").to_owned();
+    let images = summary["report"]["images"].as_u64();
+    let made_by = read(&Path::new(&input).join("summary.json")).map(|packed| {
+        json!({
+            "stage": packed["stage"],
+            "input": packed["input"],
+            "records": packed["counts"]["records"],
+            "ok": packed["counts"]["ok"],
+            "config_fingerprint": packed["config_fingerprint"],
+        })
+    });
+    let mut description = match images {
+        Some(n) => format!("{input}: {n} images"),
+        None => input.clone(),
+    };
+    if let Some(m) = &made_by {
+        description += &format!(" ({} of {})", m["stage"].as_str().unwrap_or("?"), m["input"].as_str().unwrap_or("?"));
+    }
+    json!({
+        "description": description,
+        "input": input,
+        "images": images,
+        "images_left_out": summary["images_left_out"],
+        "made_by": made_by,
+    })
 }
 
 /// Training seconds up to `step` from losses.csv: each row covers the steps since the previous

@@ -45,6 +45,9 @@ pub struct TrainConfig {
     pub checkpoint_every: u64,
     /// Checkpoints kept on disk (the newest).
     pub keep_checkpoints: usize,
+    /// Every this many epochs, G and D (no optimiser state) go to snapshots/step-N/, never removed
+    /// (apart from keep_checkpoints): what `cifar-eval --snapshots` chooses a D from. 0: none.
+    pub snapshot_every_epochs: u64,
     /// Train on the first N images only (0: all).
     pub limit_images: usize,
     /// Stop cleanly (checkpoint, samples, summary) once this much wall time has passed in this
@@ -333,10 +336,55 @@ pub struct CheckpointState {
     /// The device it trained on last.
     #[serde(default)]
     pub device: Option<String>,
+    /// Steps per epoch of the run (absent in old ones): fractional epochs of a snapshot.
+    #[serde(default)]
+    pub steps_per_epoch: Option<u64>,
 }
 
 fn checkpoints_dir(output: &Path) -> PathBuf {
     output.join("checkpoints")
+}
+
+/// Where a run keeps its D and G snapshots.
+pub fn snapshots_dir(output: &Path) -> PathBuf {
+    output.join("snapshots")
+}
+
+/// Reads a checkpoint's or a snapshot's state.json.
+pub fn read_state(dir: &Path) -> Result<CheckpointState> {
+    let path = dir.join("state.json");
+    let text = std::fs::read_to_string(&path).with_context(|| format!("{}: unreadable", path.display()))?;
+    serde_json::from_str(&text).with_context(|| format!("{}: not a checkpoint state", path.display()))
+}
+
+/// A run's snapshots (snapshots/step-N/ with state.json), oldest first.
+pub fn list_snapshots(output: &Path) -> Result<Vec<(PathBuf, CheckpointState)>> {
+    let root = snapshots_dir(output);
+    let Ok(entries) = std::fs::read_dir(&root) else { return Ok(Vec::new()) };
+    let mut dirs: Vec<PathBuf> = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.is_dir() && p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("step-")))
+        .collect();
+    dirs.sort();
+    dirs.into_iter().map(|d| read_state(&d).map(|s| (d, s))).collect()
+}
+
+/// Saves G and D (not the optimisers: a snapshot is for scoring and publishing, not resuming) as
+/// snapshots/step-N/, atomically.
+fn save_snapshot(gan: &Gan, output: &Path, state: &CheckpointState) -> Result<PathBuf> {
+    let root = snapshots_dir(output);
+    std::fs::create_dir_all(&root)?;
+    let name = format!("step-{:08}", state.step);
+    let tmp = root.join(format!(".{name}{}", fsutil::TMP_SUFFIX));
+    let _ = std::fs::remove_dir_all(&tmp);
+    std::fs::create_dir_all(&tmp)?;
+    save_vars(&gan.g_vars, &tmp.join("g.safetensors"))?;
+    save_vars(&gan.d_vars, &tmp.join("d.safetensors"))?;
+    fsutil::write_atomic(&tmp.join("state.json"), &serde_json::to_vec_pretty(state)?)?;
+    let dir = root.join(&name);
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::rename(&tmp, &dir)?;
+    Ok(dir)
 }
 
 /// The newest complete checkpoint, if any.
@@ -344,9 +392,7 @@ pub fn latest_checkpoint(output: &Path) -> Result<Option<(PathBuf, CheckpointSta
     let latest = checkpoints_dir(output).join("latest");
     let Ok(name) = std::fs::read_to_string(&latest) else { return Ok(None) };
     let dir = checkpoints_dir(output).join(name.trim());
-    let state: CheckpointState = serde_json::from_str(
-        &std::fs::read_to_string(dir.join("state.json")).with_context(|| format!("{}: unreadable", dir.display()))?,
-    )?;
+    let state = read_state(&dir)?;
     Ok(Some((dir, state)))
 }
 
@@ -424,6 +470,7 @@ pub fn train(config: &TrainConfig, data: &LabeledImages, output: &Path, force: b
     fsutil::remove_stale_temporaries(output)?;
     if force {
         let _ = std::fs::remove_dir_all(checkpoints_dir(output));
+        let _ = std::fs::remove_dir_all(snapshots_dir(output));
         let _ = std::fs::remove_dir_all(output.join("samples"));
         std::fs::create_dir_all(output.join("samples"))?;
         for name in ["losses.csv", "losses.png", "summary.json"] {
@@ -477,6 +524,7 @@ pub fn train(config: &TrainConfig, data: &LabeledImages, output: &Path, force: b
         width: config.width(),
         train_wall_s: Some(wall_before + started.elapsed().as_secs_f64()),
         device: Some(format!("{device:?}")),
+        steps_per_epoch: Some(steps_per_epoch),
     };
     while step < total_steps {
         let epoch = step / steps_per_epoch;
@@ -527,6 +575,13 @@ pub fn train(config: &TrainConfig, data: &LabeledImages, output: &Path, force: b
             let name = if epoch_done { format!("epoch-{:04}.png", step / steps_per_epoch) } else { format!("step-{step:08}.png") };
             let samples = gan.sample(&fixed_z);
             write_sample_grid(&samples, 8, 2, &output.join("samples").join(name))?;
+        }
+        // Snapshots at every snapshot_every_epochs-th epoch's end, and at the end of a run that
+        // stopped within an epoch (max_steps, max_minutes), so that the last D is scored too.
+        let epochs_done = step / steps_per_epoch;
+        let every = config.snapshot_every_epochs;
+        if every > 0 && ((epoch_done && epochs_done % every == 0) || (step == total_steps && !epoch_done)) {
+            save_snapshot(&gan, output, &state_at(step))?;
         }
         let checkpoint_now = config.checkpoint_every > 0 && step % config.checkpoint_every == 0;
         if epoch_done || checkpoint_now || step == total_steps {

@@ -1,0 +1,253 @@
+//! Choosing a discriminator by its features: every snapshot of a training run scored on the
+//! validation split of CIFAR-10's training images (features, the C grid, validation accuracy),
+//! the test split never touched. GAN losses do not say when D's features are best, and feature
+//! quality is not monotone in training; the table says, and names the best snapshot.
+//!
+//! Cost: each snapshot needs its own BatchNorm statistics and features (seconds on a GPU, minutes
+//! on a CPU for all of CIFAR-10), so the SVM is fitted on `snapshot_fit_per_class` images per class
+//! and scored on the whole validation split, snapshots are scored one at a time (one feature matrix
+//! in memory), the table is rewritten after each (a run cut short keeps what it scored), and a
+//! re-run reuses the rows of snapshots it has already scored with the same settings.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use super::features::FeatureExtractor;
+use super::metrics::ClassificationMetrics;
+use super::protocol::{draw_per_class, extractor_layers, labels_of, load_splits, select_images, validation_split, CifarEvalConfig, Splits, TestSplit};
+use crate::fsutil;
+use crate::gan::trainer::{list_snapshots, parse_device, CheckpointState};
+use crate::stage::progress::Progress;
+
+/// One snapshot's row of the table.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct SnapshotScore {
+    pub step: u64,
+    /// Epochs of training behind it (fractional where training stopped within an epoch).
+    pub epoch: f64,
+    /// The snapshot folder (d.safetensors, g.safetensors, state.json).
+    pub path: PathBuf,
+    pub discriminator_sha256: String,
+    /// The C of the grid with the best validation accuracy (ties: the smaller C).
+    pub best_c: f64,
+    pub validation_accuracy: f64,
+    /// (C, validation accuracy) for every C of the grid.
+    pub grid: Vec<(f64, f64)>,
+    pub features_s: f64,
+    pub fit_s: f64,
+}
+
+/// The checkpoint table: what `snapshots.json` holds.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SnapshotTable {
+    /// The training run whose snapshots these are.
+    pub run: PathBuf,
+    pub input: String,
+    /// What the test split was: never read here.
+    pub test_split: String,
+    pub fit_images: usize,
+    pub validation_images: usize,
+    /// One row per snapshot, in training order.
+    pub rows: Vec<SnapshotScore>,
+    /// (epoch, validation accuracy) of each row: the curve to plot.
+    pub validation_by_epoch: Vec<(f64, f64)>,
+    /// The row with the best validation accuracy (ties: the earlier snapshot).
+    pub best: Option<SnapshotScore>,
+    /// The settings the rows were scored with; rows are reused on a re-run only when it matches.
+    pub key: String,
+    pub device: String,
+}
+
+impl SnapshotTable {
+    fn finish(&mut self) {
+        self.rows.sort_by_key(|r| r.step);
+        self.validation_by_epoch = self.rows.iter().map(|r| (r.epoch, r.validation_accuracy)).collect();
+        self.best = self.rows.iter().fold(None::<&SnapshotScore>, |best, r| match best {
+            Some(b) if b.validation_accuracy >= r.validation_accuracy => Some(b),
+            _ => Some(r),
+        }).cloned();
+    }
+
+    /// The table as CSV: step, epoch, best C, validation accuracy, path.
+    pub fn to_csv(&self) -> String {
+        let mut out = String::from("step,epoch,best_c,validation_accuracy,path\n");
+        for r in &self.rows {
+            out += &format!("{},{:.3},{},{:.6},{}\n", r.step, r.epoch, r.best_c, r.validation_accuracy, r.path.display());
+        }
+        out
+    }
+
+    /// The table as markdown, the best row marked.
+    pub fn to_markdown(&self) -> String {
+        let mut out = format!(
+            "Snapshots of {} scored on {} validation images (SVM fitted on {}; test split: {})\n\n| step | epoch | best C | validation accuracy | snapshot |\n|---:|---:|---:|---:|---|\n",
+            self.run.display(),
+            self.validation_images,
+            self.fit_images,
+            self.test_split
+        );
+        for r in &self.rows {
+            let best = self.best.as_ref().is_some_and(|b| b.step == r.step);
+            let acc = format!("{:.2}%", 100.0 * r.validation_accuracy);
+            out += &format!(
+                "| {} | {:.2} | {} | {} | {} |\n",
+                r.step,
+                r.epoch,
+                r.best_c,
+                if best { format!("**{acc}** (best)") } else { acc },
+                r.path.display()
+            );
+        }
+        out
+    }
+}
+
+/// The run folder and its snapshots for `path`: a training run's output (holding snapshots/) or
+/// its snapshots/ folder.
+pub fn find_snapshots(path: &Path) -> Result<(PathBuf, Vec<(PathBuf, CheckpointState)>)> {
+    let run = if path.join("snapshots").is_dir() || !path.file_name().is_some_and(|n| n == "snapshots") {
+        path.to_owned()
+    } else {
+        path.parent().map(Path::to_owned).unwrap_or_default()
+    };
+    let snapshots = list_snapshots(&run)?;
+    if snapshots.is_empty() {
+        bail!("{}: no snapshots (train with --set train.snapshot_every_epochs=N writes them to snapshots/)", path.display());
+    }
+    Ok((run, snapshots))
+}
+
+/// Scores every snapshot of the run at `snapshots_path` on the validation split of `input`;
+/// writes snapshots.json, snapshots.csv and snapshots.md into `output` after each snapshot.
+pub fn score_snapshots(config: &CifarEvalConfig, input: &Path, snapshots_path: &Path, output: &Path, threads: usize, log_every_s: f64) -> Result<SnapshotTable> {
+    config.validate().map_err(anyhow::Error::msg)?;
+    let device = parse_device(&config.device).map_err(anyhow::Error::msg)?;
+    let (run, snapshots) = find_snapshots(snapshots_path)?;
+    std::fs::create_dir_all(output).with_context(|| format!("{}: cannot create", output.display()))?;
+    eprintln!("cifar-eval: {} snapshots in {}", snapshots.len(), run.display());
+
+    let Splits { train, test, test_source, .. } = load_splits(config, input, TestSplit::LeaveUntouched)?;
+    debug_assert!(test.is_none(), "the test split stays untouched");
+    let labels = labels_of(&train, "training split")?;
+    let (fit_idx, val_idx) = validation_split(&labels, 10, config.validation, config.seed);
+    if val_idx.is_empty() {
+        bail!("cifar_eval.validation = {}: no validation images", config.validation);
+    }
+    let fit_idx = if config.snapshot_fit_per_class > 0 { draw_per_class(&labels, &fit_idx, 10, config.snapshot_fit_per_class, config.seed, 0) } else { fit_idx };
+    let (fit_images, val_images) = (select_images(&train, &fit_idx), select_images(&train, &val_idx));
+    let fit_labels: Vec<usize> = fit_idx.iter().map(|&i| labels[i]).collect();
+    let val_labels: Vec<usize> = val_idx.iter().map(|&i| labels[i]).collect();
+
+    let key = crate::stage::fingerprint(&json!({
+        "input": input.display().to_string(), "preset": config.preset, "width": config.width(), "seed": config.seed,
+        "bn": config.batch_norm, "bn_images": config.batch_norm_images, "dtype": config.features_dtype,
+        "standardize": config.standardize, "c_grid": config.c_grid, "validation": config.validation, "tol": config.tol,
+        "max_passes": config.max_passes, "bias": config.bias, "fit_per_class": config.snapshot_fit_per_class,
+        "holdout": config.holdout_test, "limit": config.limit_train_per_class,
+    }));
+    let table_path = output.join("snapshots.json");
+    let previous: Vec<SnapshotScore> = std::fs::read(&table_path)
+        .ok()
+        .and_then(|b| serde_json::from_slice::<SnapshotTable>(&b).ok())
+        .filter(|t| t.key == key)
+        .map(|t| t.rows)
+        .unwrap_or_default();
+    let mut table = SnapshotTable {
+        run: run.clone(),
+        input: input.display().to_string(),
+        test_split: test_source.to_owned(),
+        fit_images: fit_images.len(),
+        validation_images: val_images.len(),
+        rows: Vec::new(),
+        validation_by_epoch: Vec::new(),
+        best: None,
+        key,
+        device: format!("{device:?}"),
+    };
+    for (k, (dir, state)) in snapshots.iter().enumerate() {
+        let d_path = dir.join("d.safetensors");
+        let sha = fsutil::sha256_file(&d_path).with_context(|| format!("{}: cannot hash", d_path.display()))?;
+        let epoch = state.steps_per_epoch.filter(|&n| n > 0).map(|n| state.step as f64 / n as f64).unwrap_or(state.epoch as f64);
+        if let Some(row) = previous.iter().find(|r| r.discriminator_sha256 == sha) {
+            eprintln!("cifar-eval: snapshot {} of {}: step {} already scored ({:.2}%)", k + 1, snapshots.len(), state.step, 100.0 * row.validation_accuracy);
+            table.rows.push(SnapshotScore { path: dir.clone(), epoch, ..row.clone() });
+            continue;
+        }
+        let t = Instant::now();
+        let mut extractor = FeatureExtractor::load(&d_path, config.preset, config.width(), device)?;
+        if config.batch_norm == "recompute" {
+            let progress = Progress::new("cifar-eval: BatchNorm statistics (layers)", Some(extractor_layers(config)), log_every_s);
+            extractor.recompute_batch_norm(&train, config.batch_norm_images, config.batch, |_, _| progress.inc(1))?;
+            progress.finish();
+        }
+        let progress = Progress::new(&format!("cifar-eval: snapshot step {} features", state.step), Some((fit_images.len() + val_images.len()) as u64), log_every_s);
+        let mut done = 0;
+        let mut fit_x = extractor.extract(&fit_images, config.batch, config.features_dtype, |d, _| {
+            progress.inc((d - done) as u64);
+            done = d;
+        })?;
+        done = 0;
+        let mut val_x = extractor.extract(&val_images, config.batch, config.features_dtype, |d, _| {
+            progress.inc((d - done) as u64);
+            done = d;
+        })?;
+        progress.finish();
+        drop(extractor);
+        if config.standardize {
+            // The fitting images' statistics only: the validation images stay unseen until scored.
+            let stats = fit_x.column_stats();
+            fit_x.standardize(&stats);
+            val_x.standardize(&stats);
+        }
+        let features_s = t.elapsed().as_secs_f64();
+        let t = Instant::now();
+        let mut grid = Vec::new();
+        let mut best = (config.c_grid[0], f64::NEG_INFINITY);
+        for &c in &config.c_grid {
+            let model = config.svm(c, threads)?.fit_rows(&fit_x, &fit_labels)?;
+            let accuracy = ClassificationMetrics::new(&val_labels, &model.predict_rows(&val_x), 10).accuracy;
+            grid.push((c, accuracy));
+            if accuracy > best.1 {
+                best = (c, accuracy);
+            }
+        }
+        let row = SnapshotScore {
+            step: state.step,
+            epoch,
+            path: dir.clone(),
+            discriminator_sha256: sha,
+            best_c: best.0,
+            validation_accuracy: best.1,
+            grid,
+            features_s,
+            fit_s: t.elapsed().as_secs_f64(),
+        };
+        eprintln!(
+            "cifar-eval: snapshot {} of {}: step {} (epoch {:.2}): validation {:.2}% at C {} ({:.1} s features, {:.1} s SVM)",
+            k + 1,
+            snapshots.len(),
+            row.step,
+            row.epoch,
+            100.0 * row.validation_accuracy,
+            row.best_c,
+            row.features_s,
+            row.fit_s
+        );
+        table.rows.push(row);
+        write_table(&mut table, output)?;
+    }
+    write_table(&mut table, output)?;
+    Ok(table)
+}
+
+fn write_table(table: &mut SnapshotTable, output: &Path) -> Result<()> {
+    table.finish();
+    fsutil::write_atomic(&output.join("snapshots.json"), &serde_json::to_vec_pretty(table)?)?;
+    fsutil::write_atomic(&output.join("snapshots.csv"), table.to_csv().as_bytes())?;
+    fsutil::write_atomic(&output.join("snapshots.md"), table.to_markdown().as_bytes())?;
+    Ok(())
+}
