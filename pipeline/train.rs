@@ -23,7 +23,7 @@ use dcgan_pipeline::stage::cli::{exit_with, load_config_or_print};
 #[command(version, verbatim_doc_comment)]
 struct Cli {
     /// Training images (see above). Never modified.
-    #[arg(long, short, value_name = "PATH", required_unless_present_any = ["print_config", "benchmark_steps", "export_discriminator"])]
+    #[arg(long, short, value_name = "PATH", required_unless_present_any = ["print_config", "benchmark_steps", "export_discriminator", "export_generator"])]
     input: Option<PathBuf>,
     /// Output folder; resumed when it holds a run with the same settings.
     #[arg(long, short, value_name = "DIR", required_unless_present_any = ["print_config", "benchmark_steps", "export_images"])]
@@ -53,6 +53,9 @@ struct Cli {
     /// time, sha256), and exit: how models/imagenet32-d.safetensors is made.
     #[arg(long, value_name = "FILE", requires = "output")]
     export_discriminator: Option<PathBuf>,
+    /// The same for the generator (float16, FILE.json beside it): what `sample` loads.
+    #[arg(long, value_name = "FILE", requires = "output")]
+    export_generator: Option<PathBuf>,
 }
 
 fn main() {
@@ -76,11 +79,16 @@ fn run(cli: Cli) -> Result<i32> {
         );
         return Ok(0);
     }
-    if let Some(dest) = &cli.export_discriminator {
+    if cli.export_discriminator.is_some() || cli.export_generator.is_some() {
         let run = cli.output.as_ref().expect("required");
         let data = cli.input.as_ref().map(|p| p.display().to_string()).unwrap_or_else(|| "not given (--input)".into());
-        let record = dcgan_pipeline::gan::export::export_discriminator(run, dest, &data)?;
-        eprintln!("train: {} (step {}, sha256 {}) -> {}", run.display(), record["step"], record["sha256"].as_str().unwrap_or(""), dest.display());
+        use dcgan_pipeline::gan::export::{export, Network};
+        let exports = [(&cli.export_discriminator, Network::Discriminator), (&cli.export_generator, Network::Generator)];
+        for (dest, network) in exports {
+            let Some(dest) = dest else { continue };
+            let record = export(run, network, dest, &data)?;
+            eprintln!("train: {} (step {}, sha256 {}) -> {}", run.display(), record["step"], record["sha256"].as_str().unwrap_or(""), dest.display());
+        }
         return Ok(0);
     }
     let input = cli.input.expect("required");

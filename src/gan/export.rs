@@ -1,5 +1,5 @@
-//! Publishing a trained discriminator: the newest checkpoint's D as float16 safetensors (half the
-//! size, features within rounding of float32) with a JSON record beside it that says what it is.
+//! Publishing a trained network: the newest checkpoint's D (or G) as float16 safetensors (half the
+//! size, outputs within rounding of float32) with a JSON record beside it that says what it is.
 
 use std::path::Path;
 
@@ -10,11 +10,37 @@ use tch::{Kind, Tensor};
 use super::trainer::latest_checkpoint;
 use crate::fsutil;
 
+/// Which network of a checkpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Network {
+    Discriminator,
+    Generator,
+}
+
+impl Network {
+    fn file(self) -> &'static str {
+        match self {
+            Network::Discriminator => "d.safetensors",
+            Network::Generator => "g.safetensors",
+        }
+    }
+}
+
 /// Writes `dest` (float16 safetensors) and `dest` with `.json` appended (the record) from the
-/// newest checkpoint of the training run in `run`. `data` describes what it was trained on.
+/// newest checkpoint's D of the training run in `run`. `data` describes what it was trained on.
 pub fn export_discriminator(run: &Path, dest: &Path, data: &str) -> Result<serde_json::Value> {
+    export(run, Network::Discriminator, dest, data)
+}
+
+/// [`export_discriminator`] for the generator (what `sample` and the demo's pictures use).
+pub fn export_generator(run: &Path, dest: &Path, data: &str) -> Result<serde_json::Value> {
+    export(run, Network::Generator, dest, data)
+}
+
+/// The newest checkpoint's `network` of `run` as float16 safetensors at `dest`, with its record.
+pub fn export(run: &Path, network: Network, dest: &Path, data: &str) -> Result<serde_json::Value> {
     let (dir, state) = latest_checkpoint(run)?.with_context(|| format!("{}: no checkpoint to export", run.display()))?;
-    let source = dir.join("d.safetensors");
+    let source = dir.join(network.file());
     let tensors: Vec<(String, Tensor)> = Tensor::read_safetensors(&source)
         .with_context(|| format!("{}: unreadable", source.display()))?
         .into_iter()
@@ -37,6 +63,7 @@ pub fn export_discriminator(run: &Path, dest: &Path, data: &str) -> Result<serde
         None => (estimate_wall_s(run, state.step), "estimated from losses.csv (images/s of each logged window)"),
     };
     let record = json!({
+        "network": format!("{network:?}").to_lowercase(),
         "file": dest.file_name().map(|n| n.to_string_lossy().into_owned()),
         "sha256": crate::fsutil::sha256_file(dest)?,
         "dtype": "float16",
