@@ -67,6 +67,9 @@ build: venv
 
 DEMO_PHOTOS := /usr/share/doc/opencv-doc/examples/data
 DEMO := $(OUT)/demo
+# The demo's pictures come from the committed generator (trained on a GPU) when there is one, else
+# from the demo's own tiny CPU run, which shows the mechanics only.
+DEMO_G = $(if $(wildcard models/imagenet32-g.safetensors),models/imagenet32-g.safetensors,$(DEMO)/train)
 # cifar-eval on the generated 10-class set: small enough for the demo (4,000 images).
 DEMO_EVAL := --set 'cifar_eval.c_grid=[0.0001,0.001]' --set cifar_eval.validation=500 --set cifar_eval.per_class=20 --set cifar_eval.draws=3
 demo: setup
@@ -78,9 +81,11 @@ demo: setup
 	$(BIN)/cifar-eval --write-demo-set $(DEMO)/generated-10-class
 	$(BIN)/cifar-eval --input $(DEMO)/generated-10-class --output $(DEMO)/cifar-eval-random --discriminator random $(DEMO_EVAL)
 	$(BIN)/cifar-eval --input $(DEMO)/generated-10-class --output $(DEMO)/cifar-eval --discriminator models/imagenet32-d.safetensors $(DEMO_EVAL)
+	$(BIN)/sample --generator $(DEMO_G) --output $(DEMO)/samples
 	$(BIN)/report --run $(DEMO) --title "dcgan-pipeline demo"
 	@$(PYTHON) -c "import json, sys; a = [json.load(open(f'$(DEMO)/{d}/metrics.json'))['test']['accuracy'] for d in ('cifar-eval', 'cifar-eval-random')]; \
 		print(f'demo: trained D {100 * a[0]:.1f}% vs random D {100 * a[1]:.1f}% on the generated set'); sys.exit(0 if a[0] > a[1] else 'demo: the trained D did not beat the random one')"
+	@echo "demo: samples and a latent walk from $(DEMO_G): $(DEMO)/samples/samples.png, $(DEMO)/samples/walk.png"
 	@echo "demo: open $(DEMO)/report.html"
 
 # The tests build their own binaries in the test-release profile (Cargo.toml): no release build needed.

@@ -3,7 +3,7 @@
 //! torch-sys (links = "tch") tells its direct dependents where libtorch lives through
 //! DEP_TCH_LIBTORCH_LIB. We put that folder in every binary's RUNPATH.
 //!
-//! Binaries that run models (train, dedupe, cifar-eval) must also keep libtorch_cuda in NEEDED: rustc
+//! Binaries that run models (train, dedupe, cifar-eval, sample) must also keep libtorch_cuda in NEEDED: rustc
 //! links with --as-needed, which drops it because no symbol of ours refers to it, and CUDA would
 //! then look unavailable even on a GPU machine. That is done per binary (`TORCH_BINS`), not for
 //! all: loading libtorch costs ~0.5 s at start-up, which the image stages (crop, faces) should not
@@ -11,7 +11,7 @@
 use std::path::Path;
 
 /// Binaries that run models on the GPU when there is one.
-const TORCH_BINS: &[&str] = &["train", "cifar-eval", "dedupe"];
+const TORCH_BINS: &[&str] = &["train", "cifar-eval", "dedupe", "sample"];
 
 fn main() {
     println!("cargo:rerun-if-env-changed=DEP_TCH_LIBTORCH_LIB");

@@ -9,6 +9,7 @@
 //! - [`dedupe`]: the dedupe stage (autoencoder semantic hashing, HNSW, clusters).
 //! - [`gan`]: the DCGAN presets and their training (tch).
 //! - [`eval`]: cifar-eval (features, the L2-SVM, the protocol).
+//! - [`plots`]: line plots and the confusion matrix as PNG (plotters, a compiled-in font).
 //! - [`report`]: the run's HTML report.
 
 pub mod config;
@@ -20,6 +21,7 @@ pub mod faces;
 pub mod fsutil;
 pub mod gan;
 pub mod imageops;
+pub mod plots;
 pub mod report;
 pub mod rng;
 pub mod stage;

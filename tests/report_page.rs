@@ -35,6 +35,11 @@ fn run_folder(run: &Path) {
         .output()
         .unwrap();
     assert!(train.status.success(), "{}", String::from_utf8_lossy(&train.stderr));
+    let sample = Command::new(env!("CARGO_BIN_EXE_sample"))
+        .args(["--generator", run.join("train").to_str().unwrap(), "--output", run.join("samples").to_str().unwrap(), "--samples", "16"])
+        .output()
+        .unwrap();
+    assert!(sample.status.success(), "{}", String::from_utf8_lossy(&sample.stderr));
 
     // dedupe: one cluster of three over the crop stage's images.
     std::fs::create_dir_all(run.join("dedupe/crops")).unwrap();
@@ -72,7 +77,7 @@ fn the_report_has_a_section_per_stage_with_embedded_images() {
     let out = report(&["--run", run.to_str().unwrap(), "--title", "test <run>"]);
     assert!(out.status.success());
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(stdout.contains("4 stage outputs"), "{stdout}");
+    assert!(stdout.contains("5 stage outputs"), "{stdout}");
     // Nothing but report.html was added or changed.
     let mut after = folder_bytes(&run, &[]);
     let page_at = after.iter().position(|(name, _)| name == "report.html").expect("report.html written");
@@ -81,7 +86,8 @@ fn the_report_has_a_section_per_stage_with_embedded_images() {
 
     assert!(html.starts_with("<!doctype html>") && html.trim_end().ends_with("</html>"));
     assert!(html.contains("<meta name=\"viewport\""), "phones need the viewport meta");
-    assert!(html.contains("<title>test &lt;run&gt;</title>"), "the title is escaped");
+    let escaped = ["<title>test &lt;run&gt;</title>", "<title>test &#60;run&#62;</title>"];
+    assert!(escaped.iter().any(|t| html.contains(t)) && !html.contains("test <run>"), "the title is escaped");
     for id in ["overview", "faces", "dedupe", "crop", "train", "cifar-eval", "timings"] {
         assert_eq!(html.matches(&format!("<section id=\"{id}\">")).count(), 1, "section {id}");
     }
@@ -98,7 +104,13 @@ fn the_report_has_a_section_per_stage_with_embedded_images() {
     };
     assert_eq!(in_section("dedupe", "crop"), 3, "the cluster's three members");
     assert_eq!(in_section("crop", "train"), 1, "one contact sheet");
-    assert!(in_section("train", "cifar-eval") >= 3, "sample grids of both epochs and the loss plot");
+    assert!(in_section("train", "cifar-eval") >= 5, "sample grids of both epochs, the loss plot, the sample stage's grid and walk");
+    // The walk sits next to the trained generator's samples, in the train section.
+    let train = &html[html.find("<section id=\"train\">").unwrap()..html.find("<section id=\"cifar-eval\">").unwrap()];
+    let (grid_at, walk_at) = (train.find("alt=\"samples\"").expect("the sample grid"), train.find("alt=\"latent walk\"").expect("the walk"));
+    assert!(grid_at < walk_at && train[grid_at..walk_at].matches("<figure>").count() == 1, "grid then walk, side by side");
+    assert!(train.contains("imagenet32 of width 8, stored as float32"), "what the pictures came from");
+    assert!(html.contains("<a href=\"#train\">sample</a>"), "the sample stage in the overview");
     let cifar = &html[html.find("<section id=\"cifar-eval\">").unwrap()..html.find("<section id=\"timings\">").unwrap()];
     assert_eq!(cifar.matches("<table class=\"confusion\">").count(), 1, "the confusion matrix");
     assert_eq!(cifar.matches("<td class=\"num\" style=").count(), 100, "10 x 10 cells");

@@ -3,7 +3,6 @@
 //! false positives would show first. Thumbnails are embedded as PNG data URIs.
 
 use std::collections::HashMap;
-use std::fmt::Write;
 
 use super::index::NearPair;
 
@@ -32,10 +31,34 @@ pub fn pairs_near_radius(pairs: &[NearPair], radius: u32, count: usize, seed: u6
 }
 
 
-use crate::report::html::escape;
+/// A thumbnail: the crop as a data URI (None: not readable), its source, whether it was kept.
+struct Thumb {
+    uri: Option<String>,
+    name: String,
+    kept: bool,
+}
 
-fn png_data_uri(pixels: &[u8], side: u32) -> String {
-    crate::report::html::rgb_data_uri(pixels, side, side)
+struct ClusterRow {
+    size: usize,
+    members: Vec<Thumb>,
+}
+
+struct PairRow {
+    a: Thumb,
+    b: Thumb,
+    distance: u32,
+}
+
+/// templates/dedupe.html.
+#[derive(askama::Template)]
+#[template(path = "dedupe.html")]
+struct PageView<'a> {
+    title: &'a str,
+    thumb: u32,
+    clusters: Vec<ClusterRow>,
+    pairs: Vec<PairRow>,
+    radius: u32,
+    radius_low: u32,
 }
 
 impl Page {
@@ -48,44 +71,20 @@ impl Page {
 
     /// The page, with `images` holding the crop of every index of [`Page::images`].
     pub fn render(&self, images: &HashMap<u32, Vec<u8>>, name: &dyn Fn(u32) -> String) -> String {
-        let img = |i: u32, class: &str| -> String {
-            let title = escape(&name(i));
-            match images.get(&i) {
-                Some(pixels) => format!("<img class=\"{class}\" src=\"{}\" title=\"{title}\" alt=\"{title}\">", png_data_uri(pixels, self.side)),
-                None => format!("<span title=\"{title}\">?</span>"),
-            }
+        let thumb = |i: u32, kept: bool| Thumb {
+            uri: images.get(&i).map(|pixels| crate::report::html::rgb_data_uri(pixels, self.side, self.side)),
+            name: name(i),
+            kept,
         };
-        let mut html = String::new();
-        let _ = write!(
-            html,
-            "<!doctype html><html><head><meta charset=\"utf-8\"><title>{0}</title><style>\
-             body{{font-family:sans-serif;margin:1em}} img{{width:{1}px;height:{1}px;margin:1px;image-rendering:pixelated}}\
-             img.kept{{outline:3px solid #2a2}} .row{{margin:.4em 0}} .pair{{display:inline-block;margin:.3em;padding:.2em;border:1px solid #ccc}}\
-             </style></head><body><h1>{0}</h1>\
-             <p>Hover an image for its source. Largest clusters first; the kept image is outlined in green.</p>",
-            escape(&self.title),
-            self.side.max(64)
-        );
-        let _ = write!(html, "<h2>{} largest clusters</h2>", self.clusters.len());
-        for c in &self.clusters {
-            let _ = write!(html, "<div class=\"row\"><b>{} images</b>{}<br>", c.size, if c.size > c.members.len() { " (first shown)" } else { "" });
-            for &m in &c.members {
-                html.push_str(&img(m, if m == c.kept { "kept" } else { "" }));
-            }
-            html.push_str("</div>");
-        }
-        let _ = write!(
-            html,
-            "<h2>{} random pairs at distance {} to {} bits</h2><p>The least similar pairs still called duplicates: count the false ones.</p>",
-            self.pairs.len(),
-            self.radius.saturating_sub(1),
-            self.radius
-        );
-        for p in &self.pairs {
-            let _ = write!(html, "<div class=\"pair\">{}{}<br>{} bits</div>", img(p.a, ""), img(p.b, ""), p.distance);
-        }
-        html.push_str("</body></html>\n");
-        html
+        let view = PageView {
+            title: &self.title,
+            thumb: self.side.max(64),
+            clusters: self.clusters.iter().map(|c| ClusterRow { size: c.size, members: c.members.iter().map(|&m| thumb(m, m == c.kept)).collect() }).collect(),
+            pairs: self.pairs.iter().map(|p| PairRow { a: thumb(p.a, false), b: thumb(p.b, false), distance: p.distance }).collect(),
+            radius: self.radius,
+            radius_low: self.radius.saturating_sub(1),
+        };
+        askama::Template::render(&view).expect("the dedupe template renders (it has no fallible parts)") + "\n"
     }
 }
 
@@ -99,5 +98,24 @@ mod tests {
         let picked = pairs_near_radius(&pairs, 8, 5, 1);
         assert!(!picked.is_empty() && picked.len() <= 5);
         assert!(picked.iter().all(|p| p.distance == 7 || p.distance == 8));
+    }
+
+    #[test]
+    fn the_page_escapes_names_marks_the_kept_image_and_embeds_crops() {
+        let page = Page {
+            title: "dedupe <test>".into(),
+            side: 2,
+            radius: 9,
+            clusters: vec![ClusterView { members: vec![0, 1], size: 3, kept: 1 }],
+            pairs: vec![NearPair { a: 0, b: 2, distance: 8 }],
+        };
+        let images: HashMap<u32, Vec<u8>> = [(0, vec![255u8; 12]), (1, vec![0u8; 12])].into_iter().collect();
+        let html = page.render(&images, &|i| format!("img\"{i}\".jpg"));
+        assert!(html.contains("<title>dedupe &#60;test&#62;</title>") || html.contains("<title>dedupe &lt;test&gt;</title>"), "{html}");
+        assert!(html.contains("title=\"img&#34;1&#34;.jpg\"") || html.contains("title=\"img&quot;1&quot;.jpg\""), "names are escaped in attributes");
+        assert_eq!(html.matches("class=\"kept\"").count(), 1, "only the kept member is outlined");
+        assert_eq!(html.matches("src=\"data:image/png;base64,").count(), 3, "two cluster members and one side of the pair");
+        assert!(html.contains("(first shown)") && html.contains("8 bits") && html.contains("distance 8 to 9 bits"));
+        assert!(html.contains("<span title="), "a crop that could not be read is a placeholder");
     }
 }

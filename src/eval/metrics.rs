@@ -42,29 +42,10 @@ impl ClassificationMetrics {
         out
     }
 
-    /// A heat map of the row-normalised matrix (true class down, predicted across; darker blue =
-    /// more), 32 px per cell. The numbers are in confusion.csv and metrics.json.
-    pub fn write_confusion_png(&self, path: &Path) -> anyhow::Result<()> {
-        const CELL: u32 = 32;
-        let k = self.confusion.len() as u32;
-        let mut img = image::RgbImage::from_pixel(k * CELL + 1, k * CELL + 1, image::Rgb([200, 200, 200]));
-        for (t, row) in self.confusion.iter().enumerate() {
-            let n = row.iter().sum::<usize>().max(1) as f64;
-            for (p, &v) in row.iter().enumerate() {
-                let share = v as f64 / n;
-                let shade = |full: f64| (255.0 - share * (255.0 - full)).round() as u8;
-                let colour = image::Rgb([shade(8.0), shade(48.0), shade(107.0)]);
-                for y in 1..CELL {
-                    for x in 1..CELL {
-                        img.put_pixel(p as u32 * CELL + x, t as u32 * CELL + y, colour);
-                    }
-                }
-            }
-        }
-        let mut bytes = Vec::new();
-        img.write_to(&mut std::io::Cursor::new(&mut bytes), image::ImageFormat::Png)?;
-        crate::fsutil::write_atomic(path, &bytes)?;
-        Ok(())
+    /// The matrix as a picture: class names on both axes, counts in the cells, shaded by their
+    /// share of the row (see [`crate::plots::render_confusion`]).
+    pub fn write_confusion_png(&self, names: &[&str], path: &Path) -> Result<(), crate::plots::PlotError> {
+        crate::plots::write_png(&crate::plots::render_confusion(&self.confusion, names, crate::plots::Text::On)?, path)
     }
 }
 

@@ -500,7 +500,7 @@ pub fn evaluate(config: &CifarEvalConfig, input: &Path, output: &Path, threads: 
     };
     let headline = report.test.as_ref().unwrap_or(&report.validation);
     fsutil::write_atomic(&output.join("metrics.json"), &serde_json::to_vec_pretty(&report)?)?;
-    headline.write_confusion_png(&output.join("confusion.png"))?;
+    headline.write_confusion_png(&CIFAR10_CLASSES, &output.join("confusion.png"))?;
     fsutil::write_atomic(&output.join("confusion.csv"), headline.confusion_csv(&CIFAR10_CLASSES).as_bytes())?;
     Ok(report)
 }

@@ -1,9 +1,10 @@
-//! The DCGAN: the paper's two presets, Adam with resumable state, training, and its pictures.
+//! The DCGAN: the paper's two presets, Adam with resumable state, training, and its pictures (sample grids, the latent walk).
 
 pub mod adam;
 pub mod export;
 pub mod models;
 pub mod plots;
+pub mod sample;
 pub mod trainer;
 
 pub use models::{Discriminator, Generator, Preset, Prior};

@@ -10,7 +10,8 @@ use tch::{nn, Device, Kind, Tensor};
 
 use super::adam::Adam;
 use super::models::{sample_z, Discriminator, Generator, Preset, Prior};
-use super::plots::{write_line_plot, write_sample_grid, Series};
+use super::plots::write_sample_grid;
+use crate::plots::{write_line_plot, LinePlot, Panel, Series};
 use crate::data::LabeledImages;
 use crate::fsutil;
 use crate::stage::progress::Progress;
@@ -292,13 +293,28 @@ fn write_losses(rows: &[LossRow], output: &Path) -> Result<()> {
     fsutil::write_atomic(&output.join("losses.csv"), csv.as_bytes())?;
     let pts = |f: fn(&LossRow) -> f64| rows.iter().map(|r| (r.step as f64, f(r))).collect::<Vec<_>>();
     let (ld, lg, dx, dgz) = (pts(|r| r.loss_d), pts(|r| r.loss_g), pts(|r| r.d_real), pts(|r| r.d_fake));
-    write_line_plot(
-        &[
-            vec![Series { color: [200, 30, 30], points: &ld }, Series { color: [30, 60, 200], points: &lg }],
-            vec![Series { color: [200, 30, 30], points: &dx }, Series { color: [30, 60, 200], points: &dgz }],
+    Ok(write_line_plot(&loss_plot(&ld, &lg, &dx, &dgz), &output.join("losses.png"))?)
+}
+
+/// Losses on top, D's mean outputs (probabilities, 0 to 1) below, over the step.
+pub fn loss_plot<'a>(ld: &'a [(f64, f64)], lg: &'a [(f64, f64)], dx: &'a [(f64, f64)], dgz: &'a [(f64, f64)]) -> LinePlot<'a> {
+    let (red, blue) = ([200, 30, 30], [30, 60, 200]);
+    LinePlot {
+        title: "Training: losses and D's outputs",
+        x_title: "step",
+        panels: vec![
+            Panel {
+                y_title: "loss",
+                y_range: None,
+                series: vec![Series { name: "D loss", color: red, points: ld, dots: false }, Series { name: "G loss", color: blue, points: lg, dots: false }],
+            },
+            Panel {
+                y_title: "D's mean output",
+                y_range: Some((0.0, 1.0)),
+                series: vec![Series { name: "D(x), real", color: red, points: dx, dots: false }, Series { name: "D(G(z)), generated", color: blue, points: dgz, dots: false }],
+            },
         ],
-        &output.join("losses.png"),
-    )
+    }
 }
 
 fn read_losses(path: &Path, up_to_step: u64) -> Result<Vec<LossRow>> {
