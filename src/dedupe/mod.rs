@@ -20,6 +20,7 @@ pub mod hash;
 pub mod index;
 pub mod report;
 pub mod run;
+pub mod scale_eval;
 
 use serde::{Deserialize, Serialize};
 
