@@ -27,7 +27,7 @@ export PATH := $(VENV)/bin:$(PATH)
 export LIBTORCH_USE_PYTORCH := 1
 export DCGAN_PYTHON := $(VENV)/bin/python
 
-.PHONY: help setup apt venv build demo test bench bench-faces bench-train bench-svm bench-dedupe eval-dedupe preprocess train select-d cifar-data cifar-eval
+.PHONY: help setup apt venv build demo test bench bench-faces bench-train bench-svm bench-dedupe eval-dedupe eval-dedupe-scale preprocess train select-d cifar-data cifar-eval
 
 help:
 	@echo "make demo        set up (apt, venv with torch, release build) and run the demo into $(OUT)/demo"
@@ -43,6 +43,7 @@ help:
 	@echo "make bench-svm   FEATURES=<cifar-eval output with save_features>: our L2-SVM vs sklearn LinearSVC"
 	@echo "make bench-dedupe 1,000,000 codes indexed and searched (time, memory); index vs brute force on 100,000"
 	@echo "make eval-dedupe  dedupe's labelled near-duplicate evaluation on EVAL_DIR (default ../shared/data/imagenet-samples)"
+	@echo "make eval-dedupe-scale  dedupe's removals scored on DEDUPE_SCALE_INPUT (default Tiny ImageNet's 100,000) with planted copies"
 
 setup: apt venv build
 
@@ -113,6 +114,12 @@ bench-dedupe: setup
 EVAL_DIR ?= ../shared/data/imagenet-samples
 eval-dedupe: setup
 	$(BIN)/dedupe --eval --input $(EVAL_DIR) --output $(OUT)/dedupe-eval
+
+# Dedupe at scale: every photo of a large real set plus edited copies of 2,000 of them, the removals
+# scored per radius and cluster rule beside pHash (CPU, a few minutes on Tiny ImageNet's 100,000).
+DEDUPE_SCALE_INPUT ?= ../shared/data/tiny-imagenet-32-train.tar.gz
+eval-dedupe-scale: setup
+	$(BIN)/dedupe --eval-scale --input $(DEDUPE_SCALE_INPUT) --output $(OUT)/dedupe-eval-scale --set dedupe.device=cpu
 
 bench-train: setup
 	bash benches/train_step_cpu.sh 5

@@ -6,6 +6,7 @@ use anyhow::{Context, Result};
 use clap::Parser;
 use dcgan_pipeline::dedupe::eval::{evaluate, EvalSettings, LabelledInputs};
 use dcgan_pipeline::dedupe::run::crops_dir;
+use dcgan_pipeline::dedupe::scale_eval::{evaluate as scale_evaluate, ScaleSet, ScaleSettings};
 use dcgan_pipeline::dedupe::{deduplicate, DedupeCrops};
 use dcgan_pipeline::fsutil::write_atomic;
 use dcgan_pipeline::stage::cli::{exit_with, load_config_or_print, run_stage};
@@ -13,8 +14,9 @@ use dcgan_pipeline::stage::{fingerprint, StageArgs};
 
 /// Removes near duplicates the DCGAN paper's way: a 3072-128-3072 de-noising, dropout-regularised
 /// ReLU autoencoder on 32x32 center crops; its code layer thresholded into 128 bits; equal codes
-/// grouped in one pass, codes within dedupe.radius bits found with an HNSW index; clusters joined
-/// by union-find; per cluster the image with the most source pixels kept (the first on ties).
+/// grouped in one pass, codes within dedupe.radius bits found by multi-index hashing; clusters
+/// formed around the best copies (most source pixels), each removed image within dedupe.radius of
+/// the image kept for it (dedupe.cluster_rule = "single_linkage": union-find, which chains).
 ///
 /// Writes to --output: images-00000.npy (the kept images, uint8, N x size x size x 3),
 /// labels.npy, manifest.jsonl (one row per input: kept, or skipped as a duplicate of which),
@@ -26,6 +28,9 @@ use dcgan_pipeline::stage::{fingerprint, StageArgs};
 /// With --eval: builds a labelled near-duplicate set from the photos at --input (edited copies
 /// mixed with distinct photos), prints precision and recall of the autoencoder hash and of pHash,
 /// writes eval.json and eval.md to --output.
+/// With --eval-scale: the same edits planted into a large real set (every photo at --input, e.g.
+/// Tiny ImageNet's 100,000), the removals scored per radius and cluster rule beside pHash;
+/// writes eval-scale.json and eval-scale.md to --output.
 /// Exit status: 0 done, 3 some inputs failed (listed in the manifest), 1 the stage could not
 /// run, 2 a bad command line.
 #[derive(Parser)]
@@ -43,11 +48,32 @@ struct Cli {
     #[arg(long)]
     eval: bool,
 
-    /// With --eval: edited copies per photo that gets copies.
+    /// Run the evaluation at scale on the photos at --input instead (all distinct but for the
+    /// copies the set already holds) with --planted of them given edited copies.
+    #[arg(long, conflicts_with = "eval")]
+    eval_scale: bool,
+
+    /// With --eval-scale: photos given edited copies, spread over the set.
+    #[arg(long, default_value_t = 2000)]
+    planted: usize,
+
+    /// With --eval-scale: radii scored, 0 up to this (autoencoder; pHash: --phash-max-radius).
+    #[arg(long, default_value_t = 20)]
+    max_radius: u32,
+
+    #[arg(long, default_value_t = 12)]
+    phash_max_radius: u32,
+
+    /// With --eval-scale: two originals whose 32x32 inputs differ by at most this many grey levels
+    /// on average count as one photo held twice.
+    #[arg(long, default_value_t = 4.0)]
+    same_photo_mad: f64,
+
+    /// With --eval / --eval-scale: edited copies per photo that gets copies.
     #[arg(long, default_value_t = 2)]
     copies: usize,
 
-    /// With --eval: use at most this many photos (0: all).
+    /// With --eval / --eval-scale: use at most this many photos (0: all).
     #[arg(long, default_value_t = 0)]
     limit: usize,
 }
@@ -73,6 +99,33 @@ fn run(cli: Cli) -> Result<i32> {
         write_atomic(&output.join("eval.md"), md.as_bytes())?;
         write_atomic(&output.join("eval.json"), &serde_json::to_vec_pretty(&report)?)?;
         print!("{md}");
+        return Ok(0);
+    }
+    if cli.eval_scale {
+        let input = args.input.as_deref().context("--eval-scale needs --input (photos: a folder or an archive)")?;
+        let settings = ScaleSettings {
+            planted: cli.planted,
+            copies: cli.copies,
+            max_radius: cli.max_radius,
+            phash_max_radius: cli.phash_max_radius,
+            same_photo_mad: cli.same_photo_mad,
+            detail_radius: config.dedupe.radius,
+            seed: config.dedupe.seed as u64,
+            limit: cli.limit,
+        };
+        let started = std::time::Instant::now();
+        let set = ScaleSet::build(input, &config.dedupe, &settings)?;
+        for (name, why) in &set.unreadable {
+            eprintln!("dedupe: warning: {name}: skipped, {why}");
+        }
+        eprintln!("dedupe: {} images ({} photos) prepared in {:.1} s", set.len(), set.planted.len(), started.elapsed().as_secs_f64());
+        let report = scale_evaluate(input, &set, &config.dedupe, &settings)?;
+        std::fs::create_dir_all(&output).with_context(|| format!("{}: cannot create", output.display()))?;
+        let md = report.markdown();
+        write_atomic(&output.join("eval-scale.md"), md.as_bytes())?;
+        write_atomic(&output.join("eval-scale.json"), &serde_json::to_vec_pretty(&report)?)?;
+        print!("{md}");
+        eprintln!("dedupe: evaluation at scale done in {:.1} s", started.elapsed().as_secs_f64());
         return Ok(0);
     }
     let stage = DedupeCrops::new(&config.dedupe);

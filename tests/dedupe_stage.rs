@@ -232,3 +232,49 @@ fn the_evaluation_prints_precision_and_recall_for_both_hashes() {
     assert_eq!(rows.iter().filter(|r| r["split"] == 0).count(), 15);
     assert_eq!(rows.iter().filter(|r| r["name"].as_str().unwrap().contains("#copy")).count(), 16);
 }
+
+#[test]
+fn the_evaluation_at_scale_scores_removals_per_radius_and_rule() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("photos");
+    copy_photos(&input);
+    // A photo the set already holds twice (byte-identical): one photo, not a false removal.
+    write(&input.join("zz-baboon-again.jpg"), &std::fs::read(input.join("baboon.jpg")).unwrap());
+    let output = dir.path().join("eval-scale");
+    let out = run_dedupe(&[
+        "--eval-scale", "-i", input.to_str().unwrap(), "-o", output.to_str().unwrap(),
+        "--planted", "5", "--copies", "1", "--max-radius", "8", "--phash-max-radius", "6",
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let printed = String::from_utf8_lossy(&out.stdout);
+    assert!(printed.contains("pHash") && printed.contains("around keeper") && printed.contains("single linkage"), "{printed}");
+    let report: Value = serde_json::from_slice(&std::fs::read(output.join("eval-scale.json")).unwrap()).unwrap();
+    let photos = PHOTOS.len() + 1;
+    // Every third photo (15 // 5) gets a copy: photos 0, 3, 6, 9, 12.
+    assert_eq!((report["photos"].as_u64().unwrap() as usize, report["planted_photos"].as_u64().unwrap()), (photos, 5));
+    assert_eq!(report["images"].as_u64().unwrap() as usize, photos + 5);
+    assert!(report["existing_copy_pairs"].as_u64().unwrap() >= 1, "the baboon pair: {}", report["existing_copy_pairs"]);
+    let curves = report["curves"].as_array().unwrap();
+    assert_eq!(curves.len(), 4);
+    for curve in curves {
+        let scores = curve["scores"].as_array().unwrap();
+        let max = if curve["method"] == "pHash" { 6 } else { 8 };
+        assert_eq!(scores.len(), max + 1, "{curve}");
+        for s in scores {
+            let (removed, correct) = (s["removed"].as_u64().unwrap(), s["correct"].as_u64().unwrap());
+            assert!(correct <= removed && s["false_removals"].as_u64().unwrap() == removed - correct, "{s}");
+            assert!(s["recall"].as_f64().unwrap() <= 1.0);
+        }
+        // Radius 0: the identical pair collides in both hashes, and it is a correct removal.
+        assert!(scores[0]["correct_existing"].as_u64().unwrap() >= 1, "{curve}");
+    }
+    // Single linkage has no more clusters than there are keepers around which to cluster.
+    for method in ["autoencoder", "pHash"] {
+        let removed = |rule: &str| -> Vec<u64> {
+            let c = curves.iter().find(|c| c["method"] == method && c["rule"] == rule).unwrap();
+            c["scores"].as_array().unwrap().iter().map(|s| s["removed"].as_u64().unwrap()).collect()
+        };
+        let (around, linked) = (removed("around_keeper"), removed("single_linkage"));
+        assert!(around.iter().zip(&linked).all(|(a, l)| a <= l), "{method}: {around:?} vs {linked:?}");
+    }
+}

@@ -233,9 +233,30 @@ pub fn downsample_to_input(images: &[u8], side: usize) -> Vec<u8> {
     out
 }
 
+/// Per N x 32 x 32 x 3 input: the standard deviation of its values (grey levels), how much the
+/// picture shows. Near-uniform pictures (sky, flat scans) have little, and their codes say little.
+pub fn detail(inputs: &[u8]) -> Vec<f32> {
+    use rayon::prelude::*;
+    inputs
+        .par_chunks_exact(INPUT_DIM)
+        .map(|x| {
+            let mean = x.iter().map(|&v| v as f64).sum::<f64>() / INPUT_DIM as f64;
+            (x.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / INPUT_DIM as f64).sqrt() as f32
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn detail_is_the_spread_of_the_values() {
+        let flat = vec![90u8; INPUT_DIM];
+        let halves: Vec<u8> = (0..INPUT_DIM).map(|i| if i < INPUT_DIM / 2 { 80 } else { 120 }).collect();
+        let d = detail(&[flat, halves].concat());
+        assert_eq!(d, vec![0.0, 20.0]);
+    }
 
     #[test]
     fn downsample_averages_blocks() {

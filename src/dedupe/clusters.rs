@@ -1,8 +1,10 @@
 //! From codes to clusters: exact collisions grouped in one pass over a hash map (the paper's
-//! linear-time semantic hashing), near pairs of the distinct codes joined by union-find, and the
-//! rule that keeps one image per cluster.
+//! linear-time semantic hashing), then near pairs of the distinct codes grouped by one of two
+//! rules ([`ClusterRule`]), each cluster keeping one image.
 
 use std::collections::HashMap;
+
+use serde::{Deserialize, Serialize};
 
 use super::hash::Code128;
 use super::index::NearPair;
@@ -70,6 +72,82 @@ impl UnionFind {
     }
 }
 
+/// How near pairs become clusters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ClusterRule {
+    /// Every removed image lies within the radius of the image kept for it ([`around_keepers`]).
+    AroundKeeper,
+    /// Union-find over the near pairs: a chain of near pairs joins its two ends, however far
+    /// apart they are ([`cluster`]).
+    SingleLinkage,
+}
+
+/// One cluster: its members in increasing order and the one kept.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cluster {
+    pub kept: u32,
+    pub members: Vec<u32>,
+}
+
+/// Clusters by `rule`, ordered by their smallest member; `source_pixels` picks the kept image.
+pub fn clusters_by(rule: ClusterRule, n: usize, groups: &[Vec<u32>], near: &[NearPair], source_pixels: &[u64]) -> Vec<Cluster> {
+    match rule {
+        ClusterRule::AroundKeeper => around_keepers(groups, near, source_pixels),
+        ClusterRule::SingleLinkage => cluster(n, groups, near)
+            .into_iter()
+            .map(|members| Cluster { kept: keeper(&members, source_pixels), members })
+            .collect(),
+    }
+}
+
+/// Clusters that do not chain. The exact groups are visited best copy first (most source pixels,
+/// then input order); each group not yet taken keeps its best image and takes every untaken group
+/// whose code lies within the radius of its own: neighbours of a neighbour are not taken through
+/// it. Every group member shares its group's code, so each removed image is within the radius of
+/// its keeper. (`near` indexes `groups`, as [`cluster`]'s does.)
+pub fn around_keepers(groups: &[Vec<u32>], near: &[NearPair], source_pixels: &[u64]) -> Vec<Cluster> {
+    // Each group's neighbours (CSR).
+    let mut starts = vec![0usize; groups.len() + 1];
+    for p in near {
+        starts[p.a as usize + 1] += 1;
+        starts[p.b as usize + 1] += 1;
+    }
+    for g in 0..groups.len() {
+        starts[g + 1] += starts[g];
+    }
+    let mut fill = starts.clone();
+    let mut neighbours = vec![0u32; starts[groups.len()]];
+    for p in near {
+        for (from, to) in [(p.a, p.b), (p.b, p.a)] {
+            neighbours[fill[from as usize]] = to;
+            fill[from as usize] += 1;
+        }
+    }
+    let best: Vec<u32> = groups.iter().map(|g| keeper(g, source_pixels)).collect();
+    let mut order: Vec<usize> = (0..groups.len()).collect();
+    order.sort_by_key(|&g| (std::cmp::Reverse(source_pixels[best[g] as usize]), best[g]));
+    let mut taken = vec![false; groups.len()];
+    let mut clusters = Vec::new();
+    for g in order {
+        if taken[g] {
+            continue;
+        }
+        taken[g] = true;
+        let mut members = groups[g].clone();
+        for &h in &neighbours[starts[g]..starts[g + 1]] {
+            if !taken[h as usize] {
+                taken[h as usize] = true;
+                members.extend_from_slice(&groups[h as usize]);
+            }
+        }
+        members.sort_unstable();
+        clusters.push(Cluster { kept: best[g], members });
+    }
+    clusters.sort_by_key(|c| c.members[0]);
+    clusters
+}
+
 /// Clusters of images: exact groups, joined wherever a near pair links two groups'
 /// representatives (`near` indexes `representatives`).
 pub fn cluster(n: usize, groups: &[Vec<u32>], near: &[NearPair]) -> Vec<Vec<u32>> {
@@ -112,6 +190,61 @@ mod tests {
         let near = [NearPair { a: 0, b: 1, distance: 2 }, NearPair { a: 1, b: 2, distance: 3 }];
         let clusters = cluster(5, &groups, &near);
         assert_eq!(clusters, vec![vec![0, 1, 2, 3], vec![4]]);
+    }
+
+    #[test]
+    fn around_keepers_do_not_chain() {
+        // Codes A = 0, B = 3 bits from A, C = 3 bits from B and 6 from A; radius 4: pairs A-B, B-C.
+        // A has the most pixels, so it keeps first and takes B; C is not within 4 of A and keeps
+        // itself. Single linkage puts all three together.
+        let groups = vec![vec![0], vec![1], vec![2]];
+        let near = [NearPair { a: 0, b: 1, distance: 3 }, NearPair { a: 1, b: 2, distance: 3 }];
+        let pixels = [900, 400, 400];
+        let around = clusters_by(ClusterRule::AroundKeeper, 3, &groups, &near, &pixels);
+        assert_eq!(around, vec![Cluster { kept: 0, members: vec![0, 1] }, Cluster { kept: 2, members: vec![2] }]);
+        let linked = clusters_by(ClusterRule::SingleLinkage, 3, &groups, &near, &pixels);
+        assert_eq!(linked, vec![Cluster { kept: 0, members: vec![0, 1, 2] }]);
+        // When B is the best copy it keeps, and both ends are within the radius of it.
+        let around = clusters_by(ClusterRule::AroundKeeper, 3, &groups, &near, &[100, 900, 100]);
+        assert_eq!(around, vec![Cluster { kept: 1, members: vec![0, 1, 2] }]);
+    }
+
+    #[test]
+    fn every_removed_image_is_within_the_radius_of_its_keeper() {
+        // Random codes on a 20-bit cube, many exact groups, all pairs within 5 bits.
+        let mut rng = crate::rng::SplitMix::new(11);
+        let codes: Vec<Code128> = (0..400).map(|_| Code128([rng.next() & 0xFFFFF & rng.next(), 0])).collect();
+        let groups = exact_groups(&codes);
+        let distinct: Vec<Code128> = groups.iter().map(|g| codes[g[0] as usize]).collect();
+        let radius = 5;
+        let mut near = Vec::new();
+        for a in 0..distinct.len() {
+            for b in a + 1..distinct.len() {
+                let distance = distinct[a].hamming(&distinct[b]);
+                if distance <= radius {
+                    near.push(NearPair { a: a as u32, b: b as u32, distance });
+                }
+            }
+        }
+        let pixels: Vec<u64> = (0..codes.len()).map(|_| rng.next() % 5).collect();
+        let mut seen = vec![0; codes.len()];
+        let clusters = clusters_by(ClusterRule::AroundKeeper, codes.len(), &groups, &near, &pixels);
+        let mut worst_linked = 0;
+        for c in &clusters {
+            assert!(c.members.contains(&c.kept));
+            for &m in &c.members {
+                seen[m as usize] += 1;
+                assert!(codes[m as usize].hamming(&codes[c.kept as usize]) <= radius, "{c:?}");
+            }
+        }
+        assert!(seen.iter().all(|&s| s == 1), "every image in exactly one cluster");
+        // Single linkage on the same pairs does chain (so the check above can fail).
+        for c in clusters_by(ClusterRule::SingleLinkage, codes.len(), &groups, &near, &pixels) {
+            for &m in &c.members {
+                worst_linked = worst_linked.max(codes[m as usize].hamming(&codes[c.kept as usize]));
+            }
+        }
+        assert!(worst_linked > radius, "{worst_linked}");
     }
 
     #[test]

@@ -6,8 +6,10 @@
 //!    reused); its code layer, thresholded, gives each image a 128-bit code.
 //! 3. Equal codes are grouped through a hash map in one pass (the paper's linear-time step); the
 //!    distinct codes are searched for every pair within `radius` bits, exactly by multi-index
-//!    hashing (`search = "exact"`, the default) or through an hnsw_rs graph (`"hnsw"`); union-find
-//!    joins both into clusters, of which one image each is kept ([`clusters::keeper`]).
+//!    hashing (`search = "exact"`, the default) or through an hnsw_rs graph (`"hnsw"`); clusters
+//!    form around kept images, each removed image within the radius of its keeper
+//!    (`cluster_rule = "around_keeper"`, the default), or by union-find over the pairs
+//!    (`"single_linkage"`, which chains); one image per cluster is kept ([`clusters`]).
 //! 4. Outputs: the kept images packed (the training set), clusters and pairs (JSONL), an HTML
 //!    page for visual inspection, the codes, the model.
 
@@ -18,6 +20,7 @@ pub mod hash;
 pub mod index;
 pub mod report;
 pub mod run;
+pub mod scale_eval;
 
 use serde::{Deserialize, Serialize};
 
@@ -62,6 +65,8 @@ pub struct DedupeConfig {
     /// How near pairs are found among the distinct codes: exact (multi-index hashing, every pair
     /// within the radius) or hnsw (hnsw_rs's approximate graph, the settings below).
     pub search: NearSearch,
+    /// How near pairs become clusters: around kept images (no chains) or single linkage.
+    pub cluster_rule: clusters::ClusterRule,
     /// HNSW: links per node (M), build and search candidate lists, neighbours asked per code.
     pub max_connections: usize,
     pub ef_construction: usize,

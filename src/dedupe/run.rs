@@ -10,7 +10,7 @@ use serde::Serialize;
 use serde_json::{json, Value};
 
 use super::autoencoder::{downsample_to_input, Autoencoder, INPUT_DIM};
-use super::clusters::{cluster, exact_groups, keeper};
+use super::clusters::{clusters_by, exact_groups, ClusterRule};
 use super::hash::{bit_usage, Code128};
 use super::index::{index_pairs, multi_index_pairs, NearPair};
 use super::DedupeConfig;
@@ -103,7 +103,7 @@ fn model_fingerprint(config: &DedupeConfig, crops_fingerprint: &str) -> String {
 }
 
 /// Rows `0, step, 2 step, ...`: an even spread of at most `limit` of `n` images (0 = all).
-fn sample_rows(n: usize, limit: usize) -> Vec<usize> {
+pub(crate) fn sample_rows(n: usize, limit: usize) -> Vec<usize> {
     if limit == 0 || limit >= n {
         return (0..n).collect();
     }
@@ -190,10 +190,9 @@ pub fn deduplicate(config: &DedupeConfig, output: &Path, model_path: Option<&Pat
         super::NearSearch::Exact => multi_index_pairs(&distinct, config.radius),
         super::NearSearch::Hnsw => index_pairs(&distinct, config.radius, &config.index_params()),
     };
-    let clusters = cluster(n, &groups, &near);
-    timings.insert("index_and_cluster", started.elapsed().as_secs_f64());
+    timings.insert("index", started.elapsed().as_secs_f64());
 
-    // Keep one per cluster.
+    // Clusters, each keeping one image.
     let pixels: Vec<u64> = row_of
         .iter()
         .map(|&r| {
@@ -201,13 +200,16 @@ pub fn deduplicate(config: &DedupeConfig, output: &Path, model_path: Option<&Pat
             d.get("width").and_then(Value::as_u64).unwrap_or(0) * d.get("height").and_then(Value::as_u64).unwrap_or(0)
         })
         .collect();
+    let started = Instant::now();
+    let clusters = clusters_by(config.cluster_rule, n, &groups, &near, &pixels);
+    timings.insert("cluster", started.elapsed().as_secs_f64());
     let mut kept_of = vec![0u32; n];
     let mut cluster_of = vec![0usize; n];
     let mut kept = vec![false; n];
-    for (c, members) in clusters.iter().enumerate() {
-        let k = keeper(members, &pixels);
+    for (c, cluster) in clusters.iter().enumerate() {
+        let k = cluster.kept;
         kept[k as usize] = true;
-        for &m in members {
+        for &m in &cluster.members {
             kept_of[m as usize] = k;
             cluster_of[m as usize] = c;
         }
@@ -265,7 +267,7 @@ pub fn deduplicate(config: &DedupeConfig, output: &Path, model_path: Option<&Pat
     fsutil::write_atomic(&output.join("kept.txt"), kept_list.as_bytes())?;
 
     // Clusters (two or more members, largest first) and pairs, as JSONL.
-    let mut multi: Vec<&Vec<u32>> = clusters.iter().filter(|c| c.len() > 1).collect();
+    let mut multi: Vec<&Vec<u32>> = clusters.iter().map(|c| &c.members).filter(|c| c.len() > 1).collect();
     multi.sort_by_key(|c| (std::cmp::Reverse(c.len()), c[0]));
     let mut text = Vec::new();
     for members in &multi {
@@ -354,7 +356,11 @@ pub fn deduplicate(config: &DedupeConfig, output: &Path, model_path: Option<&Pat
             "distinct_codes": groups.len(),
             "near_pairs_between_distinct_codes": summary.near_pairs,
         },
-        "keep_rule": "per cluster, the image with the most source pixels; the first in input order among equals",
+        "cluster_rule": config.cluster_rule,
+        "keep_rule": match config.cluster_rule {
+            ClusterRule::AroundKeeper => "best copies first (most source pixels, then input order): each keeps itself and takes the untaken images within the radius of it",
+            ClusterRule::SingleLinkage => "per cluster, the image with the most source pixels; the first in input order among equals",
+        },
         "codes": {"constant_bits": dead, "mean_bits_set": usage.iter().sum::<f64>()},
         "model": {"path": summary.model, "trained_now": trained},
         "outputs": {

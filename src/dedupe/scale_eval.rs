@@ -1,0 +1,631 @@
+//! The evaluation at scale: every photo of a large real set (e.g. Tiny ImageNet's 100,000) plus
+//! edited copies of a few thousand of them, run through the stage's own path (decode, crop, the
+//! autoencoder trained on the whole set, exact search, clusters). It scores the removals
+//! themselves, per radius and cluster rule, beside pHash clustered the same way.
+//!
+//! Labels. A removal is correct when the removed image and its keeper show the same photo: one
+//! source photo's original and planted copies, or two originals the set already holds twice. The
+//! latter are found without either hash deciding: among the pairs either hash calls near at its
+//! largest radius, two originals whose 32x32 inputs differ by at most `same_photo_mad` grey levels
+//! on average (mean absolute difference) are one photo. Recall counts the planted copies only
+//! (the removals the labels fully know), so the already-present copies cannot flatter it.
+
+use std::collections::HashMap;
+use std::ops::ControlFlow;
+use std::path::Path;
+
+use anyhow::{bail, Context, Result};
+use image::RgbImage as Image;
+use image_hasher::{HashAlg, HasherConfig};
+use rayon::prelude::*;
+use serde::Serialize;
+
+use super::autoencoder::{downsample_to_input, Autoencoder, INPUT_DIM};
+use super::clusters::{clusters_by, exact_groups, Cluster, ClusterRule, UnionFind};
+use super::eval::{edited_copy, Rng};
+use super::hash::Code128;
+use super::index::{multi_index_pairs, NearPair};
+use super::DedupeConfig;
+use crate::data::ImageSource;
+use crate::imageops::{decode_rgb_with_libjpeg, min_resize_center_crop, DecodeOptions};
+
+/// Settings of the evaluation at scale.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct ScaleSettings {
+    /// Photos that get edited copies, spread evenly over the set.
+    pub planted: usize,
+    /// Edited copies of each of them.
+    pub copies: usize,
+    /// Radii 0..=this are scored for the autoencoder (of 128 bits) and pHash (of 64).
+    pub max_radius: u32,
+    pub phash_max_radius: u32,
+    /// Two originals at most this far apart (mean absolute difference of their 32x32 inputs, grey
+    /// levels) are one photo held twice.
+    pub same_photo_mad: f64,
+    /// The radius at which removals are broken down by the images' detail.
+    pub detail_radius: u32,
+    pub seed: u64,
+    /// Use at most this many photos (0: all).
+    pub limit: usize,
+}
+
+/// The set as the stage sees it, one entry per image (originals in input order, each followed by
+/// its copies).
+pub struct ScaleSet {
+    pub names: Vec<String>,
+    /// The source photo of each image.
+    pub photo: Vec<u32>,
+    /// Per photo: whether it got copies.
+    pub planted: Vec<bool>,
+    /// Per photo: its original's image.
+    pub original: Vec<u32>,
+    /// Decoded source pixels (the keeper rule's "best copy").
+    pub pixels: Vec<u64>,
+    /// N x 32 x 32 x 3, the autoencoder's input.
+    pub small: Vec<u8>,
+    pub phash: Vec<u64>,
+    /// Records that could not be decoded, with the reason.
+    pub unreadable: Vec<(String, String)>,
+}
+
+struct Prepared {
+    pixels: u64,
+    small: Vec<u8>,
+    phash: u64,
+}
+
+impl ScaleSet {
+    pub fn build(input: &Path, config: &DedupeConfig, settings: &ScaleSettings) -> Result<Self> {
+        let source = ImageSource::open(input).context("cannot open the evaluation photos")?;
+        let mut records: Vec<(String, Vec<u8>)> = Vec::new();
+        let mut unreadable = Vec::new();
+        source.for_each_record(&|_| true, config.max_file_bytes, &mut |record| {
+            match record.load(config.max_file_bytes) {
+                Ok(bytes) => records.push((record.name.clone(), bytes.into_owned())),
+                Err(e) => unreadable.push((record.name.clone(), e)),
+            }
+            if settings.limit > 0 && records.len() >= settings.limit {
+                ControlFlow::Break(())
+            } else {
+                ControlFlow::Continue(())
+            }
+        })?;
+        let size = config.size;
+        let options = DecodeOptions { max_pixels: config.max_pixels, min_decoded_side: config.dct_scaling.then_some(size * config.min_decoded_factor) };
+        let phasher = HasherConfig::new().hash_size(8, 8).hash_alg(HashAlg::Median).preproc_dct().to_hasher();
+        let prepare = |bytes: &[u8]| -> Result<(Prepared, crate::imageops::RgbImage), String> {
+            let decoded = decode_rgb_with_libjpeg(bytes, &options).map_err(|e| e.to_string())?;
+            let crop = min_resize_center_crop(&decoded.image, size);
+            let img = Image::from_raw(size, size, crop.pixels.clone()).expect("crop size");
+            let hash = phasher.hash_image(&img).as_bytes().to_vec();
+            let prepared = Prepared {
+                pixels: decoded.source_width as u64 * decoded.source_height as u64,
+                small: downsample_to_input(&crop.pixels, size as usize),
+                phash: u64::from_le_bytes(hash[..8].try_into().expect("64-bit pHash")),
+            };
+            Ok((prepared, decoded.image))
+        };
+        // Planted photos: every step-th record.
+        let step = (records.len() / settings.planted.max(1)).max(1);
+        let per_photo: Vec<Result<Vec<(String, Prepared)>, (String, String)>> = records
+            .par_iter()
+            .enumerate()
+            .map(|(i, (name, bytes))| {
+                let (original, decoded) = prepare(bytes).map_err(|e| (name.clone(), e))?;
+                let mut out = vec![(name.clone(), original)];
+                if i % step == 0 && i / step < settings.planted {
+                    let photo = Image::from_raw(decoded.width, decoded.height, decoded.pixels).expect("decoded size");
+                    let mut rng = Rng::new(settings.seed ^ (i as u64).wrapping_mul(0x2545_F491_4F6C_DD1D));
+                    for c in 0..settings.copies {
+                        let (bytes, _) = edited_copy(&photo, &mut rng);
+                        let copy = prepare(&bytes).map_err(|e| (format!("{name}#copy{c}"), e))?;
+                        out.push((format!("{name}#copy{c}"), copy.0));
+                    }
+                }
+                Ok(out)
+            })
+            .collect();
+        let mut set = ScaleSet {
+            names: Vec::new(),
+            photo: Vec::new(),
+            planted: Vec::new(),
+            original: Vec::new(),
+            pixels: Vec::new(),
+            small: Vec::new(),
+            phash: Vec::new(),
+            unreadable,
+        };
+        for result in per_photo {
+            match result {
+                Ok(images) => {
+                    let p = set.planted.len() as u32;
+                    set.planted.push(images.len() > 1);
+                    set.original.push(set.names.len() as u32);
+                    for (name, prepared) in images {
+                        set.names.push(name);
+                        set.photo.push(p);
+                        set.pixels.push(prepared.pixels);
+                        set.small.extend(prepared.small);
+                        set.phash.push(prepared.phash);
+                    }
+                }
+                Err(bad) => set.unreadable.push(bad),
+            }
+        }
+        if set.planted.len() < 8 {
+            bail!("{}: {} decodable photos; the evaluation needs at least 8", input.display(), set.planted.len());
+        }
+        Ok(set)
+    }
+
+    pub fn len(&self) -> usize {
+        self.names.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.names.is_empty()
+    }
+
+    fn input(&self, i: u32) -> &[u8] {
+        &self.small[i as usize * INPUT_DIM..(i as usize + 1) * INPUT_DIM]
+    }
+}
+
+/// Mean absolute difference of two inputs, grey levels.
+fn mad(a: &[u8], b: &[u8]) -> f64 {
+    a.iter().zip(b).map(|(&x, &y)| (x as i32 - y as i32).unsigned_abs() as u64).sum::<u64>() as f64 / a.len() as f64
+}
+
+/// True groups: photos, merged where two originals are one photo held twice.
+pub struct Truth {
+    /// Per image, its true group and its source photo.
+    pub group: Vec<u32>,
+    pub photo: Vec<u32>,
+    /// Per group: images, and whether it holds a planted photo.
+    pub size: Vec<u32>,
+    pub planted: Vec<bool>,
+    /// Pairs of originals found to be one photo.
+    pub existing_pairs: usize,
+}
+
+impl Truth {
+    /// `candidates`: image pairs to check (those the hashes call near at their largest radius).
+    pub fn new(set: &ScaleSet, candidates: &[(u32, u32)], same_photo_mad: f64) -> Self {
+        let photos = set.planted.len();
+        let mut photo_pairs: Vec<(u32, u32)> = candidates
+            .iter()
+            .map(|&(a, b)| {
+                let (pa, pb) = (set.photo[a as usize], set.photo[b as usize]);
+                (pa.min(pb), pa.max(pb))
+            })
+            .filter(|(a, b)| a != b)
+            .collect();
+        photo_pairs.par_sort_unstable();
+        photo_pairs.dedup();
+        let same: Vec<(u32, u32)> = photo_pairs
+            .into_par_iter()
+            .filter(|&(a, b)| mad(set.input(set.original[a as usize]), set.input(set.original[b as usize])) <= same_photo_mad)
+            .collect();
+        let mut sets = UnionFind::new(photos);
+        for &(a, b) in &same {
+            sets.union(a, b);
+        }
+        let mut id_of_root: HashMap<u32, u32> = HashMap::new();
+        let photo_group: Vec<u32> = (0..photos as u32)
+            .map(|p| {
+                let root = sets.find(p);
+                let next = id_of_root.len() as u32;
+                *id_of_root.entry(root).or_insert(next)
+            })
+            .collect();
+        let groups = id_of_root.len();
+        let mut size = vec![0u32; groups];
+        let mut planted = vec![false; groups];
+        let group: Vec<u32> = set.photo.iter().map(|&p| photo_group[p as usize]).collect();
+        for &g in &group {
+            size[g as usize] += 1;
+        }
+        for (p, &g) in photo_group.iter().enumerate() {
+            planted[g as usize] |= set.planted[p];
+        }
+        Self { group, photo: set.photo.clone(), size, planted, existing_pairs: same.len() }
+    }
+
+    /// Pairs of images of different true groups.
+    fn distinct_pairs(&self) -> f64 {
+        let n = self.group.len() as f64;
+        n * (n - 1.0) / 2.0 - self.size.iter().map(|&s| s as f64 * (s as f64 - 1.0) / 2.0).sum::<f64>()
+    }
+}
+
+/// The removals of one clustering, scored.
+#[derive(Debug, Clone, Serialize)]
+pub struct Score {
+    pub radius: u32,
+    pub removed: u64,
+    pub correct: u64,
+    /// Correct removals of an original under another original (a photo the set already held twice).
+    pub correct_existing: u64,
+    pub precision: f64,
+    /// Of the planted copies' removals (per planted group, its images less one).
+    pub recall: f64,
+    /// Removed images whose keeper shows another photo.
+    pub false_removals: u64,
+    /// True groups no image of which is kept, and their share of all true groups.
+    pub photos_lost: u64,
+    pub photos_lost_fraction: f64,
+    /// The largest cluster holding more than one true group (0 when none does), and their count.
+    pub largest_mixed_cluster: usize,
+    pub mixed_clusters: usize,
+    pub largest_cluster: usize,
+}
+
+/// Scores one clustering against the truth.
+pub fn score(radius: u32, clusters: &[Cluster], truth: &Truth) -> Score {
+    let groups = truth.size.len();
+    let mut kept_in_group = vec![false; groups];
+    let mut correct_in_planted = 0u64;
+    let (mut removed, mut correct, mut correct_existing) = (0u64, 0u64, 0u64);
+    let (mut largest_mixed, mut mixed, mut largest) = (0, 0, 0);
+    for c in clusters {
+        let kg = truth.group[c.kept as usize];
+        kept_in_group[kg as usize] = true;
+        largest = largest.max(c.members.len());
+        let mut is_mixed = false;
+        for &m in &c.members {
+            let g = truth.group[m as usize];
+            is_mixed |= g != kg;
+            if m == c.kept {
+                continue;
+            }
+            removed += 1;
+            if g == kg {
+                correct += 1;
+                correct_in_planted += truth.planted[g as usize] as u64;
+                correct_existing += (truth.photo[m as usize] != truth.photo[c.kept as usize]) as u64;
+            }
+        }
+        if is_mixed {
+            mixed += 1;
+            largest_mixed = largest_mixed.max(c.members.len());
+        }
+    }
+    let planted_removals: u64 = truth.size.iter().zip(&truth.planted).filter(|(_, &p)| p).map(|(&s, _)| s as u64 - 1).sum();
+    let photos_lost = kept_in_group.iter().filter(|&&k| !k).count() as u64;
+    Score {
+        radius,
+        removed,
+        correct,
+        correct_existing,
+        precision: if removed > 0 { correct as f64 / removed as f64 } else { 1.0 },
+        recall: correct_in_planted as f64 / planted_removals.max(1) as f64,
+        false_removals: removed - correct,
+        photos_lost,
+        photos_lost_fraction: photos_lost as f64 / groups as f64,
+        largest_mixed_cluster: largest_mixed,
+        mixed_clusters: mixed,
+        largest_cluster: largest,
+    }
+}
+
+/// One hash under one cluster rule, over radii.
+#[derive(Debug, Clone, Serialize)]
+pub struct ScaleCurve {
+    pub method: String,
+    pub rule: ClusterRule,
+    pub scores: Vec<Score>,
+}
+
+/// Pairs of images of different true groups within each radius, per pair of distinct images.
+#[derive(Debug, Clone, Serialize)]
+pub struct PairRate {
+    pub method: String,
+    /// By radius: false pairs, and false pairs per distinct pair.
+    pub false_pairs: Vec<u64>,
+    pub rate: Vec<f64>,
+}
+
+/// Removals at `detail_radius` (around keepers, autoencoder) whose smaller signal (detail, bits
+/// set) lies below `below` and at or above the row before's.
+#[derive(Debug, Clone, Serialize)]
+pub struct DetailRow {
+    pub below: f32,
+    pub images: u64,
+    pub correct: u64,
+    pub false_removals: u64,
+}
+
+/// Images and removals binned by `value` (a removal by the smaller value of removed and keeper).
+fn by_signal(value: &[f32], bounds: &[f32], clusters: &[Cluster], truth: &Truth) -> Vec<DetailRow> {
+    let mut rows: Vec<DetailRow> = bounds.iter().map(|&below| DetailRow { below, images: 0, correct: 0, false_removals: 0 }).collect();
+    let bin = |d: f32| bounds.iter().position(|&b| d < b).unwrap_or(bounds.len() - 1);
+    for &d in value {
+        rows[bin(d)].images += 1;
+    }
+    for c in clusters {
+        for &m in c.members.iter().filter(|&&m| m != c.kept) {
+            let row = &mut rows[bin(value[m as usize].min(value[c.kept as usize]))];
+            if truth.group[m as usize] == truth.group[c.kept as usize] {
+                row.correct += 1;
+            } else {
+                row.false_removals += 1;
+            }
+        }
+    }
+    rows
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ScaleReport {
+    pub input: String,
+    pub settings: ScaleSettings,
+    pub photos: usize,
+    pub images: usize,
+    pub planted_photos: usize,
+    pub unreadable: Vec<(String, String)>,
+    pub existing_copy_pairs: usize,
+    pub distinct_pairs: f64,
+    pub curves: Vec<ScaleCurve>,
+    pub pair_rates: Vec<PairRate>,
+    pub detail: Vec<DetailRow>,
+    pub bits_set: Vec<DetailRow>,
+    pub timings_s: HashMap<&'static str, f64>,
+}
+
+pub const AE: &str = "autoencoder";
+pub const PHASH: &str = "pHash";
+
+/// The near pairs of a hash's distinct codes, every radius up to `max_radius`.
+struct Searched {
+    groups: Vec<Vec<u32>>,
+    near: Vec<NearPair>,
+}
+
+fn search(codes: &[Code128], max_radius: u32, scale: u32) -> Searched {
+    let groups = exact_groups(codes);
+    let distinct: Vec<Code128> = groups.iter().map(|g| codes[g[0] as usize]).collect();
+    let mut near = multi_index_pairs(&distinct, max_radius * scale);
+    for p in &mut near {
+        p.distance /= scale;
+    }
+    near.sort_by_key(|p| p.distance);
+    Searched { groups, near }
+}
+
+impl Searched {
+
+    fn within(&self, radius: u32) -> &[NearPair] {
+        &self.near[..self.near.partition_point(|p| p.distance <= radius)]
+    }
+
+    /// Image pairs each standing for a near pair or an exact group member.
+    fn image_pairs(&self) -> impl Iterator<Item = (u32, u32)> + '_ {
+        let exact = self.groups.iter().flat_map(|g| g[1..].iter().map(move |&m| (g[0], m)));
+        exact.chain(self.near.iter().map(|p| (self.groups[p.a as usize][0], self.groups[p.b as usize][0])))
+    }
+
+    /// Per radius, pairs of images of different true groups.
+    fn false_pairs(&self, truth: &Truth, max_radius: u32) -> Vec<u64> {
+        let mut by_distance = vec![0u64; max_radius as usize + 1];
+        let g = |i: &u32| truth.group[*i as usize];
+        for group in &self.groups {
+            let mut count: HashMap<u32, u64> = HashMap::new();
+            for m in group {
+                *count.entry(g(m)).or_default() += 1;
+            }
+            let s = group.len() as u64;
+            by_distance[0] += s * (s - 1) / 2 - count.values().map(|c| c * (c - 1) / 2).sum::<u64>();
+        }
+        for p in &self.near {
+            let (a, b) = (&self.groups[p.a as usize], &self.groups[p.b as usize]);
+            let differing = if a.len() == 1 && b.len() == 1 {
+                (g(&a[0]) != g(&b[0])) as u64
+            } else {
+                a.iter().map(|x| b.iter().filter(|y| g(x) != g(y)).count() as u64).sum()
+            };
+            by_distance[p.distance as usize] += differing;
+        }
+        by_distance
+            .iter()
+            .scan(0, |sum, &c| {
+                *sum += c;
+                Some(*sum)
+            })
+            .collect()
+    }
+}
+
+/// Runs the evaluation: trains the autoencoder on the whole set (as the stage does), hashes,
+/// searches, clusters at every radius under both rules, and scores.
+pub fn evaluate(input: &Path, set: &ScaleSet, config: &DedupeConfig, settings: &ScaleSettings) -> Result<ScaleReport> {
+    let mut timings = HashMap::new();
+    let device = config.device().map_err(anyhow::Error::msg)?;
+    let n = set.len();
+
+    let started = std::time::Instant::now();
+    let picked = super::run::sample_rows(n, config.ae_sample);
+    let sample: Vec<u8> = picked.iter().flat_map(|&i| set.input(i as u32).iter().copied()).collect();
+    let mut model = Autoencoder::new(device, config.ae_centre_images);
+    model.train(&sample, &config.train_settings());
+    let codes = model.codes(&set.small, config.threshold);
+    timings.insert("model_and_codes", started.elapsed().as_secs_f64());
+
+    let detail = super::autoencoder::detail(&set.small);
+    let started = std::time::Instant::now();
+    let ae = search(&codes, settings.max_radius, 1);
+    timings.insert("search_autoencoder", started.elapsed().as_secs_f64());
+    let started = std::time::Instant::now();
+    // pHash's 64 bits, written twice into a 128-bit code: distances double, the search is exact.
+    let doubled: Vec<Code128> = set.phash.iter().map(|&h| Code128([h, h])).collect();
+    let phash = search(&doubled, settings.phash_max_radius, 2);
+    timings.insert("search_phash", started.elapsed().as_secs_f64());
+
+    let started = std::time::Instant::now();
+    let candidates: Vec<(u32, u32)> = ae.image_pairs().chain(phash.image_pairs()).collect();
+    let truth = Truth::new(set, &candidates, settings.same_photo_mad);
+
+    let mut curves = Vec::new();
+    let mut pair_rates = Vec::new();
+    let distinct_pairs = truth.distinct_pairs();
+    for (method, searched, max_radius) in [(AE, &ae, settings.max_radius), (PHASH, &phash, settings.phash_max_radius)] {
+        for rule in [ClusterRule::AroundKeeper, ClusterRule::SingleLinkage] {
+            let scores: Vec<Score> = (0..=max_radius)
+                .into_par_iter()
+                .map(|r| score(r, &clusters_by(rule, n, &searched.groups, searched.within(r), &set.pixels), &truth))
+                .collect();
+            curves.push(ScaleCurve { method: method.into(), rule, scores });
+        }
+        let false_pairs = searched.false_pairs(&truth, max_radius);
+        let rate = false_pairs.iter().map(|&f| f as f64 / distinct_pairs).collect();
+        pair_rates.push(PairRate { method: method.into(), false_pairs, rate });
+    }
+
+    // Removals at one radius by two cheap signals of a low-content image: is one behind the
+    // false ones? The detail of the less detailed image of removed and keeper, and the fewer bits
+    // set of their two codes.
+    let radius = settings.detail_radius.min(settings.max_radius);
+    let clusters = clusters_by(ClusterRule::AroundKeeper, n, &ae.groups, ae.within(radius), &set.pixels);
+    let rows = by_signal(&detail, &[4.0, 8.0, 12.0, 16.0, 24.0, 32.0, 48.0, f32::INFINITY], &clusters, &truth);
+    let bits_set: Vec<f32> = codes.iter().map(|c| (c.0[0].count_ones() + c.0[1].count_ones()) as f32).collect();
+    let bit_rows = by_signal(&bits_set, &[8.0, 16.0, 24.0, 32.0, 40.0, 48.0, 64.0, f32::INFINITY], &clusters, &truth);
+    timings.insert("cluster_and_score", started.elapsed().as_secs_f64());
+
+    Ok(ScaleReport {
+        input: input.display().to_string(),
+        settings: *settings,
+        photos: set.planted.len(),
+        images: n,
+        planted_photos: set.planted.iter().filter(|&&p| p).count(),
+        unreadable: set.unreadable.clone(),
+        existing_copy_pairs: truth.existing_pairs,
+        distinct_pairs,
+        curves,
+        pair_rates,
+        detail: rows,
+        bits_set: bit_rows,
+        timings_s: timings,
+    })
+}
+
+impl ScaleReport {
+    /// The highest recall at precision >= `target` of a curve, with its score.
+    pub fn best_at(&self, method: &str, rule: ClusterRule, target: f64) -> Option<&Score> {
+        let curve = self.curves.iter().find(|c| c.method == method && c.rule == rule)?;
+        curve.scores.iter().filter(|s| s.precision >= target && s.correct > 0).max_by(|a, b| a.recall.total_cmp(&b.recall).then(b.radius.cmp(&a.radius)))
+    }
+
+    pub fn markdown(&self) -> String {
+        let rule_name = |r: ClusterRule| match r {
+            ClusterRule::AroundKeeper => "around keeper",
+            ClusterRule::SingleLinkage => "single linkage",
+        };
+        let mut md = format!(
+            "{} photos from {} -> {} images: {} photos with {} edited copies each (planted). {} pairs of originals found to be one photo held twice (32x32 inputs within a mean absolute difference of {} grey levels, among the pairs either hash calls near at its largest radius). {} records unreadable.\n\n",
+            self.photos, self.input, self.images, self.planted_photos, self.settings.copies, self.existing_copy_pairs, self.settings.same_photo_mad, self.unreadable.len()
+        );
+        md.push_str("Precision: removals whose keeper shows the same photo. Recall: of the planted copies' removals. Lost: photos of which no image is kept. Mixed: the largest cluster holding more than one photo.\n\n");
+        md.push_str("Highest recall at a precision, whatever the radius (radius, recall, photos lost, largest mixed cluster):\n\n| hash, clusters | precision >= 0.99 | >= 0.999 |\n|---|---|---|\n");
+        for c in &self.curves {
+            let cells: Vec<String> = [0.99, 0.999]
+                .iter()
+                .map(|&t| {
+                    self.best_at(&c.method, c.rule, t).map_or("-".into(), |s| {
+                        format!("r {}: recall {:.4}, lost {} ({:.3}%), mixed {}", s.radius, s.recall, s.photos_lost, 100.0 * s.photos_lost_fraction, s.largest_mixed_cluster)
+                    })
+                })
+                .collect();
+            md.push_str(&format!("| {}, {} | {} |\n", c.method, rule_name(c.rule), cells.join(" | ")));
+        }
+        for c in &self.curves {
+            let rates = self.pair_rates.iter().find(|r| r.method == c.method).expect("a rate per method");
+            md.push_str(&format!(
+                "\n{}, clusters {}:\n\n| radius | removed | precision | recall | false removals | of which existing copies correct | photos lost | lost % | largest mixed cluster | mixed clusters | false pairs | per 10^9 distinct pairs |\n|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
+                c.method,
+                rule_name(c.rule)
+            ));
+            for s in &c.scores {
+                md.push_str(&format!(
+                    "| {} | {} | {:.4} | {:.4} | {} | {} | {} | {:.3} | {} | {} | {} | {:.2} |\n",
+                    s.radius,
+                    s.removed,
+                    s.precision,
+                    s.recall,
+                    s.false_removals,
+                    s.correct_existing,
+                    s.photos_lost,
+                    100.0 * s.photos_lost_fraction,
+                    s.largest_mixed_cluster,
+                    s.mixed_clusters,
+                    rates.false_pairs[s.radius as usize],
+                    rates.rate[s.radius as usize] * 1e9
+                ));
+            }
+        }
+        let radius = self.settings.detail_radius.min(self.settings.max_radius);
+        for (title, rows) in [
+            ("detail (standard deviation of the 32x32 input, grey levels; the less detailed of removed and keeper)", &self.detail),
+            ("bits set in the code (the fewer of removed and keeper)", &self.bits_set),
+        ] {
+            md.push_str(&format!(
+                "\nRemovals by {title}, autoencoder around keepers at radius {radius}:\n\n| below | images | correct removals | false removals |\n|---:|---:|---:|---:|\n"
+            ));
+            for r in rows {
+                md.push_str(&format!("| {} | {} | {} | {} |\n", r.below, r.images, r.correct, r.false_removals));
+            }
+        }
+        md
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn truth(group: Vec<u32>, planted: Vec<bool>) -> Truth {
+        let photo = group.clone();
+        let mut size = vec![0; planted.len()];
+        for &g in &group {
+            size[g as usize] += 1;
+        }
+        Truth { group, photo, size, planted, existing_pairs: 0 }
+    }
+
+    #[test]
+    fn removals_are_scored_against_their_keepers() {
+        // Photo 0 planted with two copies (images 0, 1, 2); photos 1, 2, 3 single (images 3, 4, 5).
+        let t = truth(vec![0, 0, 0, 1, 2, 3], vec![true, false, false, false]);
+        // One copy found with its original; the other copy kept alone; image 4 wrongly removed under 3.
+        let clusters = vec![
+            Cluster { kept: 0, members: vec![0, 1] },
+            Cluster { kept: 2, members: vec![2] },
+            Cluster { kept: 3, members: vec![3, 4] },
+            Cluster { kept: 5, members: vec![5] },
+        ];
+        let s = score(7, &clusters, &t);
+        assert_eq!((s.removed, s.correct, s.false_removals), (2, 1, 1));
+        assert_eq!((s.precision, s.recall), (0.5, 0.5));
+        assert_eq!((s.photos_lost, s.largest_mixed_cluster, s.mixed_clusters), (1, 2, 1));
+        assert!((s.photos_lost_fraction - 0.25).abs() < 1e-12);
+        // Everything of photo 0 together, the rest alone: perfect.
+        let clusters = vec![
+            Cluster { kept: 1, members: vec![0, 1, 2] },
+            Cluster { kept: 3, members: vec![3] },
+            Cluster { kept: 4, members: vec![4] },
+            Cluster { kept: 5, members: vec![5] },
+        ];
+        let s = score(7, &clusters, &t);
+        assert_eq!((s.precision, s.recall, s.photos_lost, s.largest_mixed_cluster), (1.0, 1.0, 0, 0));
+        assert_eq!(t.distinct_pairs(), 15.0 - 3.0);
+    }
+
+    #[test]
+    fn false_pairs_count_images_of_different_photos_by_radius() {
+        // Exact groups {0, 1} (photos 0, 1) and {2} (photo 0); a near pair between them at 3.
+        let t = truth(vec![0, 1, 0], vec![false, false]);
+        let searched = Searched { groups: vec![vec![0, 1], vec![2]], near: vec![NearPair { a: 0, b: 1, distance: 3 }] };
+        // Radius 0: (0, 1) differ; radius 3 adds (1, 2); (0, 2) is one photo.
+        assert_eq!(searched.false_pairs(&t, 4), vec![1, 1, 1, 2, 2]);
+        assert_eq!(searched.within(2).len(), 0);
+        assert_eq!(searched.within(3).len(), 1);
+    }
+}
