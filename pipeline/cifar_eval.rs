@@ -19,7 +19,8 @@ use dcgan_pipeline::stage::cli::{exit_with, load_config_or_print};
 /// them is scored once on the test split (without one, the validation figures are reported).
 /// Also the paper's 400-labels-per-class column (mean and spread over cifar_eval.draws draws).
 /// Writes to --output: metrics.json (accuracies, per-class accuracy, confusion matrix, the C grid,
-/// chosen C, timings, the checkpoint's sha256), confusion.png, confusion.csv, summary.json,
+/// chosen C, timings, the checkpoint's sha256, every input image left out with the reason: each
+/// also gets a warning line), confusion.png, confusion.csv, summary.json,
 /// config.toml, and with cifar_eval.save_features the features as .npy (reused on a re-run).
 #[derive(Parser)]
 #[command(version, verbatim_doc_comment)]
