@@ -79,9 +79,18 @@ pub struct Series<'a> {
     pub dots: bool,
 }
 
+/// Where a panel's legend goes: where its curves are not.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Legend {
+    UpperRight,
+    MiddleRight,
+    LowerRight,
+}
+
 /// One panel: its curves over a y axis of its own.
 pub struct Panel<'a> {
     pub y_title: &'a str,
+    pub legend: Legend,
     /// A fixed y range (e.g. 0 to 1 for probabilities); None: the data's, padded 5%.
     pub y_range: Option<(f64, f64)>,
     pub series: Vec<Series<'a>>,
@@ -115,6 +124,9 @@ fn span(values: impl Iterator<Item = f64>) -> Option<(f64, f64)> {
 pub fn render_line_plot(plot: &LinePlot, text: Text) -> Result<RgbImage, PlotError> {
     let x_span = span(plot.panels.iter().flat_map(|p| &p.series).flat_map(|s| finite(s.points).map(|p| p.0))).ok_or(PlotError::Empty("no finite point"))?;
     let (x_min, x_max) = if x_span.1 > x_span.0 { x_span } else { (x_span.0 - 0.5, x_span.0 + 0.5) };
+    // Dots at the ends would be cut in half by the plotting area's edge.
+    let dots = plot.panels.iter().flat_map(|p| &p.series).any(|s| s.dots);
+    let (x_min, x_max) = if dots { (x_min - 0.03 * (x_max - x_min), x_max + 0.03 * (x_max - x_min)) } else { (x_min, x_max) };
     let title_h = 36;
     let height = title_h + plot.panels.len() as u32 * PANEL_HEIGHT;
     render(PLOT_WIDTH, height, |root| {
@@ -169,7 +181,11 @@ pub fn render_line_plot(plot: &LinePlot, text: Text) -> Result<RgbImage, PlotErr
             if text == Text::On {
                 chart
                     .configure_series_labels()
-                    .position(SeriesLabelPosition::UpperRight)
+                    .position(match panel.legend {
+                        Legend::UpperRight => SeriesLabelPosition::UpperRight,
+                        Legend::MiddleRight => SeriesLabelPosition::MiddleRight,
+                        Legend::LowerRight => SeriesLabelPosition::LowerRight,
+                    })
                     .label_font((FONT, 15))
                     .background_style(WHITE.mix(0.85))
                     .border_style(RGBColor(180, 180, 180))
@@ -206,11 +222,12 @@ fn short_number(v: f64) -> String {
 pub fn render_accuracy_by_epoch(points: &[(f64, f64)], text: Text) -> Result<RgbImage, PlotError> {
     let percent: Vec<(f64, f64)> = points.iter().map(|&(e, a)| (e, 100.0 * a)).collect();
     let (lo, hi) = span(finite(&percent).map(|p| p.1)).ok_or(PlotError::Empty("no finite accuracy"))?;
-    let y_range = padded(lo.min(hi - 1.0), hi.max(lo + 1.0));
+    let (lo, hi) = (lo.min(hi - 1.0), hi.max(lo + 1.0));
+    let y_range = (lo - 0.1 * (hi - lo), hi + 0.1 * (hi - lo));
     let plot = LinePlot {
         title: "Validation accuracy by checkpoint",
         x_title: "epoch",
-        panels: vec![Panel { y_title: "validation accuracy (%)", y_range: Some(y_range), series: vec![Series { name: "SVM on D's features", color: [36, 88, 166], points: &percent, dots: true }] }],
+        panels: vec![Panel { y_title: "validation accuracy (%)", legend: Legend::LowerRight, y_range: Some(y_range), series: vec![Series { name: "SVM on D's features", color: [36, 88, 166], points: &percent, dots: true }] }],
     };
     render_line_plot(&plot, text)
 }
@@ -295,8 +312,8 @@ mod tests {
             title: "t",
             x_title: "step",
             panels: vec![
-                Panel { y_title: "loss", y_range: None, series: vec![Series { name: "D loss", color: [200, 30, 30], points: &ld, dots: false }, Series { name: "G loss", color: [30, 60, 200], points: &lg, dots: false }] },
-                Panel { y_title: "D output", y_range: Some((0.0, 1.0)), series: vec![Series { name: "D(x)", color: [200, 30, 30], points: &dx, dots: false }, Series { name: "D(G(z))", color: [30, 60, 200], points: &dgz, dots: false }] },
+                Panel { y_title: "loss", legend: Legend::UpperRight, y_range: None, series: vec![Series { name: "D loss", color: [200, 30, 30], points: &ld, dots: false }, Series { name: "G loss", color: [30, 60, 200], points: &lg, dots: false }] },
+                Panel { y_title: "D output", legend: Legend::UpperRight, y_range: Some((0.0, 1.0)), series: vec![Series { name: "D(x)", color: [200, 30, 30], points: &dx, dots: false }, Series { name: "D(G(z))", color: [30, 60, 200], points: &dgz, dots: false }] },
             ],
         };
         render_line_plot(&plot, Text::On).unwrap()
@@ -328,7 +345,7 @@ mod tests {
         let points = curve(20, |i| i * i);
         let plot = |text| {
             let series = vec![Series { name: "a curve", color: [200, 30, 30], points: &points, dots: false }];
-            render_line_plot(&LinePlot { title: "A title", x_title: "step", panels: vec![Panel { y_title: "value", y_range: None, series }] }, text).unwrap()
+            render_line_plot(&LinePlot { title: "A title", x_title: "step", panels: vec![Panel { y_title: "value", legend: Legend::UpperRight, y_range: None, series }] }, text).unwrap()
         };
         let (with, without) = (plot(Text::On), plot(Text::Off));
         assert_eq!(with.dimensions(), without.dimensions());

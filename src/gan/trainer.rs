@@ -11,7 +11,7 @@ use tch::{nn, Device, Kind, Tensor};
 use super::adam::Adam;
 use super::models::{sample_z, Discriminator, Generator, Preset, Prior};
 use super::plots::write_sample_grid;
-use crate::plots::{write_line_plot, LinePlot, Panel, Series};
+use crate::plots::{write_line_plot, Legend, LinePlot, Panel, Series};
 use crate::data::LabeledImages;
 use crate::fsutil;
 use crate::stage::progress::Progress;
@@ -305,11 +305,14 @@ pub fn loss_plot<'a>(ld: &'a [(f64, f64)], lg: &'a [(f64, f64)], dx: &'a [(f64, 
         panels: vec![
             Panel {
                 y_title: "loss",
+                legend: Legend::UpperRight,
                 y_range: None,
                 series: vec![Series { name: "D loss", color: red, points: ld, dots: false }, Series { name: "G loss", color: blue, points: lg, dots: false }],
             },
             Panel {
                 y_title: "D's mean output",
+                // D(x) tends to 1 and D(G(z)) to 0: the middle is where neither curve usually is.
+                legend: Legend::MiddleRight,
                 y_range: Some((0.0, 1.0)),
                 series: vec![Series { name: "D(x), real", color: red, points: dx, dots: false }, Series { name: "D(G(z)), generated", color: blue, points: dgz, dots: false }],
             },
