@@ -307,6 +307,9 @@ fn snapshots_are_scored_on_the_validation_split_only_and_the_best_is_named() {
         assert_eq!(r["grid"].as_array().unwrap().len(), 2);
         assert!([0.001, 0.1].contains(&r["best_c"].as_f64().unwrap()));
     }
+    // The same table as a plot (validation accuracy by epoch), a real PNG.
+    let png = image::open(out.join("snapshots.png")).expect("snapshots.png").to_rgb8();
+    assert!(png.width() > 200 && png.height() > 100);
     let csv = std::fs::read_to_string(out.join("snapshots.csv")).unwrap();
     assert_eq!(csv.lines().count(), 4, "{csv}");
     let stdout = String::from_utf8_lossy(&first.stdout);

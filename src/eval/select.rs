@@ -249,5 +249,8 @@ fn write_table(table: &mut SnapshotTable, output: &Path) -> Result<()> {
     fsutil::write_atomic(&output.join("snapshots.json"), &serde_json::to_vec_pretty(table)?)?;
     fsutil::write_atomic(&output.join("snapshots.csv"), table.to_csv().as_bytes())?;
     fsutil::write_atomic(&output.join("snapshots.md"), table.to_markdown().as_bytes())?;
+    if !table.validation_by_epoch.is_empty() {
+        crate::plots::write_accuracy_by_epoch(&table.validation_by_epoch, &output.join("snapshots.png"))?;
+    }
     Ok(())
 }
