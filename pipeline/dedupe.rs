@@ -61,6 +61,7 @@ struct Cli {
     #[arg(long, default_value_t = 20)]
     max_radius: u32,
 
+    /// With --eval-scale: pHash radii scored, 0 up to this (of its 64 bits).
     #[arg(long, default_value_t = 12)]
     phash_max_radius: u32,
 
@@ -68,6 +69,11 @@ struct Cli {
     /// on average count as one photo held twice.
     #[arg(long, default_value_t = 4.0)]
     same_photo_mad: f64,
+
+    /// With --eval-scale: the radius at which removals are broken down by low-content signals
+    /// (the image's detail, the code's bits set).
+    #[arg(long, default_value_t = 16)]
+    detail_radius: u32,
 
     /// With --eval / --eval-scale: edited copies per photo that gets copies.
     #[arg(long, default_value_t = 2)]
@@ -109,7 +115,7 @@ fn run(cli: Cli) -> Result<i32> {
             max_radius: cli.max_radius,
             phash_max_radius: cli.phash_max_radius,
             same_photo_mad: cli.same_photo_mad,
-            detail_radius: config.dedupe.radius,
+            detail_radius: cli.detail_radius,
             seed: config.dedupe.seed as u64,
             limit: cli.limit,
         };
