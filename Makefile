@@ -108,15 +108,16 @@ bench-faces: setup
 	.bench-venv/bin/python benches/faces_vs_cv2.py --input $(BENCH_FACES_DIR) --faces $(BIN)/faces
 	$(PYTHON) benches/faces_accuracy.py --voc $(BENCH_FACES_DIR)/dlib-voc --faces $(BIN)/faces
 
+# Radius 16 by default: the published figures (BENCH_RADIUS=... for another; the stage default is 1).
 bench-dedupe: setup
-	cargo run --release --example dedupe_index_bench -- 1000000 100000
+	cargo run --release --example dedupe_index_bench -- 1000000 100000 $(or $(BENCH_RADIUS),16)
 
 EVAL_DIR ?= ../shared/data/imagenet-samples
 eval-dedupe: setup
 	$(BIN)/dedupe --eval --input $(EVAL_DIR) --output $(OUT)/dedupe-eval
 
 # Dedupe at scale: every photo of a large real set plus edited copies of 2,000 of them, the removals
-# scored per radius and cluster rule beside pHash (CPU, a few minutes on Tiny ImageNet's 100,000).
+# scored per radius and cluster rule beside pHash (CPU; 15 min on Tiny ImageNet's 100,000 on a loaded 2-core VM, mostly the autoencoder).
 DEDUPE_SCALE_INPUT ?= ../shared/data/tiny-imagenet-32-train.tar.gz
 eval-dedupe-scale: setup
 	$(BIN)/dedupe --eval-scale --input $(DEDUPE_SCALE_INPUT) --output $(OUT)/dedupe-eval-scale --set dedupe.device=cpu
