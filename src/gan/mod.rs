@@ -6,5 +6,5 @@ pub mod models;
 pub mod plots;
 pub mod trainer;
 
-pub use models::{Discriminator, Generator, Preset, Prior};
+pub use models::{Discriminator, FeaturePoint, Generator, Pooling, Preset, Prior};
 pub use trainer::{train, Gan, TrainConfig};
