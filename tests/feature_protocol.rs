@@ -183,11 +183,12 @@ fn cifar_eval_takes_every_protocol_key_and_records_it() {
     assert_eq!(m["grid"].as_array().unwrap().len(), 3, "two grid values and one between the best and its neighbour");
     assert!(dir.path().join("variant/features-train-flipped.npy").exists() && dir.path().join("variant/features-test-flipped.npy").exists());
     assert!(m["test"]["accuracy"].as_f64().unwrap() > 0.3);
-    // A value the key does not know is refused, naming the key.
+    // A value the key does not know is refused, naming the values it takes.
     let run = Command::new(env!("CARGO_BIN_EXE_cifar-eval"))
         .args(["--print-config", "--set", "cifar_eval.feature_point=\"relu\""])
         .output()
         .unwrap();
     assert!(!run.status.success());
-    assert!(String::from_utf8_lossy(&run.stderr).contains("feature_point"), "{}", String::from_utf8_lossy(&run.stderr));
+    let err = String::from_utf8_lossy(&run.stderr);
+    assert!(err.contains("relu") && err.contains("leakyrelu"), "{err}");
 }
