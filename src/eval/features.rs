@@ -14,7 +14,7 @@ use tch::{nn, Device, Kind, Tensor};
 use super::matrix::{FeatureDtype, FeatureMatrix};
 use crate::data::LabeledImages;
 use crate::gan::trainer::to_network_input;
-use crate::gan::{Discriminator, Preset};
+use crate::gan::{Discriminator, FeaturePoint, Pooling, Preset};
 
 #[derive(Debug, thiserror::Error)]
 pub enum FeatureError {
@@ -148,23 +148,49 @@ impl FeatureExtractor {
         Ok(())
     }
 
-    /// The pooled features of every image, `batch` at a time.
-    pub fn extract(&self, images: &LabeledImages, batch: usize, dtype: FeatureDtype, mut progress: impl FnMut(usize, usize)) -> Result<FeatureMatrix, FeatureError> {
+    /// The pooled features of every image, `batch` at a time (the paper's: after LeakyReLU, 4x4 max).
+    pub fn extract(&self, images: &LabeledImages, batch: usize, dtype: FeatureDtype, progress: impl FnMut(usize, usize)) -> Result<FeatureMatrix, FeatureError> {
+        let spec = FeatureSpec { point: FeaturePoint::LeakyRelu, pooling: Pooling::Max, flipped: false };
+        Ok(self.extract_many(images, &[spec], batch, dtype, progress)?.pop().expect("one spec"))
+    }
+
+    /// One feature matrix per spec, from one forward pass over the images per flip (a spec with
+    /// `flipped` takes the features of each image mirrored left to right).
+    pub fn extract_many(&self, images: &LabeledImages, specs: &[FeatureSpec], batch: usize, dtype: FeatureDtype, mut progress: impl FnMut(usize, usize)) -> Result<Vec<FeatureMatrix>, FeatureError> {
         self.check_images(images)?;
         let n = images.len();
-        let cols = self.feature_count();
-        let mut out = FeatureMatrix::zeros(n, cols, dtype);
+        let mut out: Vec<FeatureMatrix> = specs.iter().map(|s| FeatureMatrix::zeros(n, self.feature_count_with(s.pooling), dtype)).collect();
+        let need = |flipped: bool| specs.iter().any(|s| s.flipped == flipped);
         tch::no_grad(|| {
             for start in (0..n).step_by(batch) {
                 let end = (start + batch).min(n);
-                let features = self.d.pooled_features(&self.batch(images, start..end)).to_device(Device::Cpu).contiguous();
-                let values: Vec<f32> = Vec::<f32>::try_from(features.view([-1])).expect("float features");
-                out.set_rows(start, &values);
+                let x = self.batch(images, start..end);
+                for flipped in [false, true].into_iter().filter(|f| need(*f)) {
+                    let outputs = self.d.layer_outputs(&if flipped { x.flip([3]) } else { x.shallow_clone() });
+                    for (spec, matrix) in specs.iter().zip(out.iter_mut()).filter(|(s, _)| s.flipped == flipped) {
+                        let features = Discriminator::pool_outputs(&outputs, spec.point, spec.pooling).to_device(Device::Cpu).contiguous();
+                        let values: Vec<f32> = Vec::<f32>::try_from(features.view([-1])).expect("float features");
+                        matrix.set_rows(start, &values);
+                    }
+                }
                 progress(end, n);
             }
         });
         Ok(out)
     }
+
+    /// Feature width with `pooling`.
+    pub fn feature_count_with(&self, pooling: Pooling) -> usize {
+        self.d.feature_layout(pooling).iter().sum()
+    }
+}
+
+/// Which features to take: the layer point, the pooling, and whether of the mirrored image.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct FeatureSpec {
+    pub point: FeaturePoint,
+    pub pooling: Pooling,
+    pub flipped: bool,
 }
 
 fn describe(stored: &HashMap<String, Tensor>) -> String {

@@ -71,6 +71,69 @@ pub struct Standardizer {
     pub inv_std: Vec<f32>,
 }
 
+/// How features are scaled before the SVM (fitted on the training rows, applied to all).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Normalization {
+    /// Each feature to zero mean and unit variance.
+    Standardize,
+    /// The raw pooled features (the authors' SVHN code).
+    None,
+    /// Standardised, then each layer's block scaled so that every layer holds the same total
+    /// variance: the 512-channel layers (8,192 features each) no longer outweigh the 128-channel
+    /// ones (2,048) four to one. The total over all features is unchanged, so C keeps its scale.
+    PerLayer,
+}
+
+impl std::fmt::Display for Normalization {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Normalization::Standardize => "standardize",
+            Normalization::None => "none",
+            Normalization::PerLayer => "per_layer",
+        })
+    }
+}
+
+impl Normalization {
+    /// The transform fitted on `train` (None: leave the features as they are). `layout` is the
+    /// width of each layer's block, in order.
+    pub fn fit(self, train: &FeatureMatrix, layout: &[usize]) -> Option<Standardizer> {
+        match self {
+            Normalization::None => None,
+            Normalization::Standardize => Some(train.column_stats()),
+            Normalization::PerLayer => Some(train.column_stats().equalize_layers(layout)),
+        }
+    }
+}
+
+impl Standardizer {
+    /// Scales each layer's block of standardised features so that every layer's total variance
+    /// is the same share of the whole (constant columns, zero after standardising, count for none).
+    pub fn equalize_layers(mut self, layout: &[usize]) -> Self {
+        assert_eq!(layout.iter().sum::<usize>(), self.inv_std.len(), "layout does not cover the features");
+        let varying: Vec<usize> = blocks(layout).map(|r| self.inv_std[r].iter().filter(|s| **s != 0.0).count()).collect();
+        let total: usize = varying.iter().sum();
+        let layers = varying.iter().filter(|v| **v > 0).count().max(1);
+        for (range, v) in blocks(layout).zip(varying) {
+            if v > 0 {
+                let factor = ((total as f64 / layers as f64) / v as f64).sqrt() as f32;
+                self.inv_std[range].iter_mut().for_each(|s| *s *= factor);
+            }
+        }
+        self
+    }
+}
+
+/// Column ranges of consecutive blocks of the given widths.
+fn blocks(layout: &[usize]) -> impl Iterator<Item = std::ops::Range<usize>> + '_ {
+    layout.iter().scan(0, |start, w| {
+        let r = *start..*start + w;
+        *start += w;
+        Some(r)
+    })
+}
+
 impl FeatureMatrix {
     pub fn zeros(rows: usize, cols: usize, dtype: FeatureDtype) -> Self {
         let storage = match dtype {
@@ -296,5 +359,28 @@ mod tests {
             let mut buf = vec![0.0; 5];
             assert_eq!(back.row(2, &mut buf), &[2.5, 2.75, 3.0, 3.25, 3.5]);
         }
+    }
+
+    #[test]
+    fn per_layer_scaling_gives_every_layer_the_same_total_variance() {
+        // Two layers of 2 and 6 columns with very different scales; one constant column.
+        let (rows, layout) = (50, [2usize, 6]);
+        let mut rng = crate::rng::SplitMix(3);
+        let values: Vec<f32> = (0..rows * 8)
+            .map(|k| if k % 8 == 7 { 4.0 } else { (rng.uniform(-0.5, 0.5) as f32) * if k % 8 < 2 { 0.01 } else { 30.0 } })
+            .collect();
+        let layer_variances = |norm: Normalization| {
+            let mut m = FeatureMatrix::from_f32(rows, 8, values.clone(), FeatureDtype::Float32);
+            m.standardize(&norm.fit(&m, &layout).unwrap());
+            let stats = m.column_stats();
+            let var: Vec<f64> = stats.inv_std.iter().map(|s| if *s == 0.0 { 0.0 } else { 1.0 / (*s as f64).powi(2) }).collect();
+            [var[..2].iter().sum::<f64>(), var[2..].iter().sum::<f64>()]
+        };
+        let [a, b] = layer_variances(Normalization::Standardize);
+        assert!((a - 2.0).abs() < 1e-3 && (b - 5.0).abs() < 1e-3, "standardised: {a} {b}");
+        let [a, b] = layer_variances(Normalization::PerLayer);
+        assert!((a - b).abs() < 1e-3, "per layer: {a} vs {b}");
+        assert!((a + b - 7.0).abs() < 1e-3, "the total is kept: {}", a + b);
+        assert!(Normalization::None.fit(&FeatureMatrix::zeros(2, 8, FeatureDtype::Float32), &layout).is_none());
     }
 }

@@ -17,8 +17,8 @@ pub mod protocol;
 pub mod select;
 pub mod svm;
 
-pub use features::{FeatureError, FeatureExtractor};
-pub use matrix::{FeatureDtype, FeatureMatrix, FeatureRows, Standardizer};
+pub use features::{FeatureError, FeatureExtractor, FeatureSpec};
+pub use matrix::{FeatureDtype, FeatureMatrix, FeatureRows, Normalization, Standardizer};
 pub use svm::{L2Svm, L2SvmParams, L2SvmValidParams, SvmError};
 pub use metrics::ClassificationMetrics;
 pub use protocol::{evaluate, CifarEvalConfig, CifarEvalReport, Subset};

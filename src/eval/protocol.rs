@@ -11,7 +11,9 @@ use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use super::features::FeatureExtractor;
+use super::features::{FeatureExtractor, FeatureSpec};
+use super::matrix::Normalization;
+use crate::gan::{FeaturePoint, Pooling};
 use crate::fsutil::sha256_file;
 use super::matrix::{FeatureDtype, FeatureMatrix, FeatureRows};
 use crate::rng::SplitMix;
@@ -51,10 +53,22 @@ pub struct CifarEvalConfig {
     /// Keep features-train.npy / features-test.npy (with labels-*.npy) in the output (reused when
     /// the run is repeated).
     pub save_features: bool,
-    /// Standardise each feature with the training split's mean and standard deviation.
-    pub standardize: bool,
+    /// Which tensor of each layer the features are taken from: "leakyrelu" (the layer's output,
+    /// as the authors' SVHN code), "batchnorm" (before the LeakyReLU) or "conv" (before BatchNorm).
+    pub feature_point: FeaturePoint,
+    /// "max": 4x4 max pooling (the paper); "max+mean": 4x4 max and mean side by side.
+    pub pooling: Pooling,
+    /// "standardize" (each feature with the training split's mean and standard deviation), "none"
+    /// (the authors' SVHN code) or "per_layer" (standardised, each layer the same total variance).
+    pub normalization: Normalization,
+    /// Not the paper's protocol: the SVM also learns from each training image mirrored left to
+    /// right, and scores an image by its decision values averaged with its mirror's.
+    pub flips: bool,
     /// The SVM's C values tried on the validation split.
     pub c_grid: Vec<f64>,
+    /// After the grid: this many more C values tried between the best and each neighbour
+    /// (geometrically spaced); 0 = the grid only.
+    pub c_refine: usize,
     /// Validation images held out of the training split for choosing C (class-balanced).
     pub validation: usize,
     /// Solver tolerance on the projected gradient (LIBLINEAR's eps).
@@ -95,7 +109,7 @@ impl CifarEvalConfig {
         Ok(())
     }
 
-    pub(crate) fn svm(&self, c: f64, threads: usize) -> Result<L2SvmValidParams> {
+    pub fn svm(&self, c: f64, threads: usize) -> Result<L2SvmValidParams> {
         Ok(L2Svm::params().c(c).tol(self.tol).max_passes(self.max_passes).bias(self.bias).seed(self.seed).threads(threads).n_classes(10).check()?)
     }
 }
@@ -116,6 +130,79 @@ impl<R: FeatureRows> FeatureRows for Subset<'_, R> {
     fn row<'a>(&'a self, i: usize, buf: &'a mut [f32]) -> &'a [f32] {
         self.rows.row(self.indices[i], buf)
     }
+}
+
+/// The rows of `first` then those of `second` (a training set with its mirrored copies).
+pub struct Stacked<'a, A, B> {
+    pub first: &'a A,
+    pub second: &'a B,
+}
+
+impl<A: FeatureRows, B: FeatureRows> FeatureRows for Stacked<'_, A, B> {
+    fn n_rows(&self) -> usize {
+        self.first.n_rows() + self.second.n_rows()
+    }
+    fn n_cols(&self) -> usize {
+        self.first.n_cols()
+    }
+    fn row<'a>(&'a self, i: usize, buf: &'a mut [f32]) -> &'a [f32] {
+        let n = self.first.n_rows();
+        if i < n { self.first.row(i, buf) } else { self.second.row(i - n, buf) }
+    }
+}
+
+/// A split's features and, with `flips`, those of its mirrored images (row for row).
+pub struct SplitFeatures<'a> {
+    pub x: &'a FeatureMatrix,
+    pub flipped: Option<&'a FeatureMatrix>,
+}
+
+impl SplitFeatures<'_> {
+    /// Fits on rows `indices` (and their mirrored copies, labelled alike).
+    pub fn fit(&self, params: &L2SvmValidParams, indices: &[usize], labels: &[usize]) -> Result<L2Svm> {
+        let rows = Subset { rows: self.x, indices };
+        Ok(match self.flipped {
+            None => params.fit_rows(&rows, labels)?,
+            Some(f) => {
+                let doubled: Vec<usize> = labels.iter().chain(labels).copied().collect();
+                params.fit_rows(&Stacked { first: &rows, second: &Subset { rows: f, indices } }, &doubled)?
+            }
+        })
+    }
+
+    /// The predicted class of rows `indices`: the largest decision value, averaged with the mirrored
+    /// image's where there is one.
+    pub fn predict(&self, model: &L2Svm, indices: &[usize]) -> Vec<usize> {
+        let mut scores = model.decision_values(&Subset { rows: self.x, indices });
+        if let Some(f) = self.flipped {
+            let mirrored = model.decision_values(&Subset { rows: f, indices });
+            scores.iter_mut().zip(mirrored).for_each(|(s, m)| *s = 0.5 * (*s + m));
+        }
+        let k = model.n_classes();
+        scores.chunks(k).map(|s| s.iter().enumerate().fold(0, |best, (c, v)| if *v > s[best] { c } else { best })).collect()
+    }
+
+    pub fn all(&self) -> Vec<usize> {
+        (0..self.x.n_rows()).collect()
+    }
+}
+
+/// The extra C values `c_refine` tries: `steps` geometric steps from `best` toward each of its
+/// neighbours in `grid` (one side only at the grid's ends).
+pub fn refined_c(grid: &[f64], best: f64, steps: usize) -> Vec<f64> {
+    let mut sorted = grid.to_vec();
+    sorted.sort_by(|a, b| a.total_cmp(b));
+    sorted.dedup();
+    let Some(at) = sorted.iter().position(|c| *c == best) else { return Vec::new() };
+    let neighbours = [at.checked_sub(1).map(|i| sorted[i]), sorted.get(at + 1).copied()];
+    let mut out = Vec::new();
+    for n in neighbours.into_iter().flatten() {
+        for j in 1..=steps {
+            out.push(best * (n / best).powf(j as f64 / (steps + 1) as f64));
+        }
+    }
+    out.sort_by(|a, b| a.total_cmp(b));
+    out
 }
 
 /// Indices of each class, shuffled with `seed`.
@@ -165,7 +252,7 @@ pub(crate) fn labels_of(images: &LabeledImages, what: &str) -> Result<Vec<usize>
 }
 
 /// The images `indices`, in that order.
-pub(crate) fn select_images(images: &LabeledImages, indices: &[usize]) -> LabeledImages {
+pub fn select_images(images: &LabeledImages, indices: &[usize]) -> LabeledImages {
     let mut out = LabeledImages { height: images.height, width: images.width, images: Vec::new(), labels: Vec::new(), classes: images.classes.clone() };
     for &i in indices {
         out.images.extend_from_slice(images.image(i));
@@ -213,6 +300,8 @@ pub struct CifarEvalReport {
     /// Images of the input left out of either split (did not decode, or not 32x32).
     pub rejected_images: RejectedImages,
     pub validation_images: usize,
+    /// The feature protocol: feature_point, pooling, normalization, flips.
+    pub protocol: serde_json::Value,
     pub grid: Vec<GridPoint>,
     pub chosen_c: f64,
     /// The refit on the whole training split, scored on the test split (None without one).
@@ -310,24 +399,30 @@ fn features_for(
     config: &CifarEvalConfig,
     output: &Path,
     split: &str,
+    flipped: bool,
     key: &str,
     log_every_s: f64,
 ) -> Result<FeatureMatrix> {
+    let split = &if flipped { format!("{split}-flipped") } else { split.to_owned() };
+    let spec = FeatureSpec { point: config.feature_point, pooling: config.pooling, flipped };
     let path = output.join(format!("features-{split}.npy"));
     let key_path = output.join(format!("features-{split}.key"));
     if config.save_features && path.exists() && std::fs::read_to_string(&key_path).ok().as_deref() == Some(key) {
         let m = FeatureMatrix::read_npy(&path)?;
-        if m.n_rows() == images.len() && m.n_cols() == extractor.feature_count() {
+        if m.n_rows() == images.len() && m.n_cols() == extractor.feature_count_with(config.pooling) {
             eprintln!("cifar-eval: reusing {}", path.display());
             return Ok(m);
         }
     }
     let progress = Progress::new(&format!("cifar-eval: {split} features"), Some(images.len() as u64), log_every_s);
     let mut done = 0;
-    let m = extractor.extract(images, config.batch, config.features_dtype, |d, _| {
-        progress.inc((d - done) as u64);
-        done = d;
-    })?;
+    let m = extractor
+        .extract_many(images, &[spec], config.batch, config.features_dtype, |d, _| {
+            progress.inc((d - done) as u64);
+            done = d;
+        })?
+        .pop()
+        .expect("one spec");
     progress.finish();
     if config.save_features {
         m.write_npy(&path)?;
@@ -363,10 +458,11 @@ pub fn evaluate(config: &CifarEvalConfig, input: &Path, output: &Path, threads: 
         "d": sha.clone().unwrap_or_else(|| format!("random-{}", config.seed)), "preset": config.preset, "width": config.width(),
         "bn": config.batch_norm, "bn_images": config.batch_norm_images, "dtype": config.features_dtype,
         "input": input.display().to_string(), "limits": [config.limit_train_per_class, config.limit_test_per_class],
-        "holdout": config.holdout_test, "seed": config.seed,
+        "holdout": config.holdout_test, "seed": config.seed, "point": config.feature_point, "pooling": config.pooling,
     }));
     let cached = |split: &str| config.save_features && std::fs::read_to_string(output.join(format!("features-{split}.key"))).ok().as_deref() == Some(key.as_str());
-    let all_cached = cached("train") && (test_images.is_none() || cached("test"));
+    let flip_cached = |split: &str| !config.flips || cached(&format!("{split}-flipped"));
+    let all_cached = cached("train") && flip_cached("train") && (test_images.is_none() || (cached("test") && flip_cached("test")));
     let t = Instant::now();
     if config.batch_norm == "recompute" && !all_cached {
         let progress = Progress::new("cifar-eval: BatchNorm statistics (layers)", Some(extractor_layers(config)), log_every_s);
@@ -376,10 +472,14 @@ pub fn evaluate(config: &CifarEvalConfig, input: &Path, output: &Path, threads: 
     let batch_norm_s = t.elapsed().as_secs_f64();
 
     let t = Instant::now();
-    let mut train_x = features_for(&extractor, &train_images, config, output, "train", &key, log_every_s)?;
-    let mut test_x = match &test_images {
-        Some(images) => Some(features_for(&extractor, images, config, output, "test", &key, log_every_s)?),
-        None => None,
+    let layout = extractor.discriminator().feature_layout(config.pooling);
+    let features = |images: &LabeledImages, split: &str, flipped: bool| features_for(&extractor, images, config, output, split, flipped, &key, log_every_s);
+    let mut train_x = features(&train_images, "train", false)?;
+    let mut train_xf = if config.flips { Some(features(&train_images, "train", true)?) } else { None };
+    let mut test_x = test_images.as_ref().map(|images| features(images, "test", false)).transpose()?;
+    let mut test_xf = match &test_images {
+        Some(images) if config.flips => Some(features(images, "test", true)?),
+        _ => None,
     };
     drop(extractor);
     let features_s = t.elapsed().as_secs_f64();
@@ -389,13 +489,14 @@ pub fn evaluate(config: &CifarEvalConfig, input: &Path, output: &Path, threads: 
     drop(test_images);
 
     let t = Instant::now();
-    if config.standardize {
-        let stats = train_x.column_stats();
-        train_x.standardize(&stats);
-        if let Some(x) = test_x.as_mut() {
+    // Fitted on the training images alone (their mirrored copies are the same images).
+    if let Some(stats) = config.normalization.fit(&train_x, &layout) {
+        for x in [Some(&mut train_x), train_xf.as_mut(), test_x.as_mut(), test_xf.as_mut()].into_iter().flatten() {
             x.standardize(&stats);
         }
     }
+    let train_f = SplitFeatures { x: &train_x, flipped: train_xf.as_ref() };
+    let test_f = test_x.as_ref().map(|x| SplitFeatures { x, flipped: test_xf.as_ref() });
     let standardize_s = t.elapsed().as_secs_f64();
 
     // C on the validation split.
@@ -405,13 +506,13 @@ pub fn evaluate(config: &CifarEvalConfig, input: &Path, output: &Path, threads: 
     }
     let fit_labels: Vec<usize> = fit_idx.iter().map(|&i| train_labels[i]).collect();
     let val_labels: Vec<usize> = val_idx.iter().map(|&i| train_labels[i]).collect();
-    let fit_rows = Subset { rows: &train_x, indices: &fit_idx };
-    let val_rows = Subset { rows: &train_x, indices: &val_idx };
     let mut grid = Vec::new();
     let mut best: Option<(f64, ClassificationMetrics)> = None;
-    for &c in &config.c_grid {
-        let model = config.svm(c, threads)?.fit_rows(&fit_rows, &fit_labels)?;
-        let metrics = ClassificationMetrics::new(&val_labels, &model.predict_rows(&val_rows), 10);
+    let mut c_values = config.c_grid.clone();
+    let mut refined = false;
+    while let Some(c) = (!c_values.is_empty()).then(|| c_values.remove(0)) {
+        let model = train_f.fit(&config.svm(c, threads)?, &fit_idx, &fit_labels)?;
+        let metrics = ClassificationMetrics::new(&val_labels, &train_f.predict(&model, &val_idx), 10);
         eprintln!(
             "cifar-eval: C = {c:<8} validation accuracy {:.2}% ({:.1} s, {} passes{})",
             100.0 * metrics.accuracy,
@@ -430,15 +531,19 @@ pub fn evaluate(config: &CifarEvalConfig, input: &Path, output: &Path, threads: 
         if best.as_ref().is_none_or(|(_, m)| metrics.accuracy > m.accuracy) {
             best = Some((c, metrics));
         }
+        if c_values.is_empty() && !refined && config.c_refine > 0 {
+            refined = true;
+            c_values = refined_c(&config.c_grid, best.as_ref().expect("scored").0, config.c_refine);
+        }
     }
     let (chosen_c, validation) = best.expect("non-empty grid");
 
     // The refit on the whole training split, scored once on the test split.
     let t = Instant::now();
-    let test = match (&test_x, &test_labels) {
+    let test = match (&test_f, &test_labels) {
         (Some(x), Some(labels)) => {
-            let model = config.svm(chosen_c, threads)?.fit_rows(&train_x, &train_labels)?;
-            Some(ClassificationMetrics::new(labels, &model.predict_rows(x), 10))
+            let model = train_f.fit(&config.svm(chosen_c, threads)?, &train_f.all(), &train_labels)?;
+            Some(ClassificationMetrics::new(labels, &x.predict(&model, &x.all()), 10))
         }
         _ => None,
     };
@@ -452,8 +557,8 @@ pub fn evaluate(config: &CifarEvalConfig, input: &Path, output: &Path, threads: 
         let first_labels: Vec<usize> = first.iter().map(|&i| train_labels[i]).collect();
         let mut best_small = (0.0, f64::NEG_INFINITY);
         for &c in &config.c_grid {
-            let model = config.svm(c, threads)?.fit_rows(&Subset { rows: &train_x, indices: &first }, &first_labels)?;
-            let acc = ClassificationMetrics::new(&val_labels, &model.predict_rows(&val_rows), 10).accuracy;
+            let model = train_f.fit(&config.svm(c, threads)?, &first, &first_labels)?;
+            let acc = ClassificationMetrics::new(&val_labels, &train_f.predict(&model, &val_idx), 10).accuracy;
             if acc > best_small.1 {
                 best_small = (c, acc);
             }
@@ -462,10 +567,10 @@ pub fn evaluate(config: &CifarEvalConfig, input: &Path, output: &Path, threads: 
         for draw in 0..config.draws as u64 {
             let picked = draw_per_class(&train_labels, &fit_idx, 10, config.per_class, config.seed, draw);
             let labels: Vec<usize> = picked.iter().map(|&i| train_labels[i]).collect();
-            let model = config.svm(per_class_c, threads)?.fit_rows(&Subset { rows: &train_x, indices: &picked }, &labels)?;
-            let acc = match (&test_x, &test_labels) {
-                (Some(x), Some(y)) => ClassificationMetrics::new(y, &model.predict_rows(x), 10).accuracy,
-                _ => ClassificationMetrics::new(&val_labels, &model.predict_rows(&val_rows), 10).accuracy,
+            let model = train_f.fit(&config.svm(per_class_c, threads)?, &picked, &labels)?;
+            let acc = match (&test_f, &test_labels) {
+                (Some(x), Some(y)) => ClassificationMetrics::new(y, &x.predict(&model, &x.all()), 10).accuracy,
+                _ => ClassificationMetrics::new(&val_labels, &train_f.predict(&model, &val_idx), 10).accuracy,
             };
             per_class_accuracies.push(acc);
         }
@@ -482,6 +587,7 @@ pub fn evaluate(config: &CifarEvalConfig, input: &Path, output: &Path, threads: 
         test_source,
         rejected_images: rejected,
         validation_images: val_idx.len(),
+        protocol: json!({ "feature_point": config.feature_point, "pooling": config.pooling, "normalization": config.normalization, "flips": config.flips }),
         grid,
         chosen_c,
         test,
@@ -546,6 +652,7 @@ pub fn table_1(report: &CifarEvalReport) -> String {
         _ => "-".into(),
     };
     let name = if report.discriminator == "random" { "random D".to_owned() } else { format!("D {}", report.discriminator) };
-    out += &format!("| this run: {name} + L2-SVM | {:.1}% on {images} {on} images | {small} |\n", 100.0 * acc);
+    let flips = if report.protocol["flips"] == json!(true) { " (with flips: not the paper's protocol)" } else { "" };
+    out += &format!("| this run: {name} + L2-SVM{flips} | {:.1}% on {images} {on} images | {small} |\n", 100.0 * acc);
     out
 }

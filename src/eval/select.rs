@@ -16,7 +16,7 @@ use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use super::features::FeatureExtractor;
+use super::features::{FeatureExtractor, FeatureSpec};
 use super::metrics::ClassificationMetrics;
 use super::protocol::{draw_per_class, extractor_layers, labels_of, load_splits, select_images, validation_split, CifarEvalConfig, Splits, TestSplit};
 use crate::fsutil;
@@ -145,7 +145,7 @@ pub fn score_snapshots(config: &CifarEvalConfig, input: &Path, snapshots_path: &
     let key = crate::stage::fingerprint(&json!({
         "input": input.display().to_string(), "preset": config.preset, "width": config.width(), "seed": config.seed,
         "bn": config.batch_norm, "bn_images": config.batch_norm_images, "dtype": config.features_dtype,
-        "standardize": config.standardize, "c_grid": config.c_grid, "validation": config.validation, "tol": config.tol,
+        "normalization": config.normalization, "point": config.feature_point, "pooling": config.pooling, "c_grid": config.c_grid, "validation": config.validation, "tol": config.tol,
         "max_passes": config.max_passes, "bias": config.bias, "fit_per_class": config.snapshot_fit_per_class,
         "holdout": config.holdout_test, "limit": config.limit_train_per_class,
     }));
@@ -186,20 +186,26 @@ pub fn score_snapshots(config: &CifarEvalConfig, input: &Path, snapshots_path: &
         }
         let progress = Progress::new(&format!("cifar-eval: snapshot step {} features", state.step), Some((fit_images.len() + val_images.len()) as u64), log_every_s);
         let mut done = 0;
-        let mut fit_x = extractor.extract(&fit_images, config.batch, config.features_dtype, |d, _| {
-            progress.inc((d - done) as u64);
-            done = d;
-        })?;
+        // Snapshots are compared without flips (cifar_eval.flips applies to the final score only).
+        let spec = [FeatureSpec { point: config.feature_point, pooling: config.pooling, flipped: false }];
+        let mut fit_x = extractor
+            .extract_many(&fit_images, &spec, config.batch, config.features_dtype, |d, _| {
+                progress.inc((d - done) as u64);
+                done = d;
+            })?
+            .remove(0);
         done = 0;
-        let mut val_x = extractor.extract(&val_images, config.batch, config.features_dtype, |d, _| {
-            progress.inc((d - done) as u64);
-            done = d;
-        })?;
+        let mut val_x = extractor
+            .extract_many(&val_images, &spec, config.batch, config.features_dtype, |d, _| {
+                progress.inc((d - done) as u64);
+                done = d;
+            })?
+            .remove(0);
         progress.finish();
+        let layout = extractor.discriminator().feature_layout(config.pooling);
         drop(extractor);
-        if config.standardize {
-            // The fitting images' statistics only: the validation images stay unseen until scored.
-            let stats = fit_x.column_stats();
+        // The fitting images' statistics only: the validation images stay unseen until scored.
+        if let Some(stats) = config.normalization.fit(&fit_x, &layout) {
             fit_x.standardize(&stats);
             val_x.standardize(&stats);
         }

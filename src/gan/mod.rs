@@ -7,5 +7,5 @@ pub mod plots;
 pub mod sample;
 pub mod trainer;
 
-pub use models::{Discriminator, Generator, Preset, Prior};
+pub use models::{Discriminator, FeaturePoint, Generator, Pooling, Preset, Prior};
 pub use trainer::{train, Gan, TrainConfig};

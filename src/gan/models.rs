@@ -110,9 +110,97 @@ impl ConvLayer {
             Some(bn) => y.apply_t(bn, train),
             None => y,
         };
-        // LeakyReLU(0.2): tch's leaky_relu has no slope argument (libtorch's default 0.01);
-        // PReLU with a fixed, untrained slope is the same function in one fused op.
+        self.leaky_relu(&y)
+    }
+
+    /// LeakyReLU(0.2): tch's leaky_relu has no slope argument (libtorch's default 0.01);
+    /// PReLU with a fixed, untrained slope is the same function in one fused op.
+    fn leaky_relu(&self, y: &Tensor) -> Tensor {
         if y.kind() == self.slope.kind() { y.prelu(&self.slope) } else { y.prelu(&self.slope.to_kind(y.kind())) }
+    }
+
+    /// The layer's three tensors in inference mode: conv output, after BatchNorm (the conv output
+    /// again where the layer has none), after LeakyReLU (the layer's output).
+    pub fn outputs(&self, x: &Tensor) -> LayerOutputs {
+        let conv = self.conv_output(x);
+        let normalized = match &self.norm {
+            Some(bn) => conv.apply_t(bn, false),
+            None => conv.shallow_clone(),
+        };
+        let activated = self.leaky_relu(&normalized);
+        LayerOutputs { conv, normalized, activated }
+    }
+}
+
+/// One discriminator layer's tensors, for taking features at any of them.
+pub struct LayerOutputs {
+    pub conv: Tensor,
+    pub normalized: Tensor,
+    pub activated: Tensor,
+}
+
+impl LayerOutputs {
+    pub fn at(&self, point: FeaturePoint) -> &Tensor {
+        match point {
+            FeaturePoint::Conv => &self.conv,
+            FeaturePoint::BatchNorm => &self.normalized,
+            FeaturePoint::LeakyRelu => &self.activated,
+        }
+    }
+}
+
+/// Which tensor of a layer the CIFAR-10 features are taken from. The paper does not say; the
+/// authors' SVHN code takes the layer's output (after BatchNorm and LeakyReLU).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FeaturePoint {
+    /// The convolution's output, before BatchNorm (signed).
+    Conv,
+    /// After BatchNorm, before LeakyReLU (the first layer has no BatchNorm: its conv output).
+    BatchNorm,
+    /// After LeakyReLU: the layer's output.
+    #[serde(rename = "leakyrelu")]
+    LeakyRelu,
+}
+
+/// How each layer's map is reduced to the 4x4 grid.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Pooling {
+    /// 4x4 max pooling (the paper): 28,672 features for imagenet32.
+    Max,
+    /// 4x4 max and 4x4 mean pooling side by side, per layer; a layer whose map is already 4x4
+    /// keeps one copy (both poolings would be the map itself): 49,152 features for imagenet32.
+    #[serde(rename = "max+mean")]
+    MaxMean,
+}
+
+impl std::fmt::Display for FeaturePoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            FeaturePoint::Conv => "conv",
+            FeaturePoint::BatchNorm => "batchnorm",
+            FeaturePoint::LeakyRelu => "leakyrelu",
+        })
+    }
+}
+
+impl std::fmt::Display for Pooling {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Pooling::Max => "max",
+            Pooling::MaxMean => "max+mean",
+        })
+    }
+}
+
+/// A layer's map (N x C x H x W) pooled to 4x4 and flattened (N x 16C, or 32C for max+mean).
+pub fn pool_to_4x4(map: &Tensor, pooling: Pooling) -> Tensor {
+    let max = map.adaptive_max_pool2d([4, 4]).0.flatten(1, -1);
+    let spatial = map.size()[2] * map.size()[3];
+    match pooling {
+        Pooling::MaxMean if spatial > 16 => Tensor::cat(&[max, map.adaptive_avg_pool2d([4, 4]).flatten(1, -1)], 1),
+        _ => max,
     }
 }
 
@@ -251,9 +339,44 @@ impl Discriminator {
     /// The paper's CIFAR-10 features: every conv layer's activation max-pooled to a 4x4 grid,
     /// flattened and concatenated (28,672 values per image for imagenet32 at width 128).
     pub fn pooled_features(&self, images: &Tensor) -> Tensor {
-        let (_, acts) = self.activations(images, false);
-        let pooled: Vec<Tensor> = acts.iter().map(|a| a.adaptive_max_pool2d([4, 4]).0.flatten(1, -1)).collect();
+        self.features(images, FeaturePoint::LeakyRelu, Pooling::Max)
+    }
+
+    /// Every layer's three tensors (inference mode), for images in [-1, 1].
+    pub fn layer_outputs(&self, images: &Tensor) -> Vec<LayerOutputs> {
+        let mut out: Vec<LayerOutputs> = Vec::with_capacity(self.layers.len());
+        for layer in &self.layers {
+            let input = out.last().map(|o| o.activated.shallow_clone()).unwrap_or_else(|| images.shallow_clone());
+            out.push(layer.outputs(&input));
+        }
+        out
+    }
+
+    /// The features taken at `point` of every layer, pooled and concatenated (float32).
+    pub fn features(&self, images: &Tensor, point: FeaturePoint, pooling: Pooling) -> Tensor {
+        Self::pool_outputs(&self.layer_outputs(images), point, pooling)
+    }
+
+    /// [`Discriminator::features`] from outputs already computed (one forward pass, many variants).
+    pub fn pool_outputs(outputs: &[LayerOutputs], point: FeaturePoint, pooling: Pooling) -> Tensor {
+        let pooled: Vec<Tensor> = outputs.iter().map(|o| pool_to_4x4(o.at(point), pooling).to_kind(Kind::Float)).collect();
         Tensor::cat(&pooled, 1)
+    }
+
+    /// The width of each layer's block of features with `pooling`, in order.
+    pub fn feature_layout(&self, pooling: Pooling) -> Vec<usize> {
+        let mut side = self.preset.image_size();
+        self.layers
+            .iter()
+            .map(|l| {
+                side /= l.geometry.0;
+                let channels = l.conv.ws.size()[0] as usize;
+                match pooling {
+                    Pooling::MaxMean if side * side > 16 => 32 * channels,
+                    _ => 16 * channels,
+                }
+            })
+            .collect()
     }
 
     /// Computes the convolutions in `kind` (bfloat16: mixed precision on GPUs that have it).
