@@ -42,13 +42,6 @@ pub fn source_checkpoint(run: &Path, dir: Option<&Path>) -> Result<(std::path::P
     }
 }
 
-/// Writes `dest` (float16 safetensors) and `dest` with `.json` appended (the record) from the
-/// newest checkpoint of the training run in `run`. `data` describes what it was trained on.
-pub fn export_discriminator(run: &Path, dest: &Path, data: &str) -> Result<Value> {
-    let (dir, state) = source_checkpoint(run, None)?;
-    export_network(run, &dir, &state, Network::Discriminator, dest, Some(data))
-}
-
 /// Writes `network` of the checkpoint or snapshot `dir` (of the run in `run`) to `dest` as
 /// float16, and its record to `dest.json`. `data` overrides what the record says the run trained
 /// on (by default: the run's summary.json, and the summary of the packed set it read, if any).
