@@ -17,8 +17,10 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::features::{FeatureExtractor, FeatureSpec};
+use super::matrix::FeatureMatrix;
 use super::metrics::ClassificationMetrics;
 use super::protocol::{draw_per_class, extractor_layers, labels_of, load_splits, select_images, validation_split, CifarEvalConfig, Splits, TestSplit};
+use crate::data::packed::LabeledImages;
 use crate::fsutil;
 use crate::gan::trainer::{list_snapshots, parse_device, CheckpointState};
 use crate::stage::progress::Progress;
@@ -185,22 +187,18 @@ pub fn score_snapshots(config: &CifarEvalConfig, input: &Path, snapshots_path: &
             progress.finish();
         }
         let progress = Progress::new(&format!("cifar-eval: snapshot step {} features", state.step), Some((fit_images.len() + val_images.len()) as u64), log_every_s);
-        let mut done = 0;
         // Snapshots are compared without flips (cifar_eval.flips applies to the final score only).
         let spec = [FeatureSpec { point: config.feature_point, pooling: config.pooling, flipped: false }];
-        let mut fit_x = extractor
-            .extract_many(&fit_images, &spec, config.batch, config.features_dtype, |d, _| {
+        let features_of = |images: &LabeledImages| -> Result<FeatureMatrix> {
+            let mut done = 0;
+            let mut matrices = extractor.extract_many(images, &spec, config.batch, config.features_dtype, |d, _| {
                 progress.inc((d - done) as u64);
                 done = d;
-            })?
-            .remove(0);
-        done = 0;
-        let mut val_x = extractor
-            .extract_many(&val_images, &spec, config.batch, config.features_dtype, |d, _| {
-                progress.inc((d - done) as u64);
-                done = d;
-            })?
-            .remove(0);
+            })?;
+            Ok(matrices.remove(0))
+        };
+        let mut fit_x = features_of(&fit_images)?;
+        let mut val_x = features_of(&val_images)?;
         progress.finish();
         let layout = extractor.discriminator().feature_layout(config.pooling);
         drop(extractor);
