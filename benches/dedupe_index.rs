@@ -117,7 +117,7 @@ fn main() {
         t.elapsed().as_secs_f64()
     );
     let near_exact = multi_index_pairs_with(&distinct, radius, plan.chunks);
-    let clusters_exact = cluster(n, &groups, &near_exact);
+    let clusters_exact = cluster(n, &groups, &near_exact, &|_, _| true);
     println!(
         "{n} codes, multi-index hashing (exact): {} near pairs among {} distinct codes, {} images would be removed; {:.1} s in all; peak resident memory {:.0} MiB",
         near_exact.len(),
@@ -138,7 +138,7 @@ fn main() {
     let t2 = Instant::now();
     let near = index_pairs(&distinct, radius, &params);
     let t_index = t2.elapsed().as_secs_f64();
-    let clusters = cluster(n, &groups, &near);
+    let clusters = cluster(n, &groups, &near, &|_, _| true);
     let total = t.elapsed().as_secs_f64();
     let removed = n - clusters.len();
     println!(

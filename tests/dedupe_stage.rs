@@ -113,6 +113,43 @@ fn exact_copies_collide_unrelated_photos_do_not() {
     assert!(output.join("model.safetensors").is_file() && output.join("codes.npy").is_file());
 }
 
+#[test]
+fn the_phash_check_keeps_distinct_photos_that_the_code_calls_near() {
+    // Radius 128: every pair of codes is a candidate, so the code alone would keep one image.
+    // The pHash check must keep the 14 distinct photos apart and still remove the re-encoded copies.
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in");
+    let names = copy_photos(&input);
+    for name in ["baboon.jpg", "fruits.jpg"] {
+        let img = image::open(input.join(name)).unwrap().to_rgb8();
+        write(&input.join(format!("zz-q70-{name}")), &jpeg_bytes(&img, 70));
+    }
+    let checked = dir.path().join("checked");
+    dedupe_ok(&input, &checked, &["--set", "dedupe.radius=128", "--set", "dedupe.verify=\"phash\"", "--set", "dedupe.verify_phash_radius=10"]);
+    let rows = read_manifest(&checked);
+    for name in &names {
+        assert_eq!(row_for(&rows, name)["status"], "ok", "{name} removed: {}", row_for(&rows, name));
+    }
+    for name in ["baboon.jpg", "fruits.jpg"] {
+        let copy = row_for(&rows, &format!("zz-q70-{name}"));
+        assert_eq!(copy["status"], "skipped", "{copy}");
+        assert_eq!(copy["duplicate_of"], name);
+        assert!(copy["phash_distance"].as_u64().unwrap() <= 10, "{copy}");
+    }
+    // Every candidate pair is listed with its pHash distance and whether it passed.
+    let pairs = lines(&checked.join("pairs.jsonl"));
+    assert!(pairs.iter().all(|p| p["passes_check"] == (p["phash_distance"].as_u64().unwrap() <= 10)));
+    let failing = pairs.iter().filter(|p| p["passes_check"] == false).count();
+    assert!(failing > 0 && summary(&checked)["counts"]["pairs_failing_the_check"] == failing as u64);
+    assert!(checked.join("phash.npy").is_file());
+
+    // The code alone at the same radius collapses the set (so the check above can fail).
+    let unchecked = dir.path().join("unchecked");
+    dedupe_ok(&input, &unchecked, &["--set", "dedupe.radius=128", "--set", "dedupe.verify=\"none\""]);
+    assert_eq!(summary(&unchecked)["counts"]["kept"], 1);
+    assert!(!unchecked.join("phash.npy").exists());
+}
+
 /// Writes an LMDB the way LSUN's export is laid out: key -> encoded image bytes.
 #[test]
 fn lsun_lmdb_export_with_duplicates_and_a_broken_value() {
@@ -255,7 +292,10 @@ fn the_evaluation_at_scale_scores_removals_per_radius_and_rule() {
     assert_eq!(report["images"].as_u64().unwrap() as usize, photos + 5);
     assert!(report["existing_copy_pairs"].as_u64().unwrap() >= 1, "the baboon pair: {}", report["existing_copy_pairs"]);
     let curves = report["curves"].as_array().unwrap();
-    assert_eq!(curves.len(), 4);
+    // Both hashes under both rules, and the autoencoder with the pHash check at 6, 8, 10, 12, 14
+    // bits (the configured 10 among them), around keepers.
+    assert_eq!(curves.len(), 4 + 5, "{:?}", curves.iter().map(|c| &c["method"]).collect::<Vec<_>>());
+    assert!(printed.contains("autoencoder + pHash check <= 10"), "{printed}");
     for curve in curves {
         let scores = curve["scores"].as_array().unwrap();
         let max = if curve["method"] == "pHash" { 6 } else { 8 };

@@ -91,22 +91,27 @@ pub struct Cluster {
 }
 
 /// Clusters by `rule`, ordered by their smallest member; `source_pixels` picks the kept image.
-pub fn clusters_by(rule: ClusterRule, n: usize, groups: &[Vec<u32>], near: &[NearPair], source_pixels: &[u64]) -> Vec<Cluster> {
+/// `same(a, b)` is a second test every joined pair must pass (a check independent of the code,
+/// e.g. pHash within a few bits): a candidate within the radius that fails it is not removed.
+/// `|_, _| true` gives the code alone.
+pub fn clusters_by(rule: ClusterRule, n: usize, groups: &[Vec<u32>], near: &[NearPair], source_pixels: &[u64], same: &(dyn Fn(u32, u32) -> bool + Sync)) -> Vec<Cluster> {
     match rule {
-        ClusterRule::AroundKeeper => around_keepers(groups, near, source_pixels),
-        ClusterRule::SingleLinkage => cluster(n, groups, near)
+        ClusterRule::AroundKeeper => around_keepers(n, groups, near, source_pixels, same),
+        ClusterRule::SingleLinkage => cluster(n, groups, near, same)
             .into_iter()
             .map(|members| Cluster { kept: keeper(&members, source_pixels), members })
             .collect(),
     }
 }
 
-/// Clusters that do not chain. The exact groups are visited best copy first (most source pixels,
-/// then input order); each group not yet taken keeps its best image and takes every untaken group
-/// whose code lies within the radius of its own: neighbours of a neighbour are not taken through
-/// it. Every group member shares its group's code, so each removed image is within the radius of
-/// its keeper. (`near` indexes `groups`, as [`cluster`]'s does.)
-pub fn around_keepers(groups: &[Vec<u32>], near: &[NearPair], source_pixels: &[u64]) -> Vec<Cluster> {
+/// Clusters that do not chain. Images are visited best copy first (most source pixels, then input
+/// order); each image not yet taken keeps itself and takes every untaken image of its own exact
+/// group and of the groups whose code lies within the radius of its own, that passes `same` with
+/// it: neighbours of a neighbour are not taken through it. So each removed image is within the
+/// radius of its keeper and passed the check against the keeper itself. With a check that always
+/// passes, whole groups are taken at once (the first image of a group to be visited is its best).
+/// (`near` indexes `groups`, as [`cluster`]'s does.)
+pub fn around_keepers(n: usize, groups: &[Vec<u32>], near: &[NearPair], source_pixels: &[u64], same: &(dyn Fn(u32, u32) -> bool + Sync)) -> Vec<Cluster> {
     // Each group's neighbours (CSR).
     let mut starts = vec![0usize; groups.len() + 1];
     for p in near {
@@ -124,41 +129,58 @@ pub fn around_keepers(groups: &[Vec<u32>], near: &[NearPair], source_pixels: &[u
             fill[from as usize] += 1;
         }
     }
-    let best: Vec<u32> = groups.iter().map(|g| keeper(g, source_pixels)).collect();
-    let mut order: Vec<usize> = (0..groups.len()).collect();
-    order.sort_by_key(|&g| (std::cmp::Reverse(source_pixels[best[g] as usize]), best[g]));
-    let mut taken = vec![false; groups.len()];
+    let mut group_of = vec![u32::MAX; n];
+    for (g, members) in groups.iter().enumerate() {
+        for &m in members {
+            group_of[m as usize] = g as u32;
+        }
+    }
+    // Each group's untaken members; taken ones are dropped as they go, so a group that is taken
+    // whole costs one pass.
+    let mut untaken: Vec<Vec<u32>> = groups.to_vec();
+    let mut order: Vec<u32> = groups.iter().flatten().copied().collect();
+    order.sort_by_key(|&i| (std::cmp::Reverse(source_pixels[i as usize]), i));
+    let mut taken = vec![false; n];
     let mut clusters = Vec::new();
-    for g in order {
-        if taken[g] {
+    for k in order {
+        if taken[k as usize] {
             continue;
         }
-        taken[g] = true;
-        let mut members = groups[g].clone();
-        for &h in &neighbours[starts[g]..starts[g + 1]] {
-            if !taken[h as usize] {
-                taken[h as usize] = true;
-                members.extend_from_slice(&groups[h as usize]);
-            }
+        let g = group_of[k as usize] as usize;
+        let mut members = Vec::new();
+        for h in std::iter::once(g).chain(neighbours[starts[g]..starts[g + 1]].iter().map(|&h| h as usize)) {
+            untaken[h].retain(|&m| {
+                let take = m == k || same(k, m);
+                if take {
+                    taken[m as usize] = true;
+                    members.push(m);
+                }
+                !take
+            });
         }
         members.sort_unstable();
-        clusters.push(Cluster { kept: best[g], members });
+        clusters.push(Cluster { kept: k, members });
     }
     clusters.sort_by_key(|c| c.members[0]);
     clusters
 }
 
 /// Clusters of images: exact groups, joined wherever a near pair links two groups'
-/// representatives (`near` indexes `representatives`).
-pub fn cluster(n: usize, groups: &[Vec<u32>], near: &[NearPair]) -> Vec<Vec<u32>> {
+/// representatives (`near` indexes `representatives`), each link kept only if it passes `same`.
+pub fn cluster(n: usize, groups: &[Vec<u32>], near: &[NearPair], same: &(dyn Fn(u32, u32) -> bool + Sync)) -> Vec<Vec<u32>> {
     let mut sets = UnionFind::new(n);
     for group in groups {
         for &member in &group[1..] {
-            sets.union(group[0], member);
+            if same(group[0], member) {
+                sets.union(group[0], member);
+            }
         }
     }
     for pair in near {
-        sets.union(groups[pair.a as usize][0], groups[pair.b as usize][0]);
+        let (a, b) = (groups[pair.a as usize][0], groups[pair.b as usize][0]);
+        if same(a, b) {
+            sets.union(a, b);
+        }
     }
     sets.sets()
 }
@@ -188,7 +210,7 @@ mod tests {
         // Groups {0, 3}, {1}, {2}, {4}; near pairs link group 0 with 1, and group 1 with 2.
         let groups = vec![vec![0, 3], vec![1], vec![2], vec![4]];
         let near = [NearPair { a: 0, b: 1, distance: 2 }, NearPair { a: 1, b: 2, distance: 3 }];
-        let clusters = cluster(5, &groups, &near);
+        let clusters = cluster(5, &groups, &near, &|_, _| true);
         assert_eq!(clusters, vec![vec![0, 1, 2, 3], vec![4]]);
     }
 
@@ -200,12 +222,12 @@ mod tests {
         let groups = vec![vec![0], vec![1], vec![2]];
         let near = [NearPair { a: 0, b: 1, distance: 3 }, NearPair { a: 1, b: 2, distance: 3 }];
         let pixels = [900, 400, 400];
-        let around = clusters_by(ClusterRule::AroundKeeper, 3, &groups, &near, &pixels);
+        let around = clusters_by(ClusterRule::AroundKeeper, 3, &groups, &near, &pixels, &|_, _| true);
         assert_eq!(around, vec![Cluster { kept: 0, members: vec![0, 1] }, Cluster { kept: 2, members: vec![2] }]);
-        let linked = clusters_by(ClusterRule::SingleLinkage, 3, &groups, &near, &pixels);
+        let linked = clusters_by(ClusterRule::SingleLinkage, 3, &groups, &near, &pixels, &|_, _| true);
         assert_eq!(linked, vec![Cluster { kept: 0, members: vec![0, 1, 2] }]);
         // When B is the best copy it keeps, and both ends are within the radius of it.
-        let around = clusters_by(ClusterRule::AroundKeeper, 3, &groups, &near, &[100, 900, 100]);
+        let around = clusters_by(ClusterRule::AroundKeeper, 3, &groups, &near, &[100, 900, 100], &|_, _| true);
         assert_eq!(around, vec![Cluster { kept: 1, members: vec![0, 1, 2] }]);
     }
 
@@ -228,7 +250,7 @@ mod tests {
         }
         let pixels: Vec<u64> = (0..codes.len()).map(|_| rng.next() % 5).collect();
         let mut seen = vec![0; codes.len()];
-        let clusters = clusters_by(ClusterRule::AroundKeeper, codes.len(), &groups, &near, &pixels);
+        let clusters = clusters_by(ClusterRule::AroundKeeper, codes.len(), &groups, &near, &pixels, &|_, _| true);
         let mut worst_linked = 0;
         for c in &clusters {
             assert!(c.members.contains(&c.kept));
@@ -239,12 +261,34 @@ mod tests {
         }
         assert!(seen.iter().all(|&s| s == 1), "every image in exactly one cluster");
         // Single linkage on the same pairs does chain (so the check above can fail).
-        for c in clusters_by(ClusterRule::SingleLinkage, codes.len(), &groups, &near, &pixels) {
+        for c in clusters_by(ClusterRule::SingleLinkage, codes.len(), &groups, &near, &pixels, &|_, _| true) {
             for &m in &c.members {
                 worst_linked = worst_linked.max(codes[m as usize].hamming(&codes[c.kept as usize]));
             }
         }
         assert!(worst_linked > radius, "{worst_linked}");
+    }
+
+    #[test]
+    fn a_candidate_that_fails_the_check_against_its_keeper_is_not_removed() {
+        // One exact group {0, 1, 2} and a near group {3}; image 0 is the best copy. The check
+        // rejects 0-2 and 0-3 but passes 2-3: 0 keeps 1, and 2 (the next best) keeps 3.
+        let groups = vec![vec![0, 1, 2], vec![3]];
+        let near = [NearPair { a: 0, b: 1, distance: 2 }];
+        let pixels = [900, 100, 500, 100];
+        let fails = |a: u32, b: u32| matches!((a.min(b), a.max(b)), (0, 2) | (0, 3));
+        let same = |a: u32, b: u32| !fails(a, b);
+        let around = clusters_by(ClusterRule::AroundKeeper, 4, &groups, &near, &pixels, &same);
+        assert_eq!(around, vec![Cluster { kept: 0, members: vec![0, 1] }, Cluster { kept: 2, members: vec![2, 3] }]);
+        for c in &around {
+            assert!(c.members.iter().all(|&m| m == c.kept || same(c.kept, m)));
+        }
+        // Without the check the best copy takes all four.
+        let unchecked = clusters_by(ClusterRule::AroundKeeper, 4, &groups, &near, &pixels, &|_, _| true);
+        assert_eq!(unchecked, vec![Cluster { kept: 0, members: vec![0, 1, 2, 3] }]);
+        // Single linkage keeps only the links that pass: 0-1 (group), not 0-2 (group) nor 0-3 (near).
+        let linked = clusters_by(ClusterRule::SingleLinkage, 4, &groups, &near, &pixels, &same);
+        assert_eq!(linked, vec![Cluster { kept: 0, members: vec![0, 1] }, Cluster { kept: 2, members: vec![2] }, Cluster { kept: 3, members: vec![3] }]);
     }
 
     #[test]

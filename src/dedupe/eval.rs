@@ -13,7 +13,6 @@ use std::path::Path;
 
 use anyhow::{bail, Context, Result};
 use image::RgbImage as Image;
-use image_hasher::{HashAlg, HasherConfig};
 use rayon::prelude::*;
 use serde::Serialize;
 
@@ -298,15 +297,8 @@ pub fn evaluate(input: &Path, labelled: &LabelledInputs, config: &DedupeConfig, 
         codes.push((model.codes(&images, Threshold::Zero), model.codes(&images, Threshold::Median)));
     }
 
-    let phasher = HasherConfig::new().hash_size(8, 8).hash_alg(HashAlg::Median).preproc_dct().to_hasher();
-    let phashes: Vec<u64> = crops
-        .par_iter()
-        .map(|c| {
-            let img = Image::from_raw(size, size, c.clone()).expect("crop size");
-            let bytes = phasher.hash_image(&img).as_bytes().to_vec();
-            u64::from_le_bytes(bytes[..8].try_into().expect("64-bit pHash"))
-        })
-        .collect();
+    let phasher = super::phash::phasher();
+    let phashes: Vec<u64> = crops.par_iter().map(|c| super::phash::phash64(&phasher, &Image::from_raw(size, size, c.clone()).expect("crop size"))).collect();
 
     let mut curves = Vec::new();
     let mut chosen = Vec::new();

@@ -9,7 +9,10 @@
 //!    hashing (`search = "exact"`, the default) or through an hnsw_rs graph (`"hnsw"`); clusters
 //!    form around kept images, each removed image within the radius of its keeper
 //!    (`cluster_rule = "around_keeper"`, the default), or by union-find over the pairs
-//!    (`"single_linkage"`, which chains); one image per cluster is kept ([`clusters`]).
+//!    (`"single_linkage"`, which chains); one image per cluster is kept ([`clusters`]). Before an
+//!    image removes another, the pair must also pass an independent check (`verify = "phash"`: the
+//!    crops' 64-bit pHash within `verify_phash_radius` bits; [`phash`]): the code finds the
+//!    candidates, the check keeps distinct photos that share a colour layout apart.
 //! 4. Outputs: the kept images packed (the training set), clusters and pairs (JSONL), an HTML
 //!    page for visual inspection, the codes, the model.
 
@@ -18,6 +21,7 @@ pub mod clusters;
 pub mod eval;
 pub mod hash;
 pub mod index;
+pub mod phash;
 pub mod report;
 pub mod run;
 pub mod scale_eval;
@@ -26,6 +30,7 @@ use serde::{Deserialize, Serialize};
 
 pub use autoencoder::{Autoencoder, Threshold};
 pub use hash::Code128;
+pub use phash::PhashCheck;
 pub use run::{deduplicate, DedupeCrops, DedupeSummary};
 
 /// The near-pair search (see [`DedupeConfig::search`]).
@@ -34,6 +39,14 @@ pub use run::{deduplicate, DedupeCrops, DedupeSummary};
 pub enum NearSearch {
     Exact,
     Hnsw,
+}
+
+/// The check a candidate pair must pass besides its codes' distance (see [`DedupeConfig::verify`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Verify {
+    None,
+    Phash,
 }
 
 /// The dedupe stage's settings.
@@ -67,6 +80,11 @@ pub struct DedupeConfig {
     pub search: NearSearch,
     /// How near pairs become clusters: around kept images (no chains) or single linkage.
     pub cluster_rule: clusters::ClusterRule,
+    /// The second test a pair within the radius must pass before one image removes the other:
+    /// "phash" (the crops' 64-bit pHash within `verify_phash_radius` bits) or "none" (the code
+    /// alone, as the paper).
+    pub verify: Verify,
+    pub verify_phash_radius: u32,
     /// HNSW: links per node (M), build and search candidate lists, neighbours asked per code.
     pub max_connections: usize,
     pub ef_construction: usize,
@@ -135,6 +153,9 @@ impl DedupeConfig {
         }
         if self.radius > 128 {
             return Err(format!("dedupe.radius = {} is more than the code's 128 bits", self.radius));
+        }
+        if self.verify_phash_radius > 64 {
+            return Err(format!("dedupe.verify_phash_radius = {} is more than pHash's 64 bits", self.verify_phash_radius));
         }
         if self.ae_batch == 0 || self.ae_lr <= 0.0 || self.ae_noise < 0.0 || !(0.0..1.0).contains(&self.ae_dropout) {
             return Err("dedupe.ae_batch must be >= 1, ae_lr > 0, ae_noise >= 0, ae_dropout in [0, 1)".into());

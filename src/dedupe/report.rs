@@ -19,6 +19,8 @@ pub struct Page {
     pub radius: u32,
     pub clusters: Vec<ClusterView>,
     pub pairs: Vec<NearPair>,
+    /// With the pHash check on: its radius and each shown pair's pHash distance (as `pairs`).
+    pub check: Option<(u32, Vec<u32>)>,
 }
 
 /// Up to `count` pairs drawn at random (seeded) from those at the radius and one bit under.
@@ -47,6 +49,8 @@ struct PairRow {
     a: Thumb,
     b: Thumb,
     distance: u32,
+    /// pHash distance and whether the pair passes the check.
+    phash: Option<(u32, bool)>,
 }
 
 /// templates/dedupe.html.
@@ -59,6 +63,7 @@ struct PageView<'a> {
     pairs: Vec<PairRow>,
     radius: u32,
     radius_low: u32,
+    check_radius: Option<u32>,
 }
 
 impl Page {
@@ -80,9 +85,20 @@ impl Page {
             title: &self.title,
             thumb: self.side.max(64),
             clusters: self.clusters.iter().map(|c| ClusterRow { size: c.size, members: c.members.iter().map(|&m| thumb(m, m == c.kept)).collect() }).collect(),
-            pairs: self.pairs.iter().map(|p| PairRow { a: thumb(p.a, false), b: thumb(p.b, false), distance: p.distance }).collect(),
+            pairs: self
+                .pairs
+                .iter()
+                .enumerate()
+                .map(|(i, p)| PairRow {
+                    a: thumb(p.a, false),
+                    b: thumb(p.b, false),
+                    distance: p.distance,
+                    phash: self.check.as_ref().map(|(r, d)| (d[i], d[i] <= *r)),
+                })
+                .collect(),
             radius: self.radius,
             radius_low: self.radius.saturating_sub(1),
+            check_radius: self.check.as_ref().map(|c| c.0),
         };
         askama::Template::render(&view).expect("the dedupe template renders (it has no fallible parts)") + "\n"
     }
@@ -107,15 +123,17 @@ mod tests {
             side: 2,
             radius: 9,
             clusters: vec![ClusterView { members: vec![0, 1], size: 3, kept: 1 }],
-            pairs: vec![NearPair { a: 0, b: 2, distance: 8 }],
+            pairs: vec![NearPair { a: 0, b: 2, distance: 8 }, NearPair { a: 1, b: 2, distance: 9 }],
+            check: Some((10, vec![4, 22])),
         };
         let images: HashMap<u32, Vec<u8>> = [(0, vec![255u8; 12]), (1, vec![0u8; 12])].into_iter().collect();
         let html = page.render(&images, &|i| format!("img\"{i}\".jpg"));
         assert!(html.contains("<title>dedupe &#60;test&#62;</title>") || html.contains("<title>dedupe &lt;test&gt;</title>"), "{html}");
         assert!(html.contains("title=\"img&#34;1&#34;.jpg\"") || html.contains("title=\"img&quot;1&quot;.jpg\""), "names are escaped in attributes");
         assert_eq!(html.matches("class=\"kept\"").count(), 1, "only the kept member is outlined");
-        assert_eq!(html.matches("src=\"data:image/png;base64,").count(), 3, "two cluster members and one side of the pair");
+        assert_eq!(html.matches("src=\"data:image/png;base64,").count(), 4, "two cluster members and one side of each pair");
         assert!(html.contains("(first shown)") && html.contains("8 bits") && html.contains("distance 8 to 9 bits"));
+        assert!(html.contains("pHash 4 bits: passes") && html.contains("pHash 22 bits: fails the check"), "{html}");
         assert!(html.contains("<span title="), "a crop that could not be read is a placeholder");
     }
 }

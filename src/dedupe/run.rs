@@ -13,7 +13,8 @@ use super::autoencoder::{downsample_to_input, Autoencoder, INPUT_DIM};
 use super::clusters::{clusters_by, exact_groups, ClusterRule};
 use super::hash::{bit_usage, Code128};
 use super::index::{index_pairs, multi_index_pairs, NearPair};
-use super::DedupeConfig;
+use super::phash::{phash_crops, PhashCheck};
+use super::{DedupeConfig, Verify};
 use crate::crop::CropStage;
 use crate::data::npy::{self, NpyRowWriter};
 use crate::fsutil;
@@ -168,11 +169,15 @@ pub fn deduplicate(config: &DedupeConfig, output: &Path, model_path: Option<&Pat
     };
     timings.insert("model", started.elapsed().as_secs_f64());
 
-    // Codes, shard by shard.
+    // Codes and pHashes, shard by shard.
     let started = Instant::now();
     let mut codes: Vec<Code128> = Vec::with_capacity(n);
+    let mut phashes: Vec<u64> = Vec::with_capacity(if config.verify == Verify::Phash { n } else { 0 });
     for_each_shard(&shards, side, |_, data| {
         codes.extend(model.codes(&downsample_to_input(data, side as usize), config.threshold));
+        if config.verify == Verify::Phash {
+            phashes.extend(phash_crops(data, side as u32));
+        }
         Ok(())
     })?;
     if codes.len() != n {
@@ -180,6 +185,9 @@ pub fn deduplicate(config: &DedupeConfig, output: &Path, model_path: Option<&Pat
     }
     let words: Vec<u64> = codes.iter().flat_map(|c| c.0).collect();
     npy::write_array(&output.join("codes.npy"), &[n as u64, 2], &words)?;
+    if config.verify == Verify::Phash {
+        npy::write_array(&output.join("phash.npy"), &[n as u64], &phashes)?;
+    }
     timings.insert("codes", started.elapsed().as_secs_f64());
 
     // Exact collisions, then near pairs among the distinct codes, then clusters.
@@ -201,7 +209,9 @@ pub fn deduplicate(config: &DedupeConfig, output: &Path, model_path: Option<&Pat
         })
         .collect();
     let started = Instant::now();
-    let clusters = clusters_by(config.cluster_rule, n, &groups, &near, &pixels);
+    let check = PhashCheck { hashes: &phashes, radius: config.verify_phash_radius };
+    let same = |a: u32, b: u32| config.verify == Verify::None || check.same(a, b);
+    let clusters = clusters_by(config.cluster_rule, n, &groups, &near, &pixels, &same);
     timings.insert("cluster", started.elapsed().as_secs_f64());
     let mut kept_of = vec![0u32; n];
     let mut cluster_of = vec![0usize; n];
@@ -258,6 +268,9 @@ pub fn deduplicate(config: &DedupeConfig, output: &Path, model_path: Option<&Pat
                 out.reason = Some(format!("near duplicate of {}", source(kept_of[i])));
                 out.detail.insert("duplicate_of".into(), json!(source(kept_of[i])));
                 out.detail.insert("distance".into(), json!(codes[i].hamming(&codes[kept_of[i] as usize])));
+                if config.verify == Verify::Phash {
+                    out.detail.insert("phash_distance".into(), json!(check.distance(i as u32, kept_of[i])));
+                }
             }
         }
         manifest.push(out);
@@ -288,8 +301,16 @@ pub fn deduplicate(config: &DedupeConfig, output: &Path, model_path: Option<&Pat
     }
     pairs.extend(near.iter().map(|p| NearPair { a: groups[p.a as usize][0], b: groups[p.b as usize][0], distance: p.distance }));
     let mut text = Vec::new();
+    let mut failed_check = 0usize;
     for p in &pairs {
-        serde_json::to_writer(&mut text, &json!({"a": source(p.a), "b": source(p.b), "crop_a": p.a, "crop_b": p.b, "distance": p.distance}))?;
+        let mut row = json!({"a": source(p.a), "b": source(p.b), "crop_a": p.a, "crop_b": p.b, "distance": p.distance});
+        if config.verify == Verify::Phash {
+            let passed = check.same(p.a, p.b);
+            failed_check += usize::from(!passed);
+            row["phash_distance"] = json!(check.distance(p.a, p.b));
+            row["passes_check"] = json!(passed);
+        }
+        serde_json::to_writer(&mut text, &row)?;
         text.push(b'\n');
     }
     fsutil::write_atomic(&output.join("pairs.jsonl"), &text)?;
@@ -310,6 +331,7 @@ pub fn deduplicate(config: &DedupeConfig, output: &Path, model_path: Option<&Pat
         })?;
         Ok(found)
     };
+    let shown_pairs = super::report::pairs_near_radius(&pairs, config.radius, config.report_pairs, config.seed as u64);
     let page = super::report::Page {
         title: format!("dedupe: {} images, {} kept, radius {}", n, kept.iter().filter(|&&k| k).count(), config.radius),
         side: config.size,
@@ -319,7 +341,8 @@ pub fn deduplicate(config: &DedupeConfig, output: &Path, model_path: Option<&Pat
             .take(config.report_clusters)
             .map(|m| super::report::ClusterView { members: m.iter().take(48).copied().collect(), size: m.len(), kept: kept_of[m[0] as usize] })
             .collect(),
-        pairs: super::report::pairs_near_radius(&pairs, config.radius, config.report_pairs, config.seed as u64),
+        pairs: shown_pairs.clone(),
+        check: (config.verify == Verify::Phash).then(|| (config.verify_phash_radius, shown_pairs.iter().map(|p| check.distance(p.a, p.b)).collect())),
     };
     let shown = page.images();
     let images = read_crop(&shown)?;
@@ -355,10 +378,15 @@ pub fn deduplicate(config: &DedupeConfig, output: &Path, model_path: Option<&Pat
             "exact_collision_groups": summary.exact_groups,
             "distinct_codes": groups.len(),
             "near_pairs_between_distinct_codes": summary.near_pairs,
+            "pairs_failing_the_check": failed_check,
+        },
+        "verify": match config.verify {
+            Verify::Phash => format!("a removed image's crop and its keeper's have pHashes within {} of 64 bits", config.verify_phash_radius),
+            Verify::None => "none: codes within the radius alone".to_owned(),
         },
         "cluster_rule": config.cluster_rule,
         "keep_rule": match config.cluster_rule {
-            ClusterRule::AroundKeeper => "best copies first (most source pixels, then input order): each keeps itself and takes the untaken images within the radius of it",
+            ClusterRule::AroundKeeper => "best copies first (most source pixels, then input order): each keeps itself and takes the untaken images within the radius of it that pass the check against it",
             ClusterRule::SingleLinkage => "per cluster, the image with the most source pixels; the first in input order among equals",
         },
         "codes": {"constant_bits": dead, "mean_bits_set": usage.iter().sum::<f64>()},
@@ -366,6 +394,7 @@ pub fn deduplicate(config: &DedupeConfig, output: &Path, model_path: Option<&Pat
         "outputs": {
             "images": ["images-00000.npy"], "labels": "labels.npy", "manifest": "manifest.jsonl", "kept": "kept.txt",
             "clusters": "clusters.jsonl", "pairs": "pairs.jsonl", "report": "report.html", "codes": "codes.npy",
+            "phash": if config.verify == Verify::Phash { json!("phash.npy") } else { Value::Null },
             "crops": "crops/",
         },
         "timings_s": summary.timings_s,

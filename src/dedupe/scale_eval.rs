@@ -16,7 +16,6 @@ use std::path::Path;
 
 use anyhow::{bail, Context, Result};
 use image::RgbImage as Image;
-use image_hasher::{HashAlg, HasherConfig};
 use rayon::prelude::*;
 use serde::Serialize;
 
@@ -24,6 +23,7 @@ use super::autoencoder::{downsample_to_input, Autoencoder, INPUT_DIM};
 use super::clusters::{clusters_by, exact_groups, Cluster, ClusterRule, UnionFind};
 use super::eval::{edited_copy, Rng};
 use super::hash::Code128;
+use super::phash::PhashCheck;
 use super::index::{multi_index_pairs, NearPair};
 use super::DedupeConfig;
 use crate::data::ImageSource;
@@ -92,16 +92,15 @@ impl ScaleSet {
         })?;
         let size = config.size;
         let options = DecodeOptions { max_pixels: config.max_pixels, min_decoded_side: config.dct_scaling.then_some(size * config.min_decoded_factor) };
-        let phasher = HasherConfig::new().hash_size(8, 8).hash_alg(HashAlg::Median).preproc_dct().to_hasher();
+        let phasher = super::phash::phasher();
         let prepare = |bytes: &[u8]| -> Result<(Prepared, crate::imageops::RgbImage), String> {
             let decoded = decode_rgb_with_libjpeg(bytes, &options).map_err(|e| e.to_string())?;
             let crop = min_resize_center_crop(&decoded.image, size);
             let img = Image::from_raw(size, size, crop.pixels.clone()).expect("crop size");
-            let hash = phasher.hash_image(&img).as_bytes().to_vec();
             let prepared = Prepared {
                 pixels: decoded.source_width as u64 * decoded.source_height as u64,
                 small: downsample_to_input(&crop.pixels, size as usize),
-                phash: u64::from_le_bytes(hash[..8].try_into().expect("64-bit pHash")),
+                phash: super::phash::phash64(&phasher, &img),
             };
             Ok((prepared, decoded.image))
         };
@@ -374,6 +373,13 @@ pub struct ScaleReport {
 
 pub const AE: &str = "autoencoder";
 pub const PHASH: &str = "pHash";
+/// pHash radii tried as the check on the autoencoder's candidates (besides the configured one).
+pub const CHECK_RADII: [u32; 5] = [6, 8, 10, 12, 14];
+
+/// The name of the autoencoder's curve with the pHash check at `t` bits.
+pub fn checked_method(t: u32) -> String {
+    format!("autoencoder + pHash check <= {t}")
+}
 
 /// The near pairs of a hash's distinct codes, every radius up to `max_radius`.
 struct Searched {
@@ -404,11 +410,16 @@ impl Searched {
         exact.chain(self.near.iter().map(|p| (self.groups[p.a as usize][0], self.groups[p.b as usize][0])))
     }
 
-    /// Per radius, pairs of images of different true groups.
-    fn false_pairs(&self, truth: &Truth, max_radius: u32) -> Vec<u64> {
+    /// Per radius, pairs of images of different true groups (that pass `same`, when given).
+    fn false_pairs(&self, truth: &Truth, max_radius: u32, same: Option<&PhashCheck>) -> Vec<u64> {
         let mut by_distance = vec![0u64; max_radius as usize + 1];
         let g = |i: &u32| truth.group[*i as usize];
+        let differing = |x: &u32, y: &u32| g(x) != g(y) && same.is_none_or(|c| c.same(*x, *y));
         for group in &self.groups {
+            if same.is_some() {
+                by_distance[0] += group.iter().enumerate().map(|(i, x)| group[i + 1..].iter().filter(|y| differing(x, y)).count() as u64).sum::<u64>();
+                continue;
+            }
             let mut count: HashMap<u32, u64> = HashMap::new();
             for m in group {
                 *count.entry(g(m)).or_default() += 1;
@@ -418,12 +429,7 @@ impl Searched {
         }
         for p in &self.near {
             let (a, b) = (&self.groups[p.a as usize], &self.groups[p.b as usize]);
-            let differing = if a.len() == 1 && b.len() == 1 {
-                (g(&a[0]) != g(&b[0])) as u64
-            } else {
-                a.iter().map(|x| b.iter().filter(|y| g(x) != g(y)).count() as u64).sum()
-            };
-            by_distance[p.distance as usize] += differing;
+            by_distance[p.distance as usize] += a.iter().map(|x| b.iter().filter(|y| differing(x, y)).count() as u64).sum::<u64>();
         }
         by_distance
             .iter()
@@ -467,24 +473,38 @@ pub fn evaluate(input: &Path, set: &ScaleSet, config: &DedupeConfig, settings: &
     let mut curves = Vec::new();
     let mut pair_rates = Vec::new();
     let distinct_pairs = truth.distinct_pairs();
-    for (method, searched, max_radius) in [(AE, &ae, settings.max_radius), (PHASH, &phash, settings.phash_max_radius)] {
-        for rule in [ClusterRule::AroundKeeper, ClusterRule::SingleLinkage] {
+    let always = |_: u32, _: u32| true;
+    let mut runs: Vec<(String, &Searched, u32, Option<PhashCheck>, Vec<ClusterRule>)> = vec![
+        (AE.into(), &ae, settings.max_radius, None, vec![ClusterRule::AroundKeeper, ClusterRule::SingleLinkage]),
+        (PHASH.into(), &phash, settings.phash_max_radius, None, vec![ClusterRule::AroundKeeper, ClusterRule::SingleLinkage]),
+    ];
+    // The autoencoder's candidates, each removal also within t bits of pHash of its keeper.
+    let mut check_radii: Vec<u32> = CHECK_RADII.to_vec();
+    check_radii.push(config.verify_phash_radius);
+    check_radii.sort_unstable();
+    check_radii.dedup();
+    for t in check_radii {
+        runs.push((checked_method(t), &ae, settings.max_radius, Some(PhashCheck { hashes: &set.phash, radius: t }), vec![ClusterRule::AroundKeeper]));
+    }
+    for (method, searched, max_radius, check, rules) in runs {
+        let same = |a: u32, b: u32| check.as_ref().is_none_or(|c| c.same(a, b));
+        for rule in rules {
             let scores: Vec<Score> = (0..=max_radius)
                 .into_par_iter()
-                .map(|r| score(r, &clusters_by(rule, n, &searched.groups, searched.within(r), &set.pixels), &truth))
+                .map(|r| score(r, &clusters_by(rule, n, &searched.groups, searched.within(r), &set.pixels, &same), &truth))
                 .collect();
-            curves.push(ScaleCurve { method: method.into(), rule, scores });
+            curves.push(ScaleCurve { method: method.clone(), rule, scores });
         }
-        let false_pairs = searched.false_pairs(&truth, max_radius);
+        let false_pairs = searched.false_pairs(&truth, max_radius, check.as_ref());
         let rate = false_pairs.iter().map(|&f| f as f64 / distinct_pairs).collect();
-        pair_rates.push(PairRate { method: method.into(), false_pairs, rate });
+        pair_rates.push(PairRate { method, false_pairs, rate });
     }
 
     // Removals at one radius by two cheap signals of a low-content image: is one behind the
     // false ones? The detail of the less detailed image of removed and keeper, and the fewer bits
     // set of their two codes.
     let radius = settings.detail_radius.min(settings.max_radius);
-    let clusters = clusters_by(ClusterRule::AroundKeeper, n, &ae.groups, ae.within(radius), &set.pixels);
+    let clusters = clusters_by(ClusterRule::AroundKeeper, n, &ae.groups, ae.within(radius), &set.pixels, &always);
     let rows = by_signal(&detail, &[4.0, 8.0, 12.0, 16.0, 24.0, 32.0, 48.0, f32::INFINITY], &clusters, &truth);
     let bits_set: Vec<f32> = codes.iter().map(|c| (c.0[0].count_ones() + c.0[1].count_ones()) as f32).collect();
     let bit_rows = by_signal(&bits_set, &[8.0, 16.0, 24.0, 32.0, 40.0, 48.0, 64.0, f32::INFINITY], &clusters, &truth);
@@ -624,7 +644,7 @@ mod tests {
         let t = truth(vec![0, 1, 0], vec![false, false]);
         let searched = Searched { groups: vec![vec![0, 1], vec![2]], near: vec![NearPair { a: 0, b: 1, distance: 3 }] };
         // Radius 0: (0, 1) differ; radius 3 adds (1, 2); (0, 2) is one photo.
-        assert_eq!(searched.false_pairs(&t, 4), vec![1, 1, 1, 2, 2]);
+        assert_eq!(searched.false_pairs(&t, 4, None), vec![1, 1, 1, 2, 2]);
         assert_eq!(searched.within(2).len(), 0);
         assert_eq!(searched.within(3).len(), 1);
     }
