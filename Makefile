@@ -117,7 +117,7 @@ eval-dedupe: setup
 	$(BIN)/dedupe --eval --input $(EVAL_DIR) --output $(OUT)/dedupe-eval
 
 # Dedupe at scale: every photo of a large real set plus edited copies of 2,000 of them, the removals
-# scored per radius and cluster rule beside pHash (CPU; 15 min on Tiny ImageNet's 100,000 on a loaded 2-core VM, mostly the autoencoder).
+# scored per radius and cluster rule beside pHash, and with the pHash check at 6-14 bits (CPU; 2-5 min on Tiny ImageNet's 100,000 on the 2-core VM, mostly the autoencoder).
 DEDUPE_SCALE_INPUT ?= ../shared/data/tiny-imagenet-32-train.tar.gz
 eval-dedupe-scale: setup
 	$(BIN)/dedupe --eval-scale --input $(DEDUPE_SCALE_INPUT) --output $(OUT)/dedupe-eval-scale --set dedupe.device=cpu

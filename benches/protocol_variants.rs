@@ -101,9 +101,23 @@ impl Run {
         (best.0, best.1, tried)
     }
 
+    /// A row an earlier run of the same OUT already measured: (best C, accuracy). A rerun resumes
+    /// after the last finished row (each row of the full split costs 10-25 minutes on 2 cores).
+    fn done(&self, label: &str) -> Option<(f64, f64)> {
+        let text = std::fs::read_to_string(self.out.join("rows.jsonl")).ok()?;
+        text.lines().filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok()).find_map(|r| {
+            (r["d"] == self.d_name.as_str() && r["row"] == label).then(|| (r["best_c"].as_f64(), r["validation_accuracy"].as_f64())).and_then(|(c, a)| Some((c?, a?)))
+        })
+    }
+
     /// One row: a normalisation of `x` (and its mirror), the C grid, time and memory.
     #[allow(clippy::too_many_arguments)]
-    fn row(&self, label: &str, spec: serde_json::Value, mut x: FeatureMatrix, mut xf: Option<FeatureMatrix>, layout: &[usize], norm: Normalization, data: &Data, widen: bool) -> (f64, f64) {
+    fn row(&self, label: &str, spec: serde_json::Value, load: impl FnOnce() -> (FeatureMatrix, Option<FeatureMatrix>), layout: &[usize], norm: Normalization, data: &Data, widen: bool) -> (f64, f64) {
+        if let Some(done) = self.done(label) {
+            eprintln!("{} {label}: measured before, {:.2}% at C {:.1e}", self.d_name, 100.0 * done.1, done.0);
+            return done;
+        }
+        let (mut x, mut xf) = load();
         eprintln!("{} {label}", self.d_name);
         peak_rss_mib(true);
         let t = Instant::now();
@@ -223,18 +237,18 @@ fn main() {
     // Feature point, standardised.
     let mut best_point = (FeaturePoint::LeakyRelu, 0.0, 0.0);
     for &p in &points {
-        let (c, acc) = run.row(&format!("point={p}"), json!({"feature_point": p, "pooling": "max"}), load(p, Pooling::Max, false), None, &max_layout, Normalization::Standardize, &data, true);
+        let (c, acc) = run.row(&format!("point={p}"), json!({"feature_point": p, "pooling": "max"}), || (load(p, Pooling::Max, false), None), &max_layout, Normalization::Standardize, &data, true);
         if acc > best_point.2 {
             best_point = (p, c, acc);
         }
     }
     if want("pooling") {
-        run.row("pooling=max+mean", json!({"feature_point": "leakyrelu", "pooling": "max+mean"}), load(FeaturePoint::LeakyRelu, Pooling::MaxMean, false), None, &mean_layout, Normalization::Standardize, &data, true);
+        run.row("pooling=max+mean", json!({"feature_point": "leakyrelu", "pooling": "max+mean"}), || (load(FeaturePoint::LeakyRelu, Pooling::MaxMean, false), None), &mean_layout, Normalization::Standardize, &data, true);
     }
     if want("normalization") {
         for p in [FeaturePoint::LeakyRelu, best_point.0] {
             for norm in [Normalization::None, Normalization::PerLayer] {
-                run.row(&format!("point={p} normalization={norm}"), json!({"feature_point": p, "pooling": "max"}), load(p, Pooling::Max, false), None, &max_layout, norm, &data, true);
+                run.row(&format!("point={p} normalization={norm}"), json!({"feature_point": p, "pooling": "max"}), || (load(p, Pooling::Max, false), None), &max_layout, norm, &data, true);
             }
             if best_point.0 == FeaturePoint::LeakyRelu {
                 break;
@@ -244,7 +258,8 @@ fn main() {
     if want("flips") {
         let p = best_point.0;
         let flipped_name = name(p, Pooling::Max, true);
-        if cached(&out, &flipped_name).is_none() {
+        let label = format!("point={p} flips (not the paper's)");
+        if run.done(&label).is_none() && cached(&out, &flipped_name).is_none() {
             recompute(&mut extractor);
             peak_rss_mib(true);
             let t = Instant::now();
@@ -253,7 +268,7 @@ fn main() {
             m.write_npy(&out.join(format!("{flipped_name}.npy"))).unwrap();
             run.emit(json!({"d": run.d_name, "row": "extract flipped", "images": images.len(), "seconds": t.elapsed().as_secs_f64(), "peak_rss_mib": peak_rss_mib(false)}));
         }
-        run.row(&format!("point={p} flips (not the paper's)"), json!({"feature_point": p, "pooling": "max", "flips": true}), load(p, Pooling::Max, false), Some(load(p, Pooling::Max, true)), &max_layout, Normalization::Standardize, &data, true);
+        run.row(&label, json!({"feature_point": p, "pooling": "max", "flips": true}), || (load(p, Pooling::Max, false), Some(load(p, Pooling::Max, true))), &max_layout, Normalization::Standardize, &data, true);
     }
     // The finer C grid and the 400-per-class column, at the best point, standardised.
     let (p, c) = (best_point.0, best_point.1);
