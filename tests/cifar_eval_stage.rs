@@ -56,6 +56,9 @@ fn a_random_discriminator_learns_generated_classes_through_the_whole_protocol() 
     let accuracy = test["accuracy"].as_f64().unwrap();
     assert!(accuracy > 0.6, "chance is 0.1; the classes differ in colour and stripes: {accuracy}");
     assert!([0.001, 0.1].contains(&m["chosen_c"].as_f64().unwrap()));
+    // A grid of two always chooses at an edge: said in metrics.json and as a warning.
+    assert_eq!(m["chosen_c_at_grid_edge"], true);
+    assert!(String::from_utf8_lossy(&run.stderr).contains("at the edge of cifar_eval.c_grid"));
     assert_eq!(m["per_class_accuracies"].as_array().unwrap().len(), 3);
     assert!(out.join("confusion.png").exists() && out.join("confusion.csv").exists());
     let table = String::from_utf8_lossy(&run.stdout);

@@ -187,6 +187,12 @@ impl SplitFeatures<'_> {
     }
 }
 
+/// Whether `c` is the smallest or largest of a grid of two or more values.
+pub fn c_at_edge(grid: &[f64], c: f64) -> bool {
+    let (lo, hi) = grid.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), &g| (lo.min(g), hi.max(g)));
+    lo < hi && (c == lo || c == hi)
+}
+
 /// The extra C values `c_refine` tries: `steps` geometric steps from `best` toward each of its
 /// neighbours in `grid` (one side only at the grid's ends).
 pub fn refined_c(grid: &[f64], best: f64, steps: usize) -> Vec<f64> {
@@ -304,6 +310,8 @@ pub struct CifarEvalReport {
     pub protocol: serde_json::Value,
     pub grid: Vec<GridPoint>,
     pub chosen_c: f64,
+    /// The chosen C is the grid's smallest or largest (of two or more): the best may lie beyond.
+    pub chosen_c_at_grid_edge: bool,
     /// The refit on the whole training split, scored on the test split (None without one).
     pub test: Option<ClassificationMetrics>,
     /// The model fitted without the validation images, scored on them at the chosen C.
@@ -537,6 +545,10 @@ pub fn evaluate(config: &CifarEvalConfig, input: &Path, output: &Path, threads: 
         }
     }
     let (chosen_c, validation) = best.expect("non-empty grid");
+    let chosen_c_at_grid_edge = c_at_edge(&config.c_grid, chosen_c);
+    if chosen_c_at_grid_edge {
+        eprintln!("cifar-eval: warning: C = {chosen_c} is at the edge of cifar_eval.c_grid; the best C may lie beyond it (widen the grid)");
+    }
 
     // The refit on the whole training split, scored once on the test split.
     let t = Instant::now();
@@ -590,6 +602,7 @@ pub fn evaluate(config: &CifarEvalConfig, input: &Path, output: &Path, threads: 
         protocol: json!({ "feature_point": config.feature_point, "pooling": config.pooling, "normalization": config.normalization, "flips": config.flips }),
         grid,
         chosen_c,
+        chosen_c_at_grid_edge,
         test,
         validation,
         per_class_labels: config.per_class,
@@ -655,4 +668,18 @@ pub fn table_1(report: &CifarEvalReport) -> String {
     let flips = if report.protocol["flips"] == json!(true) { " (with flips: not the paper's protocol)" } else { "" };
     out += &format!("| this run: {name} + L2-SVM{flips} | {:.1}% on {images} {on} images | {small} |\n", 100.0 * acc);
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::c_at_edge;
+
+    #[test]
+    fn a_c_at_either_end_of_the_grid_is_at_its_edge_and_one_inside_is_not() {
+        let grid = [1e-5, 3e-5, 1e-4, 3e-4];
+        assert!(c_at_edge(&grid, 1e-5) && c_at_edge(&grid, 3e-4));
+        assert!(!c_at_edge(&grid, 3e-5) && !c_at_edge(&grid, 1e-4));
+        // A grid of one value has no edge to widen.
+        assert!(!c_at_edge(&[1e-4], 1e-4));
+    }
 }
