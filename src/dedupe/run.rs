@@ -331,7 +331,18 @@ pub fn deduplicate(config: &DedupeConfig, output: &Path, model_path: Option<&Pat
         })?;
         Ok(found)
     };
-    let shown_pairs = super::report::pairs_near_radius(&pairs, config.radius, config.report_pairs, config.seed as u64);
+    // With the check, most pairs near the radius fail it; the pairs that pass (the removals'
+    // evidence, at any distance above 0) come first, up to half the page, then pairs near the radius.
+    let shown_pairs = if config.verify == Verify::Phash {
+        let passing: Vec<NearPair> = pairs.iter().filter(|p| p.distance > 0 && check.same(p.a, p.b)).copied().collect();
+        let mut shown = super::report::random_pairs(passing, config.report_pairs / 2, config.seed as u64);
+        shown.sort_by_key(|p| std::cmp::Reverse(p.distance));
+        let rest = super::report::pairs_near_radius(&pairs, config.radius, config.report_pairs, config.seed as u64);
+        shown.extend(rest.into_iter().filter(|p| !check.same(p.a, p.b)).take(config.report_pairs - shown.len()));
+        shown
+    } else {
+        super::report::pairs_near_radius(&pairs, config.radius, config.report_pairs, config.seed as u64)
+    };
     let page = super::report::Page {
         title: format!("dedupe: {} images, {} kept, radius {}", n, kept.iter().filter(|&&k| k).count(), config.radius),
         side: config.size,
