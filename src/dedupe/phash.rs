@@ -17,8 +17,7 @@ pub fn phasher() -> Hasher {
 
 /// One image's pHash as a word.
 pub fn phash64(hasher: &Hasher, image: &RgbImage) -> u64 {
-    let bytes = hasher.hash_image(image).as_bytes().to_vec();
-    u64::from_le_bytes(bytes[..8].try_into().expect("a 64-bit pHash"))
+    u64::from_le_bytes(hasher.hash_image(image).as_bytes()[..8].try_into().expect("a 64-bit pHash"))
 }
 
 /// pHashes of packed `side` x `side` RGB crops, in order.

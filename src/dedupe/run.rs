@@ -172,10 +172,11 @@ pub fn deduplicate(config: &DedupeConfig, output: &Path, model_path: Option<&Pat
     // Codes and pHashes, shard by shard.
     let started = Instant::now();
     let mut codes: Vec<Code128> = Vec::with_capacity(n);
-    let mut phashes: Vec<u64> = Vec::with_capacity(if config.verify == Verify::Phash { n } else { 0 });
+    let verify = config.verify == Verify::Phash;
+    let mut phashes: Vec<u64> = Vec::with_capacity(if verify { n } else { 0 });
     for_each_shard(&shards, side, |_, data| {
         codes.extend(model.codes(&downsample_to_input(data, side as usize), config.threshold));
-        if config.verify == Verify::Phash {
+        if verify {
             phashes.extend(phash_crops(data, side as u32));
         }
         Ok(())
@@ -185,7 +186,7 @@ pub fn deduplicate(config: &DedupeConfig, output: &Path, model_path: Option<&Pat
     }
     let words: Vec<u64> = codes.iter().flat_map(|c| c.0).collect();
     npy::write_array(&output.join("codes.npy"), &[n as u64, 2], &words)?;
-    if config.verify == Verify::Phash {
+    if verify {
         npy::write_array(&output.join("phash.npy"), &[n as u64], &phashes)?;
     }
     timings.insert("codes", started.elapsed().as_secs_f64());
@@ -209,8 +210,9 @@ pub fn deduplicate(config: &DedupeConfig, output: &Path, model_path: Option<&Pat
         })
         .collect();
     let started = Instant::now();
-    let check = PhashCheck { hashes: &phashes, radius: config.verify_phash_radius };
-    let same = |a: u32, b: u32| config.verify == Verify::None || check.same(a, b);
+    // The check, when on (one place decides; every output below follows it).
+    let check = verify.then_some(PhashCheck { hashes: &phashes, radius: config.verify_phash_radius });
+    let same = |a: u32, b: u32| check.is_none_or(|c| c.same(a, b));
     let clusters = clusters_by(config.cluster_rule, n, &groups, &near, &pixels, &same);
     timings.insert("cluster", started.elapsed().as_secs_f64());
     let mut kept_of = vec![0u32; n];
@@ -268,8 +270,8 @@ pub fn deduplicate(config: &DedupeConfig, output: &Path, model_path: Option<&Pat
                 out.reason = Some(format!("near duplicate of {}", source(kept_of[i])));
                 out.detail.insert("duplicate_of".into(), json!(source(kept_of[i])));
                 out.detail.insert("distance".into(), json!(codes[i].hamming(&codes[kept_of[i] as usize])));
-                if config.verify == Verify::Phash {
-                    out.detail.insert("phash_distance".into(), json!(check.distance(i as u32, kept_of[i])));
+                if let Some(c) = check {
+                    out.detail.insert("phash_distance".into(), json!(c.distance(i as u32, kept_of[i])));
                 }
             }
         }
@@ -304,10 +306,10 @@ pub fn deduplicate(config: &DedupeConfig, output: &Path, model_path: Option<&Pat
     let mut failed_check = 0usize;
     for p in &pairs {
         let mut row = json!({"a": source(p.a), "b": source(p.b), "crop_a": p.a, "crop_b": p.b, "distance": p.distance});
-        if config.verify == Verify::Phash {
-            let passed = check.same(p.a, p.b);
+        if let Some(c) = check {
+            let passed = c.same(p.a, p.b);
             failed_check += usize::from(!passed);
-            row["phash_distance"] = json!(check.distance(p.a, p.b));
+            row["phash_distance"] = json!(c.distance(p.a, p.b));
             row["passes_check"] = json!(passed);
         }
         serde_json::to_writer(&mut text, &row)?;
@@ -333,15 +335,16 @@ pub fn deduplicate(config: &DedupeConfig, output: &Path, model_path: Option<&Pat
     };
     // With the check, most pairs near the radius fail it; the pairs that pass (the removals'
     // evidence, at any distance above 0) come first, up to half the page, then pairs near the radius.
-    let shown_pairs = if config.verify == Verify::Phash {
-        let passing: Vec<NearPair> = pairs.iter().filter(|p| p.distance > 0 && check.same(p.a, p.b)).copied().collect();
-        let mut shown = super::report::random_pairs(passing, config.report_pairs / 2, config.seed as u64);
-        shown.sort_by_key(|p| std::cmp::Reverse(p.distance));
-        let rest = super::report::pairs_near_radius(&pairs, config.radius, config.report_pairs, config.seed as u64);
-        shown.extend(rest.into_iter().filter(|p| !check.same(p.a, p.b)).take(config.report_pairs - shown.len()));
-        shown
-    } else {
-        super::report::pairs_near_radius(&pairs, config.radius, config.report_pairs, config.seed as u64)
+    let near_radius = super::report::pairs_near_radius(&pairs, config.radius, config.report_pairs, config.seed as u64);
+    let shown_pairs = match check {
+        Some(c) => {
+            let passing: Vec<NearPair> = pairs.iter().filter(|p| p.distance > 0 && c.same(p.a, p.b)).copied().collect();
+            let mut shown = super::report::random_pairs(passing, config.report_pairs / 2, config.seed as u64);
+            shown.sort_by_key(|p| std::cmp::Reverse(p.distance));
+            shown.extend(near_radius.into_iter().filter(|p| !c.same(p.a, p.b)).take(config.report_pairs - shown.len()));
+            shown
+        }
+        None => near_radius,
     };
     let page = super::report::Page {
         title: format!("dedupe: {} images, {} kept, radius {}", n, kept.iter().filter(|&&k| k).count(), config.radius),
@@ -352,8 +355,8 @@ pub fn deduplicate(config: &DedupeConfig, output: &Path, model_path: Option<&Pat
             .take(config.report_clusters)
             .map(|m| super::report::ClusterView { members: m.iter().take(48).copied().collect(), size: m.len(), kept: kept_of[m[0] as usize] })
             .collect(),
-        pairs: shown_pairs.clone(),
-        check: (config.verify == Verify::Phash).then(|| (config.verify_phash_radius, shown_pairs.iter().map(|p| check.distance(p.a, p.b)).collect())),
+        check: check.map(|c| (c.radius, shown_pairs.iter().map(|p| c.distance(p.a, p.b)).collect())),
+        pairs: shown_pairs,
     };
     let shown = page.images();
     let images = read_crop(&shown)?;
@@ -391,9 +394,9 @@ pub fn deduplicate(config: &DedupeConfig, output: &Path, model_path: Option<&Pat
             "near_pairs_between_distinct_codes": summary.near_pairs,
             "pairs_failing_the_check": failed_check,
         },
-        "verify": match config.verify {
-            Verify::Phash => format!("a removed image's crop and its keeper's have pHashes within {} of 64 bits", config.verify_phash_radius),
-            Verify::None => "none: codes within the radius alone".to_owned(),
+        "verify": match check {
+            Some(c) => format!("a removed image's crop and its keeper's have pHashes within {} of 64 bits", c.radius),
+            None => "none: codes within the radius alone".to_owned(),
         },
         "cluster_rule": config.cluster_rule,
         "keep_rule": match config.cluster_rule {
@@ -405,7 +408,7 @@ pub fn deduplicate(config: &DedupeConfig, output: &Path, model_path: Option<&Pat
         "outputs": {
             "images": ["images-00000.npy"], "labels": "labels.npy", "manifest": "manifest.jsonl", "kept": "kept.txt",
             "clusters": "clusters.jsonl", "pairs": "pairs.jsonl", "report": "report.html", "codes": "codes.npy",
-            "phash": if config.verify == Verify::Phash { json!("phash.npy") } else { Value::Null },
+            "phash": if check.is_some() { json!("phash.npy") } else { Value::Null },
             "crops": "crops/",
         },
         "timings_s": summary.timings_s,

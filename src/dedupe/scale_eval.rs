@@ -381,6 +381,16 @@ pub fn checked_method(t: u32) -> String {
     format!("autoencoder + pHash check <= {t}")
 }
 
+/// One hash's curves: its near pairs, scored at every radius up to `max_radius` under each rule,
+/// with an optional pHash check on every removal.
+struct CurveRun<'a> {
+    method: String,
+    searched: &'a Searched,
+    max_radius: u32,
+    check: Option<PhashCheck<'a>>,
+    rules: &'static [ClusterRule],
+}
+
 /// The near pairs of a hash's distinct codes, every radius up to `max_radius`.
 struct Searched {
     groups: Vec<Vec<u32>>,
@@ -474,9 +484,10 @@ pub fn evaluate(input: &Path, set: &ScaleSet, config: &DedupeConfig, settings: &
     let mut pair_rates = Vec::new();
     let distinct_pairs = truth.distinct_pairs();
     let always = |_: u32, _: u32| true;
-    let mut runs: Vec<(String, &Searched, u32, Option<PhashCheck>, Vec<ClusterRule>)> = vec![
-        (AE.into(), &ae, settings.max_radius, None, vec![ClusterRule::AroundKeeper, ClusterRule::SingleLinkage]),
-        (PHASH.into(), &phash, settings.phash_max_radius, None, vec![ClusterRule::AroundKeeper, ClusterRule::SingleLinkage]),
+    const BOTH: &[ClusterRule] = &[ClusterRule::AroundKeeper, ClusterRule::SingleLinkage];
+    let mut runs = vec![
+        CurveRun { method: AE.into(), searched: &ae, max_radius: settings.max_radius, check: None, rules: BOTH },
+        CurveRun { method: PHASH.into(), searched: &phash, max_radius: settings.phash_max_radius, check: None, rules: BOTH },
     ];
     // The autoencoder's candidates, each removal also within t bits of pHash of its keeper.
     let mut check_radii: Vec<u32> = CHECK_RADII.to_vec();
@@ -484,11 +495,12 @@ pub fn evaluate(input: &Path, set: &ScaleSet, config: &DedupeConfig, settings: &
     check_radii.sort_unstable();
     check_radii.dedup();
     for t in check_radii {
-        runs.push((checked_method(t), &ae, settings.max_radius, Some(PhashCheck { hashes: &set.phash, radius: t }), vec![ClusterRule::AroundKeeper]));
+        let check = Some(PhashCheck { hashes: &set.phash, radius: t });
+        runs.push(CurveRun { method: checked_method(t), searched: &ae, max_radius: settings.max_radius, check, rules: &[ClusterRule::AroundKeeper] });
     }
-    for (method, searched, max_radius, check, rules) in runs {
-        let same = |a: u32, b: u32| check.as_ref().is_none_or(|c| c.same(a, b));
-        for rule in rules {
+    for CurveRun { method, searched, max_radius, check, rules } in runs {
+        let same = |a: u32, b: u32| check.is_none_or(|c| c.same(a, b));
+        for &rule in rules {
             let scores: Vec<Score> = (0..=max_radius)
                 .into_par_iter()
                 .map(|r| score(r, &clusters_by(rule, n, &searched.groups, searched.within(r), &set.pixels, &same), &truth))
