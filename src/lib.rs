@@ -9,6 +9,7 @@
 //! - [`dedupe`]: the dedupe stage (autoencoder semantic hashing, HNSW, clusters).
 //! - [`gan`]: the DCGAN presets and their training (tch).
 //! - [`eval`]: cifar-eval (features, the L2-SVM, the protocol).
+//! - [`pictures`]: image grids and PNG data URIs, shared by the stages' pages and pictures.
 //! - [`plots`]: line plots and the confusion matrix as PNG (plotters, a compiled-in font).
 //! - [`report`]: the run's HTML report.
 
@@ -21,6 +22,7 @@ pub mod faces;
 pub mod fsutil;
 pub mod gan;
 pub mod imageops;
+pub mod pictures;
 pub mod plots;
 pub mod report;
 pub mod rng;

@@ -81,7 +81,7 @@ impl Page {
     /// The page, with `images` holding the crop of every index of [`Page::images`].
     pub fn render(&self, images: &HashMap<u32, Vec<u8>>, name: &dyn Fn(u32) -> String) -> String {
         let thumb = |i: u32, kept: bool| Thumb {
-            uri: images.get(&i).map(|pixels| crate::report::html::rgb_data_uri(pixels, self.side, self.side)),
+            uri: images.get(&i).map(|pixels| crate::pictures::data_uri::rgb_data_uri(pixels, self.side, self.side)),
             name: name(i),
             kept,
         };

@@ -16,6 +16,6 @@ pub fn write_sample_grid(images: &Tensor, cols: usize, scale: u32, path: &Path) 
     let (n, h, w) = (size[0] as usize, size[1] as u32, size[2] as u32);
     let pixels: Vec<u8> = Vec::<u8>::try_from(images.flatten(0, -1))?;
     let tiles: Vec<&[u8]> = pixels.chunks_exact((h * w * 3) as usize).take(n).collect();
-    let grid = crate::report::html::tile_grid(&tiles, w, h, cols, scale, 2);
+    let grid = crate::pictures::grid::tile_grid(&tiles, w, h, cols, scale, 2);
     Ok(crate::plots::write_png(&grid, path)?)
 }

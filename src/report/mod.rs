@@ -6,15 +6,14 @@
 //! The page's structure is templates/report.html (askama: everything printed is escaped); this
 //! module reads the stage outputs into the plain values the template shows.
 
-pub mod html;
-
 use std::path::{Path, PathBuf};
 
 use askama::Template;
 use serde_json::Value;
 
 use crate::data::packed::read_packed;
-use html::{png_file_data_uri, rgb_data_uri, tile_grid};
+use crate::pictures::data_uri::{png_file_data_uri, rgb_data_uri};
+use crate::pictures::grid::tile_grid;
 
 /// The sections in pipeline order: (section id, heading, the summary.json "stage"s it shows).
 /// `sample` (pictures from a trained generator) sits with the training run it looks at.
