@@ -6,8 +6,9 @@ use anyhow::Result;
 use clap::Parser;
 use dcgan_pipeline::data::{cifar::Split, open_labeled};
 use dcgan_pipeline::fsutil;
-use dcgan_pipeline::gan::trainer::{check_dataset, to_network_input, train, Gan, TrainConfig};
+use dcgan_pipeline::gan::trainer::{check_dataset, train, Gan, TrainConfig};
 use dcgan_pipeline::stage::cli::{exit_with, load_config_or_print};
+use dcgan_pipeline::torchutil::input::to_network_input;
 
 /// Trains the DCGAN (train.preset: imagenet32 or dcgan64) with the paper's settings: Adam lr 2e-4,
 /// betas (0.5, 0.999), batch 128, N(0, 0.02) weights, images in [-1, 1], no augmentation.

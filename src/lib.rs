@@ -12,6 +12,7 @@
 //! - [`pictures`]: image grids and PNG data URIs, shared by the stages' pages and pictures.
 //! - [`plots`]: line plots and the confusion matrix as PNG (plotters, a compiled-in font).
 //! - [`report`]: the run's HTML report.
+//! - [`torchutil`]: tensor pieces several stages use (device names, network input, Adam).
 
 pub mod config;
 pub mod crop;
@@ -27,6 +28,7 @@ pub mod plots;
 pub mod report;
 pub mod rng;
 pub mod stage;
+pub mod torchutil;
 
 /// Versions recorded in summary.json (no OpenCV call: train and cifar-eval must not need its
 /// libraries; the image stages add it with [`versions_with_opencv`]).

@@ -217,7 +217,7 @@ fn population_batch_norm_statistics_normalise_each_layer() {
     // With population statistics in inference mode, every BatchNorm output over the same images
     // has per-channel mean beta (0 at initialisation) and variance gamma^2 v / (v + eps), v the
     // population variance (BatchNorm's eps, 1e-5, matters: a random D's activations are small).
-    let x = dcgan_pipeline::gan::trainer::to_network_input(&images.to_tensor());
+    let x = dcgan_pipeline::torchutil::input::to_network_input(&images.to_tensor());
     let d = extractor.discriminator();
     tch::no_grad(|| {
         let mut h = x;

@@ -8,7 +8,8 @@ use std::process::Command;
 use common::*;
 use dcgan_pipeline::config::Config;
 use dcgan_pipeline::gan::models::{Discriminator, Generator, Preset};
-use dcgan_pipeline::gan::trainer::{to_channels_last, to_network_input, Gan, TrainConfig};
+use dcgan_pipeline::gan::trainer::{to_channels_last, Gan, TrainConfig};
+use dcgan_pipeline::torchutil::input::to_network_input;
 use tch::{nn, Device, Kind, Tensor};
 
 fn tiny(preset: Preset, width: i64, batch: i64) -> TrainConfig {

@@ -153,7 +153,7 @@ impl Autoencoder {
             sum / n as f64
         });
         tch::no_grad(|| self.input_mean.copy_(&mean));
-        let mut adam = crate::gan::adam::Adam::new(&self.vs, settings.lr, 0.9, 0.999);
+        let mut adam = crate::torchutil::adam::Adam::new(&self.vs, settings.lr, 0.9, 0.999);
         let every = (settings.steps / 20).max(1);
         let mut losses = Vec::new();
         for step in 0..settings.steps {

@@ -13,8 +13,8 @@ use tch::{nn, Device, Kind, Tensor};
 
 use super::matrix::{FeatureDtype, FeatureMatrix};
 use crate::data::LabeledImages;
-use crate::gan::trainer::to_network_input;
 use crate::gan::{Discriminator, FeaturePoint, Pooling, Preset};
+use crate::torchutil::input::to_network_input;
 
 #[derive(Debug, thiserror::Error)]
 pub enum FeatureError {

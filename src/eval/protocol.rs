@@ -22,8 +22,8 @@ use super::svm::{L2Svm, L2SvmValidParams};
 use crate::data::cifar::{Split, CIFAR10_CLASSES};
 use crate::data::{cifar, open_labeled, split_exists, LabeledImages};
 use crate::fsutil;
-use crate::gan::trainer::parse_device;
 use crate::gan::Preset;
+use crate::torchutil::device::parse_device;
 use crate::stage::progress::Progress;
 use linfa::ParamGuard;
 

@@ -8,13 +8,15 @@ use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 use tch::{nn, Device, Kind, Tensor};
 
-use super::adam::Adam;
 use super::models::{sample_z, Discriminator, Generator, Preset, Prior};
 use super::plots::write_sample_grid;
 use crate::plots::{write_line_plot, Legend, LinePlot, Panel, Series};
 use crate::data::LabeledImages;
 use crate::fsutil;
 use crate::stage::progress::Progress;
+use crate::torchutil::adam::Adam;
+use crate::torchutil::device::parse_device;
+use crate::torchutil::input::to_network_input;
 
 /// Everything training needs; `[train]` in the config.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -91,19 +93,6 @@ impl TrainConfig {
     pub fn device(&self) -> Result<Device> {
         parse_device(&self.device).map_err(|e| anyhow::anyhow!("train.device: {e}"))
     }
-}
-
-/// `auto` (CUDA when available), `cpu`, `cuda` or `cuda:N`.
-pub fn parse_device(name: &str) -> std::result::Result<Device, String> {
-    Ok(match name {
-        "auto" => Device::cuda_if_available(),
-        "cpu" => Device::Cpu,
-        "cuda" => Device::Cuda(0),
-        other => match other.strip_prefix("cuda:").and_then(|n| n.parse().ok()) {
-            Some(n) => Device::Cuda(n),
-            None => return Err(format!("{other:?}: expected auto, cpu, cuda or cuda:N")),
-        },
-    })
 }
 
 /// G and D with their optimisers.
@@ -242,11 +231,6 @@ fn save_vars(vs: &nn::VarStore, path: &Path) -> Result<()> {
 /// The same values with channels-last (NHWC) strides.
 pub fn to_channels_last(t: &Tensor) -> Tensor {
     t.permute([0, 2, 3, 1]).contiguous().permute([0, 3, 1, 2])
-}
-
-/// Images (uint8 N x H x W x 3) to the networks' input (float N x 3 x H x W in [-1, 1]).
-pub fn to_network_input(images_u8: &Tensor) -> Tensor {
-    images_u8.permute([0, 3, 1, 2]).to_kind(Kind::Float) / 127.5 - 1.0
 }
 
 /// A permutation of 0..n that depends only on (seed, epoch), the same on every device.
