@@ -22,7 +22,7 @@ use super::metrics::ClassificationMetrics;
 use super::protocol::{draw_per_class, extractor_layers, labels_of, load_splits, select_images, validation_split, CifarEvalConfig, Splits, TestSplit};
 use crate::data::packed::LabeledImages;
 use crate::fsutil;
-use crate::gan::trainer::{list_snapshots, CheckpointState};
+use crate::gan::checkpoints::{list_snapshots, CheckpointState};
 use crate::torchutil::device::parse_device;
 use crate::stage::progress::Progress;
 

@@ -8,7 +8,7 @@ use anyhow::{Context, Result};
 use serde_json::{json, Value};
 use tch::{Kind, Tensor};
 
-use super::trainer::{latest_checkpoint, read_state, CheckpointState};
+use super::checkpoints::{latest_checkpoint, read_state, CheckpointState};
 use crate::fsutil;
 
 /// Which of the two networks.

@@ -1,5 +1,6 @@
-//! The DCGAN: the paper's two presets, training, and its pictures (sample grids, the latent walk).
+//! The DCGAN: the paper's two presets, training, its checkpoints on disk, and its pictures (sample grids, the latent walk).
 
+pub mod checkpoints;
 pub mod export;
 pub mod models;
 pub mod plots;
