@@ -8,7 +8,10 @@
 //! then look unavailable even on a GPU machine. That is done per binary (`TORCH_BINS`), not for
 //! all: loading libtorch costs ~0.5 s at start-up, which the image stages (crop, faces) should not
 //! pay when they never touch a tensor.
-use std::path::Path;
+//!
+//! It also compiles src/torchutil/leaky_relu.cpp (LeakyReLU with a slope, which tch's API cannot
+//! pass) against the same libtorch's headers, as torch-sys compiles its own C++.
+use std::path::{Path, PathBuf};
 
 /// Binaries that run models on the GPU when there is one.
 const TORCH_BINS: &[&str] = &["train", "cifar-eval", "dedupe", "sample"];
@@ -19,6 +22,7 @@ fn main() {
         return;
     };
     println!("cargo:rustc-link-arg=-Wl,-rpath,{lib}");
+    compile_shim(Path::new(&lib));
     // Without LTO (the test-release profile), OpenCV's C++ wrapper objects come into train's link with
     // dead code, and their exported inline functions would keep OpenCV calls alive: keep every
     // archive's symbols out of train's dynamic symbol table.
@@ -30,4 +34,25 @@ fn main() {
             }
         }
     }
+}
+
+/// The C++ half of src/torchutil/leaky_relu.rs, with libtorch's headers (`<libtorch>/include`, next
+/// to its lib folder, in a wheel and in a libtorch download alike) and torch-sys's C++ ABI setting.
+fn compile_shim(lib: &Path) {
+    const SOURCE: &str = "src/torchutil/leaky_relu.cpp";
+    println!("cargo:rerun-if-changed={SOURCE}");
+    println!("cargo:rerun-if-env-changed=LIBTORCH_CXX11_ABI");
+    let include: PathBuf = lib.parent().map(|p| p.join("include")).unwrap_or_default();
+    if !include.join("ATen").is_dir() {
+        panic!("{}: no libtorch headers (ATen/) next to libtorch's lib folder {}", include.display(), lib.display());
+    }
+    let abi = std::env::var("LIBTORCH_CXX11_ABI").unwrap_or_else(|_| "1".to_owned());
+    cc::Build::new()
+        .cpp(true)
+        .file(SOURCE)
+        .include(&include)
+        .flag("-std=c++17")
+        .flag(format!("-D_GLIBCXX_USE_CXX11_ABI={abi}"))
+        .warnings(false)
+        .compile("dcgan_torch_shim");
 }

@@ -13,6 +13,8 @@ use serde::{Deserialize, Serialize};
 use tch::nn;
 use tch::{Kind, Tensor};
 
+use crate::torchutil::leaky_relu::{leaky_relu, leaky_relu_};
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Preset {
@@ -48,6 +50,9 @@ impl std::fmt::Display for Preset {
     }
 }
 
+/// LeakyReLU's slope in D, the paper's.
+const LEAKY_SLOPE: f64 = 0.2;
+
 const INIT: nn::Init = nn::Init::Randn { mean: 0.0, stdev: 0.02 };
 
 fn batch_norm(vs: nn::Path, channels: i64) -> nn::BatchNorm {
@@ -64,8 +69,6 @@ fn batch_norm(vs: nn::Path, channels: i64) -> nn::BatchNorm {
 pub struct ConvLayer {
     conv: nn::Conv2D,
     norm: Option<nn::BatchNorm>,
-    /// LeakyReLU's slope, 0.2, as a constant tensor on the model's device.
-    slope: Tensor,
     /// The type the convolution computes in (float32, or bfloat16 for mixed precision).
     compute: Kind,
     /// (stride, padding), kept because tch's conv config is private.
@@ -78,8 +81,7 @@ impl ConvLayer {
         let config = nn::ConvConfig { stride, padding, bias: !norm, ws_init: INIT, bs_init: nn::Init::Const(0.0), ..Default::default() };
         let conv = nn::conv2d(&vs / "conv", c_in, c_out, kernel, config);
         let norm = norm.then(|| batch_norm(&vs / "bn", c_out));
-        let slope = Tensor::full([1], 0.2, (tch::Kind::Float, vs.device()));
-        Self { conv, norm, slope, compute: Kind::Float, geometry: (stride, padding) }
+        Self { conv, norm, compute: Kind::Float, geometry: (stride, padding) }
     }
 
     /// The convolution alone: what this layer's BatchNorm normalises (in the compute type).
@@ -106,17 +108,12 @@ impl ConvLayer {
 
     pub fn forward_t(&self, x: &Tensor, train: bool) -> Tensor {
         let y = self.conv_output(x);
-        let y = match &self.norm {
+        let mut y = match &self.norm {
             Some(bn) => y.apply_t(bn, train),
             None => y,
         };
-        self.leaky_relu(&y)
-    }
-
-    /// LeakyReLU(0.2): tch's leaky_relu has no slope argument (libtorch's default 0.01);
-    /// PReLU with a fixed, untrained slope is the same function in one fused op.
-    fn leaky_relu(&self, y: &Tensor) -> Tensor {
-        if y.kind() == self.slope.kind() { y.prelu(&self.slope) } else { y.prelu(&self.slope.to_kind(y.kind())) }
+        // In place: neither BatchNorm's nor the convolution's backward reads its output.
+        leaky_relu_(&mut y, LEAKY_SLOPE)
     }
 
     /// The layer's three tensors in inference mode: conv output, after BatchNorm (the conv output
@@ -127,7 +124,7 @@ impl ConvLayer {
             Some(bn) => conv.apply_t(bn, false),
             None => conv.shallow_clone(),
         };
-        let activated = self.leaky_relu(&normalized);
+        let activated = leaky_relu(&normalized, LEAKY_SLOPE);
         LayerOutputs { conv, normalized, activated }
     }
 }
@@ -237,7 +234,8 @@ impl UpLayer {
     }
 
     fn forward_t(&self, x: &Tensor, train: bool) -> Tensor {
-        self.deconv.forward(x).apply_t(&self.norm, train).relu()
+        // ReLU in place: BatchNorm's backward does not read its output.
+        self.deconv.forward(x).apply_t(&self.norm, train).relu_()
     }
 }
 
@@ -447,7 +445,7 @@ impl Generator {
     pub fn forward_t(&self, z: &Tensor, train: bool) -> Tensor {
         let n = z.size()[0];
         let mut x = match &self.stem {
-            Stem::Linear { linear, norm, channels } => z.apply(linear).apply_t(norm, train).relu().view([n, *channels, 4, 4]),
+            Stem::Linear { linear, norm, channels } => z.apply(linear).apply_t(norm, train).relu_().view([n, *channels, 4, 4]),
             Stem::Deconv(layer) => layer.forward_t(&z.view([n, self.z_dim, 1, 1]), train),
         };
         for layer in &self.layers {
