@@ -7,7 +7,7 @@ use std::process::Command;
 
 use common::*;
 use dcgan_pipeline::config::Config;
-use dcgan_pipeline::gan::models::{Discriminator, Generator, Preset};
+use dcgan_pipeline::gan::models::{sample_z, Discriminator, Generator, Preset};
 use dcgan_pipeline::gan::trainer::{to_channels_last, Gan, TrainConfig};
 use dcgan_pipeline::torchutil::input::to_network_input;
 use tch::{nn, Device, Kind, Tensor};
@@ -97,6 +97,49 @@ fn one_step_changes_both_networks_and_keeps_losses_finite() {
         };
         assert_eq!(changed(&before_g, &gan.g_vars), before_g.len(), "{preset}: every G tensor moves");
         assert_eq!(changed(&before_d, &gan.d_vars), before_d.len(), "{preset}: every D tensor moves");
+    }
+}
+
+/// PyTorch's usual loop, written out: D's step, then G's, with D's weight gradients computed in G's
+/// backward too (and dropped at the next zero_grad). `Gan::train_step` must reach the same weights.
+fn plain_step(gan: &mut Gan, real: &Tensor, seed: i64) {
+    tch::manual_seed(seed);
+    let n = real.size()[0];
+    let bce = |logits: &Tensor, target: f64| {
+        let target = Tensor::full([n], target, (Kind::Float, Device::Cpu));
+        logits.binary_cross_entropy_with_logits::<Tensor>(&target, None, None, tch::Reduction::Mean)
+    };
+    let z = sample_z(gan.prior, n, gan.g.z_dim, Device::Cpu);
+    let fake = gan.g.forward_t(&z, true);
+    let loss_d = bce(&gan.d.forward_t(real, true), 1.0) + bce(&gan.d.forward_t(&fake.detach(), true), 0.0);
+    gan.opt_d.zero_grad();
+    loss_d.backward();
+    gan.opt_d.step();
+    let loss_g = bce(&gan.d.forward_t(&fake, true), 1.0);
+    gan.opt_g.zero_grad();
+    loss_g.backward();
+    gan.opt_g.step();
+}
+
+#[test]
+fn the_step_reaches_the_weights_of_the_plain_loop_bitwise() {
+    // train_step freezes D during G's backward (no D weight gradients, which G's update never
+    // reads): that may not change a bit of what the plain loop computes.
+    for preset in [Preset::Imagenet32, Preset::Dcgan64] {
+        let config = tiny(preset, 8, 8);
+        let (mut fast, mut plain) = (Gan::new(&config, Device::Cpu), Gan::new(&config, Device::Cpu));
+        for step in 0..3 {
+            let batch = random_batch(8, preset.image_size());
+            fast.train_step(&batch, step);
+            plain_step(&mut plain, &batch, step);
+        }
+        for (a, b) in [(&fast.g_vars, &plain.g_vars), (&fast.d_vars, &plain.d_vars)] {
+            let other = b.variables();
+            for (name, t) in a.variables() {
+                assert!(t.equal(&other[&name]), "{preset}: {name} differs");
+            }
+        }
+        assert!(fast.d_vars.trainable_variables().iter().all(|t| t.requires_grad()), "{preset}: D trainable again after G's step");
     }
 }
 

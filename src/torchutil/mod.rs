@@ -1,6 +1,6 @@
-//! Tensor pieces beneath the stages (train, cifar-eval, dedupe's autoencoder): the device a config names ([`device`]), images as a
-//! network's input ([`input`]), Adam with its state in plain tensors ([`adam`]), LeakyReLU with a
-//! slope ([`leaky_relu`]).
+//! Tensor pieces beneath the stages (train, cifar-eval, dedupe's autoencoder): the device a config
+//! names ([`device`]), images as a network's input ([`input`]), Adam with its state in plain
+//! tensors ([`adam`]), LeakyReLU with a slope ([`leaky_relu`]).
 
 pub mod adam;
 pub mod device;
