@@ -123,7 +123,7 @@ eval-dedupe-scale: setup
 	$(BIN)/dedupe --eval-scale --input $(DEDUPE_SCALE_INPUT) --output $(OUT)/dedupe-eval-scale --set dedupe.device=cpu
 
 bench-train: setup
-	bash benches/train_step_cpu.sh 5
+	bash benches/train_step_cpu.sh 5 3
 
 # The paper's data side: each stage runs when its input is configured (configs/paper.toml [paths] or
 # FACES_DIR / LSUN_DIR / IMAGENET_DIR on the make line), is skipped with a line otherwise, and resumes
