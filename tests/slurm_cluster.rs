@@ -156,13 +156,14 @@ fn crop_outputs(dir: &Path) -> Vec<(String, Vec<u8>)> {
 }
 
 /// 48 photos in two class folders and a broken one, in 13 parts of 4. Shard 1 of 4 owns parts 1,
-/// 5 and 9: the photos of parts 5 and 9 are large PNGs (slow to decode), so that a task of shard 1
+/// 5 and 9: the photos of parts 5 and 9 are large JPEGs (slow to decode in full: crop.dct_scaling
+/// = false), so that a task of shard 1
 /// can be cancelled between its parts.
 fn photos(root: &Path) -> usize {
-    let big = png_bytes(&image::RgbImage::from_pixel(4000, 3000, image::Rgb([90, 140, 200])));
+    let big = jpeg_bytes(&textured(4000, 3000, 7), 90);
     let mut names = Vec::new();
     for i in 0..48u32 {
-        names.push(format!("c{}/{i:03}.png", i / 24));
+        names.push(format!("c{}/{i:03}.jpg", i / 24));
     }
     names.push("c1/zz-broken.png".into());
     for (index, name) in names.iter().enumerate() {
@@ -173,7 +174,7 @@ fn photos(root: &Path) -> usize {
         } else if part == 5 || part == 9 {
             write(&path, &big);
         } else {
-            write(&path, &png_bytes(&textured(96, 64, index as u32)));
+            write(&path, &jpeg_bytes(&textured(96, 64, index as u32), 90));
         }
     }
     names.len()
@@ -181,7 +182,7 @@ fn photos(root: &Path) -> usize {
 
 fn config(path: &Path, log_every_s: f64) {
     let text = format!(
-        "[run]\nthreads = 1\nbatch = 1\nlog_every_s = {log_every_s}\n\n[crop]\npart_size = 4\n\n\
+        "[run]\nthreads = 1\nbatch = 1\nlog_every_s = {log_every_s}\n\n[crop]\npart_size = 4\ndct_scaling = false\n\n\
          [train]\npreset = \"imagenet32\"\nwidth = 8\nbatch = 4\nepochs = 10\nmax_steps = 60\ndevice = \"cpu\"\n\
          log_every = 1\ncheckpoint_every = 0\nsnapshot_every_epochs = 0\nkeep_checkpoints = 2\n"
     );
