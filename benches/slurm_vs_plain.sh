@@ -5,11 +5,12 @@
 #
 #   benches/slurm_vs_plain.sh IMAGENET_DIR FACES_DIR [SHARDS]
 #   (docs/cluster.md: Tiny ImageNet's tarball and ../shared/data/faces/portraits, 2 shards)
-# Needs root, slurm-wlm and munge, and a release build (make build). Writes under a temporary folder.
+# Needs root, slurm-wlm and munge, and a release build (make build; BIN= another folder of the
+# binaries). Writes under a temporary folder.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 imagenet=$(realpath "$1") faces=$(realpath "$2") shards=${3:-2}
-bin=$root/target/release
+bin=$(realpath "${BIN:-$root/target/release}")
 work=$(mktemp -d /tmp/slurm-vs-plain.XXXXXX)
 cluster=$work/cluster
 trap '"$root/slurm/local-cluster.sh" down "$cluster" >/dev/null 2>&1 || true; rm -rf "$work"' EXIT
@@ -25,12 +26,12 @@ t0=$(now)
 t1=$(now)
 
 # Slurm: the same through the job scripts; the clock stops when the report job has ended.
-jobs=$(IMAGENET_DIR=$imagenet FACES_DIR=$faces LSUN_DIR="" OUT=$work/slurm SHARDS=$shards CPUS_PER_TASK=1 \
+jobs=$(BIN=$bin IMAGENET_DIR=$imagenet FACES_DIR=$faces LSUN_DIR="" OUT=$work/slurm SHARDS=$shards CPUS_PER_TASK=1 \
     MEM_PER_TASK="" "$root/slurm/submit" preprocess 2>&1)
 report=$(awk '$1 == "report" {print $2}' <<<"$jobs")
 until scontrol show job -o "$report" | grep -qE 'JobState=(COMPLETED|FAILED|CANCELLED)'; do sleep 0.2; done
 t2=$(now)
-failed=$(for j in $(awk '{print $2}' <<<"$jobs"); do scontrol show job -o "$j"; done | grep -oE 'JobState=[A-Z_]+' | sort | uniq -c | tr '\n' ' ')
+failed=$(for j in $(awk '$2 ~ /^[0-9]+$/ {print $2}' <<<"$jobs"); do scontrol show job -o "$j"; done | grep -oE 'JobState=[A-Z_]+' | sort | uniq -c | tr '\n' ' ')
 
 same=yes
 for stage in faces imagenet32; do

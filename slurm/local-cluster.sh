@@ -105,8 +105,10 @@ CONF
     slurmctld -f "$SLURM_CONF"
     slurmd -f "$SLURM_CONF"
     # Up when the node is idle; drained or invalid (a bad configuration) is a failure at once.
+    # Our own daemons must be the ones answering (a port taken by another cluster: they exit).
     if ! wait_for 60 bash -c "sinfo -h -o %t | grep -qE '^(idle|mix|alloc|drain|inval)'" ||
-        ! sinfo -h -o %t | grep -qE '^(idle|mix|alloc)'; then
+        ! sinfo -h -o %t | grep -qE '^(idle|mix|alloc)' ||
+        ! alive "$(pid_of "$dir/slurmctld.pid")" || ! alive "$(pid_of "$dir/slurmd.pid")"; then
         echo "local-cluster: the node did not come up; logs in $dir/log:" >&2
         tail -n 20 "$dir"/log/*.log >&2 || true
         down

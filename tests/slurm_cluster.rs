@@ -183,7 +183,7 @@ fn photos(root: &Path) -> usize {
 fn config(path: &Path, log_every_s: f64) {
     let text = format!(
         "[run]\nthreads = 1\nbatch = 1\nlog_every_s = {log_every_s}\n\n[crop]\npart_size = 4\ndct_scaling = false\n\n\
-         [train]\npreset = \"imagenet32\"\nwidth = 8\nbatch = 4\nepochs = 10\nmax_steps = 60\ndevice = \"cpu\"\n\
+         [train]\npreset = \"imagenet32\"\nwidth = 8\nbatch = 4\nepochs = 10\nmax_steps = 40\ndevice = \"cpu\"\n\
          log_every = 1\ncheckpoint_every = 0\nsnapshot_every_epochs = 0\nkeep_checkpoints = 2\n"
     );
     std::fs::write(path, text).unwrap();
@@ -368,7 +368,7 @@ fn the_pipeline_runs_under_a_one_node_slurm_cluster() {
     let train_log = train_out.join(format!("slurm-logs/train-{train}.out"));
     // Requeue once training is well under way (progress lines every 0.2 s).
     let progressed = poll(TIMEOUT, || {
-        read(&train_log).lines().filter_map(|l| l.strip_prefix("train: ")?.split('/').next()?.parse::<u64>().ok()).any(|done| done >= 10)
+        read(&train_log).lines().filter_map(|l| l.strip_prefix("train: ")?.split('/').next()?.parse::<u64>().ok()).any(|done| done >= 8)
     });
     assert!(progressed, "train made no progress: {}", read(&train_log));
     let before = cluster.states(&eval);
@@ -389,13 +389,13 @@ fn the_pipeline_runs_under_a_one_node_slurm_cluster() {
         .lines()
         .find_map(|l| l.strip_prefix("train: SIGTERM at step ")?.split(':').next()?.parse::<u64>().ok())
         .unwrap_or_else(|| panic!("no checkpoint on the signal: {log}"));
-    assert!((10..60).contains(&stopped_at), "{log}");
+    assert!((8..40).contains(&stopped_at), "{log}");
     assert!(log.contains(&format!("stopped on SIGTERM with a checkpoint at step {stopped_at}")), "{log}");
     assert!(log.contains(&format!("(step {stopped_at})")) && log.contains("resuming from"), "resumed from the signal's checkpoint: {log}");
     assert!(log.contains("restart 1"), "the same job, requeued: {log}");
     // No step lost, none done twice: one loss row per step.
     let losses = read(&train_out.join("train/losses.csv"));
-    assert_eq!(losses.lines().count(), 1 + 60, "{}", &losses[..losses.len().min(300)]);
+    assert_eq!(losses.lines().count(), 1 + 40, "{}", &losses[..losses.len().min(300)]);
     let status = whole.wait().unwrap();
     assert!(status.success());
     for name in ["generator.safetensors", "discriminator.safetensors"] {
