@@ -189,6 +189,13 @@ fn config(path: &Path, log_every_s: f64) {
     std::fs::write(path, text).unwrap();
 }
 
+/// A line that shows in `cargo test`'s output even when the test passes (the harness captures
+/// eprintln!, not writes to the stderr handle): the skip, and the Slurm part's wall time for CI logs.
+fn say(line: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "{line}");
+}
+
 fn lap(label: &str, since: &mut Instant) {
     eprintln!("slurm_cluster: {label}: {:.1} s", since.elapsed().as_secs_f64());
     *since = Instant::now();
@@ -197,7 +204,7 @@ fn lap(label: &str, since: &mut Instant) {
 #[test]
 fn the_pipeline_runs_under_a_one_node_slurm_cluster() {
     if let Some(why) = slurm_missing() {
-        eprintln!("slurm_cluster: SKIPPED: {why}");
+        say(&format!("slurm_cluster: SKIPPED: {why}"));
         return;
     }
     let tmp = tempfile::tempdir().unwrap();
@@ -410,7 +417,7 @@ fn the_pipeline_runs_under_a_one_node_slurm_cluster() {
     }), "cifar-eval never started after train: {seen:?}");
     cluster.run("scancel", &[&eval]);
     lap("train requeued mid-run, resumed, same weights", &mut step);
-    eprintln!("slurm_cluster: the Slurm part took {:.1} s", started.elapsed().as_secs_f64());
+    say(&format!("slurm_cluster: the Slurm part took {:.1} s", started.elapsed().as_secs_f64()));
     drop(cluster);
 }
 
