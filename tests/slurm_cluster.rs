@@ -212,7 +212,7 @@ fn the_pipeline_runs_under_a_one_node_slurm_cluster() {
     let input = root.join("photos");
     photos(&input);
     let conf = root.join("test.toml");
-    config(&conf, 0.2);
+    config(&conf, 0.05);
     let reference = root.join("single");
     let single = crop_bin()
         .args(["--config", conf.to_str().unwrap(), "-i", input.to_str().unwrap(), "-o", reference.to_str().unwrap()])
@@ -373,7 +373,7 @@ fn the_pipeline_runs_under_a_one_node_slurm_cluster() {
     assert!(submitted.status.success(), "slurm/submit train: {text}");
     let (train, eval) = (job_of_in(&text, "train"), job_of_in(&text, "cifar-eval"));
     let train_log = train_out.join(format!("slurm-logs/train-{train}.out"));
-    // Requeue once training is well under way (progress lines every 0.2 s).
+    // Requeue once training is under way (progress lines every 0.05 s), well before its 40 steps end.
     let progressed = poll(TIMEOUT, || {
         read(&train_log).lines().filter_map(|l| l.strip_prefix("train: ")?.split('/').next()?.parse::<u64>().ok()).any(|done| done >= 8)
     });
