@@ -27,7 +27,7 @@ export PATH := $(VENV)/bin:$(PATH)
 export LIBTORCH_USE_PYTORCH := 1
 export DCGAN_PYTHON := $(VENV)/bin/python
 
-.PHONY: help setup apt venv build demo test bench bench-faces bench-train bench-svm bench-dedupe eval-dedupe eval-dedupe-scale preprocess train select-d cifar-data cifar-eval
+.PHONY: help setup apt apt-test venv build demo test slurm-preprocess slurm-train slurm-all bench bench-faces bench-train bench-svm bench-dedupe eval-dedupe eval-dedupe-scale preprocess train select-d cifar-data cifar-eval
 
 help:
 	@echo "make demo        set up (apt, venv with torch, release build) and run the demo into $(OUT)/demo"
@@ -35,6 +35,7 @@ help:
 	@echo "make bench       crop stage vs Pillow on BENCH_DIR (default ../shared/data/imagenet-samples)"
 	@echo "make bench-faces faces stage vs cv2, and detection accuracy on PASCAL VOC faces (../shared/data/faces)"
 	@echo "make preprocess  IMAGENET_DIR=/path/to/train (a folder or a .tar.gz)  crop ImageNet into $(OUT)/imagenet32"
+	@echo "make slurm-preprocess / slurm-train / slurm-all  the same as Slurm jobs (slurm/site.conf; docs/cluster.md)"
 	@echo "make train       train imagenet32 (configs/paper.toml) on $(OUT)/imagenet32 into $(OUT)/train"
 	@echo "make select-d    score every D snapshot of $(OUT)/train on CIFAR_DIR's validation split into $(OUT)/select"
 	@echo "make bench-train one imagenet32 training step at batch 128 on the CPU: train vs PyTorch"
@@ -53,6 +54,16 @@ apt:
 		echo "installing $(APT_PACKAGES)"; \
 		$(SUDO) apt-get update -qq && \
 		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $(APT_PACKAGES); \
+	fi
+
+# The Slurm test (tests/slurm_cluster.rs) brings up a one-node cluster: installed by the test set-up
+# only; where it cannot be installed, that test says so and skips.
+TEST_APT_PACKAGES := slurm-wlm munge
+apt-test:
+	@if ! dpkg -s $(TEST_APT_PACKAGES) >/dev/null 2>&1; then \
+		echo "installing $(TEST_APT_PACKAGES) (the Slurm test)"; \
+		( $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $(TEST_APT_PACKAGES) ) \
+			|| echo "apt-test: could not install $(TEST_APT_PACKAGES): the Slurm test will skip"; \
 	fi
 
 # A project-local venv: libtorch for tch (from the torch wheel), numpy for the tests.
@@ -90,7 +101,7 @@ demo: setup
 	@echo "demo: open $(DEMO)/report.html"
 
 # The tests build their own binaries in the test-release profile (Cargo.toml): no release build needed.
-test: apt venv
+test: apt apt-test venv
 	cargo test --profile test-release
 
 # Side by side with Pillow on the same folder: images/s and the ratio, PSNR of the crops.
@@ -136,6 +147,12 @@ preprocess: setup
 	@if [ -z "$(IMAGENET_DIR)" ]; then echo "preprocess: IMAGENET_DIR is not set, skipping the crop stage"; \
 	else $(BIN)/crop --config configs/paper.toml --input $(IMAGENET_DIR) --output $(OUT)/imagenet32; fi
 	@mkdir -p $(OUT) && $(BIN)/report --run $(OUT) >/dev/null && echo "preprocess: report in $(OUT)/report.html"
+
+# make preprocess / train / cifar-eval as Slurm jobs with their dependencies (slurm/submit; partition,
+# account, times, GPU line and array size in slurm/site.conf). docs/cluster.md.
+slurm-preprocess slurm-train slurm-all: setup
+	OUT=$(OUT) IMAGENET_DIR=$(IMAGENET_DIR) FACES_DIR=$(FACES_DIR) LSUN_DIR=$(LSUN_DIR) CIFAR_DIR=$(CIFAR_DIR) \
+		slurm/submit $(@:slurm-%=%)
 
 train: setup
 	@if [ -z "$$(ls $(OUT)/imagenet32/images-*.npy 2>/dev/null)" ]; then \

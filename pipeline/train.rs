@@ -2,13 +2,14 @@
 
 use std::path::PathBuf;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use clap::Parser;
 use dcgan_pipeline::data::{cifar::Split, open_labeled};
 use dcgan_pipeline::fsutil;
 use dcgan_pipeline::gan::trainer::{check_dataset, train, Gan, TrainConfig};
 use dcgan_pipeline::stage::cli::{exit_with, load_config_or_print};
 use dcgan_pipeline::torchutil::input::to_network_input;
+use dcgan_pipeline::stage::preemption;
 
 /// Trains the DCGAN (train.preset: imagenet32 or dcgan64) with the paper's settings: Adam lr 2e-4,
 /// betas (0.5, 0.999), batch 128, N(0, 0.02) weights, images in [-1, 1], no augmentation.
@@ -108,6 +109,8 @@ fn run(cli: Cli) -> Result<i32> {
     check_dataset(&config.train, &data, &input.display().to_string())?;
     std::fs::create_dir_all(&output)?;
     fsutil::write_atomic(&output.join("config.toml"), config.to_toml().as_bytes())?;
+    // A cluster's signal before it kills or requeues the job: checkpoint, then exit 75.
+    preemption::install().context("cannot catch signals")?;
     let report = train(&config.train, &data, &output, cli.force, config.run.log_every_s)?;
     let summary = serde_json::json!({
         "stage": "train",
@@ -129,6 +132,10 @@ fn run(cli: Cli) -> Result<i32> {
         report.images_per_s.map(|r| format!("{r:.0} images/s")).unwrap_or_else(|| "nothing left to train".into()),
         output.display()
     );
+    if let Some(signal) = preemption::received() {
+        eprintln!("train: stopped on {signal} with a checkpoint at step {}; the same command resumes", report.end_step);
+        return Ok(preemption::EXIT_PREEMPTED);
+    }
     Ok(0)
 }
 

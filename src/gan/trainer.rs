@@ -498,6 +498,11 @@ pub fn train(config: &TrainConfig, data: &LabeledImages, output: &Path, force: b
             progress.note(&format!("train.max_minutes = {} reached at step {step}; a re-run resumes", config.max_minutes));
             total_steps = step;
         }
+        if let Some(signal) = crate::stage::preemption::received().filter(|_| step < total_steps) {
+            // Asked to stop (Slurm's requeue, preemption or time limit): save now, a re-run resumes.
+            progress.note(&format!("{signal} at step {step}: writing a checkpoint and stopping; a re-run resumes"));
+            total_steps = step;
+        }
         let epoch_done = step % steps_per_epoch == 0;
         if step % config.log_every.max(1) == 0 || epoch_done || step == total_steps {
             let row = LossRow {

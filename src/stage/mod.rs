@@ -2,7 +2,9 @@
 //! outputs, `manifest.jsonl` and `summary.json`, resume, `--shard` with a merge, progress.
 
 pub mod cli;
+pub mod lock;
 pub mod manifest;
+pub mod preemption;
 pub mod progress;
 pub mod runner;
 pub mod shard;

@@ -16,6 +16,7 @@ use serde_json::{json, Map, Value};
 
 use super::manifest::{encode_manifest, read_manifest, ManifestRow, Status};
 use super::progress::Progress;
+use super::lock::{live_locks, OutputLock};
 use super::shard::ShardSpec;
 use crate::data::npy::{self, NpyRowWriter};
 use crate::data::source::{ImageSource, Record};
@@ -149,14 +150,84 @@ fn remove_if_present(path: &Path) -> Result<()> {
     }
 }
 
+/// A temporary of a part older than this, whoever wrote it, is a leftover of a killed run.
+const ORPHAN_AFTER: std::time::Duration = std::time::Duration::from_secs(3600);
+
+/// Clears what killed runs left half-written in `dir`: the temporaries of this shard's parts (we
+/// hold their lock, so no live run writes them), and any other temporary old enough to be an orphan.
+/// Other shards' temporaries are theirs: shards start side by side in one folder.
+fn remove_stale_temporaries(dir: &Path, shard: ShardSpec) -> Result<()> {
+    let entries = std::fs::read_dir(dir).with_context(|| format!("{}: cannot list", dir.display()))?;
+    for entry in entries {
+        let entry = entry?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(inner) = name.strip_prefix('.').and_then(|n| n.strip_suffix(fsutil::TMP_SUFFIX)) else { continue };
+        let target = inner.rsplit_once('.').map_or(inner, |(target, _pid)| target);
+        let part = target
+            .strip_prefix("images-")
+            .and_then(|n| n.strip_suffix(".npy"))
+            .or_else(|| target.strip_prefix("manifest-").and_then(|n| n.strip_suffix(".jsonl")))
+            .and_then(|n| n.parse::<u64>().ok());
+        let orphan = || {
+            entry.metadata().and_then(|m| m.modified()).ok().and_then(|t| t.elapsed().ok()).is_some_and(|age| age > ORPHAN_AFTER)
+        };
+        if part.is_some_and(|p| shard.owns_part(p)) || orphan() {
+            remove_if_present(&entry.path())?;
+        }
+    }
+    Ok(())
+}
+
+fn shard_lock_path(output: &Path, shard: ShardSpec) -> PathBuf {
+    parts_dir(output).join(format!("lock-shard-{}-of-{}", shard.index, shard.count))
+}
+
+/// Locks this shard's parts of `output` against a second run of the same parts (the same shard,
+/// or an overlapping one of another shard count); the error names the run that has them.
+fn lock_shard(output: &Path, shard: ShardSpec, stage: &str) -> Result<OutputLock> {
+    std::fs::create_dir_all(parts_dir(output))
+        .with_context(|| format!("{}: cannot create the output folder", output.display()))?;
+    let what = if shard.is_whole() { stage.to_owned() } else { format!("{stage} shard {shard}") };
+    let lock = OutputLock::acquire(&shard_lock_path(output, shard), &what)?;
+    for (name, holder) in live_locks(&parts_dir(output), "lock-shard-") {
+        let Some(other) = parse_lock_name(&name) else { continue };
+        if other != shard && shards_overlap(other, shard) {
+            bail!(
+                "{}: its parts overlap those of {} which is writing into this folder; wait for it to finish",
+                output.display(),
+                holder.describe()
+            );
+        }
+    }
+    Ok(lock)
+}
+
+fn parse_lock_name(name: &str) -> Option<ShardSpec> {
+    let (i, n) = name.strip_prefix("lock-shard-")?.split_once("-of-")?;
+    format!("{i}/{n}").parse().ok()
+}
+
+/// Whether two shards share a part: p = a.index (mod a.count) and p = b.index (mod b.count) has a
+/// solution exactly when the indices agree modulo gcd(a.count, b.count).
+fn shards_overlap(a: ShardSpec, b: ShardSpec) -> bool {
+    let gcd = |mut x: u64, mut y: u64| {
+        while y != 0 {
+            (x, y) = (y, x % y);
+        }
+        x
+    };
+    let g = gcd(a.count, b.count);
+    a.index % g == b.index % g
+}
+
 /// Makes the output folder ready: refuses to mix settings or to take over a folder that holds
 /// something else, clears what `--force` redoes and what an interrupted run left half-written.
 fn prepare_output(spec: &RunSpec) -> Result<()> {
     let output = spec.output;
     std::fs::create_dir_all(parts_dir(output))
         .with_context(|| format!("{}: cannot create the output folder", output.display()))?;
-    fsutil::remove_stale_temporaries(output)?;
-    fsutil::remove_stale_temporaries(&parts_dir(output))?;
+    remove_stale_temporaries(output, spec.shard)?;
+    remove_stale_temporaries(&parts_dir(output), spec.shard)?;
     let previous = std::fs::read_to_string(fingerprint_path(output)).ok();
     let ours = |name: &str| name == "parts" || name == "config.toml" || name.starts_with("images-") || MERGED_FILES.contains(&name);
     if previous.is_none() && !spec.force {
@@ -385,6 +456,7 @@ fn input_changed(spec: &RunSpec, part: u64) -> String {
 /// Runs this process's shard of a per-image stage; merges when it is the whole run.
 pub fn run_per_image<S: PerImageStage>(stage: &S, spec: &RunSpec) -> Result<(ShardReport, Option<RunSummary>)> {
     let started = Instant::now();
+    let _lock = lock_shard(spec.output, spec.shard, S::NAME)?;
     prepare_output(spec)?;
     let done = done_parts(spec.output)?;
     let pool = rayon::ThreadPoolBuilder::new().num_threads(spec.threads).build()?;
@@ -487,12 +559,14 @@ pub fn merge<S: PerImageStage>(stage: &S, output: &Path) -> Result<RunSummary> {
     let missing: Vec<u64> = (0..parts).filter(|p| !done.contains(p)).collect();
     if !missing.is_empty() {
         let shown: Vec<String> = missing.iter().take(10).map(|p| p.to_string()).collect();
+        let running: Vec<String> = live_locks(&parts_dir(output), "lock-shard-").into_iter().map(|(_, h)| h.describe()).collect();
         bail!(
-            "{}: {} of {parts} parts are not done yet (parts {}{}); finish every shard, then merge",
+            "{}: {} of {parts} parts are not done yet (parts {}{}); {}finish every shard, then merge",
             output.display(),
             missing.len(),
             shown.join(", "),
-            if missing.len() > 10 { ", ..." } else { "" }
+            if missing.len() > 10 { ", ..." } else { "" },
+            if running.is_empty() { String::new() } else { format!("still running: {}; ", running.join(", ")) }
         );
     }
     let [h, w, c] = stage.row_shape();
@@ -587,4 +661,20 @@ pub fn merge<S: PerImageStage>(stage: &S, output: &Path) -> Result<RunSummary> {
     });
     fsutil::write_atomic(&summary.summary_path, &serde_json::to_vec_pretty(&document)?)?;
     Ok(summary)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn overlapping_shards_of_different_counts_are_found() {
+        let s = |index, count| ShardSpec { index, count };
+        assert!(shards_overlap(s(0, 1), s(3, 4)), "the whole run owns every part");
+        assert!(shards_overlap(s(1, 2), s(3, 4)), "part 3");
+        assert!(!shards_overlap(s(0, 2), s(3, 4)));
+        assert!(!shards_overlap(s(0, 4), s(1, 4)));
+        assert_eq!(parse_lock_name("lock-shard-3-of-4"), Some(s(3, 4)));
+        assert_eq!(parse_lock_name(".lock-shard-3-of-4.12.partial"), None);
+    }
 }

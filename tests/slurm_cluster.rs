@@ -1,0 +1,430 @@
+//! The pipeline under a real one-node Slurm cluster (slurm/local-cluster.sh: munged, slurmctld and
+//! slurmd in a temporary folder), through the job scripts that ship in slurm/: a 4-task crop array
+//! and its merge against a single run, a merge that waits for its array, a task cancelled mid-run
+//! and resubmitted, a training job requeued mid-run. Skipped, with a line saying so, only where
+//! Slurm is not installed (`make test` installs it) or the test does not run as root.
+
+mod common;
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::*;
+
+const PROJECT: &str = env!("CARGO_MANIFEST_DIR");
+/// Generous: CI is a loaded 2-core machine. Every wait polls; none sleeps a fixed time.
+const TIMEOUT: Duration = Duration::from_secs(180);
+
+fn bin_dir() -> PathBuf {
+    Path::new(env!("CARGO_BIN_EXE_crop")).parent().unwrap().to_owned()
+}
+
+fn slurm_missing() -> Option<String> {
+    for tool in ["munged", "mungekey", "slurmctld", "slurmd", "sbatch", "scontrol", "squeue", "scancel"] {
+        let found = ["/usr/sbin", "/usr/bin", "/usr/local/sbin", "/usr/local/bin"].iter().any(|d| Path::new(d).join(tool).exists());
+        if !found {
+            return Some(format!("{tool} is not installed (apt-get install --no-install-recommends slurm-wlm munge; make test does)"));
+        }
+    }
+    let uid = Command::new("id").arg("-u").output().ok().map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned());
+    if uid.as_deref() != Some("0") {
+        return Some("slurmd must run as root to start jobs, and this test does not".into());
+    }
+    None
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// A running one-node cluster; brought down (jobs cancelled, daemons stopped by their pid files)
+/// when dropped, also when the test fails.
+struct Cluster {
+    dir: PathBuf,
+}
+
+impl Cluster {
+    fn up(dir: &Path) -> Cluster {
+        let out = Command::new(Path::new(PROJECT).join("slurm/local-cluster.sh"))
+            .args(["up", dir.to_str().unwrap()])
+            .env("SLURM_PORTS", format!("{} {}", free_port(), free_port()))
+            // Finished jobs stay visible to scontrol for the whole test.
+            .env("LOCAL_CLUSTER_MIN_JOB_AGE", "600")
+            .env("LOCAL_CLUSTER_OWNER", std::process::id().to_string())
+            .output()
+            .unwrap();
+        let cluster = Cluster { dir: dir.to_owned() };
+        assert!(out.status.success(), "the cluster did not come up: {}", String::from_utf8_lossy(&out.stderr));
+        cluster
+    }
+
+    fn conf(&self) -> PathBuf {
+        self.dir.join("slurm.conf")
+    }
+
+    fn command(&self, program: &str) -> Command {
+        let mut cmd = Command::new(program);
+        cmd.env("SLURM_CONF", self.conf());
+        // Bitwise-reproducible CPU training (see tests/train_stage.rs); sbatch passes it to jobs.
+        cmd.env("MKL_CBWR", "COMPATIBLE");
+        cmd
+    }
+
+    fn run(&self, program: &str, args: &[&str]) -> String {
+        let out = self.command(program).args(args).output().unwrap();
+        assert!(out.status.success(), "{program} {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    }
+
+    fn sbatch(&self, args: &[&str]) -> String {
+        let mut all = vec!["--parsable", "--cpus-per-task=1"];
+        all.extend_from_slice(args);
+        let id = self.run("sbatch", &all);
+        id.split(';').next().unwrap().to_owned()
+    }
+
+    /// (task, state, reason) of every task of `job` as scontrol reports it.
+    fn states(&self, job: &str) -> Vec<(String, String, String)> {
+        let out = self.command("scontrol").args(["show", "job", "-o", job]).output().unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        let field = |line: &str, key: &str| {
+            line.split_whitespace().find_map(|f| f.strip_prefix(key)).unwrap_or("").to_owned()
+        };
+        text.lines()
+            .filter(|l| l.contains("JobState="))
+            .map(|l| (field(l, "ArrayTaskId="), field(l, "JobState="), field(l, "Reason=")))
+            .collect()
+    }
+
+    /// Waits until every task of `job` is in a final state; returns the states.
+    fn wait_done(&self, job: &str) -> Vec<String> {
+        let finished = ["COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL", "OUT_OF_MEMORY", "BOOT_FAIL", "DEADLINE"];
+        let mut last = Vec::new();
+        let ok = poll(TIMEOUT, || {
+            last = self.states(job);
+            !last.is_empty() && last.iter().all(|(_, s, _)| finished.contains(&s.as_str()))
+        });
+        assert!(ok, "job {job} did not finish in {TIMEOUT:?}: {last:?}\n{}", self.logs());
+        last.into_iter().map(|(_, s, _)| s).collect()
+    }
+
+    fn logs(&self) -> String {
+        ["slurmctld.log", "slurmd.log"]
+            .iter()
+            .map(|n| {
+                let text = std::fs::read_to_string(self.dir.join("log").join(n)).unwrap_or_default();
+                let tail: Vec<&str> = text.lines().rev().take(15).collect();
+                format!("--- {n} (last lines)\n{}", tail.into_iter().rev().collect::<Vec<_>>().join("\n"))
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        let _ = Command::new(Path::new(PROJECT).join("slurm/local-cluster.sh")).args(["down", self.dir.to_str().unwrap()]).status();
+    }
+}
+
+/// Calls `check` every 50 ms until it holds or `limit` passes.
+fn poll(limit: Duration, mut check: impl FnMut() -> bool) -> bool {
+    let start = Instant::now();
+    loop {
+        if check() {
+            return true;
+        }
+        if start.elapsed() > limit {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn read(path: &Path) -> String {
+    std::fs::read_to_string(path).unwrap_or_default()
+}
+
+/// The packed crops and the merged files, which must be byte-identical between runs (not
+/// summary.json: timings and the shards differ).
+fn crop_outputs(dir: &Path) -> Vec<(String, Vec<u8>)> {
+    let files = folder_bytes(dir, &["parts/", "summary.json", "config.toml", ".lock"]);
+    assert!(files.iter().any(|(n, _)| n == "manifest.jsonl"), "{}: no merged manifest", dir.display());
+    files
+}
+
+/// 48 photos in two class folders and a broken one, in 13 parts of 4. Shard 1 of 4 owns parts 1,
+/// 5 and 9: the photos of parts 5 and 9 are large JPEGs (slow to decode in full: crop.dct_scaling
+/// = false), so that a task of shard 1
+/// can be cancelled between its parts.
+fn photos(root: &Path) -> usize {
+    let big = jpeg_bytes(&textured(4000, 3000, 7), 90);
+    let mut names = Vec::new();
+    for i in 0..48u32 {
+        names.push(format!("c{}/{i:03}.jpg", i / 24));
+    }
+    names.push("c1/zz-broken.png".into());
+    for (index, name) in names.iter().enumerate() {
+        let part = index / 4;
+        let path = root.join(name);
+        if name.contains("broken") {
+            write(&path, b"\x89PNG\r\n\x1a\nnot really");
+        } else if part == 5 || part == 9 {
+            write(&path, &big);
+        } else {
+            write(&path, &jpeg_bytes(&textured(96, 64, index as u32), 90));
+        }
+    }
+    names.len()
+}
+
+fn config(path: &Path, log_every_s: f64) {
+    let text = format!(
+        "[run]\nthreads = 1\nbatch = 1\nlog_every_s = {log_every_s}\n\n[crop]\npart_size = 4\ndct_scaling = false\n\n\
+         [train]\npreset = \"imagenet32\"\nwidth = 8\nbatch = 4\nepochs = 10\nmax_steps = 40\ndevice = \"cpu\"\n\
+         log_every = 1\ncheckpoint_every = 0\nsnapshot_every_epochs = 0\nkeep_checkpoints = 2\n"
+    );
+    std::fs::write(path, text).unwrap();
+}
+
+/// A line that shows in `cargo test`'s output even when the test passes (the harness captures
+/// eprintln!, not writes to the stderr handle): the skip, and the Slurm part's wall time for CI logs.
+fn say(line: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "{line}");
+}
+
+fn lap(label: &str, since: &mut Instant) {
+    eprintln!("slurm_cluster: {label}: {:.1} s", since.elapsed().as_secs_f64());
+    *since = Instant::now();
+}
+
+#[test]
+fn the_pipeline_runs_under_a_one_node_slurm_cluster() {
+    if let Some(why) = slurm_missing() {
+        say(&format!("slurm_cluster: SKIPPED: {why}"));
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    let input = root.join("photos");
+    photos(&input);
+    let conf = root.join("test.toml");
+    config(&conf, 0.05);
+    let reference = root.join("single");
+    let single = crop_bin()
+        .args(["--config", conf.to_str().unwrap(), "-i", input.to_str().unwrap(), "-o", reference.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(single.status.code(), Some(3), "one broken input: {}", String::from_utf8_lossy(&single.stderr));
+    let expected = crop_outputs(&reference);
+
+    let started = Instant::now();
+    let mut step = Instant::now();
+    let cluster = Cluster::up(&root.join("cluster"));
+    lap("cluster up", &mut step);
+    let bin = bin_dir();
+    let crop = bin.join("crop");
+    let (crop, conf_s, input_s) = (crop.to_str().unwrap(), conf.to_str().unwrap(), input.to_str().unwrap());
+    let script = |name: &str| Path::new(PROJECT).join("slurm").join(name).to_str().unwrap().to_owned();
+
+    // 1. slurm/submit preprocess: 4-task array, merge afterok, all held so that the test sets the pace.
+    let out = root.join("out");
+    let submitted = cluster
+        .command(&script("submit"))
+        .arg("preprocess")
+        .env("BIN", &bin)
+        .env("CONFIG", &conf)
+        .env("OUT", &out)
+        .env("IMAGENET_DIR", &input)
+        .env("FACES_DIR", "")
+        .env("LSUN_DIR", "")
+        .env("SHARDS", "4")
+        .env("CPUS_PER_TASK", "1")
+        .env("MEM_PER_TASK", "")
+        .env("EXTRA_SBATCH", "--hold")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&submitted.stderr).into_owned();
+    assert!(submitted.status.success(), "slurm/submit: {text}");
+    let job_of = |name: &str| {
+        text.lines().find_map(|l| l.strip_prefix(&format!("{name} "))).unwrap_or_else(|| panic!("no {name} job in {text}")).trim().to_owned()
+    };
+    let (array, merge) = (job_of("crop-shards"), job_of("crop-merge"));
+    let crops = out.join("imagenet32");
+    cluster.run("scontrol", &["release", &format!("{array}_0")]);
+    cluster.run("scontrol", &["release", &job_of("report")]);
+    assert_eq!(cluster.wait_done(&format!("{array}_0")), ["COMPLETED"]);
+    // A merge run by hand while shards 1-3 have not run names what is missing.
+    let early = Command::new(crop).args(["--config", conf_s, "--output", crops.to_str().unwrap(), "--merge"]).output().unwrap();
+    let early_err = String::from_utf8_lossy(&early.stderr);
+    assert_eq!(early.status.code(), Some(1), "{early_err}");
+    assert!(early_err.contains("9 of 13 parts are not done yet (parts 1, 2, 3, 5, 6, 7, 9, 10, 11)"), "{early_err}");
+    // The merge job, free to run, waits for its array.
+    cluster.run("scontrol", &["release", &merge]);
+    let mut seen = Vec::new();
+    let waits = poll(TIMEOUT, || {
+        seen = cluster.states(&merge);
+        seen.iter().any(|(_, s, r)| s == "PENDING" && r == "Dependency")
+    });
+    assert!(waits, "merge job {merge}: {seen:?}");
+    assert!(!crops.join("manifest.jsonl").exists());
+    cluster.run("scontrol", &["release", &format!("{array}_[1-3]")]);
+    assert_eq!(cluster.wait_done(&merge), ["COMPLETED"], "{}", read(&out.join(format!("slurm-logs/crop-merge-{merge}.out"))));
+    assert_eq!(crop_outputs(&crops), expected, "4-task array + merge vs a single crop run");
+    let rows = read_manifest(&crops);
+    let broken = row_for(&rows, "c1/zz-broken.png");
+    assert_eq!(broken["status"], "error", "{broken}");
+    assert!(read(&crops.join("summary.json")).contains("zz-broken.png"));
+    lap("4-task array, held merge, merge by hand, merge", &mut step);
+
+    // 2. A task cancelled between its parts, then resubmitted: it resumes, outputs unchanged.
+    let out2 = root.join("out2");
+    let log2 = root.join("shard1.out");
+    let args = |array: &str| {
+        vec![
+            format!("--array={array}"),
+            format!("--output={}", log2.display()),
+            script("stage.sbatch"),
+            crop.to_owned(),
+            "4".into(),
+            conf_s.into(),
+            input_s.into(),
+            out2.to_str().unwrap().into(),
+        ]
+    };
+    let submit = |array: &str| {
+        let a = args(array);
+        cluster.sbatch(&a.iter().map(String::as_str).collect::<Vec<_>>())
+    };
+    let first = submit("1");
+    let part1 = out2.join("parts/manifest-00001.jsonl");
+    assert!(poll(TIMEOUT, || part1.exists()), "shard 1 never finished part 1: {}", read(&log2));
+    cluster.run("scancel", &[&first]);
+    assert_eq!(cluster.wait_done(&first), ["CANCELLED"]);
+    let finished = out2.join("parts/shard-1-of-4.json");
+    assert!(!finished.exists() && !out2.join("parts/manifest-00009.jsonl").exists(), "cancelled too late: shard 1 had finished");
+    assert!(out2.join("parts/lock-shard-1-of-4").exists(), "the killed task's lock is left behind (stale)");
+    let again = submit("1");
+    assert_eq!(cluster.wait_done(&again), ["COMPLETED"], "{}", read(&log2));
+    let log = read(&log2);
+    assert!(log.contains("resuming:") && log.contains("parts already done"), "{log}");
+    assert!(log.contains("taking over a stale lock of crop shard 1/4"), "{log}");
+    let rest = submit("0,2-3");
+    let merge2 = cluster.sbatch(&[
+        &format!("--dependency=afterok:{again}:{rest}"),
+        &format!("--output={}", root.join("merge2.out").display()),
+        &script("merge.sbatch"),
+        crop,
+        conf_s,
+        out2.to_str().unwrap(),
+    ]);
+    assert_eq!(cluster.wait_done(&merge2), ["COMPLETED"], "{}", read(&root.join("merge2.out")));
+    assert_eq!(crop_outputs(&out2), expected, "cancelled and resubmitted task vs a single crop run");
+    lap("task cancelled mid-run, resubmitted, merged", &mut step);
+
+    // 3. Training requeued mid-run: it checkpoints on the signal and resumes to the same weights.
+    let packed = root.join("packed");
+    let images: Vec<u8> = (0..600 * 32 * 32 * 3).map(|i: u32| (i.wrapping_mul(2_654_435_761) >> 24) as u8).collect();
+    std::fs::create_dir_all(&packed).unwrap();
+    dcgan_pipeline::data::npy::write_array(&packed.join("images-00000.npy"), &[600, 32, 32, 3], &images).unwrap();
+    let uninterrupted = root.join("train-whole");
+    let mut whole = cluster
+        .command(bin.join("train").to_str().unwrap())
+        .args(["--config", conf_s, "-i", packed.to_str().unwrap(), "-o", uninterrupted.to_str().unwrap()])
+        .stderr(std::fs::File::create(root.join("train-whole.log")).unwrap())
+        .spawn()
+        .unwrap();
+    let train_out = root.join("train-out");
+    let cifar = root.join("cifar");
+    class_folders(&cifar, "train", 1, 0);
+    let submitted = cluster
+        .command(&script("submit"))
+        .arg("train")
+        .env("BIN", &bin)
+        .env("CONFIG", &conf)
+        .env("OUT", &train_out)
+        .env("CIFAR_DIR", &cifar)
+        .env("CPUS_PER_TASK", "1")
+        .env("MEM_PER_TASK", "")
+        .env("EXTRA_SBATCH", "")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&submitted.stderr).into_owned();
+    // slurm/submit reads the packed set from OUT/imagenet32.
+    assert!(!submitted.status.success() && text.contains("no packed set"), "{text}");
+    std::fs::create_dir_all(&train_out).unwrap();
+    std::os::unix::fs::symlink(&packed, train_out.join("imagenet32")).unwrap();
+    let submitted = cluster
+        .command(&script("submit"))
+        .arg("train")
+        .env("BIN", &bin)
+        .env("CONFIG", &conf)
+        .env("OUT", &train_out)
+        .env("CIFAR_DIR", &cifar)
+        .env("CPUS_PER_TASK", "1")
+        .env("MEM_PER_TASK", "")
+        .env("EXTRA_SBATCH", "")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&submitted.stderr).into_owned();
+    assert!(submitted.status.success(), "slurm/submit train: {text}");
+    let (train, eval) = (job_of_in(&text, "train"), job_of_in(&text, "cifar-eval"));
+    let train_log = train_out.join(format!("slurm-logs/train-{train}.out"));
+    // Requeue once training is under way (progress lines every 0.05 s), well before its 40 steps end.
+    let progressed = poll(TIMEOUT, || {
+        read(&train_log).lines().filter_map(|l| l.strip_prefix("train: ")?.split('/').next()?.parse::<u64>().ok()).any(|done| done >= 8)
+    });
+    assert!(progressed, "train made no progress: {}", read(&train_log));
+    let before = cluster.states(&eval);
+    assert!(before.iter().all(|(_, s, r)| s == "PENDING" && r == "Dependency"), "cifar-eval waits for train: {before:?}");
+    cluster.run("scontrol", &["requeue", &train]);
+    // Slurm holds a requeued job back (BeginTime, ~2 min) and refuses to start it within the second
+    // its credential was revoked: once the first run has ended, let it start now.
+    let mut seen = Vec::new();
+    assert!(poll(TIMEOUT, || {
+        seen = cluster.states(&train);
+        seen.iter().any(|(_, s, _)| s == "PENDING")
+    }), "{seen:?}");
+    std::thread::sleep(Duration::from_secs(2));
+    cluster.run("scontrol", &["update", &format!("jobid={train}"), "StartTime=now"]);
+    assert_eq!(cluster.wait_done(&train), ["COMPLETED"], "{}", read(&train_log));
+    let log = read(&train_log);
+    let stopped_at = log
+        .lines()
+        .find_map(|l| l.strip_prefix("train: SIGTERM at step ")?.split(':').next()?.parse::<u64>().ok())
+        .unwrap_or_else(|| panic!("no checkpoint on the signal: {log}"));
+    assert!((8..40).contains(&stopped_at), "{log}");
+    assert!(log.contains(&format!("stopped on SIGTERM with a checkpoint at step {stopped_at}")), "{log}");
+    assert!(log.contains(&format!("(step {stopped_at})")) && log.contains("resuming from"), "resumed from the signal's checkpoint: {log}");
+    assert!(log.contains("restart 1"), "the same job, requeued: {log}");
+    // No step lost, none done twice: one loss row per step.
+    let losses = read(&train_out.join("train/losses.csv"));
+    assert_eq!(losses.lines().count(), 1 + 40, "{}", &losses[..losses.len().min(300)]);
+    let status = whole.wait().unwrap();
+    assert!(status.success());
+    for name in ["generator.safetensors", "discriminator.safetensors"] {
+        let (a, b) = (std::fs::read(uninterrupted.join(name)).unwrap(), std::fs::read(train_out.join("train").join(name)).unwrap());
+        assert!(a == b, "{name}: the requeued run's weights differ from the uninterrupted run's");
+    }
+    // cifar-eval was waiting for train: it starts now (its own run is the stage's tests' business).
+    let mut seen = Vec::new();
+    assert!(poll(TIMEOUT, || {
+        seen = cluster.states(&eval);
+        seen.iter().all(|(_, s, _)| s != "PENDING")
+    }), "cifar-eval never started after train: {seen:?}");
+    cluster.run("scancel", &[&eval]);
+    lap("train requeued mid-run, resumed, same weights", &mut step);
+    say(&format!("slurm_cluster: the Slurm part took {:.1} s", started.elapsed().as_secs_f64()));
+    drop(cluster);
+}
+
+fn job_of_in(text: &str, name: &str) -> String {
+    text.lines()
+        .find_map(|l| l.strip_prefix(&format!("{name} ")))
+        .unwrap_or_else(|| panic!("no {name} job in {text}"))
+        .trim()
+        .to_owned()
+}
