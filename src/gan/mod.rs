@@ -1,6 +1,7 @@
 //! The DCGAN: the paper's two presets, Adam with resumable state, training, and its pictures (sample grids, the latent walk).
 
 pub mod adam;
+pub mod collapse;
 pub mod export;
 pub mod models;
 pub mod plots;
