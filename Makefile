@@ -72,7 +72,7 @@ DEMO := $(OUT)/demo
 # upscaled to 32x32). The GAN's settings were chosen by measurement over seeds (docs/train.md#the-digits-demo):
 # the 4x4-kernel dcgan32 at width 32, batch 64, the paper's Adam (2e-4, beta1 0.5), DEMO_STEPS steps.
 DIGITS := $(DEMO_PHOTOS)/digits.png
-DEMO_STEPS ?= 2000
+DEMO_STEPS ?= 1500
 DEMO_TRAIN := --set train.preset=dcgan32 --set train.width=32 --set train.batch=64 --set train.epochs=1000 \
 	--set train.max_steps=$(DEMO_STEPS) --set train.device=cpu --set train.keep_checkpoints=1
 demo: setup
