@@ -45,7 +45,7 @@ enum Command {
     /// takes more than 3x its share. (2) Few-label accuracy on the test digits of each
     /// --discriminator's features, of a random D of each one's architecture, and of raw pixels,
     /// with 10, 50 and 100 labels per class (--draws draws) and all labels; passes when each
-    /// trained D beats its random D in every column.
+    /// trained D beats its random D on the accuracy averaged over the columns.
     /// Writes OUTPUT/metrics.json, table.md, samples-by-class.png, summary.json (the report shows
     /// them in its train section); exits 1 when a check fails (after writing them).
     Eval {
@@ -145,9 +145,11 @@ fn eval(input: &std::path::Path, output: &std::path::Path, generator: Option<Pat
         };
         let won = beats(&row, &random);
         if !won {
-            failures.push(format!("{name} does not beat a random D of its architecture in every column"));
+            failures.push(format!("{name} does not beat a random D of its architecture (mean over the columns)"));
         }
-        comparisons.push(serde_json::json!({ "trained": name, "random": random.name, "beats": won }));
+        let (mine, theirs) = (dcgan_pipeline::eval::digits::overall(&row), dcgan_pipeline::eval::digits::overall(&random));
+        eprintln!("digits: {name} {:.2}% vs {} {:.2}% (mean over the columns)", 100.0 * mine, random.name, 100.0 * theirs);
+        comparisons.push(serde_json::json!({ "trained": name, "random": random.name, "beats": won, "mean_over_columns": [mine, theirs] }));
         rows.push(row);
     }
     // Random rows after the trained ones.
