@@ -79,26 +79,26 @@ build: venv
 
 DEMO_PHOTOS := /usr/share/doc/opencv-doc/examples/data
 DEMO := $(OUT)/demo
-# The demo's pictures come from the committed generator (trained on a GPU) when there is one, else
-# from the demo's own tiny CPU run, which shows the mechanics only.
-DEMO_G = $(if $(wildcard models/imagenet32-g.safetensors),models/imagenet32-g.safetensors,$(DEMO)/train)
-# cifar-eval on the generated 10-class set: small enough for the demo (4,000 images).
-DEMO_EVAL := --set 'cifar_eval.c_grid=[0.0001,0.001]' --set cifar_eval.validation=500 --set cifar_eval.per_class=20 --set cifar_eval.draws=3
+# OpenCV's 5,000 handwritten digits (opencv-doc; read directly: 4,000 train / 1,000 test, grey to RGB,
+# upscaled to 32x32). The GAN's settings were chosen by measurement over seeds (docs/train.md#the-digits-demo):
+# the 4x4-kernel dcgan32 at width 32, batch 64, the paper's Adam (2e-4, beta1 0.5), DEMO_STEPS steps.
+DIGITS := $(DEMO_PHOTOS)/digits.png
+DEMO_STEPS ?= 1500
+DEMO_TRAIN := --set train.preset=dcgan32 --set train.width=32 --set train.batch=64 --set train.epochs=1000 \
+	--set train.max_steps=$(DEMO_STEPS) --set train.device=cpu --set train.keep_checkpoints=1
 demo: setup
 	$(BIN)/crop --input $(DEMO_PHOTOS) --output $(DEMO)/crop
 	$(BIN)/faces --input $(DEMO_PHOTOS) --output $(DEMO)/faces --set faces.save_png=true
 	$(BIN)/dedupe --input $(DEMO_PHOTOS) --output $(DEMO)/dedupe --set dedupe.ae_steps=500
-	$(BIN)/train --input $(DEMO)/crop --output $(DEMO)/train --set train.width=32 --set train.batch=16 \
-		--set train.epochs=30 --set train.device=cpu
-	$(BIN)/cifar-eval --write-demo-set $(DEMO)/generated-10-class
-	$(BIN)/cifar-eval --input $(DEMO)/generated-10-class --output $(DEMO)/cifar-eval-random --discriminator random $(DEMO_EVAL)
-	$(BIN)/cifar-eval --input $(DEMO)/generated-10-class --output $(DEMO)/cifar-eval --discriminator models/imagenet32-d.safetensors $(DEMO_EVAL)
-	$(BIN)/sample --generator $(DEMO_G) --output $(DEMO)/samples
-	$(BIN)/report --run $(DEMO) --title "dcgan-pipeline demo"
-	@$(PYTHON) -c "import json, sys; a = [json.load(open(f'$(DEMO)/{d}/metrics.json'))['test']['accuracy'] for d in ('cifar-eval', 'cifar-eval-random')]; \
-		print(f'demo: trained D {100 * a[0]:.1f}% vs random D {100 * a[1]:.1f}% on the generated set'); sys.exit(0 if a[0] > a[1] else 'demo: the trained D did not beat the random one')"
-	@echo "demo: samples and a latent walk from $(DEMO_G): $(DEMO)/samples/samples.png, $(DEMO)/samples/walk.png"
-	@echo "demo: open $(DEMO)/report.html"
+	$(BIN)/train --input $(DIGITS) --output $(DEMO)/train $(DEMO_TRAIN)
+	$(BIN)/sample --generator $(DEMO)/train --output $(DEMO)/samples
+	@# The checks (G's samples by class, D's features with few labels) fail the demo, after the report is written.
+	$(BIN)/digits eval --input $(DIGITS) --output $(DEMO)/digits --generator $(DEMO)/train \
+		--discriminator "demo D=$(DEMO)/train/discriminator.safetensors" \
+		--discriminator "committed D=models/imagenet32-d.safetensors"; status=$$?; \
+		$(BIN)/report --run $(DEMO) --title "dcgan-pipeline demo" && \
+		echo "demo: samples and a latent walk of the demo's G: $(DEMO)/samples/samples.png, $(DEMO)/samples/walk.png" && \
+		echo "demo: open $(DEMO)/report.html" && exit $$status
 
 # The tests build their own binaries in the test-release profile (Cargo.toml): no release build needed.
 test: apt apt-test venv

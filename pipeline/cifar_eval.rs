@@ -26,15 +26,11 @@ use dcgan_pipeline::stage::cli::{exit_with, load_config_or_print};
 #[command(version, verbatim_doc_comment)]
 struct Cli {
     /// CIFAR-10 (see above). Never modified.
-    #[arg(long, short, value_name = "PATH", required_unless_present_any = ["print_config", "write_demo_set"])]
+    #[arg(long, short, value_name = "PATH", required_unless_present = "print_config")]
     input: Option<PathBuf>,
     /// Output folder.
-    #[arg(long, short, value_name = "DIR", required_unless_present_any = ["print_config", "write_demo_set"])]
+    #[arg(long, short, value_name = "DIR", required_unless_present = "print_config")]
     output: Option<PathBuf>,
-    /// Write the demo's generated 10-class set (oriented textures, colours drawn per image) as
-    /// DIR/{train,test}/<class>/NNNN.png, 300 + 100 per class, and exit; existing files are kept.
-    #[arg(long, value_name = "DIR")]
-    write_demo_set: Option<PathBuf>,
     /// The discriminator: a safetensors checkpoint written by train, or "random" (the baseline).
     /// Same as --set cifar_eval.discriminator=...; default models/imagenet32-d.safetensors.
     #[arg(long, short, value_name = "FILE|random")]
@@ -62,12 +58,6 @@ fn main() {
 }
 
 fn run(cli: Cli) -> Result<i32> {
-    if let Some(dir) = &cli.write_demo_set {
-        let written = dcgan_pipeline::data::synthetic::write_class_folders(dir, 300, 100)
-            .map_err(|e| anyhow::anyhow!("{}: cannot write the demo set: {e}", dir.display()))?;
-        println!("cifar-eval: demo set in {} ({written} images written, 10 classes, 300 train + 100 test each)", dir.display());
-        return Ok(0);
-    }
     let mut sets = cli.sets.clone();
     if let Some(d) = &cli.discriminator {
         sets.insert(0, format!("cifar_eval.discriminator={d:?}"));

@@ -110,6 +110,7 @@ fn the_report_has_a_section_per_stage_with_embedded_images() {
     let (grid_at, walk_at) = (train.find("alt=\"samples\"").expect("the sample grid"), train.find("alt=\"latent walk\"").expect("the walk"));
     assert!(grid_at < walk_at && train[grid_at..walk_at].matches("<figure>").count() == 1, "grid then walk, side by side");
     assert!(train.contains("imagenet32 of width 8, stored as float32"), "what the pictures came from");
+    assert!(train.contains("<span>collapse check</span>") && train.contains("Collapse check (D(G(z)) near 0"), "train's collapse verdict");
     assert!(html.contains("<a href=\"#train\">sample</a>"), "the sample stage in the overview");
     let cifar = &html[html.find("<section id=\"cifar-eval\">").unwrap()..html.find("<section id=\"timings\">").unwrap()];
     assert_eq!(cifar.matches("<table class=\"confusion\">").count(), 1, "the confusion matrix");
@@ -123,6 +124,34 @@ fn the_report_has_a_section_per_stage_with_embedded_images() {
     assert!(html.contains("82.8%") && html.contains("72.0% (held-out training images)") && html.contains("62.3% (+-0.4%) (400 per class)"));
     assert!(html.contains("63.2 s"), "cifar-eval's wall time in the overview");
     assert!(html.contains("<summary>Configuration</summary>"), "stage configs");
+}
+
+#[test]
+fn the_digits_checks_show_in_the_train_section_and_a_failed_one_in_red() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().join("run");
+    write_json(&run.join("digits/summary.json"), json!({"stage": "digits-eval", "timings_s": {"total": 40.0}}));
+    let few = |m: f64| json!({"per_class": 10, "c": 0.01, "accuracies": [m], "mean": m, "std": 0.012});
+    write_json(&run.join("digits/metrics.json"), json!({
+        "passed": false,
+        "failures": ["histogram check: one digit takes 700 > 300"],
+        "histogram": {"summary": "1000 samples of G labelled", "check": {"counts": [700, 300, 0, 0, 0, 0, 0, 0, 0, 0], "largest_allowed": 300}},
+        "few_label": [
+            {"name": "pixels", "features": 1024, "few": [few(0.71)], "all_labels_accuracy": 0.912},
+            {"name": "random dcgan32 width 32", "features": 3584, "few": [few(0.65)], "all_labels_accuracy": 0.934},
+        ],
+    }));
+    write(&run.join("digits/samples-by-class.png"), &png_bytes(&textured(20, 20, 2)));
+    assert!(report(&["--run", run.to_str().unwrap()]).status.success());
+    let html = std::fs::read_to_string(run.join("report.html")).unwrap();
+    let train = &html[html.find("<section id=\"train\">").unwrap()..html.find("<section id=\"cifar-eval\">").unwrap()];
+    assert!(train.contains("Did G learn the digits?") && train.contains("<p class=\"failed\">A check FAILED."), "{train}");
+    assert!(train.contains("one digit takes 700 &gt; 300") || train.contains("one digit takes 700 &#62; 300"), "the failure, escaped");
+    assert_eq!(train.matches("class=\"bar bad\"").count(), 9, "700 over the line, eight digits missing");
+    assert!(train.contains("alt=\"samples by predicted digit\""));
+    assert!(train.contains("<th class=\"num\">10 per class</th><th class=\"num\">all training labels</th>"), "{train}");
+    assert!(train.contains("<td>pixels (1024 features)</td><td class=\"num\">71.0% (+-1.2%)</td><td class=\"num\">91.2%</td>"), "{train}");
+    assert!(train.contains("random dcgan32 width 32 (3584 features)"));
 }
 
 #[test]

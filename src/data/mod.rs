@@ -1,9 +1,9 @@
 //! Data in and out: image sources, CIFAR-10 readers, numpy's `.npy`, packed datasets.
 
 pub mod cifar;
+pub mod digits;
 pub mod npy;
 pub mod packed;
-pub mod synthetic;
 pub mod source;
 
 pub use packed::LabeledImages;
@@ -12,9 +12,9 @@ pub use source::{ImageSource, Record, RecordData};
 use std::path::Path;
 
 /// A labelled image set in whichever layout `path` holds: a packed folder (the output of crop,
-/// faces or dedupe), CIFAR-10's binary batches, or class folders (`<split>/<class>/*`, in a folder
-/// or an archive; images must be `side` x `side`). Also returns the images that were passed over,
-/// with the reason.
+/// faces or dedupe), CIFAR-10's binary batches, OpenCV's digits sheet (its fixed split, upscaled
+/// to `side`: [`digits`]), or class folders (`<split>/<class>/*`, in a folder or an archive;
+/// images must be `side` x `side`). Also returns the images that were passed over, with the reason.
 pub fn open_labeled(path: &Path, split: cifar::Split, side: u32) -> anyhow::Result<(LabeledImages, cifar::Rejected)> {
     use anyhow::Context;
     if is_packed(path) {
@@ -22,6 +22,9 @@ pub fn open_labeled(path: &Path, split: cifar::Split, side: u32) -> anyhow::Resu
     }
     if is_cifar_binary(path) {
         return Ok((cifar::read_cifar10_binary(path, split)?, Vec::new()));
+    }
+    if digits::is_digits_sheet(path) {
+        return Ok((digits::read_sheet(path)?.split(split, side), Vec::new()));
     }
     cifar::read_class_folders(path, split, side).with_context(|| format!("{}: not a packed folder, CIFAR-10 batches or class folders", path.display()))
 }
@@ -52,6 +55,9 @@ pub fn split_exists(path: &Path, split: cifar::Split) -> bool {
     if is_cifar_binary(path) {
         let dir = if path.join("cifar-10-batches-bin").is_dir() { path.join("cifar-10-batches-bin") } else { path.to_owned() };
         return split.batch_files().iter().all(|f| dir.join(f).is_file());
+    }
+    if digits::is_digits_sheet(path) {
+        return true;
     }
     cifar::class_folder_split_exists(path, split)
 }

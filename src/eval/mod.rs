@@ -9,6 +9,7 @@
 //! - [`kernels`]: the solver's dot/axpy loops, vectorised at run time.
 
 pub mod crosscheck;
+pub mod digits;
 pub mod features;
 pub mod kernels;
 pub mod matrix;

@@ -628,6 +628,7 @@ pub(crate) fn extractor_layers(config: &CifarEvalConfig) -> u64 {
     match config.preset {
         Preset::Imagenet32 => 6,
         Preset::Dcgan64 => 4,
+        Preset::Dcgan32 => 3,
     }
 }
 

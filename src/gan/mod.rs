@@ -1,6 +1,7 @@
 //! The DCGAN: the paper's two presets, training, its checkpoints on disk, and its pictures (sample grids, the latent walk).
 
 pub mod checkpoints;
+pub mod collapse;
 pub mod export;
 pub mod models;
 pub mod plots;

@@ -56,9 +56,10 @@ impl TrainedGenerator {
         let (preset, z_dim) = if let Some(s) = shape("project.weight") {
             (Preset::Imagenet32, s[1])
         } else if let Some(s) = shape("project.deconv.weight") {
-            (Preset::Dcgan64, s[0])
+            // dcgan64 and dcgan32 share the stem; dcgan64 has one more up layer.
+            (if stored.contains_key("u3.deconv.weight") { Preset::Dcgan64 } else { Preset::Dcgan32 }, s[0])
         } else {
-            return Err(wrong("it has neither \"project.weight\" (imagenet32) nor \"project.deconv.weight\" (dcgan64)".into()));
+            return Err(wrong("it has neither \"project.weight\" (imagenet32) nor \"project.deconv.weight\" (dcgan64, dcgan32)".into()));
         };
         let vars = nn::VarStore::new(Device::Cpu);
         let g = Generator::new(&vars.root(), preset, z_dim, width);
@@ -224,7 +225,7 @@ mod tests {
     #[test]
     fn loads_both_presets_and_reads_their_shapes() {
         let dir = tempfile::tempdir().unwrap();
-        for (preset, z_dim, width, side) in [(Preset::Imagenet32, 20, 8, 32), (Preset::Dcgan64, 12, 4, 64)] {
+        for (preset, z_dim, width, side) in [(Preset::Imagenet32, 20, 8, 32), (Preset::Dcgan64, 12, 4, 64), (Preset::Dcgan32, 12, 4, 32)] {
             let path = saved_generator(dir.path(), preset, z_dim, width);
             let g = TrainedGenerator::load(&path).unwrap();
             assert_eq!((g.preset, g.z_dim(), g.width), (preset, z_dim, width));

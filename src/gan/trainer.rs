@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use tch::{nn, Device, Kind, Tensor};
 
 use super::checkpoints::{checkpoints_dir, latest_checkpoint, snapshots_dir, CheckpointState};
+use super::collapse::{CollapseCriteria, CollapseMonitor, CollapseReport};
 use super::models::{sample_z, Discriminator, Generator, Preset, Prior};
 use super::plots::write_sample_grid;
 use crate::plots::{write_line_plot, Legend, LinePlot, Panel, Series};
@@ -385,6 +386,16 @@ pub struct TrainReport {
     pub images_per_s: Option<f64>,
     pub final_losses: Option<LossRow>,
     pub checkpoint: Option<PathBuf>,
+    /// Whether (and when) G collapsed: [`super::collapse`].
+    pub collapse: CollapseReport,
+}
+
+/// 256 training images spread over the set (uint8 on the device), as the networks take them: the
+/// real spread collapse is measured against.
+fn collapse_probe(images: &Tensor, seed: u64) -> Tensor {
+    let n = images.size()[0] as usize;
+    let picks: Vec<i64> = epoch_permutation(n, seed, u64::MAX).into_iter().take(256).collect();
+    to_network_input(&images.index_select(0, &Tensor::from_slice(&picks).to_device(images.device())))
 }
 
 /// Checks that the images suit the preset; the error says what to do.
@@ -459,6 +470,7 @@ pub fn train(config: &TrainConfig, data: &LabeledImages, output: &Path, force: b
     let images = data.to_tensor().narrow(0, 0, n as i64).to_device(device);
     tch::manual_seed(config.seed as i64 ^ 0x5EED);
     let fixed_z = sample_z(config.prior, 64, config.z_dim(), device);
+    let mut collapse = CollapseMonitor::new(&collapse_probe(&images, config.seed), CollapseCriteria::default());
 
     let progress = Progress::new("train", Some(total_steps.saturating_sub(start_step)), log_every_s);
     let started = Instant::now();
@@ -525,6 +537,9 @@ pub fn train(config: &TrainConfig, data: &LabeledImages, output: &Path, force: b
                 );
             }
             rows.push(row);
+            if let Some(line) = collapse.observe(step, row.d_fake, &gan.sample(&fixed_z)) {
+                progress.note(&line);
+            }
         }
         let sample_now = config.sample_every > 0 && step % config.sample_every == 0;
         if epoch_done || sample_now || step == total_steps {
@@ -552,6 +567,10 @@ pub fn train(config: &TrainConfig, data: &LabeledImages, output: &Path, force: b
         }
     }
     progress.finish();
+    let collapse = collapse.report();
+    if collapse.collapsed_at_end {
+        eprintln!("train: warning: {}", collapse.verdict);
+    }
     let wall_s = started.elapsed().as_secs_f64();
     let trained = step - start_step;
     if let Some((dir, _)) = latest_checkpoint(output)? {
@@ -571,5 +590,6 @@ pub fn train(config: &TrainConfig, data: &LabeledImages, output: &Path, force: b
         images_per_s: (trained > 0).then(|| (trained as i64 * batch) as f64 / wall_s),
         final_losses: rows.last().copied(),
         checkpoint: last_checkpoint,
+        collapse,
     })
 }

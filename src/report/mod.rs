@@ -16,12 +16,13 @@ use crate::pictures::data_uri::{png_file_data_uri, rgb_data_uri};
 use crate::pictures::grid::tile_grid;
 
 /// The sections in pipeline order: (section id, heading, the summary.json "stage"s it shows).
-/// `sample` (pictures from a trained generator) sits with the training run it looks at.
+/// `sample` (pictures from a trained generator) and `digits-eval` (the digits demo's checks) sit
+/// with the training run they look at.
 pub const SECTIONS: [(&str, &str, &[&str]); 5] = [
     ("faces", "Faces: detected, cropped, resized", &["faces"]),
     ("dedupe", "Dedupe: near-duplicate clusters", &["dedupe"]),
     ("crop", "Crop: 32x32 min-resized center crops", &["crop"]),
-    ("train", "Train: the DCGAN", &["train", "sample"]),
+    ("train", "Train: the DCGAN", &["train", "sample", "digits-eval"]),
     ("cifar-eval", "CIFAR-10: discriminator features + L2-SVM", &["cifar-eval"]),
 ];
 
@@ -91,6 +92,7 @@ enum StageView {
     Dedupe(DedupeView),
     Train(TrainView),
     Sample(SampleView),
+    Digits(DigitsView),
     /// Only the output line (cifar-eval: its numbers are in one table for all outputs).
     Listed,
 }
@@ -146,6 +148,9 @@ struct TrainView {
     figures: Vec<Figure>,
     grids: Vec<Grid>,
     losses: Option<String>,
+    /// The collapse check's verdict (absent in runs from before it), and whether it is a collapse.
+    collapse: Option<String>,
+    collapsed: bool,
 }
 
 struct Grid {
@@ -160,6 +165,25 @@ struct SampleView {
     samples_caption: String,
     walk: Option<String>,
     walk_caption: String,
+}
+
+/// The digits demo's checks (`digits eval`): G's samples labelled by a pixel classifier, and the
+/// few-label table.
+struct DigitsView {
+    verdict: String,
+    passed: bool,
+    failures: Vec<String>,
+    histogram: Option<HistogramView>,
+    by_class: Option<String>,
+    columns: Vec<String>,
+    rows: Vec<Vec<String>>,
+}
+
+struct HistogramView {
+    summary: String,
+    /// (digit, count, bar width in percent of the largest allowed count, over the limit).
+    bars: Vec<(usize, u64, f64, bool)>,
+    limit: u64,
 }
 
 struct CifarView {
@@ -222,6 +246,7 @@ pub fn render(run: &Path, title: &str) -> String {
                         "dedupe" => StageView::Dedupe(dedupe_view(s)),
                         "train" => StageView::Train(train_view(s)),
                         "sample" => StageView::Sample(sample_view(s)),
+                        "digits-eval" => StageView::Digits(digits_view(s)),
                         _ => StageView::Listed,
                     },
                 })
@@ -398,6 +423,12 @@ fn train_view(s: &StageOutput) -> TrainView {
             (Some(a), Some(b)) => format!("{a:.2} / {b:.2}"),
             _ => "-".into(),
         }),
+        figure("collapse check", match r.pointer("/collapse/collapsed_at_end").and_then(Value::as_bool) {
+            Some(true) => "COLLAPSED".into(),
+            Some(false) if r.pointer("/collapse/episodes").and_then(Value::as_array).is_some_and(|e| !e.is_empty()) => "recovered".into(),
+            Some(false) => "no collapse".into(),
+            None => "-".into(),
+        }),
     ];
     let mut samples: Vec<PathBuf> = std::fs::read_dir(s.dir.join("samples"))
         .map(|e| e.flatten().map(|e| e.path()).filter(|p| p.extension().is_some_and(|x| x == "png")).collect())
@@ -414,7 +445,9 @@ fn train_view(s: &StageOutput) -> TrainView {
             Some(Grid { uri: png_file_data_uri(pool[k])?, caption: collapse_zeros(&name), name })
         })
         .collect();
-    TrainView { figures, grids, losses: png_file_data_uri(&s.dir.join("losses.png")) }
+    let collapse = r.pointer("/collapse/verdict").and_then(Value::as_str).map(str::to_string);
+    let collapsed = r.pointer("/collapse/collapsed_at_end").and_then(Value::as_bool).unwrap_or(false);
+    TrainView { figures, grids, losses: png_file_data_uri(&s.dir.join("losses.png")), collapse, collapsed }
 }
 
 /// "epoch 0007" -> "epoch 7".
@@ -449,6 +482,52 @@ fn sample_view(s: &StageOutput) -> SampleView {
             "The latent walk (the paper's section 6.1): each row is {} steps on a straight line in z between two random points, each row starting where the one above ended. Smooth change means the generator learned a space; sudden jumps mean it memorised.",
             count(v, "/walk/steps")
         ),
+    }
+}
+
+fn digits_view(s: &StageOutput) -> DigitsView {
+    let m: Value = std::fs::read(s.dir.join("metrics.json")).ok().and_then(|b| serde_json::from_slice(&b).ok()).unwrap_or(Value::Null);
+    let passed = m.get("passed").and_then(Value::as_bool).unwrap_or(false);
+    let failures: Vec<String> = m.get("failures").and_then(Value::as_array).into_iter().flatten().filter_map(|f| f.as_str().map(str::to_string)).collect();
+    let histogram = m.pointer("/histogram/check").map(|c| {
+        let limit = c.get("largest_allowed").and_then(Value::as_u64).unwrap_or(0);
+        let counts: Vec<u64> = c.get("counts").and_then(Value::as_array).into_iter().flatten().filter_map(Value::as_u64).collect();
+        let scale = limit.max(counts.iter().copied().max().unwrap_or(0)).max(1) as f64;
+        HistogramView {
+            summary: m.pointer("/histogram/summary").and_then(Value::as_str).unwrap_or("").to_string(),
+            bars: counts.iter().enumerate().map(|(d, &n)| (d, n, 100.0 * n as f64 / scale, n > limit || n == 0)).collect(),
+            limit,
+        }
+    });
+    let rows_json: Vec<Value> = m.get("few_label").and_then(Value::as_array).cloned().unwrap_or_default();
+    let mut columns: Vec<String> = rows_json
+        .first()
+        .and_then(|r| r.get("few"))
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .map(|f| format!("{} per class", count(f, "/per_class")))
+        .collect();
+    columns.push("all training labels".into());
+    let rows = rows_json
+        .iter()
+        .map(|r| {
+            let mut cells = vec![format!("{} ({} features)", r.get("name").and_then(Value::as_str).unwrap_or("?"), count(r, "/features"))];
+            for f in r.get("few").and_then(Value::as_array).into_iter().flatten() {
+                cells.push(format!("{:.1}% (+-{:.1}%)", 100.0 * num(f.get("mean")).unwrap_or(f64::NAN), 100.0 * num(f.get("std")).unwrap_or(f64::NAN)));
+            }
+            cells.push(format!("{:.1}%", 100.0 * num(r.get("all_labels_accuracy")).unwrap_or(f64::NAN)));
+            cells
+        })
+        .collect();
+    DigitsView {
+        verdict: if passed { "Every check passed.".into() } else { "A check FAILED.".into() },
+        passed,
+        failures,
+        histogram,
+        by_class: png_file_data_uri(&s.dir.join("samples-by-class.png")),
+        columns,
+        rows,
     }
 }
 
