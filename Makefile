@@ -127,11 +127,14 @@ EVAL_DIR ?= ../shared/data/imagenet-samples
 eval-dedupe: setup
 	$(BIN)/dedupe --eval --input $(EVAL_DIR) --output $(OUT)/dedupe-eval
 
-# Dedupe at scale: every photo of a large real set plus edited copies of 2,000 of them, the removals
-# scored per radius and cluster rule beside pHash, and with the pHash check at 6-14 bits (CPU; 2-5 min on Tiny ImageNet's 100,000 on the 2-core VM, mostly the autoencoder).
+# Dedupe at scale: every photo of a large real set plus edited copies of 2,000 of them (one edit kind
+# per copy: crops, borders, rescale, re-encoding, mixed), the removals scored per radius and cluster
+# rule beside pHash, with the pHash check at 6-14 bits and the crop route, recall per edit kind (CPU;
+# 5-15 min on Tiny ImageNet's 100,000 on the loaded 2-core VM, mostly the autoencoder). SEED=1 for
+# the second run (other edits, another model).
 DEDUPE_SCALE_INPUT ?= ../shared/data/tiny-imagenet-32-train.tar.gz
 eval-dedupe-scale: setup
-	$(BIN)/dedupe --eval-scale --input $(DEDUPE_SCALE_INPUT) --output $(OUT)/dedupe-eval-scale --set dedupe.device=cpu
+	$(BIN)/dedupe --eval-scale --input $(DEDUPE_SCALE_INPUT) --output $(OUT)/dedupe-eval-scale$(SEED) --set dedupe.device=cpu --set dedupe.seed=$(or $(SEED),0)
 
 bench-train: setup
 	bash benches/train_step_cpu.sh 5 3

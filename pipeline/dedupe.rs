@@ -6,7 +6,7 @@ use anyhow::{Context, Result};
 use clap::Parser;
 use dcgan_pipeline::dedupe::eval::{evaluate, EvalSettings, LabelledInputs};
 use dcgan_pipeline::dedupe::run::crops_dir;
-use dcgan_pipeline::dedupe::scale_eval::{evaluate as scale_evaluate, ScaleSet, ScaleSettings};
+use dcgan_pipeline::dedupe::scale_eval::{evaluate as scale_evaluate, ScaleSet, ScaleSettings, CORRELATIONS, WINDOW_RADII};
 use dcgan_pipeline::dedupe::{deduplicate, DedupeCrops};
 use dcgan_pipeline::fsutil::write_atomic;
 use dcgan_pipeline::stage::cli::{exit_with, load_config_or_print, run_stage};
@@ -28,9 +28,11 @@ use dcgan_pipeline::stage::{fingerprint, StageArgs};
 /// With --eval: builds a labelled near-duplicate set from the photos at --input (edited copies
 /// mixed with distinct photos), prints precision and recall of the autoencoder hash and of pHash,
 /// writes eval.json and eval.md to --output.
-/// With --eval-scale: the same edits planted into a large real set (every photo at --input, e.g.
-/// Tiny ImageNet's 100,000), the removals scored per radius and cluster rule beside pHash;
-/// writes eval-scale.json and eval-scale.md to --output.
+/// With --eval-scale: edits planted into a large real set (every photo at --input, e.g. Tiny
+/// ImageNet's 100,000), one kind per copy in turn (crop 2-5%, crop 5-10%, border or letterbox
+/// 5-10%, rescale, re-encoding, mixed), the removals scored per radius and cluster rule beside
+/// pHash, with recall per edit kind, and the crop route at a few settings; writes
+/// eval-scale.json and eval-scale.md to --output.
 /// Exit status: 0 done, 3 some inputs failed (listed in the manifest), 1 the stage could not
 /// run, 2 a bad command line.
 #[derive(Parser)]
@@ -82,6 +84,11 @@ struct Cli {
     /// With --eval / --eval-scale: use at most this many photos (0: all).
     #[arg(long, default_value_t = 0)]
     limit: usize,
+
+    /// With --eval-scale: also write the evaluated set (the photos read and the planted copies,
+    /// named <photo>#copy<c>-<kind>.jpg) as an uncompressed tar, to run the stage on it.
+    #[arg(long, value_name = "TAR", requires = "eval_scale")]
+    write_set: Option<PathBuf>,
 }
 
 fn main() {
@@ -118,6 +125,8 @@ fn run(cli: Cli) -> Result<i32> {
             detail_radius: cli.detail_radius,
             seed: config.dedupe.seed as u64,
             limit: cli.limit,
+            window_radii: &WINDOW_RADII,
+            correlations: &CORRELATIONS,
         };
         let started = std::time::Instant::now();
         let set = ScaleSet::build(input, &config.dedupe, &settings)?;
@@ -125,6 +134,10 @@ fn run(cli: Cli) -> Result<i32> {
             eprintln!("dedupe: warning: {name}: skipped, {why}");
         }
         eprintln!("dedupe: {} images ({} photos) prepared in {:.1} s", set.len(), set.planted.len(), started.elapsed().as_secs_f64());
+        if let Some(tar) = &cli.write_set {
+            set.write_tar(input, tar, config.dedupe.max_file_bytes)?;
+            eprintln!("dedupe: the evaluated set written to {}", tar.display());
+        }
         let report = scale_evaluate(input, &set, &config.dedupe, &settings)?;
         std::fs::create_dir_all(&output).with_context(|| format!("{}: cannot create", output.display()))?;
         let md = report.markdown();

@@ -113,6 +113,67 @@ fn exact_copies_collide_unrelated_photos_do_not() {
     assert!(output.join("model.safetensors").is_file() && output.join("codes.npy").is_file());
 }
 
+/// `img` with `(left, right, top, bottom)` per mille of its sides cut off.
+fn cropped(img: &image::RgbImage, [l, r, t, b]: [u32; 4]) -> image::RgbImage {
+    let (w, h) = (img.width(), img.height());
+    let (l, r, t, b) = (w * l / 1000, w * r / 1000, h * t / 1000, h * b / 1000);
+    image::imageops::crop_imm(img, l, t, w - l - r, h - t - b).to_image()
+}
+
+/// `img` inside a plain frame `(left, right, top, bottom)` per mille of its sides wide.
+fn framed(img: &image::RgbImage, [l, r, t, b]: [u32; 4], colour: [u8; 3]) -> image::RgbImage {
+    let (w, h) = (img.width(), img.height());
+    let (l, r, t, b) = (w * l / 1000, w * r / 1000, h * t / 1000, h * b / 1000);
+    let mut out = image::RgbImage::from_pixel(w + l + r, h + t + b, image::Rgb(colour));
+    image::imageops::replace(&mut out, img, l as i64, t as i64);
+    out
+}
+
+#[test]
+fn cropped_and_bordered_copies_are_found_and_distinct_photos_kept() {
+    // Copies cropped by 4-9% (off-centre) and framed by 6-8%: what moves the code and the
+    // whole-crop pHash. The crop route must find each; the 14 distinct photos must all stay.
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in");
+    let names = copy_photos(&input);
+    let open = |name: &str| image::open(input.join(name)).unwrap().to_rgb8();
+    let copies = [
+        ("zz-crop-baboon.jpg", "baboon.jpg", cropped(&open("baboon.jpg"), [60, 10, 0, 50])),
+        ("zz-crop-fruits.jpg", "fruits.jpg", cropped(&open("fruits.jpg"), [0, 40, 45, 0])),
+        ("zz-crop-building.jpg", "building.jpg", cropped(&open("building.jpg"), [45, 45, 20, 70])),
+        ("zz-frame-butterfly.jpg", "butterfly.jpg", framed(&open("butterfly.jpg"), [40, 30, 30, 50], [0, 0, 0])),
+        ("zz-frame-home.jpg", "home.jpg", framed(&open("home.jpg"), [30, 40, 40, 30], [255, 255, 255])),
+    ];
+    for (name, _, img) in &copies {
+        write(&input.join(name), &jpeg_bytes(img, 92));
+    }
+    let output = dir.path().join("out");
+    dedupe_ok(&input, &output, &[]);
+    let rows = read_manifest(&output);
+    // A framed copy has more source pixels than its original, so the keep rule may keep it and
+    // remove the original: each pair must share a cluster, one of the two removed for the other.
+    for (name, original, _) in &copies {
+        let (copy, orig) = (row_for(&rows, name), row_for(&rows, original));
+        assert_eq!(copy["cluster"], orig["cluster"], "{copy} / {orig}");
+        let removed = [(copy, *original), (orig, *name)].into_iter().filter(|(r, _)| r["status"] == "skipped").collect::<Vec<_>>();
+        assert_eq!(removed.len(), 1, "{copy} / {orig}");
+        assert_eq!(removed[0].0["duplicate_of"], removed[0].1, "{copy} / {orig}");
+    }
+    // The 14 distinct photos stay apart: 14 clusters among them.
+    let clusters: std::collections::BTreeSet<String> = names.iter().map(|n| row_for(&rows, n)["cluster"].to_string()).collect();
+    assert_eq!(clusters.len(), names.len(), "distinct photos share a cluster");
+    let found_by_windows = copies.iter().filter(|(name, original, _)| [name, original].iter().any(|n| row_for(&rows, n)["found_by"] == "windows")).count();
+    let s = summary(&output);
+    assert!(s["counts"]["window_pairs_passing"].as_u64().unwrap() >= found_by_windows as u64, "{s}");
+
+    // Without the crop route, the same run misses some of them (so the check above can fail).
+    let without = dir.path().join("without");
+    dedupe_ok(&input, &without, &["--set", "dedupe.windows=false"]);
+    let rows = read_manifest(&without);
+    let missed = copies.iter().filter(|(name, original, _)| row_for(&rows, name)["cluster"] != row_for(&rows, original)["cluster"]).count();
+    assert!(missed >= 1 && found_by_windows >= missed, "missed without windows: {missed}; found by windows: {found_by_windows}");
+}
+
 #[test]
 fn the_phash_check_keeps_distinct_photos_that_the_code_calls_near() {
     // Radius 128: every pair of codes is a candidate, so the code alone would keep one image.
@@ -125,7 +186,8 @@ fn the_phash_check_keeps_distinct_photos_that_the_code_calls_near() {
         write(&input.join(format!("zz-q70-{name}")), &jpeg_bytes(&img, 70));
     }
     let checked = dir.path().join("checked");
-    dedupe_ok(&input, &checked, &["--set", "dedupe.radius=128", "--set", "dedupe.verify=\"phash\"", "--set", "dedupe.verify_phash_radius=10"]);
+    let pin = ["--set", "dedupe.radius=128", "--set", "dedupe.verify=\"phash\"", "--set", "dedupe.verify_phash_radius=10", "--set", "dedupe.windows=false"];
+    dedupe_ok(&input, &checked, &pin);
     let rows = read_manifest(&checked);
     for name in &names {
         assert_eq!(row_for(&rows, name)["status"], "ok", "{name} removed: {}", row_for(&rows, name));
@@ -145,7 +207,7 @@ fn the_phash_check_keeps_distinct_photos_that_the_code_calls_near() {
 
     // The code alone at the same radius collapses the set (so the check above can fail).
     let unchecked = dir.path().join("unchecked");
-    dedupe_ok(&input, &unchecked, &["--set", "dedupe.radius=128", "--set", "dedupe.verify=\"none\""]);
+    dedupe_ok(&input, &unchecked, &["--set", "dedupe.radius=128", "--set", "dedupe.verify=\"none\"", "--set", "dedupe.windows=false"]);
     assert_eq!(summary(&unchecked)["counts"]["kept"], 1);
     assert!(!unchecked.join("phash.npy").exists());
 }
@@ -294,8 +356,10 @@ fn the_evaluation_at_scale_scores_removals_per_radius_and_rule() {
     let curves = report["curves"].as_array().unwrap();
     // Both hashes under both rules, and the autoencoder with the pHash check at 6, 8, 10, 12, 14
     // bits (the configured 10 among them), around keepers.
-    assert_eq!(curves.len(), 4 + 5, "{:?}", curves.iter().map(|c| &c["method"]).collect::<Vec<_>>());
+    // And the crop route at 3 window radii x 3 correlation floors (the configured 10, 0.95 among them).
+    assert_eq!(curves.len(), 4 + 5 + 9, "{:?}", curves.iter().map(|c| &c["method"]).collect::<Vec<_>>());
     assert!(printed.contains("autoencoder + pHash check <= 10"), "{printed}");
+    assert!(printed.contains("crop 2-5%") && printed.contains("border or letterbox 5-10%") && printed.contains("windows <= 10, correlation >= 0.95"), "{printed}");
     for curve in curves {
         let scores = curve["scores"].as_array().unwrap();
         let max = if curve["method"] == "pHash" { 6 } else { 8 };
@@ -304,6 +368,13 @@ fn the_evaluation_at_scale_scores_removals_per_radius_and_rule() {
             let (removed, correct) = (s["removed"].as_u64().unwrap(), s["correct"].as_u64().unwrap());
             assert!(correct <= removed && s["false_removals"].as_u64().unwrap() == removed - correct, "{s}");
             assert!(s["recall"].as_f64().unwrap() <= 1.0);
+        }
+        // Recall per edit kind: the 5 planted copies are kinds 0-4 in turn, one each (mixed edits: none).
+        for s in scores {
+            let by_kind: Vec<f64> = s["recall_by_kind"].as_array().unwrap().iter().map(|r| r.as_f64().unwrap()).collect();
+            let found: Vec<u64> = s["found_by_kind"].as_array().unwrap().iter().map(|r| r.as_u64().unwrap()).collect();
+            assert_eq!((by_kind.len(), found[5]), (6, 0), "{s}");
+            assert!(found[..5].iter().all(|&f| f <= 1) && by_kind.iter().zip(&found).all(|(&r, &f)| r == f as f64), "{s}");
         }
         // Radius 0: the identical pair collides in both hashes, and it is a correct removal.
         assert!(scores[0]["correct_existing"].as_u64().unwrap() >= 1, "{curve}");

@@ -45,7 +45,11 @@ pub enum Threshold {
 /// Training settings.
 #[derive(Debug, Clone, Copy)]
 pub struct TrainSettings {
-    pub steps: usize,
+    /// Passes over the training images; the steps they take are kept within
+    /// `min_steps..=max_steps` ([`TrainSettings::steps_for`]).
+    pub epochs: f64,
+    pub min_steps: usize,
+    pub max_steps: usize,
     pub batch: usize,
     pub lr: f64,
     /// Standard deviation of the Gaussian corruption, on the [-1, 1] scale.
@@ -53,6 +57,27 @@ pub struct TrainSettings {
     /// Probability of dropping a code unit while training.
     pub dropout: f64,
     pub seed: i64,
+}
+
+impl TrainSettings {
+    /// Adam steps for `images` training images: `epochs` passes in batches of `batch`, at least
+    /// `min_steps` (a few images still need enough updates), at most `max_steps` (the cap a large
+    /// set reaches: 4 epochs of 100,000 is 3,125 batches of 128).
+    pub fn steps_for(&self, images: usize) -> usize {
+        let steps = (self.epochs * images as f64 / self.batch.max(1) as f64).ceil() as usize;
+        steps.clamp(self.min_steps.min(self.max_steps), self.max_steps)
+    }
+
+    /// A progress display for training on `images` images (a bar on a terminal, a line every
+    /// 10 s in logs).
+    pub fn progress(&self, images: usize) -> crate::stage::progress::Progress {
+        crate::stage::progress::Progress::new("dedupe: training the autoencoder (steps)", Some(self.steps_for(images) as u64), 10.0)
+    }
+
+    /// Exactly `steps` steps, whatever the set's size (tests, benchmarks).
+    pub fn fixed(steps: usize, batch: usize, lr: f64, noise: f64, dropout: f64, seed: i64) -> Self {
+        Self { epochs: f64::MAX, min_steps: steps, max_steps: steps, batch, lr, noise, dropout, seed }
+    }
 }
 
 pub struct Autoencoder {
@@ -136,10 +161,12 @@ impl Autoencoder {
         self.encoder.forward(x).relu()
     }
 
-    /// Trains on `images` (N x 32 x 32 x 3, uint8), batches drawn at random with replacement;
-    /// then records each unit's median activation. Returns the loss every `steps / 20` steps.
-    pub fn train(&mut self, images: &[u8], settings: &TrainSettings) -> Vec<(usize, f64)> {
+    /// Trains on `images` (N x 32 x 32 x 3, uint8) for [`TrainSettings::steps_for`] N steps,
+    /// batches drawn at random with replacement; then records each unit's median activation.
+    /// Returns the loss every `steps / 20` steps. `progress`, when given, counts the steps.
+    pub fn train(&mut self, images: &[u8], settings: &TrainSettings, progress: Option<&crate::stage::progress::Progress>) -> Vec<(usize, f64)> {
         let n = (images.len() / INPUT_DIM) as i64;
+        let steps = settings.steps_for(n as usize);
         assert!(n > 0, "no images to train on");
         let device = self.vs.device();
         tch::manual_seed(settings.seed);
@@ -154,9 +181,9 @@ impl Autoencoder {
         });
         tch::no_grad(|| self.input_mean.copy_(&mean));
         let mut adam = crate::torchutil::adam::Adam::new(&self.vs, settings.lr, 0.9, 0.999);
-        let every = (settings.steps / 20).max(1);
+        let every = (steps / 20).max(1);
         let mut losses = Vec::new();
-        for step in 0..settings.steps {
+        for step in 0..steps {
             let pick = Tensor::randint(n, [settings.batch as i64], (Kind::Int64, device));
             let clean = self.scaled(&data.index_select(0, &pick)) - &self.input_mean;
             let noisy = &clean + clean.randn_like() * settings.noise;
@@ -165,9 +192,15 @@ impl Autoencoder {
             adam.zero_grad();
             loss.backward();
             adam.step();
-            if step % every == 0 || step + 1 == settings.steps {
+            if step % every == 0 || step + 1 == steps {
                 losses.push((step, loss.double_value(&[])));
             }
+            if let Some(p) = progress {
+                p.inc(1);
+            }
+        }
+        if let Some(p) = progress {
+            p.finish();
         }
         let activations = self.activations(images);
         let acts = Tensor::from_slice(&activations).view([n, CODE_BITS as i64]);
@@ -251,6 +284,15 @@ mod tests {
     use super::*;
 
     #[test]
+    fn training_is_sized_to_the_data() {
+        let s = TrainSettings { epochs: 4.0, min_steps: 100, max_steps: 3000, batch: 128, lr: 1e-3, noise: 0.2, dropout: 0.2, seed: 0 };
+        assert_eq!(s.steps_for(11), 100);
+        assert_eq!(s.steps_for(10_000), 313);
+        assert_eq!(s.steps_for(104_000), 3000);
+        assert_eq!(TrainSettings::fixed(7, 8, 1e-3, 0.0, 0.0, 0).steps_for(1_000_000), 7);
+    }
+
+    #[test]
     fn detail_is_the_spread_of_the_values() {
         let flat = vec![90u8; INPUT_DIM];
         let halves: Vec<u8> = (0..INPUT_DIM).map(|i| if i < INPUT_DIM / 2 { 80 } else { 120 }).collect();
@@ -285,8 +327,8 @@ mod tests {
         }
         let mut model = Autoencoder::new(Device::Cpu, true);
         let before = model.reconstruction_error(&images);
-        let settings = TrainSettings { steps: 150, batch: 32, lr: 1e-3, noise: 0.1, dropout: 0.1, seed: 1 };
-        model.train(&images, &settings);
+        let settings = TrainSettings::fixed(150, 32, 1e-3, 0.1, 0.1, 1);
+        model.train(&images, &settings, None);
         let after = model.reconstruction_error(&images);
         assert!(after < before * 0.5, "error {before} -> {after}");
         let dir = tempfile::tempdir().unwrap();
@@ -306,17 +348,17 @@ mod tests {
                 (0..32u32).flat_map(move |y| (0..32u32).flat_map(move |x| [(60 + (x * 3 + i * 7) % 120) as u8, (60 + (y * 4 + i * 5) % 120) as u8, (60 + ((x + y) * 2 + i * 11) % 120) as u8]))
             })
             .collect();
-        let settings = TrainSettings { steps: 100, batch: 16, lr: 1e-3, noise: 0.1, dropout: 0.1, seed: 2 };
+        let settings = TrainSettings::fixed(100, 16, 1e-3, 0.1, 0.1, 2);
         let brighter: Vec<u8> = images.iter().map(|v| v + 25).collect();
         let darker: Vec<u8> = images.iter().map(|v| v - 25).collect();
         let mut centred = Autoencoder::new(Device::Cpu, true);
-        centred.train(&images, &settings);
+        centred.train(&images, &settings, None);
         let codes = centred.codes(&images, Threshold::Zero);
         assert_eq!(centred.codes(&brighter, Threshold::Zero), codes);
         assert_eq!(centred.codes(&darker, Threshold::Zero), codes);
         // Without centring the same shift moves bits: the check above can fail.
         let mut plain = Autoencoder::new(Device::Cpu, false);
-        plain.train(&images, &settings);
+        plain.train(&images, &settings, None);
         let moved: u32 = plain.codes(&images, Threshold::Zero).iter().zip(plain.codes(&brighter, Threshold::Zero)).map(|(a, b)| a.hamming(&b)).sum();
         assert!(moved > 0, "an uncentred model's codes did not notice a brightness shift");
     }

@@ -76,6 +76,105 @@ pub fn edited_copy(photo: &Image, rng: &mut Rng) -> (Vec<u8>, String) {
     (jpeg(&image, quality), done.join(", "))
 }
 
+/// One kind of edit, planted on its own (`dedupe --eval-scale` scores the recall of each).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EditKind {
+    /// 2-5% of the width and of the height cut off, split at random between the two sides.
+    CropSmall,
+    /// 5-10% cut off the same way.
+    CropLarge,
+    /// A plain frame (black, white, grey or a random colour) adding 5-10% to the width and the
+    /// height, split at random between the sides; or, one time in three, bars on two opposite
+    /// sides only (a letterbox or pillarbox).
+    Border,
+    /// Rescaled 0.5-2x.
+    Rescale,
+    /// Re-encoded as JPEG at quality 30-95, nothing else.
+    Reencode,
+    /// One to three of rescale, crop, tone and noise ([`edited_copy`]): the earlier mixed edits.
+    Mixed,
+}
+
+impl EditKind {
+    pub const ALL: [EditKind; 6] = [Self::CropSmall, Self::CropLarge, Self::Border, Self::Rescale, Self::Reencode, Self::Mixed];
+
+    /// A file-name word for the kind.
+    pub fn slug(self) -> &'static str {
+        match self {
+            Self::CropSmall => "crop-small",
+            Self::CropLarge => "crop-large",
+            Self::Border => "border",
+            Self::Rescale => "rescale",
+            Self::Reencode => "reencode",
+            Self::Mixed => "mixed",
+        }
+    }
+
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::CropSmall => "crop 2-5%",
+            Self::CropLarge => "crop 5-10%",
+            Self::Border => "border or letterbox 5-10%",
+            Self::Rescale => "rescale 0.5-2x",
+            Self::Reencode => "re-encoded (JPEG q30-95)",
+            Self::Mixed => "mixed (1-3 of rescale, crop up to 10%, tone, noise; JPEG q30-95)",
+        }
+    }
+}
+
+/// `total` of `n` pixels cut (or added), split at random between the two sides.
+fn split_sides(rng: &mut Rng, n: u32, total: f64) -> (u32, u32) {
+    let all = ((total * n as f64).round() as u32).max(1);
+    let first = (rng.uniform(0.0, 1.0) * (all + 1) as f64) as u32;
+    (first.min(all), all - first.min(all))
+}
+
+/// A copy of `photo` with one kind of edit, then a JPEG encoding (quality 95 except for
+/// re-encoding and mixed edits). Returns the bytes and what was done.
+pub fn planted_copy(photo: &Image, kind: EditKind, rng: &mut Rng) -> (Vec<u8>, String) {
+    let (w, h) = (photo.width(), photo.height());
+    match kind {
+        EditKind::CropSmall | EditKind::CropLarge => {
+            let (lo, hi) = if kind == EditKind::CropSmall { (0.02, 0.05) } else { (0.05, 0.10) };
+            let (cw, ch) = (rng.uniform(lo, hi), rng.uniform(lo, hi));
+            let (l, r) = split_sides(rng, w, cw);
+            let (t, b) = split_sides(rng, h, ch);
+            let image = image::imageops::crop_imm(photo, l, t, w - l - r, h - t - b).to_image();
+            (jpeg(&image, 95), format!("crop {l}+{r} of {w} x {t}+{b} of {h}, jpeg q95"))
+        }
+        EditKind::Border => {
+            let colour = match rng.next() % 4 {
+                0 => [0, 0, 0],
+                1 => [255, 255, 255],
+                2 => [128, 128, 128],
+                _ => [rng.next() as u8, rng.next() as u8, rng.next() as u8],
+            };
+            // 0, 1: a frame; 2: bars on two sides.
+            let shape = rng.next() % 3;
+            let along_width = rng.next() % 2 == 0;
+            let (bw, bh) = (rng.uniform(0.05, 0.10), rng.uniform(0.05, 0.10));
+            let (l, r) = if shape < 2 || along_width { split_sides(rng, w, bw) } else { (0, 0) };
+            let (t, b) = if shape < 2 || !along_width { split_sides(rng, h, bh) } else { (0, 0) };
+            let mut framed = Image::from_pixel(w + l + r, h + t + b, image::Rgb(colour));
+            image::imageops::replace(&mut framed, photo, l as i64, t as i64);
+            let what = if shape < 2 { "frame" } else { "bars" };
+            (jpeg(&framed, 95), format!("{what} {l}+{r} x {t}+{b} colour {colour:?}, jpeg q95"))
+        }
+        EditKind::Rescale => {
+            let s = rng.uniform(0.5, 2.0);
+            let (nw, nh) = (((w as f64 * s).round() as u32).max(8), ((h as f64 * s).round() as u32).max(8));
+            let image = image::imageops::resize(photo, nw, nh, image::imageops::FilterType::Triangle);
+            (jpeg(&image, 95), format!("scale {s:.2}, jpeg q95"))
+        }
+        EditKind::Reencode => {
+            let quality = 30 + (rng.next() % 66) as u8;
+            (jpeg(photo, quality), format!("jpeg q{quality}"))
+        }
+        EditKind::Mixed => edited_copy(photo, rng),
+    }
+}
+
 /// One image of the labelled set.
 pub struct Item {
     pub split: usize,
@@ -293,7 +392,8 @@ pub fn evaluate(input: &Path, labelled: &LabelledInputs, config: &DedupeConfig, 
     for idx in &splits {
         let images: Vec<u8> = idx.iter().flat_map(|&i| small[i * dim..(i + 1) * dim].iter().copied()).collect();
         let mut model = Autoencoder::new(device, config.ae_centre_images);
-        model.train(&images, &config.train_settings());
+        let train = config.train_settings();
+        model.train(&images, &train, Some(&train.progress(idx.len())));
         codes.push((model.codes(&images, Threshold::Zero), model.codes(&images, Threshold::Median)));
     }
 

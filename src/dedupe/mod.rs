@@ -25,6 +25,7 @@ pub mod phash;
 pub mod report;
 pub mod run;
 pub mod scale_eval;
+pub mod windows;
 
 use serde::{Deserialize, Serialize};
 
@@ -60,7 +61,11 @@ pub struct DedupeConfig {
     pub radius: u32,
     /// Where a code bit switches on: zero (the paper's ReLU activity) or median (per unit).
     pub threshold: Threshold,
-    /// Autoencoder training: Adam steps, batch, learning rate.
+    /// Autoencoder training: `ae_epochs` passes over the training sample in batches of
+    /// `ae_batch`, at least `ae_min_steps` and at most `ae_steps` Adam steps (so a small folder
+    /// trains in seconds and a large set is capped); learning rate.
+    pub ae_epochs: f64,
+    pub ae_min_steps: usize,
     pub ae_steps: usize,
     pub ae_batch: usize,
     pub ae_lr: f64,
@@ -85,6 +90,13 @@ pub struct DedupeConfig {
     /// alone, as the paper).
     pub verify: Verify,
     pub verify_phash_radius: u32,
+    /// The crop route ([`windows`]): a pair is also a candidate, and passes, when one image's
+    /// whole-crop pHash lies within `window_phash_radius` bits of a pHash of a window of the
+    /// other and their grey thumbnails, aligned, correlate at least `window_min_correlation`.
+    /// Finds copies cropped by a few percent or given a border, which move the code and pHash.
+    pub windows: bool,
+    pub window_phash_radius: u32,
+    pub window_min_correlation: f32,
     /// HNSW: links per node (M), build and search candidate lists, neighbours asked per code.
     pub max_connections: usize,
     pub ef_construction: usize,
@@ -126,7 +138,9 @@ impl DedupeConfig {
 
     pub fn train_settings(&self) -> autoencoder::TrainSettings {
         autoencoder::TrainSettings {
-            steps: self.ae_steps,
+            epochs: self.ae_epochs,
+            min_steps: self.ae_min_steps,
+            max_steps: self.ae_steps,
             batch: self.ae_batch,
             lr: self.ae_lr,
             noise: self.ae_noise,
@@ -153,6 +167,15 @@ impl DedupeConfig {
         }
         if self.radius > 128 {
             return Err(format!("dedupe.radius = {} is more than the code's 128 bits", self.radius));
+        }
+        if self.window_phash_radius > 64 || !(-1.0..=1.0).contains(&self.window_min_correlation) {
+            return Err(format!(
+                "dedupe.window_phash_radius = {} must be at most 64 and window_min_correlation = {} in [-1, 1]",
+                self.window_phash_radius, self.window_min_correlation
+            ));
+        }
+        if self.ae_epochs.is_nan() || self.ae_epochs <= 0.0 || self.ae_min_steps > self.ae_steps {
+            return Err(format!("dedupe.ae_epochs = {} must be > 0 and ae_min_steps = {} at most ae_steps = {}", self.ae_epochs, self.ae_min_steps, self.ae_steps));
         }
         if self.verify_phash_radius > 64 {
             return Err(format!("dedupe.verify_phash_radius = {} is more than pHash's 64 bits", self.verify_phash_radius));

@@ -19,8 +19,9 @@ pub struct Page {
     pub radius: u32,
     pub clusters: Vec<ClusterView>,
     pub pairs: Vec<NearPair>,
-    /// With the pHash check on: its radius and each shown pair's pHash distance (as `pairs`).
-    pub check: Option<(u32, Vec<u32>)>,
+    /// With the pHash check on: its radius and each shown pair's pHash distance (the best over
+    /// the crops' windows when the crop route is on) and whether it passes (as `pairs`).
+    pub check: Option<(u32, Vec<(u32, bool)>)>,
 }
 
 /// Up to `count` pairs drawn at random (seeded) from those at the radius and one bit under.
@@ -97,7 +98,7 @@ impl Page {
                     a: thumb(p.a, false),
                     b: thumb(p.b, false),
                     distance: p.distance,
-                    phash: self.check.as_ref().map(|(r, d)| (d[i], d[i] <= *r)),
+                    phash: self.check.as_ref().map(|(_, d)| d[i]),
                 })
                 .collect(),
             radius: self.radius,
@@ -128,7 +129,7 @@ mod tests {
             radius: 9,
             clusters: vec![ClusterView { members: vec![0, 1], size: 3, kept: 1 }],
             pairs: vec![NearPair { a: 0, b: 2, distance: 8 }, NearPair { a: 1, b: 2, distance: 9 }],
-            check: Some((10, vec![4, 22])),
+            check: Some((10, vec![(4, true), (22, false)])),
         };
         let images: HashMap<u32, Vec<u8>> = [(0, vec![255u8; 12]), (1, vec![0u8; 12])].into_iter().collect();
         let html = page.render(&images, &|i| format!("img\"{i}\".jpg"));

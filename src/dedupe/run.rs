@@ -9,11 +9,14 @@ use anyhow::{bail, Context, Result};
 use serde::Serialize;
 use serde_json::{json, Value};
 
+use rayon::prelude::*;
+
 use super::autoencoder::{downsample_to_input, Autoencoder, INPUT_DIM};
 use super::clusters::{clusters_by, exact_groups, ClusterRule};
 use super::hash::{bit_usage, Code128};
 use super::index::{index_pairs, multi_index_pairs, NearPair};
 use super::phash::{phash_crops, PhashCheck};
+use super::windows::{aligned_correlation, grey_thumbnail, window_distance, window_hashes, window_pairs, WindowPair};
 use super::{DedupeConfig, Verify};
 use crate::crop::CropStage;
 use crate::data::npy::{self, NpyRowWriter};
@@ -97,7 +100,7 @@ fn for_each_shard(shards: &[PathBuf], side: u64, mut visit: impl FnMut(usize, &[
 /// The model file's settings record: a saved model is reused only when these match.
 fn model_fingerprint(config: &DedupeConfig, crops_fingerprint: &str) -> String {
     crate::stage::fingerprint(&json!({
-        "crops": crops_fingerprint, "steps": config.ae_steps, "batch": config.ae_batch, "lr": config.ae_lr,
+        "crops": crops_fingerprint, "steps": config.ae_steps, "epochs": config.ae_epochs, "min_steps": config.ae_min_steps, "batch": config.ae_batch, "lr": config.ae_lr,
         "noise": config.ae_noise, "dropout": config.ae_dropout, "sample": config.ae_sample, "seed": config.seed,
         "centre_images": config.ae_centre_images,
     }))
@@ -112,218 +115,95 @@ pub(crate) fn sample_rows(n: usize, limit: usize) -> Vec<usize> {
 }
 
 /// The whole-set pass: reads the merged crops in `<output>/crops`, trains or loads the
-/// autoencoder, hashes, clusters, writes the outputs into `output`.
+/// autoencoder, hashes, finds and checks candidate pairs, clusters, writes the outputs into
+/// `output`. Each step is one call below.
 pub fn deduplicate(config: &DedupeConfig, output: &Path, model_path: Option<&Path>, force: bool) -> Result<DedupeSummary> {
-    let mut timings = HashMap::new();
-    let crops = crops_dir(output);
-    let rows = read_manifest(&crops.join("manifest.jsonl"))?;
-    let side = config.size as u64;
-    let shards = crop_shards(&crops)?;
-    let crops_fingerprint = std::fs::read_to_string(crops.join("parts/fingerprint")).unwrap_or_default();
-    // Crop row -> manifest row.
-    let mut row_of: Vec<usize> = Vec::new();
-    for (r, row) in rows.iter().enumerate() {
-        if let Some(index) = row.index {
-            if index as usize != row_of.len() {
-                bail!("{}: manifest rows are not in packed order", crops.display());
-            }
-            row_of.push(r);
-        }
-    }
-    let n = row_of.len();
-    let device = config.device().map_err(anyhow::Error::msg)?;
-
-    // The model: given, saved by an earlier run with the same settings, or trained now.
-    let started = Instant::now();
-    let saved = output.join("model.safetensors");
-    let saved_fingerprint = output.join("model.fingerprint");
-    let fingerprint = model_fingerprint(config, crops_fingerprint.trim());
-    let (model, model_name, trained) = if let Some(path) = model_path {
-        (Autoencoder::load(path, device)?, path.display().to_string(), false)
-    } else if !force && saved.is_file() && std::fs::read_to_string(&saved_fingerprint).ok().as_deref() == Some(&fingerprint) {
-        (Autoencoder::load(&saved, device)?, saved.display().to_string(), false)
-    } else {
-        if n == 0 {
-            bail!("{}: no image could be cropped, nothing to train the autoencoder on", crops.display());
-        }
-        let picked = sample_rows(n, config.ae_sample);
-        let mut sample = Vec::with_capacity(picked.len() * INPUT_DIM);
-        let mut next = 0;
-        let per = (side * side * 3) as usize;
-        for_each_shard(&shards, side, |first, data| {
-            let count = data.len() / per;
-            while next < picked.len() && picked[next] < first + count {
-                let local = picked[next] - first;
-                sample.extend(downsample_to_input(&data[local * per..(local + 1) * per], side as usize));
-                next += 1;
-            }
-            Ok(())
-        })?;
-        let mut model = Autoencoder::new(device, config.ae_centre_images);
-        let losses = model.train(&sample, &config.train_settings());
-        model.save(&saved)?;
-        fsutil::write_atomic(&saved_fingerprint, fingerprint.as_bytes())?;
-        let curve: Vec<Value> = losses.iter().map(|(s, l)| json!([s, l])).collect();
-        fsutil::write_atomic(&output.join("model-losses.json"), &serde_json::to_vec(&curve)?)?;
-        (model, saved.display().to_string(), true)
+    let mut timings = Timings::default();
+    let crops = CropSet::open(output, config.size as u64)?;
+    let model = timings.time("model", || ModelChoice::get(config, &crops, output, model_path, force))?;
+    let hashes = timings.time("codes", || Hashes::compute(config, &model.model, &crops, output))?;
+    let candidates = timings.time("index", || Candidates::find(config, &hashes));
+    let check = timings.time("check", || Check::prepare(config, &hashes, &candidates, &crops))?;
+    let assignment = timings.time("cluster", || Assignment::cluster(config, &crops, &candidates, &check));
+    let counts = timings.time("outputs", || write_outputs(config, output, &crops, &hashes, &candidates, &check, &assignment))?;
+    let summary = DedupeSummary {
+        images: crops.len(),
+        kept: assignment.kept_count(),
+        removed: crops.len() - assignment.kept_count(),
+        clusters: assignment.multi.len(),
+        exact_groups: candidates.groups.iter().filter(|g| g.len() > 1).count(),
+        near_pairs: candidates.near.len(),
+        model: model.name,
+        model_trained: model.trained,
+        timings_s: timings.0,
     };
-    timings.insert("model", started.elapsed().as_secs_f64());
+    write_summary(config, output, &crops, &hashes, &candidates, &check, &summary, &counts)?;
+    Ok(summary)
+}
 
-    // Codes and pHashes, shard by shard.
-    let started = Instant::now();
-    let mut codes: Vec<Code128> = Vec::with_capacity(n);
-    let verify = config.verify == Verify::Phash;
-    let mut phashes: Vec<u64> = Vec::with_capacity(if verify { n } else { 0 });
-    for_each_shard(&shards, side, |_, data| {
-        codes.extend(model.codes(&downsample_to_input(data, side as usize), config.threshold));
-        if verify {
-            phashes.extend(phash_crops(data, side as u32));
-        }
-        Ok(())
-    })?;
-    if codes.len() != n {
-        bail!("{}: {} crops but the manifest lists {n}", crops.display(), codes.len());
-    }
-    let words: Vec<u64> = codes.iter().flat_map(|c| c.0).collect();
-    npy::write_array(&output.join("codes.npy"), &[n as u64, 2], &words)?;
-    if verify {
-        npy::write_array(&output.join("phash.npy"), &[n as u64], &phashes)?;
-    }
-    timings.insert("codes", started.elapsed().as_secs_f64());
+/// Seconds per step.
+#[derive(Default)]
+struct Timings(HashMap<&'static str, f64>);
 
-    // Exact collisions, then near pairs among the distinct codes, then clusters.
-    let started = Instant::now();
-    let groups = exact_groups(&codes);
-    let distinct: Vec<Code128> = groups.iter().map(|g| codes[g[0] as usize]).collect();
-    let near = match config.search {
-        super::NearSearch::Exact => multi_index_pairs(&distinct, config.radius),
-        super::NearSearch::Hnsw => index_pairs(&distinct, config.radius, &config.index_params()),
-    };
-    timings.insert("index", started.elapsed().as_secs_f64());
-
-    // Clusters, each keeping one image.
-    let pixels: Vec<u64> = row_of
-        .iter()
-        .map(|&r| {
-            let d = &rows[r].detail;
-            d.get("width").and_then(Value::as_u64).unwrap_or(0) * d.get("height").and_then(Value::as_u64).unwrap_or(0)
-        })
-        .collect();
-    let started = Instant::now();
-    // The check, when on (one place decides; every output below follows it).
-    let check = verify.then_some(PhashCheck { hashes: &phashes, radius: config.verify_phash_radius });
-    let same = |a: u32, b: u32| check.is_none_or(|c| c.same(a, b));
-    let clusters = clusters_by(config.cluster_rule, n, &groups, &near, &pixels, &same);
-    timings.insert("cluster", started.elapsed().as_secs_f64());
-    let mut kept_of = vec![0u32; n];
-    let mut cluster_of = vec![0usize; n];
-    let mut kept = vec![false; n];
-    for (c, cluster) in clusters.iter().enumerate() {
-        let k = cluster.kept;
-        kept[k as usize] = true;
-        for &m in &cluster.members {
-            kept_of[m as usize] = k;
-            cluster_of[m as usize] = c;
-        }
+impl Timings {
+    fn time<T>(&mut self, step: &'static str, f: impl FnOnce() -> T) -> T {
+        let started = Instant::now();
+        let out = f();
+        self.0.insert(step, started.elapsed().as_secs_f64());
+        out
     }
-    let source = |i: u32| rows[row_of[i as usize]].source.as_str();
+}
 
-    // The kept images, packed, with labels and a manifest (one row per input).
-    let started = Instant::now();
-    let crop_labels = npy::read_array::<i64>(&crops.join("labels.npy")).map(|(_, l)| l).unwrap_or_else(|_| vec![-1; n]);
-    let per = (side * side * 3) as usize;
-    let mut writer = NpyRowWriter::create_u8(&output.join("images-00000.npy"), &[side, side, 3])?;
-    let mut kept_row = vec![None; n];
-    let mut labels = Vec::new();
-    for_each_shard(&shards, side, |first, data| {
-        for (local, image) in data.chunks_exact(per).enumerate() {
-            let i = first + local;
-            if kept[i] {
-                kept_row[i] = Some(writer.push_row(image)?);
-                labels.push(crop_labels.get(i).copied().unwrap_or(-1));
-            }
-        }
-        Ok(())
-    })?;
-    writer.finish()?;
-    npy::write_array(&output.join("labels.npy"), &[labels.len() as u64], &labels)?;
-    if let Ok(classes) = std::fs::read(crops.join("classes.txt")) {
-        fsutil::write_atomic(&output.join("classes.txt"), &classes)?;
-    }
-    let mut manifest: Vec<ManifestRow> = Vec::with_capacity(rows.len());
-    let mut crop_row = 0usize;
-    for row in &rows {
-        let mut out = row.clone();
-        out.index = None;
-        out.outputs = 0;
-        out.part = 0;
-        if row.index.is_some() {
-            let i = crop_row;
-            crop_row += 1;
-            out.detail.insert("code".into(), json!(codes[i].to_hex()));
-            out.detail.insert("cluster".into(), json!(cluster_of[i]));
-            if let Some(r) = kept_row[i] {
-                out.index = Some(r);
-                out.outputs = 1;
-            } else {
-                out.status = Status::Skipped;
-                out.reason = Some(format!("near duplicate of {}", source(kept_of[i])));
-                out.detail.insert("duplicate_of".into(), json!(source(kept_of[i])));
-                out.detail.insert("distance".into(), json!(codes[i].hamming(&codes[kept_of[i] as usize])));
-                if let Some(c) = check {
-                    out.detail.insert("phash_distance".into(), json!(c.distance(i as u32, kept_of[i])));
+/// Step 1, the crops: the merged crop pass, read one shard at a time.
+pub struct CropSet {
+    dir: PathBuf,
+    side: u64,
+    shards: Vec<PathBuf>,
+    /// Every manifest row (inputs that failed too) and, per crop, its manifest row.
+    rows: Vec<ManifestRow>,
+    row_of: Vec<usize>,
+    fingerprint: String,
+}
+
+impl CropSet {
+    fn open(output: &Path, side: u64) -> Result<Self> {
+        let dir = crops_dir(output);
+        let rows = read_manifest(&dir.join("manifest.jsonl"))?;
+        let shards = crop_shards(&dir)?;
+        let fingerprint = std::fs::read_to_string(dir.join("parts/fingerprint")).unwrap_or_default().trim().to_owned();
+        let mut row_of: Vec<usize> = Vec::new();
+        for (r, row) in rows.iter().enumerate() {
+            if let Some(index) = row.index {
+                if index as usize != row_of.len() {
+                    bail!("{}: manifest rows are not in packed order", dir.display());
                 }
+                row_of.push(r);
             }
         }
-        manifest.push(out);
+        Ok(Self { dir, side, shards, rows, row_of, fingerprint })
     }
-    fsutil::write_atomic(&output.join("manifest.jsonl"), &encode_manifest(&manifest))?;
-    let kept_list: String = (0..n as u32).filter(|&i| kept[i as usize]).map(|i| format!("{}\n", source(i))).collect();
-    fsutil::write_atomic(&output.join("kept.txt"), kept_list.as_bytes())?;
 
-    // Clusters (two or more members, largest first) and pairs, as JSONL.
-    let mut multi: Vec<&Vec<u32>> = clusters.iter().map(|c| &c.members).filter(|c| c.len() > 1).collect();
-    multi.sort_by_key(|c| (std::cmp::Reverse(c.len()), c[0]));
-    let mut text = Vec::new();
-    for members in &multi {
-        let k = kept_of[members[0] as usize];
-        let list: Vec<Value> = members
-            .iter()
-            .map(|&m| json!({"source": source(m), "crop_index": m, "distance_to_kept": codes[m as usize].hamming(&codes[k as usize])}))
-            .collect();
-        serde_json::to_writer(&mut text, &json!({"cluster": cluster_of[k as usize], "size": members.len(), "kept": source(k), "members": list}))?;
-        text.push(b'\n');
+    fn len(&self) -> usize {
+        self.row_of.len()
     }
-    fsutil::write_atomic(&output.join("clusters.jsonl"), &text)?;
-    // Pairs: within an exact group each member with the group's first; near pairs between the
-    // groups' first members. Linear in the images, unlike all pairs of a cluster.
-    let mut pairs: Vec<NearPair> = Vec::new();
-    for group in &groups {
-        pairs.extend(group[1..].iter().map(|&m| NearPair { a: group[0], b: m, distance: 0 }));
-    }
-    pairs.extend(near.iter().map(|p| NearPair { a: groups[p.a as usize][0], b: groups[p.b as usize][0], distance: p.distance }));
-    let mut text = Vec::new();
-    let mut failed_check = 0usize;
-    for p in &pairs {
-        let mut row = json!({"a": source(p.a), "b": source(p.b), "crop_a": p.a, "crop_b": p.b, "distance": p.distance});
-        if let Some(c) = check {
-            let passed = c.same(p.a, p.b);
-            failed_check += usize::from(!passed);
-            row["phash_distance"] = json!(c.distance(p.a, p.b));
-            row["passes_check"] = json!(passed);
-        }
-        serde_json::to_writer(&mut text, &row)?;
-        text.push(b'\n');
-    }
-    fsutil::write_atomic(&output.join("pairs.jsonl"), &text)?;
 
-    // The page for visual inspection.
-    let read_crop = |indices: &[u32]| -> Result<HashMap<u32, Vec<u8>>> {
+    fn per_image(&self) -> usize {
+        (self.side * self.side * 3) as usize
+    }
+
+    /// Calls `visit(first_crop, crops)` with each shard, in order.
+    fn for_each_shard(&self, visit: impl FnMut(usize, &[u8]) -> Result<()>) -> Result<usize> {
+        for_each_shard(&self.shards, self.side, visit)
+    }
+
+    /// The crops `indices` (any order, repeats allowed), by index.
+    fn read(&self, indices: &[u32]) -> Result<HashMap<u32, Vec<u8>>> {
         let mut wanted: Vec<u32> = indices.to_vec();
         wanted.sort_unstable();
         wanted.dedup();
+        let per = self.per_image();
         let mut found = HashMap::new();
-        for_each_shard(&shards, side, |first, data| {
+        self.for_each_shard(|first, data| {
             let count = data.len() / per;
             for &i in wanted.iter().filter(|&&i| (i as usize) >= first && (i as usize) < first + count) {
                 let local = i as usize - first;
@@ -332,83 +212,514 @@ pub fn deduplicate(config: &DedupeConfig, output: &Path, model_path: Option<&Pat
             Ok(())
         })?;
         Ok(found)
-    };
-    // With the check, most pairs near the radius fail it; the pairs that pass (the removals'
-    // evidence, at any distance above 0) come first, up to half the page, then pairs near the radius.
-    let near_radius = super::report::pairs_near_radius(&pairs, config.radius, config.report_pairs, config.seed as u64);
-    let shown_pairs = match check {
-        Some(c) => {
-            let passing: Vec<NearPair> = pairs.iter().filter(|p| p.distance > 0 && c.same(p.a, p.b)).copied().collect();
-            let mut shown = super::report::random_pairs(passing, config.report_pairs / 2, config.seed as u64);
-            shown.sort_by_key(|p| std::cmp::Reverse(p.distance));
-            shown.extend(near_radius.into_iter().filter(|p| !c.same(p.a, p.b)).take(config.report_pairs - shown.len()));
-            shown
+    }
+
+    /// The input file of crop `i`.
+    fn source(&self, i: u32) -> &str {
+        self.rows[self.row_of[i as usize]].source.as_str()
+    }
+
+    /// Per crop, its source's decoded pixels (the keep rule's "best copy").
+    fn source_pixels(&self) -> Vec<u64> {
+        self.row_of
+            .iter()
+            .map(|&r| {
+                let d = &self.rows[r].detail;
+                d.get("width").and_then(Value::as_u64).unwrap_or(0) * d.get("height").and_then(Value::as_u64).unwrap_or(0)
+            })
+            .collect()
+    }
+}
+
+/// Step 2, the model: given, saved by an earlier run with the same settings, or trained now.
+struct ModelChoice {
+    model: Autoencoder,
+    name: String,
+    trained: bool,
+}
+
+impl ModelChoice {
+    fn get(config: &DedupeConfig, crops: &CropSet, output: &Path, model_path: Option<&Path>, force: bool) -> Result<Self> {
+        let device = config.device().map_err(anyhow::Error::msg)?;
+        let saved = output.join("model.safetensors");
+        let saved_fingerprint = output.join("model.fingerprint");
+        let fingerprint = model_fingerprint(config, &crops.fingerprint);
+        if let Some(path) = model_path {
+            return Ok(Self { model: Autoencoder::load(path, device)?, name: path.display().to_string(), trained: false });
         }
-        None => near_radius,
+        if !force && saved.is_file() && std::fs::read_to_string(&saved_fingerprint).ok().as_deref() == Some(&fingerprint) {
+            return Ok(Self { model: Autoencoder::load(&saved, device)?, name: saved.display().to_string(), trained: false });
+        }
+        if crops.len() == 0 {
+            bail!("{}: no image could be cropped, nothing to train the autoencoder on", crops.dir.display());
+        }
+        let sample = training_sample(crops, &sample_rows(crops.len(), config.ae_sample))?;
+        let mut model = Autoencoder::new(device, config.ae_centre_images);
+        let settings = config.train_settings();
+        let images = sample.len() / INPUT_DIM;
+        let losses = model.train(&sample, &settings, Some(&settings.progress(images)));
+        model.save(&saved)?;
+        fsutil::write_atomic(&saved_fingerprint, fingerprint.as_bytes())?;
+        let curve: Vec<Value> = losses.iter().map(|(s, l)| json!([s, l])).collect();
+        fsutil::write_atomic(&output.join("model-losses.json"), &serde_json::to_vec(&curve)?)?;
+        Ok(Self { model, name: saved.display().to_string(), trained: true })
+    }
+}
+
+/// The network inputs (32x32) of the crops `picked` (increasing).
+fn training_sample(crops: &CropSet, picked: &[usize]) -> Result<Vec<u8>> {
+    let mut sample = Vec::with_capacity(picked.len() * INPUT_DIM);
+    let mut next = 0;
+    let per = crops.per_image();
+    crops.for_each_shard(|first, data| {
+        let count = data.len() / per;
+        while next < picked.len() && picked[next] < first + count {
+            let local = picked[next] - first;
+            sample.extend(downsample_to_input(&data[local * per..(local + 1) * per], crops.side as usize));
+            next += 1;
+        }
+        Ok(())
+    })?;
+    Ok(sample)
+}
+
+/// Step 3, the codes: each crop's 128-bit code, and with the check its pHash and (crop route)
+/// its windows' pHashes; written to codes.npy and phash.npy.
+struct Hashes {
+    codes: Vec<Code128>,
+    /// Empty unless `verify = "phash"`.
+    phash: Vec<u64>,
+    /// `windows::PER_IMAGE` per crop; empty unless `windows` is on.
+    windows: Vec<u64>,
+}
+
+impl Hashes {
+    fn compute(config: &DedupeConfig, model: &Autoencoder, crops: &CropSet, output: &Path) -> Result<Self> {
+        let n = crops.len();
+        let side = crops.side as usize;
+        let verify = config.verify == Verify::Phash;
+        let mut hashes = Hashes { codes: Vec::with_capacity(n), phash: Vec::new(), windows: Vec::new() };
+        crops.for_each_shard(|_, data| {
+            hashes.codes.extend(model.codes(&downsample_to_input(data, side), config.threshold));
+            if verify {
+                hashes.phash.extend(phash_crops(data, side as u32));
+            }
+            if config.windows {
+                hashes.windows.extend(window_hashes(data, side as u32));
+            }
+            Ok(())
+        })?;
+        if hashes.codes.len() != n {
+            bail!("{}: {} crops but the manifest lists {n}", crops.dir.display(), hashes.codes.len());
+        }
+        let words: Vec<u64> = hashes.codes.iter().flat_map(|c| c.0).collect();
+        npy::write_array(&output.join("codes.npy"), &[n as u64, 2], &words)?;
+        if verify {
+            npy::write_array(&output.join("phash.npy"), &[n as u64], &hashes.phash)?;
+        }
+        Ok(hashes)
+    }
+}
+
+/// Step 4, the candidates: exact code collisions (groups), codes within the radius between the
+/// groups, and with the crop route the window pairs (image pairs whose whole-crop pHash lies
+/// within `window_phash_radius` of a window's pHash of the other).
+struct Candidates {
+    groups: Vec<Vec<u32>>,
+    /// Code pairs between groups (indices into `groups`).
+    near: Vec<NearPair>,
+    window_pairs: Vec<WindowPair>,
+}
+
+impl Candidates {
+    fn find(config: &DedupeConfig, hashes: &Hashes) -> Self {
+        let groups = exact_groups(&hashes.codes);
+        let distinct: Vec<Code128> = groups.iter().map(|g| hashes.codes[g[0] as usize]).collect();
+        let near = match config.search {
+            super::NearSearch::Exact => multi_index_pairs(&distinct, config.radius),
+            super::NearSearch::Hnsw => index_pairs(&distinct, config.radius, &config.index_params()),
+        };
+        let window_pairs = if config.windows { window_pairs(&hashes.windows, config.window_phash_radius) } else { Vec::new() };
+        Self { groups, near, window_pairs }
+    }
+
+    /// The near pairs between groups that clustering visits: the code's, then the window pairs'
+    /// groups where the code has no pair.
+    fn group_pairs(&self, codes: &[Code128]) -> Vec<NearPair> {
+        let mut group_of = vec![0u32; codes.len()];
+        for (g, members) in self.groups.iter().enumerate() {
+            for &m in members {
+                group_of[m as usize] = g as u32;
+            }
+        }
+        let mut seen: std::collections::HashSet<(u32, u32)> = self.near.iter().map(|p| (p.a, p.b)).collect();
+        let mut pairs = self.near.clone();
+        for p in &self.window_pairs {
+            let (ga, gb) = (group_of[p.a as usize], group_of[p.b as usize]);
+            let key = (ga.min(gb), ga.max(gb));
+            if ga != gb && seen.insert(key) {
+                pairs.push(NearPair { a: key.0, b: key.1, distance: codes[p.a as usize].hamming(&codes[p.b as usize]) });
+            }
+        }
+        pairs
+    }
+
+    /// Image pairs: within an exact group each member with the group's first; code pairs between
+    /// the groups' first members; the window pairs not among them. Linear in the images, unlike
+    /// all pairs of a cluster.
+    fn image_pairs(&self, codes: &[Code128]) -> Vec<NearPair> {
+        let mut pairs: Vec<NearPair> = Vec::new();
+        for group in &self.groups {
+            pairs.extend(group[1..].iter().map(|&m| NearPair { a: group[0], b: m, distance: 0 }));
+        }
+        pairs.extend(self.near.iter().map(|p| NearPair { a: self.groups[p.a as usize][0], b: self.groups[p.b as usize][0], distance: p.distance }));
+        let listed: std::collections::HashSet<(u32, u32)> = pairs.iter().map(|p| (p.a.min(p.b), p.a.max(p.b))).collect();
+        pairs.extend(
+            self.window_pairs
+                .iter()
+                .filter(|p| !listed.contains(&(p.a, p.b)))
+                .map(|p| NearPair { a: p.a, b: p.b, distance: codes[p.a as usize].hamming(&codes[p.b as usize]) }),
+        );
+        pairs
+    }
+}
+
+/// Step 5, the check a pair must pass before one image removes the other: its codes within the
+/// radius and (with `verify = "phash"`) its pHashes within `verify_phash_radius`; or, with the
+/// crop route, a window pair whose aligned grey thumbnails correlate at least
+/// `window_min_correlation`.
+pub struct Check<'a> {
+    codes: &'a [Code128],
+    radius: u32,
+    phash: Option<PhashCheck<'a>>,
+    /// Window distance and correlation of every window pair (crop route).
+    windows: Option<WindowCheck<'a>>,
+}
+
+struct WindowCheck<'a> {
+    hashes: &'a [u64],
+    min_correlation: f32,
+    correlation: HashMap<(u32, u32), f32>,
+}
+
+impl<'a> Check<'a> {
+    fn prepare(config: &DedupeConfig, hashes: &'a Hashes, candidates: &Candidates, crops: &CropSet) -> Result<Self> {
+        let phash = (config.verify == Verify::Phash).then_some(PhashCheck { hashes: &hashes.phash, radius: config.verify_phash_radius });
+        let windows = if config.windows {
+            // The grey thumbnails of the window pairs' images only (one more pass over the crops).
+            let mut wanted: Vec<u32> = candidates.window_pairs.iter().flat_map(|p| [p.a, p.b]).collect();
+            wanted.sort_unstable();
+            wanted.dedup();
+            let thumbs: HashMap<u32, Vec<f32>> =
+                crops.read(&wanted)?.into_iter().map(|(i, crop)| (i, grey_thumbnail(&downsample_to_input(&crop, crops.side as usize)))).collect();
+            let correlation = candidates.window_pairs.par_iter().map(|p| ((p.a, p.b), aligned_correlation(&thumbs[&p.a], &thumbs[&p.b]))).collect();
+            Some(WindowCheck { hashes: &hashes.windows, min_correlation: config.window_min_correlation, correlation })
+        } else {
+            None
+        };
+        Ok(Self { codes: &hashes.codes, radius: config.radius, phash, windows })
+    }
+
+    /// The code route: codes within the radius and, when on, pHashes within the check's.
+    fn by_code(&self, a: u32, b: u32) -> bool {
+        self.codes[a as usize].hamming(&self.codes[b as usize]) <= self.radius && self.phash.is_none_or(|c| c.same(a, b))
+    }
+
+    /// The crop route: a window pair whose thumbnails correlate enough.
+    fn by_windows(&self, a: u32, b: u32) -> bool {
+        self.correlation(a, b).is_some_and(|c| c >= self.windows.as_ref().map_or(f32::INFINITY, |w| w.min_correlation))
+    }
+
+    /// The aligned correlation of a window pair (None: not a window pair, or the route is off).
+    fn correlation(&self, a: u32, b: u32) -> Option<f32> {
+        self.windows.as_ref()?.correlation.get(&(a.min(b), a.max(b))).copied()
+    }
+
+    fn window_distance(&self, a: u32, b: u32) -> Option<u32> {
+        self.windows.as_ref().map(|w| window_distance(w.hashes, a, b))
+    }
+
+    pub fn same(&self, a: u32, b: u32) -> bool {
+        self.by_code(a, b) || self.by_windows(a, b)
+    }
+
+    /// Whether a second test besides the code is on (what the outputs then report).
+    fn is_on(&self) -> bool {
+        self.phash.is_some() || self.windows.is_some()
+    }
+
+    /// The pHash distance shown for a pair: the whole crops', or with the crop route the best over
+    /// the windows.
+    fn shown_distance(&self, a: u32, b: u32) -> u32 {
+        let whole = self.phash.map_or(64, |c| c.distance(a, b));
+        whole.min(self.window_distance(a, b).unwrap_or(64))
+    }
+
+    fn describe(&self) -> String {
+        let code = match self.phash {
+            Some(c) => format!("codes within the radius and pHashes within {} of 64 bits", c.radius),
+            None => "codes within the radius alone".to_owned(),
+        };
+        match &self.windows {
+            Some(w) => format!("{code}; or (the crop route) a whole-crop pHash within the window radius of a window's pHash of the other, and grey thumbnails correlating at least {} once aligned", w.min_correlation),
+            None => code,
+        }
+    }
+}
+
+/// Step 6, the clusters: each keeping one image; per image its keeper and cluster.
+struct Assignment {
+    kept_of: Vec<u32>,
+    cluster_of: Vec<usize>,
+    kept: Vec<bool>,
+    /// Clusters of two or more, largest first.
+    multi: Vec<Vec<u32>>,
+}
+
+impl Assignment {
+    fn cluster(config: &DedupeConfig, crops: &CropSet, candidates: &Candidates, check: &Check) -> Self {
+        let n = crops.len();
+        let near = candidates.group_pairs(check.codes);
+        let same = |a: u32, b: u32| check.same(a, b);
+        let clusters = clusters_by(config.cluster_rule, n, &candidates.groups, &near, &crops.source_pixels(), &same);
+        let mut kept_of = vec![0u32; n];
+        let mut cluster_of = vec![0usize; n];
+        let mut kept = vec![false; n];
+        for (c, cluster) in clusters.iter().enumerate() {
+            kept[cluster.kept as usize] = true;
+            for &m in &cluster.members {
+                kept_of[m as usize] = cluster.kept;
+                cluster_of[m as usize] = c;
+            }
+        }
+        let mut multi: Vec<Vec<u32>> = clusters.iter().map(|c| c.members.clone()).filter(|c| c.len() > 1).collect();
+        multi.sort_by_key(|c| (std::cmp::Reverse(c.len()), c[0]));
+        Self { kept_of, cluster_of, kept, multi }
+    }
+
+    fn kept_count(&self) -> usize {
+        self.kept.iter().filter(|&&k| k).count()
+    }
+}
+
+/// Counts the outputs report in summary.json.
+struct OutputCounts {
+    failed_check: usize,
+    window_pairs_passing: usize,
+}
+
+/// Step 7, the outputs: the kept images packed, the manifest, kept.txt, clusters and pairs
+/// (JSONL), the page.
+fn write_outputs(
+    config: &DedupeConfig,
+    output: &Path,
+    crops: &CropSet,
+    hashes: &Hashes,
+    candidates: &Candidates,
+    check: &Check,
+    assignment: &Assignment,
+) -> Result<OutputCounts> {
+    write_kept_images(output, crops, assignment)?;
+    write_manifest(output, crops, hashes, check, assignment)?;
+    write_clusters(output, crops, hashes, assignment)?;
+    let pairs = candidates.image_pairs(&hashes.codes);
+    let counts = write_pairs(output, crops, check, &pairs)?;
+    write_page(config, output, crops, check, assignment, &pairs)?;
+    Ok(counts)
+}
+
+/// The kept images, packed, with their labels and classes.
+fn write_kept_images(output: &Path, crops: &CropSet, assignment: &Assignment) -> Result<()> {
+    let n = crops.len();
+    let crop_labels = npy::read_array::<i64>(&crops.dir.join("labels.npy")).map(|(_, l)| l).unwrap_or_else(|_| vec![-1; n]);
+    let mut writer = NpyRowWriter::create_u8(&output.join("images-00000.npy"), &[crops.side, crops.side, 3])?;
+    let mut labels = Vec::new();
+    crops.for_each_shard(|first, data| {
+        for (local, image) in data.chunks_exact(crops.per_image()).enumerate() {
+            let i = first + local;
+            if assignment.kept[i] {
+                writer.push_row(image)?;
+                labels.push(crop_labels.get(i).copied().unwrap_or(-1));
+            }
+        }
+        Ok(())
+    })?;
+    writer.finish()?;
+    npy::write_array(&output.join("labels.npy"), &[labels.len() as u64], &labels)?;
+    if let Ok(classes) = std::fs::read(crops.dir.join("classes.txt")) {
+        fsutil::write_atomic(&output.join("classes.txt"), &classes)?;
+    }
+    Ok(())
+}
+
+/// One row per input (kept with its packed row, or skipped as a duplicate of which), and kept.txt.
+fn write_manifest(output: &Path, crops: &CropSet, hashes: &Hashes, check: &Check, assignment: &Assignment) -> Result<()> {
+    let codes = &hashes.codes;
+    let mut manifest: Vec<ManifestRow> = Vec::with_capacity(crops.rows.len());
+    let mut crop_row = 0usize;
+    let mut next_kept = 0u64;
+    for row in &crops.rows {
+        let mut out = row.clone();
+        out.index = None;
+        out.outputs = 0;
+        out.part = 0;
+        if row.index.is_some() {
+            let i = crop_row;
+            crop_row += 1;
+            out.detail.insert("code".into(), json!(codes[i].to_hex()));
+            out.detail.insert("cluster".into(), json!(assignment.cluster_of[i]));
+            let k = assignment.kept_of[i];
+            if assignment.kept[i] {
+                out.index = Some(next_kept);
+                next_kept += 1;
+                out.outputs = 1;
+            } else {
+                out.status = Status::Skipped;
+                out.reason = Some(format!("near duplicate of {}", crops.source(k)));
+                out.detail.insert("duplicate_of".into(), json!(crops.source(k)));
+                out.detail.insert("distance".into(), json!(codes[i].hamming(&codes[k as usize])));
+                if let Some(c) = check.phash {
+                    out.detail.insert("phash_distance".into(), json!(c.distance(i as u32, k)));
+                }
+                if let (Some(d), Some(r)) = (check.window_distance(i as u32, k), check.correlation(i as u32, k)) {
+                    out.detail.insert("window_phash_distance".into(), json!(d));
+                    out.detail.insert("correlation".into(), json!(r));
+                }
+                out.detail.insert("found_by".into(), json!(if check.by_code(i as u32, k) { "code" } else { "windows" }));
+            }
+        }
+        manifest.push(out);
+    }
+    fsutil::write_atomic(&output.join("manifest.jsonl"), &encode_manifest(&manifest))?;
+    let kept_list: String = (0..crops.len() as u32).filter(|&i| assignment.kept[i as usize]).map(|i| format!("{}\n", crops.source(i))).collect();
+    fsutil::write_atomic(&output.join("kept.txt"), kept_list.as_bytes())?;
+    Ok(())
+}
+
+/// Clusters of two or more, largest first, as JSONL.
+fn write_clusters(output: &Path, crops: &CropSet, hashes: &Hashes, assignment: &Assignment) -> Result<()> {
+    let codes = &hashes.codes;
+    let mut text = Vec::new();
+    for members in &assignment.multi {
+        let k = assignment.kept_of[members[0] as usize];
+        let list: Vec<Value> = members
+            .iter()
+            .map(|&m| json!({"source": crops.source(m), "crop_index": m, "distance_to_kept": codes[m as usize].hamming(&codes[k as usize])}))
+            .collect();
+        let row = json!({"cluster": assignment.cluster_of[k as usize], "size": members.len(), "kept": crops.source(k), "members": list});
+        serde_json::to_writer(&mut text, &row)?;
+        text.push(b'\n');
+    }
+    fsutil::write_atomic(&output.join("clusters.jsonl"), &text)?;
+    Ok(())
+}
+
+/// The candidate pairs with their distances and, with a check, whether they pass it.
+fn write_pairs(output: &Path, crops: &CropSet, check: &Check, pairs: &[NearPair]) -> Result<OutputCounts> {
+    let mut text = Vec::new();
+    let mut counts = OutputCounts { failed_check: 0, window_pairs_passing: 0 };
+    for p in pairs {
+        let mut row = json!({"a": crops.source(p.a), "b": crops.source(p.b), "crop_a": p.a, "crop_b": p.b, "distance": p.distance});
+        if let Some(c) = check.phash {
+            row["phash_distance"] = json!(c.distance(p.a, p.b));
+        }
+        if let (Some(d), Some(r)) = (check.window_distance(p.a, p.b), check.correlation(p.a, p.b)) {
+            row["window_phash_distance"] = json!(d);
+            row["correlation"] = json!(r);
+            counts.window_pairs_passing += usize::from(check.by_windows(p.a, p.b));
+        }
+        if check.is_on() {
+            let passed = check.same(p.a, p.b);
+            counts.failed_check += usize::from(!passed);
+            row["passes_check"] = json!(passed);
+        }
+        serde_json::to_writer(&mut text, &row)?;
+        text.push(b'\n');
+    }
+    fsutil::write_atomic(&output.join("pairs.jsonl"), &text)?;
+    Ok(counts)
+}
+
+/// The page for visual inspection: the largest clusters, then pairs. With a check, most pairs
+/// near the radius fail it; the pairs that pass (the removals' evidence, at any distance above 0)
+/// come first, up to half the page, then pairs near the radius.
+fn write_page(config: &DedupeConfig, output: &Path, crops: &CropSet, check: &Check, assignment: &Assignment, pairs: &[NearPair]) -> Result<()> {
+    let near_radius = super::report::pairs_near_radius(pairs, config.radius, config.report_pairs, config.seed as u64);
+    let shown_pairs = if check.is_on() {
+        let passing: Vec<NearPair> = pairs.iter().filter(|p| p.distance > 0 && check.same(p.a, p.b)).copied().collect();
+        let mut shown = super::report::random_pairs(passing, config.report_pairs / 2, config.seed as u64);
+        shown.sort_by_key(|p| std::cmp::Reverse(p.distance));
+        shown.extend(near_radius.into_iter().filter(|p| !check.same(p.a, p.b)).take(config.report_pairs - shown.len()));
+        shown
+    } else {
+        near_radius
     };
     let page = super::report::Page {
-        title: format!("dedupe: {} images, {} kept, radius {}", n, kept.iter().filter(|&&k| k).count(), config.radius),
+        title: format!("dedupe: {} images, {} kept, radius {}", crops.len(), assignment.kept_count(), config.radius),
         side: config.size,
         radius: config.radius,
-        clusters: multi
+        clusters: assignment
+            .multi
             .iter()
             .take(config.report_clusters)
-            .map(|m| super::report::ClusterView { members: m.iter().take(48).copied().collect(), size: m.len(), kept: kept_of[m[0] as usize] })
+            .map(|m| super::report::ClusterView { members: m.iter().take(48).copied().collect(), size: m.len(), kept: assignment.kept_of[m[0] as usize] })
             .collect(),
-        check: check.map(|c| (c.radius, shown_pairs.iter().map(|p| c.distance(p.a, p.b)).collect())),
+        check: check.is_on().then(|| {
+            let radius = check.phash.map_or(config.window_phash_radius, |c| c.radius);
+            (radius, shown_pairs.iter().map(|p| (check.shown_distance(p.a, p.b), check.same(p.a, p.b))).collect())
+        }),
         pairs: shown_pairs,
     };
-    let shown = page.images();
-    let images = read_crop(&shown)?;
-    let html = page.render(&images, &|i| source(i).to_owned());
+    let images = crops.read(&page.images())?;
+    let html = page.render(&images, &|i| crops.source(i).to_owned());
     fsutil::write_atomic(&output.join("report.html"), html.as_bytes())?;
-    timings.insert("outputs", started.elapsed().as_secs_f64());
+    Ok(())
+}
 
-    let usage = bit_usage(&codes);
+/// summary.json: the counts, the rules, the timings, the settings.
+#[allow(clippy::too_many_arguments)]
+fn write_summary(
+    config: &DedupeConfig,
+    output: &Path,
+    crops: &CropSet,
+    hashes: &Hashes,
+    candidates: &Candidates,
+    check: &Check,
+    summary: &DedupeSummary,
+    counts: &OutputCounts,
+) -> Result<()> {
+    let usage = bit_usage(&hashes.codes);
     let dead = usage.iter().filter(|&&u| u == 0.0 || u == 1.0).count();
-    let kept_count = kept.iter().filter(|&&k| k).count();
-    let summary = DedupeSummary {
-        images: n,
-        kept: kept_count,
-        removed: n - kept_count,
-        clusters: multi.len(),
-        exact_groups: groups.iter().filter(|g| g.len() > 1).count(),
-        near_pairs: near.len(),
-        model: model_name,
-        model_trained: trained,
-        timings_s: timings,
-    };
     let crop_summary: Value =
-        std::fs::read(crops.join("summary.json")).ok().and_then(|b| serde_json::from_slice(&b).ok()).unwrap_or(Value::Null);
+        std::fs::read(crops.dir.join("summary.json")).ok().and_then(|b| serde_json::from_slice(&b).ok()).unwrap_or(Value::Null);
     let document = json!({
         "stage": "dedupe",
         "counts": {
-            "records": rows.len(),
-            "cropped": n,
-            "errors": rows.iter().filter(|r| r.status == Status::Error).count(),
+            "records": crops.rows.len(),
+            "cropped": summary.images,
+            "errors": crops.rows.iter().filter(|r| r.status == Status::Error).count(),
             "kept": summary.kept,
             "removed": summary.removed,
             "clusters_of_two_or_more": summary.clusters,
             "exact_collision_groups": summary.exact_groups,
-            "distinct_codes": groups.len(),
+            "distinct_codes": candidates.groups.len(),
             "near_pairs_between_distinct_codes": summary.near_pairs,
-            "pairs_failing_the_check": failed_check,
+            "window_pairs": candidates.window_pairs.len(),
+            "window_pairs_passing": counts.window_pairs_passing,
+            "pairs_failing_the_check": counts.failed_check,
         },
-        "verify": match check {
-            Some(c) => format!("a removed image's crop and its keeper's have pHashes within {} of 64 bits", c.radius),
-            None => "none: codes within the radius alone".to_owned(),
-        },
+        "verify": if check.is_on() { check.describe() } else { "none: codes within the radius alone".to_owned() },
         "cluster_rule": config.cluster_rule,
         "keep_rule": match config.cluster_rule {
-            ClusterRule::AroundKeeper => "best copies first (most source pixels, then input order): each keeps itself and takes the untaken images within the radius of it that pass the check against it",
+            ClusterRule::AroundKeeper => "best copies first (most source pixels, then input order): each keeps itself and takes the untaken images within the radius of it, or window pairs with it, that pass the check against it",
             ClusterRule::SingleLinkage => "per cluster, the image with the most source pixels; the first in input order among equals",
         },
         "codes": {"constant_bits": dead, "mean_bits_set": usage.iter().sum::<f64>()},
-        "model": {"path": summary.model, "trained_now": trained},
+        "model": {"path": summary.model, "trained_now": summary.model_trained},
         "outputs": {
             "images": ["images-00000.npy"], "labels": "labels.npy", "manifest": "manifest.jsonl", "kept": "kept.txt",
             "clusters": "clusters.jsonl", "pairs": "pairs.jsonl", "report": "report.html", "codes": "codes.npy",
-            "phash": if check.is_some() { json!("phash.npy") } else { Value::Null },
+            "phash": if check.phash.is_some() { json!("phash.npy") } else { Value::Null },
             "crops": "crops/",
         },
         "timings_s": summary.timings_s,
@@ -417,7 +728,7 @@ pub fn deduplicate(config: &DedupeConfig, output: &Path, model_path: Option<&Pat
         "versions": crate::versions_with_opencv(),
     });
     fsutil::write_atomic(&output.join("summary.json"), &serde_json::to_vec_pretty(&document)?)?;
-    Ok(summary)
+    Ok(())
 }
 
 #[cfg(test)]

@@ -21,10 +21,11 @@ use serde::Serialize;
 
 use super::autoencoder::{downsample_to_input, Autoencoder, INPUT_DIM};
 use super::clusters::{clusters_by, exact_groups, Cluster, ClusterRule, UnionFind};
-use super::eval::{edited_copy, Rng};
+use super::eval::{planted_copy, EditKind, Rng};
 use super::hash::Code128;
 use super::phash::PhashCheck;
 use super::index::{multi_index_pairs, NearPair};
+use super::windows::{aligned_correlation, grey_thumbnail, window_distance, window_hashes, window_pairs, WindowPair};
 use super::DedupeConfig;
 use crate::data::ImageSource;
 use crate::imageops::{decode_rgb_with_libjpeg, min_resize_center_crop, DecodeOptions};
@@ -47,6 +48,9 @@ pub struct ScaleSettings {
     pub seed: u64,
     /// Use at most this many photos (0: all).
     pub limit: usize,
+    /// The crop route's window pHash radii and correlation floors scored (besides the configured).
+    pub window_radii: &'static [u32],
+    pub correlations: &'static [f32],
 }
 
 /// The set as the stage sees it, one entry per image (originals in input order, each followed by
@@ -64,14 +68,23 @@ pub struct ScaleSet {
     /// N x 32 x 32 x 3, the autoencoder's input.
     pub small: Vec<u8>,
     pub phash: Vec<u64>,
+    /// The pHashes of each crop's windows ([`super::windows`]), `PER_IMAGE` per image.
+    pub windows: Vec<u64>,
+    /// Per image: the edit that made it (None: an original).
+    pub kind: Vec<Option<EditKind>>,
     /// Records that could not be decoded, with the reason.
     pub unreadable: Vec<(String, String)>,
+    /// The planted copies' encoded bytes, by name (for [`ScaleSet::write_tar`]).
+    pub copy_bytes: Vec<(String, Vec<u8>)>,
+    /// The source records read, by name, in order.
+    records: Vec<String>,
 }
 
 struct Prepared {
     pixels: u64,
     small: Vec<u8>,
     phash: u64,
+    windows: Vec<u64>,
 }
 
 impl ScaleSet {
@@ -101,24 +114,28 @@ impl ScaleSet {
                 pixels: decoded.source_width as u64 * decoded.source_height as u64,
                 small: downsample_to_input(&crop.pixels, size as usize),
                 phash: super::phash::phash64(&phasher, &img),
+                windows: window_hashes(&crop.pixels, size),
             };
             Ok((prepared, decoded.image))
         };
         // Planted photos: every step-th record.
         let step = (records.len() / settings.planted.max(1)).max(1);
-        let per_photo: Vec<Result<Vec<(String, Prepared)>, (String, String)>> = records
+        let per_photo: Vec<Result<Vec<(String, Option<EditKind>, Prepared, Vec<u8>)>, (String, String)>> = records
             .par_iter()
             .enumerate()
             .map(|(i, (name, bytes))| {
                 let (original, decoded) = prepare(bytes).map_err(|e| (name.clone(), e))?;
-                let mut out = vec![(name.clone(), original)];
+                let mut out = vec![(name.clone(), None, original, Vec::new())];
                 if i % step == 0 && i / step < settings.planted {
                     let photo = Image::from_raw(decoded.width, decoded.height, decoded.pixels).expect("decoded size");
                     let mut rng = Rng::new(settings.seed ^ (i as u64).wrapping_mul(0x2545_F491_4F6C_DD1D));
                     for c in 0..settings.copies {
-                        let (bytes, _) = edited_copy(&photo, &mut rng);
-                        let copy = prepare(&bytes).map_err(|e| (format!("{name}#copy{c}"), e))?;
-                        out.push((format!("{name}#copy{c}"), copy.0));
+                        // Kinds in turn over all planted copies: each kind on an even share.
+                        let kind = EditKind::ALL[(i / step * settings.copies + c) % EditKind::ALL.len()];
+                        let (bytes, _) = planted_copy(&photo, kind, &mut rng);
+                        let copy_name = format!("{name}#copy{c}-{}.jpg", kind.slug());
+                        let copy = prepare(&bytes).map_err(|e| (copy_name.clone(), e))?;
+                        out.push((copy_name, Some(kind), copy.0, bytes));
                     }
                 }
                 Ok(out)
@@ -132,7 +149,11 @@ impl ScaleSet {
             pixels: Vec::new(),
             small: Vec::new(),
             phash: Vec::new(),
+            windows: Vec::new(),
+            kind: Vec::new(),
             unreadable,
+            copy_bytes: Vec::new(),
+            records: records.iter().map(|(name, _)| name.clone()).collect(),
         };
         for result in per_photo {
             match result {
@@ -140,8 +161,13 @@ impl ScaleSet {
                     let p = set.planted.len() as u32;
                     set.planted.push(images.len() > 1);
                     set.original.push(set.names.len() as u32);
-                    for (name, prepared) in images {
+                    for (name, kind, prepared, bytes) in images {
+                        if kind.is_some() {
+                            set.copy_bytes.push((name.clone(), bytes));
+                        }
                         set.names.push(name);
+                        set.kind.push(kind);
+                        set.windows.extend(prepared.windows);
                         set.photo.push(p);
                         set.pixels.push(prepared.pixels);
                         set.small.extend(prepared.small);
@@ -159,6 +185,42 @@ impl ScaleSet {
 
     pub fn len(&self) -> usize {
         self.names.len()
+    }
+
+    /// Writes the evaluated set as an uncompressed tar: the records of `input` read for it, as
+    /// they are, then the planted copies (`<name>#copy<c>-<kind>.jpg`), so that the stage itself
+    /// can be run on exactly this set (`dedupe --input <tar>`).
+    pub fn write_tar(&self, input: &Path, path: &Path, max_file_bytes: u64) -> Result<()> {
+        let tmp = path.with_extension("tar.tmp");
+        let file = std::fs::File::create(&tmp).with_context(|| format!("{}: cannot create", tmp.display()))?;
+        let mut tar = tar::Builder::new(std::io::BufWriter::new(file));
+        let mut append = |name: &str, bytes: &[u8]| -> Result<()> {
+            let mut header = tar::Header::new_gnu();
+            header.set_size(bytes.len() as u64);
+            header.set_mode(0o644);
+            header.set_cksum();
+            tar.append_data(&mut header, name, bytes).with_context(|| format!("{}: cannot write {name}", tmp.display()))
+        };
+        let wanted: std::collections::HashSet<&str> = self.records.iter().map(String::as_str).collect();
+        let source = ImageSource::open(input).context("cannot open the evaluation photos")?;
+        let mut failed = None;
+        source.for_each_record(&|_| true, max_file_bytes, &mut |record| {
+            if wanted.contains(record.name.as_str()) {
+                if let Err(e) = record.load(max_file_bytes).map_err(anyhow::Error::msg).and_then(|bytes| append(&record.name, &bytes)) {
+                    failed = Some(e);
+                    return ControlFlow::Break(());
+                }
+            }
+            ControlFlow::Continue(())
+        })?;
+        if let Some(e) = failed {
+            return Err(e);
+        }
+        for (name, bytes) in &self.copy_bytes {
+            append(name, bytes)?;
+        }
+        tar.into_inner().context("finishing the tar")?.into_inner().map_err(|e| e.into_error()).context("flushing the tar")?.sync_all()?;
+        std::fs::rename(&tmp, path).with_context(|| format!("{}: cannot rename into place", path.display()))
     }
 
     pub fn is_empty(&self) -> bool {
@@ -185,6 +247,10 @@ pub struct Truth {
     pub planted: Vec<bool>,
     /// Pairs of originals found to be one photo.
     pub existing_pairs: usize,
+    /// Per image: its edit kind's position in [`EditKind::ALL`] (None: an original), and the
+    /// image of its photo's original.
+    pub kind: Vec<Option<u8>>,
+    pub original_image: Vec<u32>,
 }
 
 impl Truth {
@@ -227,7 +293,9 @@ impl Truth {
         for (p, &g) in photo_group.iter().enumerate() {
             planted[g as usize] |= set.planted[p];
         }
-        Self { group, photo: set.photo.clone(), size, planted, existing_pairs: same.len() }
+        let kind = set.kind.iter().map(|k| k.map(|k| EditKind::ALL.iter().position(|&x| x == k).expect("a known kind") as u8)).collect();
+        let original_image = set.photo.iter().map(|&p| set.original[p as usize]).collect();
+        Self { group, photo: set.photo.clone(), size, planted, existing_pairs: same.len(), kind, original_image }
     }
 
     /// Pairs of images of different true groups.
@@ -257,6 +325,10 @@ pub struct Score {
     pub largest_mixed_cluster: usize,
     pub mixed_clusters: usize,
     pub largest_cluster: usize,
+    /// Per edit kind (in [`EditKind::ALL`]'s order): planted copies of that kind in one cluster
+    /// with their original, and their share.
+    pub found_by_kind: Vec<u64>,
+    pub recall_by_kind: Vec<f64>,
 }
 
 /// Scores one clustering against the truth.
@@ -289,6 +361,21 @@ pub fn score(radius: u32, clusters: &[Cluster], truth: &Truth) -> Score {
             largest_mixed = largest_mixed.max(c.members.len());
         }
     }
+    let mut cluster_of = vec![u32::MAX; truth.group.len()];
+    for (c, cluster) in clusters.iter().enumerate() {
+        for &m in &cluster.members {
+            cluster_of[m as usize] = c as u32;
+        }
+    }
+    let mut found_by_kind = vec![0u64; EditKind::ALL.len()];
+    let mut copies_by_kind = vec![0u64; EditKind::ALL.len()];
+    for (i, kind) in truth.kind.iter().enumerate() {
+        if let Some(k) = kind {
+            copies_by_kind[*k as usize] += 1;
+            found_by_kind[*k as usize] += (cluster_of[i] == cluster_of[truth.original_image[i] as usize]) as u64;
+        }
+    }
+    let recall_by_kind = found_by_kind.iter().zip(&copies_by_kind).map(|(&f, &c)| f as f64 / c.max(1) as f64).collect();
     let planted_removals: u64 = truth.size.iter().zip(&truth.planted).filter(|(_, &p)| p).map(|(&s, _)| s as u64 - 1).sum();
     let photos_lost = kept_in_group.iter().filter(|&&k| !k).count() as u64;
     Score {
@@ -304,6 +391,8 @@ pub fn score(radius: u32, clusters: &[Cluster], truth: &Truth) -> Score {
         largest_mixed_cluster: largest_mixed,
         mixed_clusters: mixed,
         largest_cluster: largest,
+        found_by_kind,
+        recall_by_kind,
     }
 }
 
@@ -368,10 +457,35 @@ pub struct ScaleReport {
     pub pair_rates: Vec<PairRate>,
     pub detail: Vec<DetailRow>,
     pub bits_set: Vec<DetailRow>,
+    /// The crop route's candidates by window distance and correlation, true and false.
+    pub window_candidates: Vec<WindowRow>,
+    /// The configured stage's curve (the method name of the curve the defaults pick).
+    pub configured: String,
+    pub configured_radius: u32,
     pub timings_s: HashMap<&'static str, f64>,
 }
 
+/// Window pairs (the crop route's candidates) at one window distance: per correlation band
+/// (below each of [`CORRELATION_BANDS`]), pairs of one true group and of two.
+#[derive(Debug, Clone, Serialize)]
+pub struct WindowRow {
+    pub distance: u32,
+    pub true_pairs: Vec<u64>,
+    pub false_pairs: Vec<u64>,
+}
+
+/// Upper bounds of the correlation bands in [`WindowRow`].
+pub const CORRELATION_BANDS: [f32; 7] = [0.7, 0.8, 0.85, 0.9, 0.93, 0.96, f32::INFINITY];
+
+/// The name of the curve of the code with the pHash check at `t` bits and the crop route.
+pub fn windows_method(t: u32, window_radius: u32, correlation: f32) -> String {
+    format!("autoencoder + pHash check <= {t} + windows <= {window_radius}, correlation >= {correlation:.2}")
+}
+
 pub const AE: &str = "autoencoder";
+/// The crop route's window radii and correlation floors scored (besides the configured ones).
+pub const WINDOW_RADII: [u32; 3] = [8, 10, 12];
+pub const CORRELATIONS: [f32; 3] = [0.9, 0.93, 0.95];
 pub const PHASH: &str = "pHash";
 /// pHash radii tried as the check on the autoencoder's candidates (besides the configured one).
 pub const CHECK_RADII: [u32; 5] = [6, 8, 10, 12, 14];
@@ -462,7 +576,8 @@ pub fn evaluate(input: &Path, set: &ScaleSet, config: &DedupeConfig, settings: &
     let picked = super::run::sample_rows(n, config.ae_sample);
     let sample: Vec<u8> = picked.iter().flat_map(|&i| set.input(i as u32).iter().copied()).collect();
     let mut model = Autoencoder::new(device, config.ae_centre_images);
-    model.train(&sample, &config.train_settings());
+    let train = config.train_settings();
+    model.train(&sample, &train, Some(&train.progress(picked.len())));
     let codes = model.codes(&set.small, config.threshold);
     timings.insert("model_and_codes", started.elapsed().as_secs_f64());
 
@@ -512,6 +627,87 @@ pub fn evaluate(input: &Path, set: &ScaleSet, config: &DedupeConfig, settings: &
         pair_rates.push(PairRate { method, false_pairs, rate });
     }
 
+    // The crop route: window pairs, their correlation, scored with the code and the check.
+    let window_started = std::time::Instant::now();
+    let max_window_radius = settings.window_radii.iter().copied().chain([config.window_phash_radius]).max().unwrap_or(0);
+    let wpairs: Vec<WindowPair> = window_pairs(&set.windows, max_window_radius);
+    let thumb = |i: u32| grey_thumbnail(set.input(i));
+    let correlation: HashMap<(u32, u32), f32> = wpairs.par_iter().map(|p| ((p.a, p.b), aligned_correlation(&thumb(p.a), &thumb(p.b)))).collect();
+    let correlation_of = |a: u32, b: u32| -> f32 {
+        let key = (a.min(b), a.max(b));
+        correlation.get(&key).copied().unwrap_or_else(|| aligned_correlation(&thumb(key.0), &thumb(key.1)))
+    };
+    timings.insert("windows_pairs_and_correlation", window_started.elapsed().as_secs_f64());
+    let window_candidates: Vec<WindowRow> = (0..=max_window_radius)
+        .map(|d| {
+            let mut row = WindowRow { distance: d, true_pairs: vec![0; CORRELATION_BANDS.len()], false_pairs: vec![0; CORRELATION_BANDS.len()] };
+            for p in wpairs.iter().filter(|p| p.distance == d) {
+                let c = correlation[&(p.a, p.b)];
+                let band = CORRELATION_BANDS.iter().position(|&b| c < b).unwrap_or(CORRELATION_BANDS.len() - 1);
+                if truth.group[p.a as usize] == truth.group[p.b as usize] {
+                    row.true_pairs[band] += 1;
+                } else {
+                    row.false_pairs[band] += 1;
+                }
+            }
+            row
+        })
+        .collect();
+    let mut group_of = vec![0u32; n];
+    for (g, members) in ae.groups.iter().enumerate() {
+        for &m in members {
+            group_of[m as usize] = g as u32;
+        }
+    }
+    let t0 = config.verify_phash_radius;
+    let phash_check = PhashCheck { hashes: &set.phash, radius: t0 };
+    let mut routes: Vec<(u32, f32)> = settings.window_radii.iter().flat_map(|&t| settings.correlations.iter().map(move |&c| (t, c))).collect();
+    routes.push((config.window_phash_radius, config.window_min_correlation));
+    routes.sort_by(|a, b| a.0.cmp(&b.0).then(a.1.total_cmp(&b.1)));
+    routes.dedup();
+    let code_route = ae.false_pairs(&truth, settings.max_radius, Some(&phash_check));
+    for (t, rho) in routes {
+        let passes_window = |a: u32, b: u32| window_distance(&set.windows, a, b) <= t && correlation_of(a, b) >= rho;
+        let passing: Vec<&WindowPair> = wpairs.iter().filter(|p| p.distance <= t && correlation[&(p.a, p.b)] >= rho).collect();
+        let extra: Vec<NearPair> = passing
+            .iter()
+            .map(|p| (group_of[p.a as usize], group_of[p.b as usize]))
+            .filter(|(a, b)| a != b)
+            .map(|(a, b)| NearPair { a: a.min(b), b: a.max(b), distance: codes[p_first(&ae.groups, a)].hamming(&codes[p_first(&ae.groups, b)]) })
+            .collect();
+        let scores: Vec<Score> = (0..=settings.max_radius)
+            .into_par_iter()
+            .map(|r| {
+                let same = |a: u32, b: u32| (codes[a as usize].hamming(&codes[b as usize]) <= r && phash_check.same(a, b)) || passes_window(a, b);
+                let mut near: Vec<NearPair> = ae.within(r).to_vec();
+                near.extend_from_slice(&extra);
+                score(r, &clusters_by(ClusterRule::AroundKeeper, n, &ae.groups, &near, &set.pixels, &same), &truth)
+            })
+            .collect();
+        let method = windows_method(t0, t, rho);
+        curves.push(ScaleCurve { method: method.clone(), rule: ClusterRule::AroundKeeper, scores });
+        // False pairs: the code route's, plus the window route's that the code route lacks.
+        let false_pairs: Vec<u64> = (0..=settings.max_radius)
+            .map(|r| {
+                code_route[r as usize]
+                    + passing
+                        .iter()
+                        .filter(|p| truth.group[p.a as usize] != truth.group[p.b as usize])
+                        .filter(|p| !(codes[p.a as usize].hamming(&codes[p.b as usize]) <= r && phash_check.same(p.a, p.b)))
+                        .count() as u64
+            })
+            .collect();
+        let rate = false_pairs.iter().map(|&f| f as f64 / distinct_pairs).collect();
+        pair_rates.push(PairRate { method, false_pairs, rate });
+    }
+    let configured = if config.windows {
+        windows_method(t0, config.window_phash_radius, config.window_min_correlation)
+    } else if config.verify == super::Verify::Phash {
+        checked_method(t0)
+    } else {
+        AE.to_owned()
+    };
+
     // Removals at one radius by two cheap signals of a low-content image: is one behind the
     // false ones? The detail of the less detailed image of removed and keeper, and the fewer bits
     // set of their two codes.
@@ -535,8 +731,16 @@ pub fn evaluate(input: &Path, set: &ScaleSet, config: &DedupeConfig, settings: &
         pair_rates,
         detail: rows,
         bits_set: bit_rows,
+        window_candidates,
+        configured,
+        configured_radius: config.radius,
         timings_s: timings,
     })
+}
+
+/// A group's first image.
+fn p_first(groups: &[Vec<u32>], g: u32) -> usize {
+    groups[g as usize][0] as usize
 }
 
 impl ScaleReport {
@@ -556,6 +760,36 @@ impl ScaleReport {
             self.photos, self.input, self.images, self.planted_photos, self.settings.copies, self.existing_copy_pairs, self.settings.same_photo_mad, self.unreadable.len()
         );
         md.push_str("Precision: removals whose keeper shows the same photo. Recall: of the planted copies' removals. Lost: photos of which no image is kept. Mixed: the largest cluster holding more than one photo.\n\n");
+        let kinds: Vec<&str> = EditKind::ALL.iter().map(|k| k.label()).collect();
+        let kind_cells = |s: &Score| s.recall_by_kind.iter().map(|r| format!("{r:.3}")).collect::<Vec<_>>().join(" | ");
+        md.push_str(&format!(
+            "Recall per edit kind (a planted copy in one cluster with its original), clusters around keepers: the code-based methods at the configured radius {} (the configured stage: {}), pHash alone at its best radius at precision >= 0.99:\n\n| method | radius | precision | recall | {} | photos lost | largest mixed cluster |\n|---|---:|---:|---:|{}---:|---:|\n",
+            self.configured_radius,
+            self.configured,
+            kinds.join(" | "),
+            "---:|".repeat(kinds.len())
+        ));
+        for c in self.curves.iter().filter(|c| c.rule == ClusterRule::AroundKeeper) {
+            let s = if c.method == PHASH { self.best_at(&c.method, c.rule, 0.99) } else { c.scores.get(self.configured_radius as usize) };
+            if let Some(s) = s {
+                let name = if c.method == self.configured { format!("**{}** (configured)", c.method) } else { c.method.clone() };
+                md.push_str(&format!(
+                    "| {name} | {} | {:.4} | {:.4} | {} | {} ({:.3}%) | {} |\n",
+                    s.radius, s.precision, s.recall, kind_cells(s), s.photos_lost, 100.0 * s.photos_lost_fraction, s.largest_mixed_cluster
+                ));
+            }
+        }
+        md.push_str(&format!(
+            "\nThe crop route's candidates (whole-crop pHash within d bits of a window pHash of the other image), by the best aligned correlation of their grey thumbnails: pairs of one photo / of two photos. Bands end below {:?}.\n\n| d | {} |\n|---:|{}\n",
+            CORRELATION_BANDS,
+            CORRELATION_BANDS.iter().map(|b| format!("< {b}")).collect::<Vec<_>>().join(" | "),
+            "---:|".repeat(CORRELATION_BANDS.len())
+        ));
+        for row in &self.window_candidates {
+            let cells: Vec<String> = row.true_pairs.iter().zip(&row.false_pairs).map(|(t, f)| format!("{t} / {f}")).collect();
+            md.push_str(&format!("| {} | {} |\n", row.distance, cells.join(" | ")));
+        }
+        md.push('\n');
         md.push_str("Highest recall at a precision, whatever the radius (radius, recall, photos lost, largest mixed cluster):\n\n| hash, clusters | precision >= 0.99 | >= 0.999 |\n|---|---|---|\n");
         for c in &self.curves {
             let cells: Vec<String> = [0.99, 0.999]
@@ -571,13 +805,15 @@ impl ScaleReport {
         for c in &self.curves {
             let rates = self.pair_rates.iter().find(|r| r.method == c.method).expect("a rate per method");
             md.push_str(&format!(
-                "\n{}, clusters {}:\n\n| radius | removed | precision | recall | false removals | of which existing copies correct | photos lost | lost % | largest mixed cluster | mixed clusters | false pairs | per 10^9 distinct pairs |\n|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
+                "\n{}, clusters {}:\n\n| radius | removed | precision | recall | false removals | of which existing copies correct | photos lost | lost % | largest mixed cluster | mixed clusters | false pairs | per 10^9 distinct pairs | {} |\n|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|{}\n",
                 c.method,
-                rule_name(c.rule)
+                rule_name(c.rule),
+                kinds.join(" | "),
+                "---:|".repeat(kinds.len())
             ));
             for s in &c.scores {
                 md.push_str(&format!(
-                    "| {} | {} | {:.4} | {:.4} | {} | {} | {} | {:.3} | {} | {} | {} | {:.2} |\n",
+                    "| {} | {} | {:.4} | {:.4} | {} | {} | {} | {:.3} | {} | {} | {} | {:.2} | {} |\n",
                     s.radius,
                     s.removed,
                     s.precision,
@@ -589,7 +825,8 @@ impl ScaleReport {
                     s.largest_mixed_cluster,
                     s.mixed_clusters,
                     rates.false_pairs[s.radius as usize],
-                    rates.rate[s.radius as usize] * 1e9
+                    rates.rate[s.radius as usize] * 1e9,
+                    kind_cells(s)
                 ));
             }
         }
@@ -613,13 +850,20 @@ impl ScaleReport {
 mod tests {
     use super::*;
 
+    fn original_image_of(group: &[u32], i: usize) -> u32 {
+        group.iter().position(|&x| x == group[i]).unwrap() as u32
+    }
+
+    /// Each group's first image is its original; the others are copies of the first edit kind.
     fn truth(group: Vec<u32>, planted: Vec<bool>) -> Truth {
         let photo = group.clone();
         let mut size = vec![0; planted.len()];
         for &g in &group {
             size[g as usize] += 1;
         }
-        Truth { group, photo, size, planted, existing_pairs: 0 }
+        let original_image = group.iter().map(|&g| group.iter().position(|&x| x == g).unwrap() as u32).collect();
+        let kind = (0..group.len()).map(|i| (original_image_of(&group, i) != i as u32).then_some(0u8)).collect();
+        Truth { group, photo, size, planted, existing_pairs: 0, kind, original_image }
     }
 
     #[test]

@@ -1,0 +1,324 @@
+//! The crop route: finding a copy that was cropped by a few percent or given a border.
+//!
+//! Both the code and the pHash are taken on the whole center crop, and a crop of a few percent
+//! moves everything in it: among the cropped copies the default missed, the code distance had a
+//! median of 18 bits and the pHash distance 12 (issue 22). Here every crop also gets the pHashes of
+//! a few *windows*, sub-crops at 88-96% of its side at a few offsets ([`WINDOWS`]). A copy cropped
+//! by c% shows a window of its original at (100 - c)%, so its whole-crop pHash lies near one of the
+//! original's window pHashes; a bordered copy shows its original inside a window of its own, the
+//! same relation the other way round. Pairs whose whole-crop pHash lies within a radius of any
+//! window pHash of the other are the candidates ([`window_pairs`]).
+//!
+//! Many distinct photos share a pHash with one of another photo's windows, so a candidate must
+//! also pass a pixel test: the grey 32x32 thumbnails, one searched over windows of the other
+//! (scales 88-100%, shifts in steps of 2% of the side), correlate at least `min_correlation`
+//! ([`aligned_correlation`]).
+
+use image::RgbImage;
+use rayon::prelude::*;
+use serde::Serialize;
+
+use super::autoencoder::{INPUT_DIM, INPUT_SIDE};
+use super::phash::{phash64, phasher};
+
+/// A square sub-crop: side `scale` of the crop's side, centre offset by (`dx`, `dy`) sides from
+/// the crop's centre.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Window {
+    pub scale: f32,
+    pub dx: f32,
+    pub dy: f32,
+}
+
+const fn w(scale: f32, dx: f32, dy: f32) -> Window {
+    Window { scale, dx, dy }
+}
+
+/// The windows hashed besides the whole crop: scale 0.96 centred, 0.92 at the centre and four
+/// diagonal shifts of 2.5%, 0.88 at the centre and four diagonal shifts of 4%. A crop of 2-10%
+/// (its centre moved by up to half of it) or a frame of 5-10% lands within ~2% of scale and shift
+/// of one of them, which pHash tolerates.
+pub const WINDOWS: [Window; 11] = [
+    w(0.96, 0.0, 0.0),
+    w(0.92, 0.0, 0.0),
+    w(0.92, -0.025, -0.025),
+    w(0.92, 0.025, -0.025),
+    w(0.92, -0.025, 0.025),
+    w(0.92, 0.025, 0.025),
+    w(0.88, 0.0, 0.0),
+    w(0.88, -0.04, -0.04),
+    w(0.88, 0.04, -0.04),
+    w(0.88, -0.04, 0.04),
+    w(0.88, 0.04, 0.04),
+];
+
+/// Hashes per image: the whole crop, then each window.
+pub const PER_IMAGE: usize = 1 + WINDOWS.len();
+
+/// The window's pixel rectangle in a `side` x `side` crop: left, top, side.
+fn rect(window: &Window, side: u32) -> (u32, u32, u32) {
+    let s = ((window.scale * side as f32).round() as u32).clamp(1, side);
+    let at = |d: f32| (((0.5 + d - window.scale / 2.0) * side as f32).round().max(0.0) as u32).min(side - s);
+    (at(window.dx), at(window.dy), s)
+}
+
+/// The pHashes of each packed `side` x `side` crop and of its windows, `PER_IMAGE` per image.
+pub fn window_hashes(crops: &[u8], side: u32) -> Vec<u64> {
+    let per = (side * side * 3) as usize;
+    let hasher = phasher();
+    crops
+        .par_chunks_exact(per)
+        .flat_map_iter(|c| {
+            let image = RgbImage::from_raw(side, side, c.to_vec()).expect("crop size");
+            let mut hashes = Vec::with_capacity(PER_IMAGE);
+            hashes.push(phash64(&hasher, &image));
+            for window in &WINDOWS {
+                let (x, y, s) = rect(window, side);
+                hashes.push(phash64(&hasher, &image::imageops::crop_imm(&image, x, y, s, s).to_image()));
+            }
+            hashes
+        })
+        .collect()
+}
+
+/// The smallest distance between the whole-crop pHash of one image and any pHash of the other,
+/// either way round (`hashes`: `PER_IMAGE` per image).
+pub fn window_distance(hashes: &[u64], a: u32, b: u32) -> u32 {
+    let (ha, hb) = (&hashes[a as usize * PER_IMAGE..][..PER_IMAGE], &hashes[b as usize * PER_IMAGE..][..PER_IMAGE]);
+    let one_way = |full: u64, all: &[u64]| all.iter().map(|h| (h ^ full).count_ones()).min().unwrap_or(64);
+    one_way(ha[0], hb).min(one_way(hb[0], ha))
+}
+
+/// An image pair (a < b) with its window distance.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct WindowPair {
+    pub a: u32,
+    pub b: u32,
+    pub distance: u32,
+}
+
+/// Every image pair whose window distance ([`window_distance`]) is within `radius`, exactly:
+/// multi-index hashing over the 64-bit hashes in 4 chunks of 16 bits (a pair within `radius`
+/// differs in at most `radius / 4` bits in some chunk), each whole-crop hash looked up among all
+/// hashes.
+pub fn window_pairs(hashes: &[u64], radius: u32) -> Vec<WindowPair> {
+    const CHUNKS: usize = 4;
+    let flips = radius as usize / CHUNKS;
+    let masks: Vec<u64> = (0..1u64 << 16).filter(|m| m.count_ones() as usize <= flips).collect();
+    let chunk = |h: u64, k: usize| ((h >> (16 * k)) & 0xFFFF) as usize;
+    // Per chunk: hash positions ordered by the chunk's value, and each value's start.
+    let tables: Vec<(Vec<u32>, Vec<u32>)> = (0..CHUNKS)
+        .into_par_iter()
+        .map(|k| {
+            let mut starts = vec![0u32; (1 << 16) + 1];
+            for &h in hashes {
+                starts[chunk(h, k) + 1] += 1;
+            }
+            for v in 0..1 << 16 {
+                starts[v + 1] += starts[v];
+            }
+            let mut fill = starts.clone();
+            let mut ids = vec![0u32; hashes.len()];
+            for (i, &h) in hashes.iter().enumerate() {
+                let slot = &mut fill[chunk(h, k)];
+                ids[*slot as usize] = i as u32;
+                *slot += 1;
+            }
+            (starts, ids)
+        })
+        .collect();
+    let images = hashes.len() / PER_IMAGE;
+    let mut pairs: Vec<WindowPair> = (0..images)
+        .into_par_iter()
+        .flat_map_iter(|i| {
+            let full = hashes[i * PER_IMAGE];
+            let mut found = Vec::new();
+            for (k, (starts, ids)) in tables.iter().enumerate() {
+                let own = chunk(full, k);
+                for &m in &masks {
+                    let v = own ^ m as usize;
+                    for &j in &ids[starts[v] as usize..starts[v + 1] as usize] {
+                        let other = j as usize / PER_IMAGE;
+                        if other != i && (hashes[j as usize] ^ full).count_ones() <= radius {
+                            found.push((i.min(other) as u32, i.max(other) as u32));
+                        }
+                    }
+                }
+            }
+            found.sort_unstable();
+            found.dedup();
+            found.into_iter().map(|(a, b)| WindowPair { a, b, distance: window_distance(hashes, a, b) })
+        })
+        .collect();
+    pairs.par_sort_unstable();
+    pairs.dedup();
+    pairs
+}
+
+/// Side of the grid the correlation compares.
+const GRID: usize = 24;
+
+/// A grey 32x32 thumbnail (the autoencoder's input, N x 32 x 32 x 3) for the correlation.
+pub fn grey_thumbnail(input: &[u8]) -> Vec<f32> {
+    assert_eq!(input.len(), INPUT_DIM);
+    input.chunks_exact(3).map(|p| 0.299 * p[0] as f32 + 0.587 * p[1] as f32 + 0.114 * p[2] as f32).collect()
+}
+
+/// The window of a thumbnail resampled bilinearly to GRID x GRID, minus its mean, divided by its
+/// norm (so that a dot product is the correlation).
+fn sample(thumb: &[f32], window: &Window) -> [f32; GRID * GRID] {
+    let n = INPUT_SIDE as f32;
+    let (side, x0, y0) = (window.scale * n, (0.5 + window.dx - window.scale / 2.0) * n, (0.5 + window.dy - window.scale / 2.0) * n);
+    let mut out = [0f32; GRID * GRID];
+    let at = |x: usize, y: usize| thumb[y.min(INPUT_SIDE - 1) * INPUT_SIDE + x.min(INPUT_SIDE - 1)];
+    for gy in 0..GRID {
+        // Pixel centres: grid cell g covers [g, g + 1) / GRID of the window.
+        let y = (y0 + (gy as f32 + 0.5) * side / GRID as f32 - 0.5).clamp(0.0, n - 1.0);
+        let (yi, fy) = (y.floor() as usize, y.fract());
+        for gx in 0..GRID {
+            let x = (x0 + (gx as f32 + 0.5) * side / GRID as f32 - 0.5).clamp(0.0, n - 1.0);
+            let (xi, fx) = (x.floor() as usize, x.fract());
+            let top = at(xi, yi) * (1.0 - fx) + at(xi + 1, yi) * fx;
+            let bottom = at(xi, yi + 1) * (1.0 - fx) + at(xi + 1, yi + 1) * fx;
+            out[gy * GRID + gx] = top * (1.0 - fy) + bottom * fy;
+        }
+    }
+    let mean = out.iter().sum::<f32>() / out.len() as f32;
+    out.iter_mut().for_each(|v| *v -= mean);
+    let norm = out.iter().map(|v| v * v).sum::<f32>().sqrt().max(1e-3);
+    out.iter_mut().for_each(|v| *v /= norm);
+    out
+}
+
+/// The windows the correlation searches: the whole thumbnail, and scales 0.88-0.96 at every shift
+/// that is a multiple of 2% of the side and keeps the window inside.
+fn search_windows() -> Vec<Window> {
+    let mut out = vec![w(1.0, 0.0, 0.0)];
+    for scale in [0.96f32, 0.92, 0.88] {
+        let reach = ((1.0 - scale) / 2.0 / 0.02 + 1e-3).floor() as i32;
+        for iy in -reach..=reach {
+            for ix in -reach..=reach {
+                out.push(w(scale, ix as f32 * 0.02, iy as f32 * 0.02));
+            }
+        }
+    }
+    out
+}
+
+/// The highest correlation of the grey thumbnails `a` and `b` over alignments: one whole and a
+/// window of the other ([`search_windows`], either way round: a crop, a frame), or windows of one
+/// scale shifted opposite ways (a shift, as a pillarbox cut by the center crop leaves); then the
+/// best alignment refined by 1% shifts and scales. 1 is the same picture; a flat thumbnail
+/// correlates with nothing (0).
+pub fn aligned_correlation(a: &[f32], b: &[f32]) -> f32 {
+    let windows = search_windows();
+    let (sa, sb): (Vec<_>, Vec<_>) = windows.iter().map(|wi| (sample(a, wi), sample(b, wi))).unzip();
+    let dot = |x: &[f32; GRID * GRID], y: &[f32; GRID * GRID]| x.iter().zip(y).map(|(p, q)| p * q).sum::<f32>();
+    let mirror = |wi: &Window| windows.iter().position(|o| o.scale == wi.scale && (o.dx + wi.dx).abs() < 1e-4 && (o.dy + wi.dy).abs() < 1e-4);
+    // The best (window of a, window of b) by index into `windows`.
+    let mut best = (dot(&sa[0], &sb[0]), 0, 0);
+    for (k, wi) in windows.iter().enumerate().skip(1) {
+        for (c, i, j) in [(dot(&sa[0], &sb[k]), 0, k), (dot(&sa[k], &sb[0]), k, 0)] {
+            if c > best.0 {
+                best = (c, i, j);
+            }
+        }
+        if let Some(m) = mirror(wi).filter(|&m| m != k) {
+            let c = dot(&sa[k], &sb[m]);
+            if c > best.0 {
+                best = (c, k, m);
+            }
+        }
+    }
+    // Refine: move b's window (a's when b is whole) by 1% steps of shift and scale.
+    let (mut top, i, j) = best;
+    let (fixed, moving, base) = if j != 0 { (&sa[i], b, windows[j]) } else { (&sb[j], a, windows[i]) };
+    for ds in [-0.02f32, -0.01, 0.0, 0.01, 0.02] {
+        for dy in [-0.01f32, 0.0, 0.01] {
+            for dx in [-0.01f32, 0.0, 0.01] {
+                let scale = (base.scale + ds).min(1.0);
+                top = top.max(dot(fixed, &sample(moving, &w(scale, base.dx + dx, base.dy + dy))));
+            }
+        }
+    }
+    top
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A smooth but detailed picture, `side` x `side`, of a scene `size` wide seen from `(x0, y0)`.
+    fn scene(side: u32, x0: f32, y0: f32, size: f32, seed: f32) -> Vec<u8> {
+        let mut out = Vec::with_capacity((side * side * 3) as usize);
+        for y in 0..side {
+            for x in 0..side {
+                let (u, v) = (x0 + size * (x as f32 + 0.5) / side as f32, y0 + size * (y as f32 + 0.5) / side as f32);
+                let g = 128.0 + 60.0 * (7.0 * u + seed).sin() * (5.0 * v - seed).cos() + 40.0 * (11.0 * (u + v) + 2.0 * seed).sin();
+                out.extend([g as u8, (255.0 - g) as u8, (g / 2.0) as u8]);
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn windows_lie_inside_the_crop() {
+        for window in WINDOWS.iter().chain(&search_windows()) {
+            let (x, y, s) = rect(window, 64);
+            assert!(x + s <= 64 && y + s <= 64 && s >= 56, "{window:?}");
+        }
+        assert_eq!(rect(&w(1.0, 0.0, 0.0), 64), (0, 0, 64));
+    }
+
+    #[test]
+    fn a_cropped_copy_is_near_a_window_of_its_original_and_correlates() {
+        // The original sees [0, 1] of the scene; the copy [0.06, 0.98] (8% cropped, off-centre).
+        let original = scene(64, 0.0, 0.0, 1.0, 0.3);
+        let copy = scene(64, 0.06, 0.02, 0.92, 0.3);
+        let other = scene(64, 0.0, 0.0, 1.0, 2.1);
+        let hashes = window_hashes(&[original.clone(), copy.clone(), other.clone()].concat(), 64);
+        let whole = |i: usize| hashes[i * PER_IMAGE];
+        let near = window_distance(&hashes, 0, 1);
+        assert!(near < (whole(0) ^ whole(1)).count_ones() || near <= 4, "window {near} vs whole {}", (whole(0) ^ whole(1)).count_ones());
+        assert!(near <= 8, "copy: {near} bits");
+        let pairs = window_pairs(&hashes, 8);
+        assert!(pairs.iter().any(|p| (p.a, p.b) == (0, 1)), "{pairs:?}");
+        let thumb = |img: &[u8]| grey_thumbnail(&super::super::autoencoder::downsample_to_input(img, 64));
+        let (t0, t1, t2) = (thumb(&original), thumb(&copy), thumb(&other));
+        let plain = {
+            let whole = w(1.0, 0.0, 0.0);
+            sample(&t0, &whole).iter().zip(sample(&t1, &whole).iter()).map(|(p, q)| p * q).sum::<f32>()
+        };
+        let aligned = aligned_correlation(&t0, &t1);
+        assert!(aligned > 0.95 && aligned > plain, "aligned {aligned}, unaligned {plain}");
+        assert!(aligned_correlation(&t0, &t2) < 0.8, "another scene: {}", aligned_correlation(&t0, &t2));
+    }
+
+    #[test]
+    fn window_pairs_match_a_scan_of_all_pairs() {
+        let mut rng = crate::rng::SplitMix::new(5);
+        // Hashes clustered around a few centres, so that many pairs are near.
+        let centres: Vec<u64> = (0..4).map(|_| rng.next()).collect();
+        let hashes: Vec<u64> = (0..60 * PER_IMAGE)
+            .map(|_| {
+                let mut h = centres[(rng.next() % 4) as usize];
+                for _ in 0..rng.next() % 8 {
+                    h ^= 1 << (rng.next() % 64);
+                }
+                h
+            })
+            .collect();
+        for radius in [0, 3, 6, 9] {
+            let mut expected = Vec::new();
+            for a in 0..60u32 {
+                for b in a + 1..60 {
+                    let d = window_distance(&hashes, a, b);
+                    if d <= radius {
+                        expected.push(WindowPair { a, b, distance: d });
+                    }
+                }
+            }
+            assert_eq!(window_pairs(&hashes, radius), expected, "radius {radius}");
+        }
+    }
+}
