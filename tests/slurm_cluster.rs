@@ -340,35 +340,28 @@ fn the_pipeline_runs_under_a_one_node_slurm_cluster() {
     let train_out = root.join("train-out");
     let cifar = root.join("cifar");
     class_folders(&cifar, "train", 1, 0);
-    let submitted = cluster
-        .command(&script("submit"))
-        .arg("train")
-        .env("BIN", &bin)
-        .env("CONFIG", &conf)
-        .env("OUT", &train_out)
-        .env("CIFAR_DIR", &cifar)
-        .env("CPUS_PER_TASK", "1")
-        .env("MEM_PER_TASK", "")
-        .env("EXTRA_SBATCH", "")
-        .output()
-        .unwrap();
+    // slurm/submit train, as a user runs it; the same command before and after the packed set exists.
+    let submit_train = || {
+        cluster
+            .command(&script("submit"))
+            .arg("train")
+            .env("BIN", &bin)
+            .env("CONFIG", &conf)
+            .env("OUT", &train_out)
+            .env("CIFAR_DIR", &cifar)
+            .env("CPUS_PER_TASK", "1")
+            .env("MEM_PER_TASK", "")
+            .env("EXTRA_SBATCH", "")
+            .output()
+            .unwrap()
+    };
+    let submitted = submit_train();
     let text = String::from_utf8_lossy(&submitted.stderr).into_owned();
     // slurm/submit reads the packed set from OUT/imagenet32.
     assert!(!submitted.status.success() && text.contains("no packed set"), "{text}");
     std::fs::create_dir_all(&train_out).unwrap();
     std::os::unix::fs::symlink(&packed, train_out.join("imagenet32")).unwrap();
-    let submitted = cluster
-        .command(&script("submit"))
-        .arg("train")
-        .env("BIN", &bin)
-        .env("CONFIG", &conf)
-        .env("OUT", &train_out)
-        .env("CIFAR_DIR", &cifar)
-        .env("CPUS_PER_TASK", "1")
-        .env("MEM_PER_TASK", "")
-        .env("EXTRA_SBATCH", "")
-        .output()
-        .unwrap();
+    let submitted = submit_train();
     let text = String::from_utf8_lossy(&submitted.stderr).into_owned();
     assert!(submitted.status.success(), "slurm/submit train: {text}");
     let (train, eval) = (job_of_in(&text, "train"), job_of_in(&text, "cifar-eval"));
