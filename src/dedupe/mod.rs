@@ -96,7 +96,7 @@ pub struct DedupeConfig {
     /// Finds copies cropped by a few percent or given a border, which move the code and pHash.
     pub windows: bool,
     pub window_phash_radius: u32,
-    pub window_min_correlation: f32,
+    pub window_min_correlation: f64,
     /// HNSW: links per node (M), build and search candidate lists, neighbours asked per code.
     pub max_connections: usize,
     pub ef_construction: usize,

@@ -198,17 +198,24 @@ impl CropSet {
 
     /// The crops `indices` (any order, repeats allowed), by index.
     fn read(&self, indices: &[u32]) -> Result<HashMap<u32, Vec<u8>>> {
+        self.read_as(indices, <[u8]>::to_vec)
+    }
+
+    /// `convert` of each crop in `indices`, by index, a shard at a time: only the converted
+    /// values stay in memory (the crop route's thumbnails are a twelfth of the crops).
+    fn read_as<T: Send>(&self, indices: &[u32], convert: impl Fn(&[u8]) -> T + Sync) -> Result<HashMap<u32, T>> {
         let mut wanted: Vec<u32> = indices.to_vec();
         wanted.sort_unstable();
         wanted.dedup();
         let per = self.per_image();
-        let mut found = HashMap::new();
+        let mut found = HashMap::with_capacity(wanted.len());
         self.for_each_shard(|first, data| {
             let count = data.len() / per;
-            for &i in wanted.iter().filter(|&&i| (i as usize) >= first && (i as usize) < first + count) {
+            let here: Vec<u32> = wanted.iter().copied().filter(|&i| (i as usize) >= first && (i as usize) < first + count).collect();
+            found.par_extend(here.into_par_iter().map(|i| {
                 let local = i as usize - first;
-                found.insert(i, data[local * per..(local + 1) * per].to_vec());
-            }
+                (i, convert(&data[local * per..(local + 1) * per]))
+            }));
             Ok(())
         })?;
         Ok(found)
@@ -398,7 +405,7 @@ pub struct Check<'a> {
 
 struct WindowCheck<'a> {
     hashes: &'a [u64],
-    min_correlation: f32,
+    min_correlation: f64,
     correlation: HashMap<(u32, u32), f32>,
 }
 
@@ -410,8 +417,8 @@ impl<'a> Check<'a> {
             let mut wanted: Vec<u32> = candidates.window_pairs.iter().flat_map(|p| [p.a, p.b]).collect();
             wanted.sort_unstable();
             wanted.dedup();
-            let thumbs: HashMap<u32, Vec<f32>> =
-                crops.read(&wanted)?.into_iter().map(|(i, crop)| (i, grey_thumbnail(&downsample_to_input(&crop, crops.side as usize)))).collect();
+            let side = crops.side as usize;
+            let thumbs: HashMap<u32, Vec<u8>> = crops.read_as(&wanted, |crop| grey_thumbnail(&downsample_to_input(crop, side)))?;
             let correlation = candidates.window_pairs.par_iter().map(|p| ((p.a, p.b), aligned_correlation(&thumbs[&p.a], &thumbs[&p.b]))).collect();
             Some(WindowCheck { hashes: &hashes.windows, min_correlation: config.window_min_correlation, correlation })
         } else {
@@ -427,7 +434,7 @@ impl<'a> Check<'a> {
 
     /// The crop route: a window pair whose thumbnails correlate enough.
     fn by_windows(&self, a: u32, b: u32) -> bool {
-        self.correlation(a, b).is_some_and(|c| c >= self.windows.as_ref().map_or(f32::INFINITY, |w| w.min_correlation))
+        self.correlation(a, b).is_some_and(|c| f64::from(c) >= self.windows.as_ref().map_or(f64::INFINITY, |w| w.min_correlation))
     }
 
     /// The aligned correlation of a window pair (None: not a window pair, or the route is off).

@@ -50,7 +50,7 @@ pub struct ScaleSettings {
     pub limit: usize,
     /// The crop route's window pHash radii and correlation floors scored (besides the configured).
     pub window_radii: &'static [u32],
-    pub correlations: &'static [f32],
+    pub correlations: &'static [f64],
 }
 
 /// The set as the stage sees it, one entry per image (originals in input order, each followed by
@@ -475,17 +475,17 @@ pub struct WindowRow {
 }
 
 /// Upper bounds of the correlation bands in [`WindowRow`].
-pub const CORRELATION_BANDS: [f32; 7] = [0.7, 0.8, 0.85, 0.9, 0.93, 0.96, f32::INFINITY];
+pub const CORRELATION_BANDS: [f32; 9] = [0.7, 0.8, 0.85, 0.9, 0.93, 0.95, 0.96, 0.97, f32::INFINITY];
 
 /// The name of the curve of the code with the pHash check at `t` bits and the crop route.
-pub fn windows_method(t: u32, window_radius: u32, correlation: f32) -> String {
+pub fn windows_method(t: u32, window_radius: u32, correlation: f64) -> String {
     format!("autoencoder + pHash check <= {t} + windows <= {window_radius}, correlation >= {correlation:.2}")
 }
 
 pub const AE: &str = "autoencoder";
 /// The crop route's window radii and correlation floors scored (besides the configured ones).
-pub const WINDOW_RADII: [u32; 3] = [8, 10, 12];
-pub const CORRELATIONS: [f32; 3] = [0.9, 0.93, 0.95];
+pub const WINDOW_RADII: [u32; 2] = [8, 10];
+pub const CORRELATIONS: [f64; 4] = [0.93, 0.95, 0.96, 0.97];
 pub const PHASH: &str = "pHash";
 /// pHash radii tried as the check on the autoencoder's candidates (besides the configured one).
 pub const CHECK_RADII: [u32; 5] = [6, 8, 10, 12, 14];
@@ -661,14 +661,14 @@ pub fn evaluate(input: &Path, set: &ScaleSet, config: &DedupeConfig, settings: &
     }
     let t0 = config.verify_phash_radius;
     let phash_check = PhashCheck { hashes: &set.phash, radius: t0 };
-    let mut routes: Vec<(u32, f32)> = settings.window_radii.iter().flat_map(|&t| settings.correlations.iter().map(move |&c| (t, c))).collect();
+    let mut routes: Vec<(u32, f64)> = settings.window_radii.iter().flat_map(|&t| settings.correlations.iter().map(move |&c| (t, c))).collect();
     routes.push((config.window_phash_radius, config.window_min_correlation));
     routes.sort_by(|a, b| a.0.cmp(&b.0).then(a.1.total_cmp(&b.1)));
     routes.dedup();
     let code_route = ae.false_pairs(&truth, settings.max_radius, Some(&phash_check));
     for (t, rho) in routes {
-        let passes_window = |a: u32, b: u32| window_distance(&set.windows, a, b) <= t && correlation_of(a, b) >= rho;
-        let passing: Vec<&WindowPair> = wpairs.iter().filter(|p| p.distance <= t && correlation[&(p.a, p.b)] >= rho).collect();
+        let passes_window = |a: u32, b: u32| window_distance(&set.windows, a, b) <= t && f64::from(correlation_of(a, b)) >= rho;
+        let passing: Vec<&WindowPair> = wpairs.iter().filter(|p| p.distance <= t && f64::from(correlation[&(p.a, p.b)]) >= rho).collect();
         let extra: Vec<NearPair> = passing
             .iter()
             .map(|p| (group_of[p.a as usize], group_of[p.b as usize]))
