@@ -8,7 +8,6 @@ use dcgan_pipeline::data::{cifar::Split, open_labeled};
 use dcgan_pipeline::fsutil;
 use dcgan_pipeline::gan::trainer::{check_dataset, train, Gan, TrainConfig};
 use dcgan_pipeline::stage::cli::{exit_with, load_config_or_print};
-use dcgan_pipeline::torchutil::input::to_network_input;
 use dcgan_pipeline::stage::preemption;
 
 /// Trains the DCGAN (train.preset: imagenet32 or dcgan64) with the paper's settings: Adam lr 2e-4,
@@ -162,12 +161,12 @@ fn benchmark_steps(config: &TrainConfig, steps: u64) -> Result<f64> {
     let images = tch::Tensor::randint(256, [config.batch, size, size, 3], (tch::Kind::Uint8, device));
     let sync = |gan: &Gan| if device.is_cuda() { tch::Cuda::synchronize(0) } else { let _ = &gan.device; };
     for step in 0..3 {
-        gan.train_step(&to_network_input(&images), step);
+        gan.train_step(&gan.network_input(&images), step);
     }
     sync(&gan);
     let start = std::time::Instant::now();
     for step in 0..steps {
-        let losses = gan.train_step(&to_network_input(&images), 3 + step as i64);
+        let losses = gan.train_step(&gan.network_input(&images), 3 + step as i64);
         if step + 1 == steps {
             let _ = f64::try_from(&losses.loss_d)?;
         }

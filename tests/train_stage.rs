@@ -8,7 +8,7 @@ use std::process::Command;
 use common::*;
 use dcgan_pipeline::config::Config;
 use dcgan_pipeline::gan::models::{sample_z, Discriminator, Generator, Preset};
-use dcgan_pipeline::gan::trainer::{to_channels_last, Gan, TrainConfig};
+use dcgan_pipeline::gan::trainer::{ChannelsLast, Gan, TrainConfig};
 use dcgan_pipeline::torchutil::input::to_network_input;
 use tch::{nn, Device, Kind, Tensor};
 
@@ -168,28 +168,51 @@ fn save_then_load_is_exact() {
 
 #[test]
 fn channels_last_weights_save_in_the_standard_order() {
-    // `train.channels_last` (CUDA only) keeps conv weights with NHWC strides; a checkpoint must
-    // still hold them in the standard order and load back exactly. The same strides on the CPU.
+    // `train.channels_last = "auto"` keeps conv weights with NHWC strides on the CPU; a checkpoint
+    // must still hold them in the standard order and load back exactly.
     let config = tiny(Preset::Imagenet32, 8, 8);
+    assert_eq!(config.channels_last, ChannelsLast::Auto, "the default");
     let gan = Gan::new(&config, Device::Cpu);
+    let nhwc = |t: &tch::Tensor| t.dim() == 4 && t.stride()[1] == 1 && t.size()[1] > 1;
     let mut converted = 0;
     for vs in [&gan.g_vars, &gan.d_vars] {
-        for (_, mut t) in vs.variables() {
+        for (name, t) in vs.variables() {
             if t.dim() == 4 {
-                tch::no_grad(|| t.set_data(&to_channels_last(&t)));
-                assert!(!t.is_contiguous());
+                assert!(nhwc(&t) && !t.is_contiguous(), "{name}: strides {:?}", t.stride());
                 converted += 1;
             }
         }
     }
     assert_eq!(converted, 6 + 5, "D's six convs and G's five transposed convs");
+    let standard = Gan::new(&TrainConfig { channels_last: ChannelsLast::Off, ..config.clone() }, Device::Cpu);
+    assert!(standard.d_vars.variables().values().all(|t| t.is_contiguous()), "off: the standard order");
     let dir = tempfile::tempdir().unwrap();
     gan.save(dir.path()).unwrap();
+    let saved = tch::Tensor::read_safetensors(dir.path().join("d.safetensors")).unwrap();
+    assert!(saved.iter().all(|(_, t)| t.is_contiguous()), "saved in the standard order");
     let mut other = Gan::new(&TrainConfig { seed: 99, ..config.clone() }, Device::Cpu);
     other.load(dir.path()).unwrap();
     for (name, t) in gan.d_vars.variables().into_iter().chain(gan.g_vars.variables()) {
         let loaded = other.d_vars.variables().get(&name).or(other.g_vars.variables().get(&name)).unwrap().shallow_clone();
         assert!(t.equal(&loaded), "{name}");
+    }
+}
+
+#[test]
+fn a_channels_last_step_computes_what_the_standard_step_does() {
+    // The layout changes which kernels run, not what they compute: from the same weights, one
+    // step's losses, and the next step's, agree to float32 rounding.
+    let config = tiny(Preset::Imagenet32, 8, 8);
+    let mut nhwc = Gan::new(&TrainConfig { channels_last: ChannelsLast::On, ..config.clone() }, Device::Cpu);
+    let mut nchw = Gan::new(&TrainConfig { channels_last: ChannelsLast::Off, ..config.clone() }, Device::Cpu);
+    for step in 0..2 {
+        // The second step's losses see the weights the first step's gradients moved.
+        let images = tch::Tensor::randint(256, [8, 32, 32, 3], (tch::Kind::Uint8, Device::Cpu));
+        let (a, b) = (nhwc.train_step(&nhwc.network_input(&images), step), nchw.train_step(&nchw.network_input(&images), step));
+        for (x, y, what) in [(&a.loss_d, &b.loss_d, "loss_d"), (&a.loss_g, &b.loss_g, "loss_g"), (&a.d_real, &b.d_real, "D(x)")] {
+            let (x, y) = (f64::try_from(x).unwrap(), f64::try_from(y).unwrap());
+            assert!((x - y).abs() < 1e-4 * x.abs().max(1.0), "step {step}, {what}: {x} vs {y}");
+        }
     }
 }
 

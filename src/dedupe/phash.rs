@@ -16,7 +16,7 @@ pub fn phasher() -> Hasher {
 }
 
 /// One image's pHash as a word.
-pub fn phash64(hasher: &Hasher, image: &RgbImage) -> u64 {
+pub fn phash64<I: image_hasher::Image>(hasher: &Hasher, image: &I) -> u64 {
     u64::from_le_bytes(hasher.hash_image(image).as_bytes()[..8].try_into().expect("a 64-bit pHash"))
 }
 

@@ -70,11 +70,13 @@ pub fn window_hashes(crops: &[u8], side: u32) -> Vec<u64> {
         .par_chunks_exact(per)
         .flat_map_iter(|c| {
             let image = RgbImage::from_raw(side, side, c.to_vec()).expect("crop size");
+            // pHash greys the image first: grey once, then cut the windows (the same hashes).
+            let grey = image::imageops::grayscale(&image);
             let mut hashes = Vec::with_capacity(PER_IMAGE);
             hashes.push(phash64(&hasher, &image));
             for window in &WINDOWS {
                 let (x, y, s) = rect(window, side);
-                hashes.push(phash64(&hasher, &image::imageops::crop_imm(&image, x, y, s, s).to_image()));
+                hashes.push(phash64(&hasher, &image::imageops::crop_imm(&grey, x, y, s, s).to_image()));
             }
             hashes
         })
@@ -106,8 +108,9 @@ pub fn window_pairs(hashes: &[u64], radius: u32) -> Vec<WindowPair> {
     let flips = radius as usize / CHUNKS;
     let masks: Vec<u64> = (0..1u64 << 16).filter(|m| m.count_ones() as usize <= flips).collect();
     let chunk = |h: u64, k: usize| ((h >> (16 * k)) & 0xFFFF) as usize;
-    // Per chunk: hash positions ordered by the chunk's value, and each value's start.
-    let tables: Vec<(Vec<u32>, Vec<u32>)> = (0..CHUNKS)
+    // Per chunk: hash positions ordered by the chunk's value, each value's start, and the hashes
+    // in that order (a bucket is then scanned contiguously rather than gathered from `hashes`).
+    let tables: Vec<(Vec<u32>, Vec<u32>, Vec<u64>)> = (0..CHUNKS)
         .into_par_iter()
         .map(|k| {
             let mut starts = vec![0u32; (1 << 16) + 1];
@@ -124,7 +127,8 @@ pub fn window_pairs(hashes: &[u64], radius: u32) -> Vec<WindowPair> {
                 ids[*slot as usize] = i as u32;
                 *slot += 1;
             }
-            (starts, ids)
+            let ordered = ids.iter().map(|&j| hashes[j as usize]).collect();
+            (starts, ids, ordered)
         })
         .collect();
     let images = hashes.len() / PER_IMAGE;
@@ -133,13 +137,14 @@ pub fn window_pairs(hashes: &[u64], radius: u32) -> Vec<WindowPair> {
         .flat_map_iter(|i| {
             let full = hashes[i * PER_IMAGE];
             let mut found = Vec::new();
-            for (k, (starts, ids)) in tables.iter().enumerate() {
+            for (k, (starts, ids, ordered)) in tables.iter().enumerate() {
                 let own = chunk(full, k);
                 for &m in &masks {
                     let v = own ^ m as usize;
-                    for &j in &ids[starts[v] as usize..starts[v + 1] as usize] {
+                    let bucket = starts[v] as usize..starts[v + 1] as usize;
+                    for (&j, &h) in ids[bucket.clone()].iter().zip(&ordered[bucket]) {
                         let other = j as usize / PER_IMAGE;
-                        if other != i && (hashes[j as usize] ^ full).count_ones() <= radius {
+                        if (h ^ full).count_ones() <= radius && other != i {
                             found.push((i.min(other) as u32, i.max(other) as u32));
                         }
                     }
