@@ -376,7 +376,8 @@ mod tests {
         let (t0, t1, t2) = (thumb(&original), thumb(&copy), thumb(&other));
         let plain = {
             let whole = Sampling::of(&w(1.0, 0.0, 0.0));
-            dot(&whole.sample(&t0), &whole.sample(&t1))
+            let grey = |t: &[u8]| t.iter().map(|&v| f32::from(v)).collect::<Vec<f32>>();
+            dot(&whole.sample(&grey(&t0)), &whole.sample(&grey(&t1)))
         };
         let aligned = aligned_correlation(&t0, &t1);
         assert!(aligned > 0.95 && aligned > plain, "aligned {aligned}, unaligned {plain}");
