@@ -27,7 +27,7 @@ export PATH := $(VENV)/bin:$(PATH)
 export LIBTORCH_USE_PYTORCH := 1
 export DCGAN_PYTHON := $(VENV)/bin/python
 
-.PHONY: help setup apt apt-test venv build demo test slurm-preprocess slurm-train slurm-all bench bench-faces bench-train bench-svm bench-dedupe eval-dedupe eval-dedupe-scale preprocess train select-d cifar-data cifar-eval
+.PHONY: help setup apt apt-test venv build demo test slurm-preprocess slurm-train slurm-all bench bench-faces bench-train bench-svm bench-dedupe bench-dedupe-windows eval-dedupe eval-dedupe-scale preprocess train select-d cifar-data cifar-eval
 
 help:
 	@echo "make demo        set up (apt, venv with torch, release build) and run the demo into $(OUT)/demo"
@@ -45,6 +45,7 @@ help:
 	@echo "make bench-dedupe 1,000,000 codes indexed and searched (time, memory); index vs brute force on 100,000"
 	@echo "make eval-dedupe  dedupe's labelled near-duplicate evaluation on EVAL_DIR (default ../shared/data/imagenet-samples)"
 	@echo "make eval-dedupe-scale  dedupe's removals scored on DEDUPE_SCALE_INPUT (default Tiny ImageNet's 100,000) with planted copies"
+	@echo "make bench-dedupe-windows  the crop route's window search (3 vs 4 chunks) on 25%/50%/100% of DEDUPE_SCALE_INPUT"
 
 setup: apt venv build
 
@@ -135,6 +136,12 @@ eval-dedupe: setup
 DEDUPE_SCALE_INPUT ?= ../shared/data/tiny-imagenet-32-train.tar.gz
 eval-dedupe-scale: setup
 	$(BIN)/dedupe --eval-scale --input $(DEDUPE_SCALE_INPUT) --output $(OUT)/dedupe-eval-scale$(SEED) --set dedupe.device=cpu --set dedupe.seed=$(or $(SEED),0)
+
+# The crop route's window search with 3 and 4 chunks on a quarter, a half and all of a dedupe run's
+# crops (the stage run first, resumable), for projecting its cost to larger sets.
+bench-dedupe-windows: setup
+	$(BIN)/dedupe --input $(DEDUPE_SCALE_INPUT) --output $(OUT)/dedupe-scale-input --set dedupe.device=cpu
+	cargo run --release --example dedupe_window_search -- $(OUT)/dedupe-scale-input/crops
 
 bench-train: setup
 	bash benches/train_step_cpu.sh 5 3

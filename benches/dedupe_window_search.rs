@@ -1,0 +1,50 @@
+//! The crop route's window search at growing set sizes: the window pHashes of N real crops (a
+//! dedupe output's crops/ folder, 64x64), then every pair within the window radius found with 3 and
+//! with 4 chunks (both exact: their pairs must agree), the time of each and the plan's choice, for
+//! N = a quarter, a half and all of the crops. How the search time grows with N is what projects
+//! it to LSUN's 3M.
+//!
+//! cargo run --release --example dedupe_window_search -- CROPS_DIR [RADIUS]
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use dcgan_pipeline::data::npy::read_array;
+use dcgan_pipeline::dedupe::windows::{window_chunks, window_hashes, window_pairs_with, window_search_work, PER_IMAGE};
+
+fn main() -> anyhow::Result<()> {
+    let args: Vec<String> = std::env::args().collect();
+    let dir = PathBuf::from(args.get(1).expect("usage: dedupe_window_search CROPS_DIR [RADIUS]"));
+    let radius: u32 = args.get(2).map_or(Ok(10), |r| r.parse())?;
+    let mut shards: Vec<PathBuf> = std::fs::read_dir(&dir)?.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("images-"))).collect();
+    shards.sort();
+    let started = Instant::now();
+    let mut hashes = Vec::new();
+    for shard in &shards {
+        let (shape, data) = read_array::<u8>(shard)?;
+        hashes.extend(window_hashes(&data, shape[1] as u32));
+    }
+    let images = hashes.len() / PER_IMAGE;
+    println!("{images} crops from {} shards: window pHashes in {:.1} s", shards.len(), started.elapsed().as_secs_f64());
+    println!("| photos | pairs within {radius} | 4 chunks (work per image) | 3 chunks (work per image) | 3 / 4 | the plan picks |");
+    println!("|---:|---:|---:|---:|---:|---:|");
+    for n in [images / 4, images / 2, images] {
+        let part = &hashes[..n * PER_IMAGE];
+        let time = |chunks: usize| {
+            let t = Instant::now();
+            let pairs = window_pairs_with(part, radius, chunks);
+            (pairs, t.elapsed().as_secs_f64())
+        };
+        let ((four, t4), (three, t3)) = (time(4), time(3));
+        assert_eq!(four, three, "3 and 4 chunks must find the same pairs");
+        let t = Instant::now();
+        let pick = window_chunks(part, radius);
+        let planned = t.elapsed().as_secs_f64();
+        let work = |chunks: usize| {
+            let (lookups, compared) = window_search_work(part, radius, chunks);
+            format!("{lookups:.0} lookups, {compared:.0} compared")
+        };
+        println!("| {n} | {} | {t4:.2} s ({}) | {t3:.2} s ({}) | {:.2} | {pick} (planned in {planned:.2} s) |", four.len(), work(4), work(3), t3 / t4);
+    }
+    Ok(())
+}
