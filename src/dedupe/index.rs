@@ -212,8 +212,8 @@ pub fn plan_chunks(codes: &[Code128], radius: u32) -> ChunkPlan {
     best.map_or(ChunkPlan { chunks: 8, lookups: 0.0, candidates: 0.0 }, |(_, plan)| plan)
 }
 
-/// Every mask of `bits` bits with at most `flips` bits set.
-fn masks_within(bits: u32, flips: usize) -> Vec<usize> {
+/// Every mask of `bits` bits with at most `flips` bits set (the window search uses it too).
+pub(super) fn masks_within(bits: u32, flips: usize) -> Vec<usize> {
     (0..1usize << bits).filter(|m| m.count_ones() as usize <= flips).collect()
 }
 

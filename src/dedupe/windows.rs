@@ -19,6 +19,7 @@ use rayon::prelude::*;
 use serde::Serialize;
 
 use super::autoencoder::{INPUT_DIM, INPUT_SIDE};
+use super::index::masks_within;
 use super::phash::{phash64, phasher};
 
 /// A square sub-crop: side `scale` of the crop's side, centre offset by (`dx`, `dy`) sides from
@@ -124,11 +125,6 @@ fn bucket_starts(hashes: &[u64], b: (u32, u32)) -> Vec<u32> {
         starts[v + 1] += starts[v];
     }
     starts
-}
-
-/// Every chunk value within `flips` bits of 0, for a chunk of `bits` bits.
-fn masks_within(bits: u32, flips: usize) -> Vec<usize> {
-    (0..1usize << bits).filter(|m| m.count_ones() as usize <= flips).collect()
 }
 
 /// A bucket lookup costs about this many hash comparisons (a random read of a table of megabytes
