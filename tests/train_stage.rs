@@ -12,6 +12,16 @@ use dcgan_pipeline::gan::trainer::{ChannelsLast, Gan, TrainConfig};
 use dcgan_pipeline::torchutil::input::to_network_input;
 use tch::{nn, Device, Kind, Tensor};
 
+/// The in-process tests that run libtorch take turns. libtorch's intra-op pool is shared by the
+/// process: a parallel kernel called while another test holds the pool runs on fewer threads, and
+/// channels-last kernels then split their reductions differently, which moved the last bits of a
+/// weight in 5 of 20 parallel runs of the bitwise test (0 of 20 with one test at a time). `train`
+/// itself runs one step at a time.
+fn torch_turn() -> std::sync::MutexGuard<'static, ()> {
+    static TORCH: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    TORCH.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
 fn tiny(preset: Preset, width: i64, batch: i64) -> TrainConfig {
     let mut config = Config::load(None, &[]).unwrap().train;
     config.preset = preset;
@@ -23,6 +33,7 @@ fn tiny(preset: Preset, width: i64, batch: i64) -> TrainConfig {
 
 #[test]
 fn both_presets_have_the_papers_shapes() {
+    let _turn = torch_turn();
     let vs = nn::VarStore::new(Device::Cpu);
     let d = Discriminator::new(&vs.root(), Preset::Imagenet32, 128);
     let g = Generator::new(&vs.root(), Preset::Imagenet32, 256, 128);
@@ -55,6 +66,7 @@ fn both_presets_have_the_papers_shapes() {
 
 #[test]
 fn pooling_to_a_4x4_grid_matches_a_direct_computation() {
+    let _turn = torch_turn();
     let vs = nn::VarStore::new(Device::Cpu);
     let d = Discriminator::new(&vs.root(), Preset::Imagenet32, 4);
     let images = Tensor::rand([1, 3, 32, 32], (Kind::Float, Device::Cpu)) * 2.0 - 1.0;
@@ -83,6 +95,7 @@ fn random_batch(n: i64, size: i64) -> Tensor {
 
 #[test]
 fn one_step_changes_both_networks_and_keeps_losses_finite() {
+    let _turn = torch_turn();
     for preset in [Preset::Imagenet32, Preset::Dcgan64] {
         let config = tiny(preset, 8, 8);
         let mut gan = Gan::new(&config, Device::Cpu);
@@ -123,6 +136,7 @@ fn plain_step(gan: &mut Gan, real: &Tensor, seed: i64) {
 
 #[test]
 fn the_step_reaches_the_weights_of_the_plain_loop_bitwise() {
+    let _turn = torch_turn();
     // train_step freezes D during G's backward (no D weight gradients, which G's update never
     // reads): that may not change a bit of what the plain loop computes.
     for preset in [Preset::Imagenet32, Preset::Dcgan64] {
@@ -145,6 +159,7 @@ fn the_step_reaches_the_weights_of_the_plain_loop_bitwise() {
 
 #[test]
 fn save_then_load_is_exact() {
+    let _turn = torch_turn();
     let config = tiny(Preset::Imagenet32, 8, 8);
     let mut gan = Gan::new(&config, Device::Cpu);
     gan.train_step(&random_batch(8, 32), 3);
@@ -168,6 +183,7 @@ fn save_then_load_is_exact() {
 
 #[test]
 fn channels_last_weights_save_in_the_standard_order() {
+    let _turn = torch_turn();
     // `train.channels_last = "auto"` keeps conv weights with NHWC strides on the CPU; a checkpoint
     // must still hold them in the standard order and load back exactly.
     let config = tiny(Preset::Imagenet32, 8, 8);
@@ -200,6 +216,7 @@ fn channels_last_weights_save_in_the_standard_order() {
 
 #[test]
 fn a_channels_last_step_computes_what_the_standard_step_does() {
+    let _turn = torch_turn();
     // The layout changes which kernels run, not what they compute: from the same weights, one
     // step's losses, and the next step's, agree to float32 rounding.
     let config = tiny(Preset::Imagenet32, 8, 8);
@@ -218,6 +235,7 @@ fn a_channels_last_step_computes_what_the_standard_step_does() {
 
 #[test]
 fn bfloat16_convolutions_stay_close_to_float32() {
+    let _turn = torch_turn();
     // Mixed precision (`train.precision = "bfloat16"`, CUDA only in `train`) computes the same
     // networks: on the CPU, the same weights give logits and images within bfloat16's rounding.
     // Seeded: with unseeded weights and noise one run in CI reached 5.03% against the 5% bound;
@@ -278,6 +296,7 @@ fn d_weights(output: &Path) -> Vec<(String, Tensor)> {
 
 #[test]
 fn an_interrupted_run_resumes_to_the_same_weights() {
+    let _turn = torch_turn();
     let dir = tempfile::tempdir().unwrap();
     let packed = packed_set(dir.path(), 24, 32);
     // 24 images, batch 8: 3 steps per epoch; 2 epochs.
