@@ -8,6 +8,8 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
+use crate::torchutil::device::DeviceName;
+
 /// The embedded default configuration.
 pub const DEFAULT_TOML: &str = include_str!("../configs/demo.toml");
 
@@ -154,6 +156,7 @@ impl Config {
         if t.batch < 1 || t.lr <= 0.0 || !(0.0..1.0).contains(&t.beta1) || !(0.0..1.0).contains(&t.beta2) {
             return Err(bad("train.batch must be >= 1, train.lr > 0, train.beta1 and beta2 in [0, 1)".into()));
         }
+        DeviceName::parse(&t.device).map_err(|e| bad(format!("train.device: {e}")))?;
         self.cifar_eval.validate().map_err(bad)?;
         self.dedupe.validate().map_err(bad)?;
         if self.run.batch == 0 {
@@ -198,5 +201,14 @@ mod tests {
         std::fs::write(&file, "[crop]\ncolour = 1\n").unwrap();
         let err = Config::load(Some(&file), &[]).unwrap_err().to_string();
         assert!(err.contains("colour") && err.contains("c.toml"), "{err}");
+    }
+
+    #[test]
+    fn a_bad_device_name_is_refused_at_load_under_its_key() {
+        for key in ["train.device", "dedupe.device", "cifar_eval.device"] {
+            let err = Config::load(None, &[format!("{key}=\"gpu\"")]).unwrap_err().to_string();
+            assert!(err.contains(key) && err.contains("\"gpu\""), "{err}");
+            assert!(Config::load(None, &[format!("{key}=\"cuda:1\"")]).is_ok(), "{key}");
+        }
     }
 }

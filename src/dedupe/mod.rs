@@ -29,6 +29,8 @@ pub mod windows;
 
 use serde::{Deserialize, Serialize};
 
+use crate::torchutil::device::{parse_device, DeviceName};
+
 pub use autoencoder::{Autoencoder, Threshold};
 pub use hash::Code128;
 pub use phash::PhashCheck;
@@ -150,15 +152,7 @@ impl DedupeConfig {
     }
 
     pub fn device(&self) -> Result<tch::Device, String> {
-        Ok(match self.device.as_str() {
-            "auto" => tch::Device::cuda_if_available(),
-            "cpu" => tch::Device::Cpu,
-            "cuda" => tch::Device::Cuda(0),
-            other => match other.strip_prefix("cuda:").and_then(|n| n.parse().ok()) {
-                Some(n) => tch::Device::Cuda(n),
-                None => return Err(format!("dedupe.device = {other:?}: expected auto, cpu, cuda or cuda:N")),
-            },
-        })
+        parse_device(&self.device).map_err(|e| format!("dedupe.device: {e}"))
     }
 
     pub fn validate(&self) -> Result<(), String> {
@@ -189,6 +183,6 @@ impl DedupeConfig {
         if self.part_size == 0 || self.min_decoded_factor == 0 {
             return Err("dedupe.part_size and dedupe.min_decoded_factor must be at least 1".into());
         }
-        self.device().map(|_| ())
+        DeviceName::parse(&self.device).map(|_| ()).map_err(|e| format!("dedupe.device: {e}"))
     }
 }

@@ -23,7 +23,7 @@ use crate::data::cifar::{Split, CIFAR10_CLASSES};
 use crate::data::{cifar, open_labeled, split_exists, LabeledImages};
 use crate::fsutil;
 use crate::gan::Preset;
-use crate::torchutil::device::parse_device;
+use crate::torchutil::device::{parse_device, DeviceName};
 use crate::stage::progress::Progress;
 use linfa::ParamGuard;
 
@@ -105,7 +105,7 @@ impl CifarEvalConfig {
         if !matches!(self.batch_norm.as_str(), "recompute" | "checkpoint") {
             return Err(format!("cifar_eval.batch_norm = {:?}: expected recompute or checkpoint", self.batch_norm));
         }
-        parse_device(&self.device).map_err(|e| format!("cifar_eval.device: {e}"))?;
+        DeviceName::parse(&self.device).map_err(|e| format!("cifar_eval.device: {e}"))?;
         Ok(())
     }
 
