@@ -233,6 +233,11 @@ pub fn grey_thumbnail(input: &[u8]) -> Vec<u8> {
     input.chunks_exact(3).map(|p| (0.299 * p[0] as f32 + 0.587 * p[1] as f32 + 0.114 * p[2] as f32).round() as u8).collect()
 }
 
+/// A thumbnail's grey levels as floats, for sampling (stored as bytes: a quarter of the memory).
+fn grey_levels(thumb: &[u8]) -> Vec<f32> {
+    thumb.iter().map(|&v| f32::from(v)).collect()
+}
+
 /// Where one axis of a window samples the thumbnail: per grid cell the lower pixel, the upper
 /// one (clamped to the edge) and the weight of the upper.
 type Axis = [(usize, usize, f32); GRID];
@@ -356,8 +361,7 @@ fn lane_sum(x: &[f32; GRID * GRID], square: bool) -> f32 {
 /// correlates with nothing (0).
 pub fn aligned_correlation(a: &[u8], b: &[u8]) -> f32 {
     let Search { windows, sampling, mirror } = search();
-    let as_f32 = |t: &[u8]| -> Vec<f32> { t.iter().map(|&v| f32::from(v)).collect() };
-    let (a, b) = (&as_f32(a)[..], &as_f32(b)[..]);
+    let (a, b) = (&grey_levels(a)[..], &grey_levels(b)[..]);
     let (sa, sb): (Vec<_>, Vec<_>) = sampling.iter().map(|s| (s.sample(a), s.sample(b))).unzip();
     // The best (window of a, window of b) by index into `windows`.
     let mut best = (dot(&sa[0], &sb[0]), 0, 0);
@@ -436,8 +440,7 @@ mod tests {
         let (t0, t1, t2) = (thumb(&original), thumb(&copy), thumb(&other));
         let plain = {
             let whole = Sampling::of(&w(1.0, 0.0, 0.0));
-            let grey = |t: &[u8]| t.iter().map(|&v| f32::from(v)).collect::<Vec<f32>>();
-            dot(&whole.sample(&grey(&t0)), &whole.sample(&grey(&t1)))
+            dot(&whole.sample(&grey_levels(&t0)), &whole.sample(&grey_levels(&t1)))
         };
         let aligned = aligned_correlation(&t0, &t1);
         assert!(aligned > 0.95 && aligned > plain, "aligned {aligned}, unaligned {plain}");
