@@ -18,7 +18,7 @@ use std::time::Instant;
 
 use dcgan_pipeline::config::Config;
 use dcgan_pipeline::dedupe::clusters::{cluster, exact_groups};
-use dcgan_pipeline::dedupe::eval::Rng;
+use dcgan_pipeline::dedupe::quality::labelled::Rng;
 use dcgan_pipeline::dedupe::index::{brute_force_pairs, index_pairs, multi_index_pairs, multi_index_pairs_with, plan_chunks, IndexParams};
 use dcgan_pipeline::dedupe::Code128;
 

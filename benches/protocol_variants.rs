@@ -19,7 +19,8 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use dcgan_pipeline::config::Config;
-use dcgan_pipeline::eval::protocol::{draw_per_class, load_splits, refined_c, select_images, validation_split, SplitFeatures, TestSplit};
+use dcgan_pipeline::eval::c_search::refined_c;
+use dcgan_pipeline::eval::protocol::{draw_per_class, load_splits, select_images, validation_split, SplitFeatures, TestSplit};
 use dcgan_pipeline::eval::{ClassificationMetrics, FeatureDtype, FeatureExtractor, FeatureMatrix, FeatureRows, FeatureSpec, Normalization};
 use dcgan_pipeline::gan::{FeaturePoint, Pooling};
 use serde_json::json;

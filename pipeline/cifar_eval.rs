@@ -7,7 +7,8 @@ use clap::Parser;
 use dcgan_pipeline::eval::protocol::{evaluate, table_1};
 use dcgan_pipeline::eval::select::score_snapshots;
 use dcgan_pipeline::fsutil;
-use dcgan_pipeline::stage::cli::{exit_with, load_config_or_print};
+use dcgan_pipeline::config::load_or_print;
+use dcgan_pipeline::stage::cli::exit_with;
 
 /// Scores a DCGAN discriminator the paper's way (Table 1): every conv layer's activation
 /// max-pooled to 4x4 and concatenated (28,672 features for imagenet32), standardised, and a
@@ -62,7 +63,7 @@ fn run(cli: Cli) -> Result<i32> {
     if let Some(d) = &cli.discriminator {
         sets.insert(0, format!("cifar_eval.discriminator={d:?}"));
     }
-    let Some(config) = load_config_or_print(cli.config.as_deref(), &sets, cli.print_config)? else {
+    let Some(config) = load_or_print(cli.config.as_deref(), &sets, cli.print_config)? else {
         return Ok(0);
     };
     let (input, output) = (cli.input.expect("required"), cli.output.expect("required"));

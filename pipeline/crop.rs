@@ -3,7 +3,8 @@
 use anyhow::Result;
 use clap::Parser;
 use dcgan_pipeline::crop::CropStage;
-use dcgan_pipeline::stage::cli::{exit_with, load_config_or_print, run_stage};
+use dcgan_pipeline::config::load_or_print;
+use dcgan_pipeline::stage::cli::{exit_with, run_stage};
 use dcgan_pipeline::stage::{fingerprint, StageArgs};
 
 /// Min-resized center crops, as the DCGAN paper trained on: scale the shorter side to
@@ -26,10 +27,10 @@ fn main() {
 }
 
 fn run(args: StageArgs) -> Result<i32> {
-    let Some(config) = load_config_or_print(args.config.as_deref(), &args.sets, args.print_config)? else {
+    let Some(config) = load_or_print(args.config.as_deref(), &args.sets, args.print_config)? else {
         return Ok(0);
     };
     let output = args.output.clone().expect("clap requires --output");
     let stage = CropStage::new(config.crop.clone());
-    run_stage(&stage, &args, &config, &output, config.crop.part_size, fingerprint(&config.crop))
+    run_stage(&stage, &args, &config.run, config.to_toml(), &output, config.crop.part_size, fingerprint(&config.crop))
 }

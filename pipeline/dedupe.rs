@@ -4,12 +4,13 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use clap::Parser;
-use dcgan_pipeline::dedupe::eval::{evaluate, EvalSettings, LabelledInputs};
+use dcgan_pipeline::dedupe::quality::labelled::{evaluate, EvalSettings, LabelledInputs};
 use dcgan_pipeline::dedupe::run::crops_dir;
-use dcgan_pipeline::dedupe::scale_eval::{evaluate as scale_evaluate, ScaleSet, ScaleSettings, CORRELATIONS, WINDOW_RADII};
+use dcgan_pipeline::dedupe::quality::scale::{evaluate as scale_evaluate, ScaleSet, ScaleSettings, CORRELATIONS, WINDOW_RADII};
 use dcgan_pipeline::dedupe::{deduplicate, DedupeCrops};
 use dcgan_pipeline::fsutil::write_atomic;
-use dcgan_pipeline::stage::cli::{exit_with, load_config_or_print, run_stage};
+use dcgan_pipeline::config::load_or_print;
+use dcgan_pipeline::stage::cli::{exit_with, run_stage};
 use dcgan_pipeline::stage::{fingerprint, StageArgs};
 
 /// Removes near duplicates the DCGAN paper's way: a 3072-128-3072 de-noising, dropout-regularised
@@ -97,7 +98,7 @@ fn main() {
 
 fn run(cli: Cli) -> Result<i32> {
     let args = &cli.stage;
-    let Some(config) = load_config_or_print(args.config.as_deref(), &args.sets, args.print_config)? else {
+    let Some(config) = load_or_print(args.config.as_deref(), &args.sets, args.print_config)? else {
         return Ok(0);
     };
     let output = args.output.clone().expect("clap requires --output");
@@ -149,7 +150,7 @@ fn run(cli: Cli) -> Result<i32> {
     }
     let stage = DedupeCrops::new(&config.dedupe);
     let crops = crops_dir(&output);
-    let status = run_stage(&stage, args, &config, &crops, config.dedupe.part_size, fingerprint(&config.dedupe.crop_config()))?;
+    let status = run_stage(&stage, args, &config.run, config.to_toml(), &crops, config.dedupe.part_size, fingerprint(&config.dedupe.crop_config()))?;
     // The crops are merged only once every shard has finished; until then there is no whole set.
     if !crops.join("manifest.jsonl").is_file() {
         return Ok(status);

@@ -3,7 +3,8 @@
 use anyhow::Result;
 use clap::Parser;
 use dcgan_pipeline::faces::FacesStage;
-use dcgan_pipeline::stage::cli::{exit_with, load_config_or_print, run_stage};
+use dcgan_pipeline::config::load_or_print;
+use dcgan_pipeline::stage::cli::{exit_with, run_stage};
 use dcgan_pipeline::stage::{fingerprint, StageArgs};
 
 /// Face crops for the DCGAN faces model: OpenCV's Haar cascade (faces.cascade) finds faces,
@@ -29,10 +30,10 @@ fn main() {
 }
 
 fn run(args: StageArgs) -> Result<i32> {
-    let Some(config) = load_config_or_print(args.config.as_deref(), &args.sets, args.print_config)? else {
+    let Some(config) = load_or_print(args.config.as_deref(), &args.sets, args.print_config)? else {
         return Ok(0);
     };
     let output = args.output.clone().expect("clap requires --output");
     let stage = FacesStage::new(config.faces.clone(), Some(&output))?;
-    run_stage(&stage, &args, &config, &output, config.faces.part_size, fingerprint(&config.faces))
+    run_stage(&stage, &args, &config.run, config.to_toml(), &output, config.faces.part_size, fingerprint(&config.faces))
 }

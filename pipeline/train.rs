@@ -7,7 +7,8 @@ use clap::Parser;
 use dcgan_pipeline::data::{cifar::Split, open_labeled};
 use dcgan_pipeline::fsutil;
 use dcgan_pipeline::gan::trainer::{check_dataset, train, Gan, TrainConfig};
-use dcgan_pipeline::stage::cli::{exit_with, load_config_or_print};
+use dcgan_pipeline::config::load_or_print;
+use dcgan_pipeline::stage::cli::exit_with;
 use dcgan_pipeline::stage::preemption;
 
 /// Trains the DCGAN (train.preset: imagenet32 or dcgan64) with the paper's settings: Adam lr 2e-4,
@@ -70,7 +71,7 @@ fn main() {
 }
 
 fn run(cli: Cli) -> Result<i32> {
-    let Some(config) = load_config_or_print(cli.config.as_deref(), &cli.sets, cli.print_config)? else {
+    let Some(config) = load_or_print(cli.config.as_deref(), &cli.sets, cli.print_config)? else {
         return Ok(0);
     };
     if let Some(steps) = cli.benchmark_steps {

@@ -8,6 +8,7 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
+use crate::stage::RunSettings;
 use crate::torchutil::device::DeviceName;
 
 /// The embedded default configuration.
@@ -28,7 +29,7 @@ pub enum ConfigError {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
-    pub run: RunConfig,
+    pub run: RunSettings,
     pub crop: crate::crop::CropConfig,
     pub faces: crate::faces::FacesConfig,
     pub train: crate::gan::TrainConfig,
@@ -48,18 +49,6 @@ pub struct PathsConfig {
     pub imagenet: String,
     pub cifar: String,
     pub out: String,
-}
-
-/// Settings of every stage that do not change what it writes.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct RunConfig {
-    /// Worker threads; 0 uses every core.
-    pub threads: usize,
-    /// Records decoded in parallel between two writes (bounds memory with the file size limit).
-    pub batch: usize,
-    /// Seconds between progress lines when stderr is not a terminal.
-    pub log_every_s: f64,
 }
 
 fn parse_table(text: &str, origin: &str) -> Result<toml::Table, ConfigError> {
@@ -107,6 +96,17 @@ fn apply_set(table: &mut toml::Table, assignment: &str) -> Result<(), ConfigErro
     }
     node.insert(leaf.to_owned(), parse_set_value(value.trim()));
     Ok(())
+}
+
+/// Loads the effective configuration (embedded default, --config, --set); with --print-config,
+/// prints it and returns None: the binary is done.
+pub fn load_or_print(file: Option<&Path>, sets: &[String], print: bool) -> Result<Option<Config>, ConfigError> {
+    let config = Config::load(file, sets)?;
+    if print {
+        print!("{}", config.to_toml());
+        return Ok(None);
+    }
+    Ok(Some(config))
 }
 
 impl Config {
@@ -159,9 +159,7 @@ impl Config {
         DeviceName::parse(&t.device).map_err(|e| bad(format!("train.device: {e}")))?;
         self.cifar_eval.validate().map_err(bad)?;
         self.dedupe.validate().map_err(bad)?;
-        if self.run.batch == 0 {
-            return Err(bad("run.batch must be at least 1".into()));
-        }
+        self.run.validate().map_err(bad)?;
         Ok(())
     }
 

@@ -9,7 +9,8 @@ use std::process::Command;
 use common::*;
 use dcgan_pipeline::data::cifar::Split;
 use dcgan_pipeline::data::{open_labeled, LabeledImages};
-use dcgan_pipeline::eval::protocol::{refined_c, validation_split, SplitFeatures};
+use dcgan_pipeline::eval::c_search::refined_c;
+use dcgan_pipeline::eval::protocol::{validation_split, SplitFeatures};
 use dcgan_pipeline::eval::{FeatureDtype, FeatureExtractor, FeatureMatrix, FeatureRows, FeatureSpec, L2Svm, Normalization};
 use dcgan_pipeline::gan::{FeaturePoint, Pooling, Preset};
 use linfa::ParamGuard;
@@ -181,7 +182,15 @@ fn cifar_eval_takes_every_protocol_key_and_records_it() {
     assert_eq!(m["protocol"], serde_json::json!({"feature_point": "conv", "pooling": "max+mean", "normalization": "per_layer", "flips": true}));
     assert_eq!(m["feature_count"], 3072);
     assert_eq!(m["grid"].as_array().unwrap().len(), 3, "two grid values and one between the best and its neighbour");
-    assert!(dir.path().join("variant/features-train-flipped.npy").exists() && dir.path().join("variant/features-test-flipped.npy").exists());
+    // The mirrored images' features are saved beside the others, row for row, and differ from them.
+    for (split, images) in [("train", &m["train_images"]), ("test", &m["test_images"])] {
+        let read = |name: String| FeatureMatrix::read_npy(&dir.path().join("variant").join(name)).unwrap();
+        let (plain, flipped) = (read(format!("features-{split}.npy")), read(format!("features-{split}-flipped.npy")));
+        assert_eq!((flipped.n_rows() as u64, flipped.n_cols()), (images.as_u64().unwrap(), 3072), "{split}");
+        assert_eq!((plain.n_rows(), plain.n_cols()), (flipped.n_rows(), flipped.n_cols()), "{split}");
+        let (mut a, mut b) = (vec![0f32; 3072], vec![0f32; 3072]);
+        assert_ne!(plain.row(0, &mut a), flipped.row(0, &mut b), "{split}: a mirrored image's features equal the image's");
+    }
     assert!(m["test"]["accuracy"].as_f64().unwrap() > 0.3);
     // A value the key does not know is refused, naming the values it takes.
     let run = Command::new(env!("CARGO_BIN_EXE_cifar-eval"))

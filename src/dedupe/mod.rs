@@ -18,13 +18,12 @@
 
 pub mod autoencoder;
 pub mod clusters;
-pub mod eval;
 pub mod hash;
 pub mod index;
 pub mod phash;
+pub mod quality;
 pub mod report;
 pub mod run;
-pub mod scale_eval;
 pub mod windows;
 
 use serde::{Deserialize, Serialize};

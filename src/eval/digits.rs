@@ -14,14 +14,14 @@ use anyhow::{Context, Result};
 use serde::Serialize;
 use tch::{Device, Kind, Tensor};
 
+use super::c_search::CSearch;
 use super::features::FeatureExtractor;
 use super::matrix::{FeatureDtype, FeatureMatrix, FeatureRows};
 use super::metrics::ClassificationMetrics;
 use super::protocol::{draw_per_class, validation_split, Subset};
 use super::svm::{L2Svm, L2SvmValidParams};
 use crate::data::LabeledImages;
-use crate::gan::sample::{seeded_z, TrainedGenerator};
-use crate::gan::{Preset, Prior};
+use crate::gan::{seeded_z, Preset, Prior, TrainedGenerator};
 
 pub const CLASSES: usize = 10;
 
@@ -96,7 +96,7 @@ impl PixelClassifier {
     pub fn fit(train: &LabeledImages, test: &LabeledImages, config: &DigitsEvalConfig) -> Result<Self> {
         let (x, y) = (pixel_features(train), labels(train));
         let (fit_idx, val_idx) = validation_split(&y, CLASSES, config.validation, config.seed);
-        let c = choose_c(&x, &y, &fit_idx, &val_idx, config)?.0;
+        let c = choose_c(&x, &y, &fit_idx, &val_idx, config)?;
         let all: Vec<usize> = (0..y.len()).collect();
         let model = config.svm(c)?.fit_rows(&Subset { rows: &x, indices: &all }, &y)?;
         let predicted = model.predict_rows(&pixel_features(test));
@@ -109,19 +109,15 @@ impl PixelClassifier {
     }
 }
 
-/// The C of the grid with the best validation accuracy (ties: the smaller), and that accuracy.
-fn choose_c(x: &FeatureMatrix, y: &[usize], fit: &[usize], val: &[usize], config: &DigitsEvalConfig) -> Result<(f64, f64)> {
+/// The C of the grid with the best validation accuracy (ties: the smaller).
+fn choose_c(x: &FeatureMatrix, y: &[usize], fit: &[usize], val: &[usize], config: &DigitsEvalConfig) -> Result<f64> {
     let fit_labels: Vec<usize> = fit.iter().map(|&i| y[i]).collect();
     let val_labels: Vec<usize> = val.iter().map(|&i| y[i]).collect();
-    let mut best = (config.c_grid[0], f64::NEG_INFINITY);
-    for &c in &config.c_grid {
+    let choice = CSearch::grid(&config.c_grid).choose(|c| {
         let model = config.svm(c)?.fit_rows(&Subset { rows: x, indices: fit }, &fit_labels)?;
-        let acc = ClassificationMetrics::new(&val_labels, &model.predict_rows(&Subset { rows: x, indices: val }), CLASSES).accuracy;
-        if acc > best.1 {
-            best = (c, acc);
-        }
-    }
-    Ok(best)
+        Ok((ClassificationMetrics::new(&val_labels, &model.predict_rows(&Subset { rows: x, indices: val }), CLASSES).accuracy, ()))
+    })?;
+    Ok(choice.c())
 }
 
 /// The histogram check's outcome.
@@ -273,7 +269,7 @@ pub fn score_features(name: &str, source: &FeatureSource, train: &LabeledImages,
     for &k in &config.per_class {
         // C on the validation digits with the first draw, then every draw at that C.
         let first = draw_per_class(&y, &fit_idx, CLASSES, k, config.seed, 0);
-        let c = choose_c(&x, &y, &first, &val_idx, config)?.0;
+        let c = choose_c(&x, &y, &first, &val_idx, config)?;
         let mut accuracies = Vec::new();
         for draw in 0..config.draws as u64 {
             let picked = draw_per_class(&y, &fit_idx, CLASSES, k, config.seed, draw);
@@ -283,7 +279,7 @@ pub fn score_features(name: &str, source: &FeatureSource, train: &LabeledImages,
         let (mean, std) = mean_std(&accuracies);
         few.push(FewLabel { per_class: k, c, accuracies, mean, std });
     }
-    let c_all = choose_c(&x, &y, &fit_idx, &val_idx, config)?.0;
+    let c_all = choose_c(&x, &y, &fit_idx, &val_idx, config)?;
     let all: Vec<usize> = (0..y.len()).collect();
     let all_labels_accuracy = score(&config.svm(c_all)?.fit_rows(&Subset { rows: &x, indices: &all }, &y)?);
     let (src, preset, width) = match source {

@@ -4,10 +4,12 @@
 //! - [`matrix`]: feature matrices in float32 or float16, standardisation, `.npy`.
 //! - [`svm`]: the one-vs-rest L2-SVM, dual coordinate descent, behind linfa's `Fit`/`Predict`.
 //! - [`features`]: loading D, BatchNorm population statistics, the pooled features.
+//! - [`c_search`]: choosing C on a validation split (the grid, its refinement), for every caller.
 //! - [`protocol`]: splits, the C grid, the refit, the 400-per-class draws, metrics.json.
 //! - [`select`]: scoring a run's snapshots on the validation split, to choose a D.
 //! - [`kernels`]: the solver's dot/axpy loops, vectorised at run time.
 
+pub mod c_search;
 pub mod crosscheck;
 pub mod digits;
 pub mod features;

@@ -19,6 +19,7 @@ use super::matrix::{FeatureDtype, FeatureMatrix, FeatureRows};
 use crate::rng::SplitMix;
 use super::metrics::ClassificationMetrics;
 use super::svm::{L2Svm, L2SvmValidParams};
+use super::c_search::{c_at_edge, CSearch};
 use crate::data::cifar::{Split, CIFAR10_CLASSES};
 use crate::data::{cifar, open_labeled, split_exists, LabeledImages};
 use crate::fsutil;
@@ -185,30 +186,6 @@ impl SplitFeatures<'_> {
     pub fn all(&self) -> Vec<usize> {
         (0..self.x.n_rows()).collect()
     }
-}
-
-/// Whether `c` is the smallest or largest of a grid of two or more values.
-pub fn c_at_edge(grid: &[f64], c: f64) -> bool {
-    let (lo, hi) = grid.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), &g| (lo.min(g), hi.max(g)));
-    lo < hi && (c == lo || c == hi)
-}
-
-/// The extra C values `c_refine` tries: `steps` geometric steps from `best` toward each of its
-/// neighbours in `grid` (one side only at the grid's ends).
-pub fn refined_c(grid: &[f64], best: f64, steps: usize) -> Vec<f64> {
-    let mut sorted = grid.to_vec();
-    sorted.sort_by(|a, b| a.total_cmp(b));
-    sorted.dedup();
-    let Some(at) = sorted.iter().position(|c| *c == best) else { return Vec::new() };
-    let neighbours = [at.checked_sub(1).map(|i| sorted[i]), sorted.get(at + 1).copied()];
-    let mut out = Vec::new();
-    for n in neighbours.into_iter().flatten() {
-        for j in 1..=steps {
-            out.push(best * (n / best).powf(j as f64 / (steps + 1) as f64));
-        }
-    }
-    out.sort_by(|a, b| a.total_cmp(b));
-    out
 }
 
 /// Indices of each class, shuffled with `seed`.
@@ -400,45 +377,253 @@ pub fn load_splits(config: &CifarEvalConfig, input: &Path, test: TestSplit) -> R
     Ok(Splits { train: train_images, test: test_images, test_source, rejected })
 }
 
-/// Features of one split, from the cache in `output` when it matches `key`, else computed.
-fn features_for(
-    extractor: &FeatureExtractor,
-    images: &LabeledImages,
-    config: &CifarEvalConfig,
-    output: &Path,
-    split: &str,
-    flipped: bool,
-    key: &str,
+/// Whether the cache in `output` holds the features of `split` computed with `key`.
+fn features_cached(config: &CifarEvalConfig, output: &Path, key: &str, split: &str) -> bool {
+    config.save_features && std::fs::read_to_string(output.join(format!("features-{split}.key"))).ok().as_deref() == Some(key)
+}
+
+/// One run of the protocol: its settings and where it reads and writes.
+struct ProtocolRun<'a> {
+    config: &'a CifarEvalConfig,
+    input: &'a Path,
+    output: &'a Path,
+    threads: usize,
     log_every_s: f64,
-) -> Result<FeatureMatrix> {
-    let split = &if flipped { format!("{split}-flipped") } else { split.to_owned() };
-    let spec = FeatureSpec { point: config.feature_point, pooling: config.pooling, flipped };
-    let path = output.join(format!("features-{split}.npy"));
-    let key_path = output.join(format!("features-{split}.key"));
-    if config.save_features && path.exists() && std::fs::read_to_string(&key_path).ok().as_deref() == Some(key) {
-        let m = FeatureMatrix::read_npy(&path)?;
-        if m.n_rows() == images.len() && m.n_cols() == extractor.feature_count_with(config.pooling) {
-            eprintln!("cifar-eval: reusing {}", path.display());
-            return Ok(m);
+}
+
+/// Seconds spent in each step (metrics.json's `timings_s`).
+#[derive(Default)]
+struct Timings {
+    load: f64,
+    batch_norm: f64,
+    features: f64,
+    standardize: f64,
+    refit: f64,
+    per_class: f64,
+}
+
+/// The features of the training and (where read) test splits, each with its mirror under `flips`.
+struct ProtocolFeatures {
+    train: FeatureMatrix,
+    train_flipped: Option<FeatureMatrix>,
+    test: Option<FeatureMatrix>,
+    test_flipped: Option<FeatureMatrix>,
+    /// Features per layer, for per-layer normalisation.
+    layout: Vec<usize>,
+}
+
+impl ProtocolFeatures {
+    /// Normalised with statistics of the training images alone (their mirrored copies are the
+    /// same images).
+    fn normalize(&mut self, normalization: &Normalization) {
+        if let Some(stats) = normalization.fit(&self.train, &self.layout) {
+            for x in [Some(&mut self.train), self.train_flipped.as_mut(), self.test.as_mut(), self.test_flipped.as_mut()].into_iter().flatten() {
+                x.standardize(&stats);
+            }
         }
     }
-    let progress = Progress::new(&format!("cifar-eval: {split} features"), Some(images.len() as u64), log_every_s);
-    let mut done = 0;
-    let m = extractor
-        .extract_many(images, &[spec], config.batch, config.features_dtype, |d, _| {
-            progress.inc((d - done) as u64);
-            done = d;
-        })?
-        .pop()
-        .expect("one spec");
-    progress.finish();
-    if config.save_features {
-        m.write_npy(&path)?;
-        // The labels beside them, so that the features serve other tools (benches/svm_vs_sklearn.py).
-        crate::data::npy::write_array(&output.join(format!("labels-{split}.npy")), &[images.len() as u64], &images.labels)?;
-        fsutil::write_atomic(&key_path, key.as_bytes())?;
+
+    fn train(&self) -> SplitFeatures<'_> {
+        SplitFeatures { x: &self.train, flipped: self.train_flipped.as_ref() }
     }
-    Ok(m)
+
+    fn test(&self) -> Option<SplitFeatures<'_>> {
+        self.test.as_ref().map(|x| SplitFeatures { x, flipped: self.test_flipped.as_ref() })
+    }
+}
+
+/// The training split's labels, divided into the part the SVM is fitted on and the validation
+/// images C is chosen on; the test split's labels where it was read.
+struct ProtocolLabels {
+    train: Vec<usize>,
+    test: Option<Vec<usize>>,
+    fit_idx: Vec<usize>,
+    fit: Vec<usize>,
+    val_idx: Vec<usize>,
+    val: Vec<usize>,
+}
+
+impl ProtocolLabels {
+    fn of(splits: &Splits, config: &CifarEvalConfig) -> Result<Self> {
+        let train = labels_of(&splits.train, "training split")?;
+        let test = splits.test.as_ref().map(|t| labels_of(t, "test split")).transpose()?;
+        let (fit_idx, val_idx) = validation_split(&train, 10, config.validation, config.seed);
+        if val_idx.is_empty() {
+            bail!("cifar_eval.validation = {}: no validation images (need at least one per class and two images per class)", config.validation);
+        }
+        let fit = fit_idx.iter().map(|&i| train[i]).collect();
+        let val = val_idx.iter().map(|&i| train[i]).collect();
+        Ok(Self { train, test, fit_idx, fit, val_idx, val })
+    }
+}
+
+/// The C chosen on the validation split, every C tried, and the validation metrics at the chosen C.
+struct ChosenC {
+    grid: Vec<GridPoint>,
+    c: f64,
+    at_grid_edge: bool,
+    validation: ClassificationMetrics,
+}
+
+/// The 400-per-class column: its C and the accuracy of each draw.
+struct PerClassColumn {
+    c: f64,
+    accuracies: Vec<f64>,
+}
+
+/// The discriminator the features come from, and its checkpoint's SHA-256 (None: a random D).
+fn load_discriminator(config: &CifarEvalConfig, device: tch::Device) -> Result<(FeatureExtractor, Option<String>)> {
+    if config.discriminator == "random" {
+        return Ok((FeatureExtractor::random(config.preset, config.width(), config.seed as i64, device), None));
+    }
+    let path = PathBuf::from(&config.discriminator);
+    let extractor = FeatureExtractor::load(&path, config.preset, config.width(), device)?;
+    let sha = sha256_file(&path).with_context(|| format!("{}: cannot hash", path.display()))?;
+    Ok((extractor, Some(sha)))
+}
+
+impl ProtocolRun<'_> {
+    /// Every setting that changes the features: the cache in `output` is reused only under the same key.
+    fn features_key(&self, sha: Option<&String>) -> String {
+        let config = self.config;
+        crate::stage::fingerprint(&json!({
+            "d": sha.cloned().unwrap_or_else(|| format!("random-{}", config.seed)), "preset": config.preset, "width": config.width(),
+            "bn": config.batch_norm, "bn_images": config.batch_norm_images, "dtype": config.features_dtype,
+            "input": self.input.display().to_string(), "limits": [config.limit_train_per_class, config.limit_test_per_class],
+            "holdout": config.holdout_test, "seed": config.seed, "point": config.feature_point, "pooling": config.pooling,
+        }))
+    }
+
+    /// BatchNorm's population statistics (unless every feature matrix comes from the cache), then
+    /// the features of each split.
+    fn features(&self, mut extractor: FeatureExtractor, key: &str, splits: &Splits, timings: &mut Timings) -> Result<ProtocolFeatures> {
+        let config = self.config;
+        let cached = |split: &str| features_cached(config, self.output, key, split);
+        let flip_cached = |split: &str| !config.flips || cached(&format!("{split}-flipped"));
+        let all_cached = cached("train") && flip_cached("train") && (splits.test.is_none() || (cached("test") && flip_cached("test")));
+        let t = Instant::now();
+        if config.batch_norm == "recompute" && !all_cached {
+            let progress = Progress::new("cifar-eval: BatchNorm statistics (layers)", Some(extractor_layers(config)), self.log_every_s);
+            extractor.recompute_batch_norm(&splits.train, config.batch_norm_images, config.batch, |_, _| progress.inc(1))?;
+            progress.finish();
+        }
+        timings.batch_norm = t.elapsed().as_secs_f64();
+
+        let t = Instant::now();
+        let features = |images: &LabeledImages, split: &str, flipped: bool| self.split_features(&extractor, images, split, flipped, key);
+        let train = features(&splits.train, "train", false)?;
+        let train_flipped = if config.flips { Some(features(&splits.train, "train", true)?) } else { None };
+        let test = splits.test.as_ref().map(|images| features(images, "test", false)).transpose()?;
+        let test_flipped = match &splits.test {
+            Some(images) if config.flips => Some(features(images, "test", true)?),
+            _ => None,
+        };
+        let layout = extractor.discriminator().feature_layout(config.pooling);
+        timings.features = t.elapsed().as_secs_f64();
+        Ok(ProtocolFeatures { train, train_flipped, test, test_flipped, layout })
+    }
+
+    /// Features of one split, from the cache in `output` when it matches `key`, else computed.
+    fn split_features(&self, extractor: &FeatureExtractor, images: &LabeledImages, split: &str, flipped: bool, key: &str) -> Result<FeatureMatrix> {
+        let (config, output) = (self.config, self.output);
+        let split = &if flipped { format!("{split}-flipped") } else { split.to_owned() };
+        let spec = FeatureSpec { point: config.feature_point, pooling: config.pooling, flipped };
+        let path = output.join(format!("features-{split}.npy"));
+        let key_path = output.join(format!("features-{split}.key"));
+        if config.save_features && path.exists() && std::fs::read_to_string(&key_path).ok().as_deref() == Some(key) {
+            let m = FeatureMatrix::read_npy(&path)?;
+            if m.n_rows() == images.len() && m.n_cols() == extractor.feature_count_with(config.pooling) {
+                eprintln!("cifar-eval: reusing {}", path.display());
+                return Ok(m);
+            }
+        }
+        let progress = Progress::new(&format!("cifar-eval: {split} features"), Some(images.len() as u64), self.log_every_s);
+        let mut done = 0;
+        let m = extractor
+            .extract_many(images, &[spec], config.batch, config.features_dtype, |d, _| {
+                progress.inc((d - done) as u64);
+                done = d;
+            })?
+            .pop()
+            .expect("one spec");
+        progress.finish();
+        if config.save_features {
+            m.write_npy(&path)?;
+            // The labels beside them, so that the features serve other tools (benches/svm_vs_sklearn.py).
+            crate::data::npy::write_array(&output.join(format!("labels-{split}.npy")), &[images.len() as u64], &images.labels)?;
+            fsutil::write_atomic(&key_path, key.as_bytes())?;
+        }
+        Ok(m)
+    }
+
+    /// C on the validation split: the grid (and its refinement), each C fitted without the
+    /// validation images and scored on them.
+    fn choose_c(&self, features: &ProtocolFeatures, labels: &ProtocolLabels) -> Result<ChosenC> {
+        let (config, train_f) = (self.config, features.train());
+        let mut grid = Vec::new();
+        let search = CSearch { grid: &config.c_grid, refine_steps: config.c_refine };
+        let choice = search.choose(|c| {
+            let model = train_f.fit(&config.svm(c, self.threads)?, &labels.fit_idx, &labels.fit)?;
+            let metrics = ClassificationMetrics::new(&labels.val, &train_f.predict(&model, &labels.val_idx), 10);
+            let passes = *model.report.passes.iter().max().unwrap_or(&0);
+            let converged = model.report.converged.iter().all(|c| *c);
+            eprintln!(
+                "cifar-eval: C = {c:<8} validation accuracy {:.2}% ({:.1} s, {passes} passes{})",
+                100.0 * metrics.accuracy,
+                model.report.seconds,
+                if converged { "" } else { ", NOT converged" }
+            );
+            grid.push(GridPoint { c, validation_accuracy: metrics.accuracy, fit_s: model.report.seconds, passes, converged });
+            Ok((metrics.accuracy, metrics))
+        })?;
+        let c = choice.c();
+        let at_grid_edge = c_at_edge(&config.c_grid, c);
+        if at_grid_edge {
+            eprintln!("cifar-eval: warning: C = {c} is at the edge of cifar_eval.c_grid; the best C may lie beyond it (widen the grid)");
+        }
+        Ok(ChosenC { grid, c, at_grid_edge, validation: choice.best.detail })
+    }
+
+    /// The refit on the whole training split at C, scored once on the test split (None without one).
+    fn refit_and_test(&self, features: &ProtocolFeatures, labels: &ProtocolLabels, c: f64) -> Result<Option<ClassificationMetrics>> {
+        let (Some(test_f), Some(test_labels)) = (features.test(), &labels.test) else { return Ok(None) };
+        let train_f = features.train();
+        let model = train_f.fit(&self.config.svm(c, self.threads)?, &train_f.all(), &labels.train)?;
+        Ok(Some(ClassificationMetrics::new(test_labels, &test_f.predict(&model, &test_f.all()), 10)))
+    }
+
+    /// The paper's 400-per-class column: C chosen on the validation split with the first draw,
+    /// then every draw fitted at that C and scored on the test split (else the validation split).
+    fn per_class_column(&self, features: &ProtocolFeatures, labels: &ProtocolLabels, chosen_c: f64) -> Result<PerClassColumn> {
+        let config = self.config;
+        if config.per_class == 0 || config.draws == 0 {
+            return Ok(PerClassColumn { c: chosen_c, accuracies: Vec::new() });
+        }
+        let (train_f, test_f) = (features.train(), features.test());
+        let draw = |draw: u64| {
+            let picked = draw_per_class(&labels.train, &labels.fit_idx, 10, config.per_class, config.seed, draw);
+            let picked_labels: Vec<usize> = picked.iter().map(|&i| labels.train[i]).collect();
+            (picked, picked_labels)
+        };
+        let (first, first_labels) = draw(0);
+        let c = CSearch::grid(&config.c_grid)
+            .choose(|c| {
+                let model = train_f.fit(&config.svm(c, self.threads)?, &first, &first_labels)?;
+                Ok((ClassificationMetrics::new(&labels.val, &train_f.predict(&model, &labels.val_idx), 10).accuracy, ()))
+            })?
+            .c();
+        let mut accuracies = Vec::new();
+        for k in 0..config.draws as u64 {
+            let (picked, picked_labels) = draw(k);
+            let model = train_f.fit(&config.svm(c, self.threads)?, &picked, &picked_labels)?;
+            let accuracy = match (&test_f, &labels.test) {
+                (Some(x), Some(y)) => ClassificationMetrics::new(y, &x.predict(&model, &x.all()), 10).accuracy,
+                _ => ClassificationMetrics::new(&labels.val, &train_f.predict(&model, &labels.val_idx), 10).accuracy,
+            };
+            accuracies.push(accuracy);
+        }
+        Ok(PerClassColumn { c, accuracies })
+    }
 }
 
 /// Runs the protocol on CIFAR-10 at `input` (binary batches or class folders) and writes
@@ -448,180 +633,70 @@ pub fn evaluate(config: &CifarEvalConfig, input: &Path, output: &Path, threads: 
     let started = Instant::now();
     let device = parse_device(&config.device).map_err(anyhow::Error::msg)?;
     std::fs::create_dir_all(output).with_context(|| format!("{}: cannot create", output.display()))?;
+    let run = ProtocolRun { config, input, output, threads, log_every_s };
+    let mut timings = Timings::default();
 
-    let Splits { train: train_images, test: test_images, test_source, rejected } = load_splits(config, input, TestSplit::Read)?;
-    let train_labels = labels_of(&train_images, "training split")?;
-    let test_labels = test_images.as_ref().map(|t| labels_of(t, "test split")).transpose()?;
-    let load_s = started.elapsed().as_secs_f64();
-
-    // The discriminator.
-    let (mut extractor, sha) = if config.discriminator == "random" {
-        (FeatureExtractor::random(config.preset, config.width(), config.seed as i64, device), None)
-    } else {
-        let path = PathBuf::from(&config.discriminator);
-        let extractor = FeatureExtractor::load(&path, config.preset, config.width(), device)?;
-        (extractor, Some(sha256_file(&path).with_context(|| format!("{}: cannot hash", path.display()))?))
-    };
-    let key = crate::stage::fingerprint(&json!({
-        "d": sha.clone().unwrap_or_else(|| format!("random-{}", config.seed)), "preset": config.preset, "width": config.width(),
-        "bn": config.batch_norm, "bn_images": config.batch_norm_images, "dtype": config.features_dtype,
-        "input": input.display().to_string(), "limits": [config.limit_train_per_class, config.limit_test_per_class],
-        "holdout": config.holdout_test, "seed": config.seed, "point": config.feature_point, "pooling": config.pooling,
-    }));
-    let cached = |split: &str| config.save_features && std::fs::read_to_string(output.join(format!("features-{split}.key"))).ok().as_deref() == Some(key.as_str());
-    let flip_cached = |split: &str| !config.flips || cached(&format!("{split}-flipped"));
-    let all_cached = cached("train") && flip_cached("train") && (test_images.is_none() || (cached("test") && flip_cached("test")));
-    let t = Instant::now();
-    if config.batch_norm == "recompute" && !all_cached {
-        let progress = Progress::new("cifar-eval: BatchNorm statistics (layers)", Some(extractor_layers(config)), log_every_s);
-        extractor.recompute_batch_norm(&train_images, config.batch_norm_images, config.batch, |_, _| progress.inc(1))?;
-        progress.finish();
-    }
-    let batch_norm_s = t.elapsed().as_secs_f64();
+    let splits = load_splits(config, input, TestSplit::Read)?;
+    let labels = ProtocolLabels::of(&splits, config)?;
+    timings.load = started.elapsed().as_secs_f64();
+    let (extractor, sha) = load_discriminator(config, device)?;
+    let key = run.features_key(sha.as_ref());
+    let mut features = run.features(extractor, &key, &splits, &mut timings)?;
+    let (train_images, test_images) = (splits.train.len(), splits.test.as_ref().map(|t| t.len()));
+    // The images are not needed past their features.
+    let Splits { train, test, test_source, rejected } = splits;
+    drop((train, test));
 
     let t = Instant::now();
-    let layout = extractor.discriminator().feature_layout(config.pooling);
-    let features = |images: &LabeledImages, split: &str, flipped: bool| features_for(&extractor, images, config, output, split, flipped, &key, log_every_s);
-    let mut train_x = features(&train_images, "train", false)?;
-    let mut train_xf = if config.flips { Some(features(&train_images, "train", true)?) } else { None };
-    let mut test_x = test_images.as_ref().map(|images| features(images, "test", false)).transpose()?;
-    let mut test_xf = match &test_images {
-        Some(images) if config.flips => Some(features(images, "test", true)?),
-        _ => None,
-    };
-    drop(extractor);
-    let features_s = t.elapsed().as_secs_f64();
-    let train_n = train_images.len();
-    let test_n = test_images.as_ref().map(|t| t.len());
-    drop(train_images);
-    drop(test_images);
-
+    features.normalize(&config.normalization);
+    timings.standardize = t.elapsed().as_secs_f64();
+    let chosen = run.choose_c(&features, &labels)?;
     let t = Instant::now();
-    // Fitted on the training images alone (their mirrored copies are the same images).
-    if let Some(stats) = config.normalization.fit(&train_x, &layout) {
-        for x in [Some(&mut train_x), train_xf.as_mut(), test_x.as_mut(), test_xf.as_mut()].into_iter().flatten() {
-            x.standardize(&stats);
-        }
-    }
-    let train_f = SplitFeatures { x: &train_x, flipped: train_xf.as_ref() };
-    let test_f = test_x.as_ref().map(|x| SplitFeatures { x, flipped: test_xf.as_ref() });
-    let standardize_s = t.elapsed().as_secs_f64();
-
-    // C on the validation split.
-    let (fit_idx, val_idx) = validation_split(&train_labels, 10, config.validation, config.seed);
-    if val_idx.is_empty() {
-        bail!("cifar_eval.validation = {}: no validation images (need at least one per class and two images per class)", config.validation);
-    }
-    let fit_labels: Vec<usize> = fit_idx.iter().map(|&i| train_labels[i]).collect();
-    let val_labels: Vec<usize> = val_idx.iter().map(|&i| train_labels[i]).collect();
-    let mut grid = Vec::new();
-    let mut best: Option<(f64, ClassificationMetrics)> = None;
-    let mut c_values = config.c_grid.clone();
-    let mut refined = false;
-    while let Some(c) = (!c_values.is_empty()).then(|| c_values.remove(0)) {
-        let model = train_f.fit(&config.svm(c, threads)?, &fit_idx, &fit_labels)?;
-        let metrics = ClassificationMetrics::new(&val_labels, &train_f.predict(&model, &val_idx), 10);
-        eprintln!(
-            "cifar-eval: C = {c:<8} validation accuracy {:.2}% ({:.1} s, {} passes{})",
-            100.0 * metrics.accuracy,
-            model.report.seconds,
-            model.report.passes.iter().max().unwrap_or(&0),
-            if model.report.converged.iter().all(|c| *c) { "" } else { ", NOT converged" }
-        );
-        grid.push(GridPoint {
-            c,
-            validation_accuracy: metrics.accuracy,
-            fit_s: model.report.seconds,
-            passes: *model.report.passes.iter().max().unwrap_or(&0),
-            converged: model.report.converged.iter().all(|c| *c),
-        });
-        // Ties go to the smaller C (listed first when the grid ascends): the simpler model.
-        if best.as_ref().is_none_or(|(_, m)| metrics.accuracy > m.accuracy) {
-            best = Some((c, metrics));
-        }
-        if c_values.is_empty() && !refined && config.c_refine > 0 {
-            refined = true;
-            c_values = refined_c(&config.c_grid, best.as_ref().expect("scored").0, config.c_refine);
-        }
-    }
-    let (chosen_c, validation) = best.expect("non-empty grid");
-    let chosen_c_at_grid_edge = c_at_edge(&config.c_grid, chosen_c);
-    if chosen_c_at_grid_edge {
-        eprintln!("cifar-eval: warning: C = {chosen_c} is at the edge of cifar_eval.c_grid; the best C may lie beyond it (widen the grid)");
-    }
-
-    // The refit on the whole training split, scored once on the test split.
+    let test = run.refit_and_test(&features, &labels, chosen.c)?;
+    timings.refit = t.elapsed().as_secs_f64();
     let t = Instant::now();
-    let test = match (&test_f, &test_labels) {
-        (Some(x), Some(labels)) => {
-            let model = train_f.fit(&config.svm(chosen_c, threads)?, &train_f.all(), &train_labels)?;
-            Some(ClassificationMetrics::new(labels, &x.predict(&model, &x.all()), 10))
-        }
-        _ => None,
-    };
-    let refit_s = t.elapsed().as_secs_f64();
-
-    // The paper's 400-per-class column: C chosen on the validation split with the first draw.
-    let t = Instant::now();
-    let (mut per_class_accuracies, mut per_class_c) = (Vec::new(), chosen_c);
-    if config.per_class > 0 && config.draws > 0 {
-        let first = draw_per_class(&train_labels, &fit_idx, 10, config.per_class, config.seed, 0);
-        let first_labels: Vec<usize> = first.iter().map(|&i| train_labels[i]).collect();
-        let mut best_small = (0.0, f64::NEG_INFINITY);
-        for &c in &config.c_grid {
-            let model = train_f.fit(&config.svm(c, threads)?, &first, &first_labels)?;
-            let acc = ClassificationMetrics::new(&val_labels, &train_f.predict(&model, &val_idx), 10).accuracy;
-            if acc > best_small.1 {
-                best_small = (c, acc);
-            }
-        }
-        per_class_c = best_small.0;
-        for draw in 0..config.draws as u64 {
-            let picked = draw_per_class(&train_labels, &fit_idx, 10, config.per_class, config.seed, draw);
-            let labels: Vec<usize> = picked.iter().map(|&i| train_labels[i]).collect();
-            let model = train_f.fit(&config.svm(per_class_c, threads)?, &picked, &labels)?;
-            let acc = match (&test_f, &test_labels) {
-                (Some(x), Some(y)) => ClassificationMetrics::new(y, &x.predict(&model, &x.all()), 10).accuracy,
-                _ => ClassificationMetrics::new(&val_labels, &train_f.predict(&model, &val_idx), 10).accuracy,
-            };
-            per_class_accuracies.push(acc);
-        }
-    }
-    let per_class_s = t.elapsed().as_secs_f64();
-    let (mean, std) = mean_std(&per_class_accuracies);
+    let per_class = run.per_class_column(&features, &labels, chosen.c)?;
+    timings.per_class = t.elapsed().as_secs_f64();
+    let (mean, std) = mean_std(&per_class.accuracies);
 
     let report = CifarEvalReport {
         discriminator: config.discriminator.clone(),
         discriminator_sha256: sha,
-        feature_count: train_x.n_cols(),
-        train_images: train_n,
-        test_images: test_n,
+        feature_count: features.train.n_cols(),
+        train_images,
+        test_images,
         test_source,
         rejected_images: rejected,
-        validation_images: val_idx.len(),
+        validation_images: labels.val_idx.len(),
         protocol: json!({ "feature_point": config.feature_point, "pooling": config.pooling, "normalization": config.normalization, "flips": config.flips }),
-        grid,
-        chosen_c,
-        chosen_c_at_grid_edge,
+        grid: chosen.grid,
+        chosen_c: chosen.c,
+        chosen_c_at_grid_edge: chosen.at_grid_edge,
         test,
-        validation,
+        validation: chosen.validation,
         per_class_labels: config.per_class,
-        per_class_c,
-        per_class_accuracies,
+        per_class_c: per_class.c,
+        per_class_accuracies: per_class.accuracies,
         per_class_mean: mean,
         per_class_std: std,
-        per_class_scored_on: if test_x.is_some() { "test" } else { "validation" },
+        per_class_scored_on: if features.test.is_some() { "test" } else { "validation" },
         timings_s: json!({
-            "load": load_s, "batch_norm": batch_norm_s, "features": features_s, "standardize": standardize_s,
-            "refit": refit_s, "per_class": per_class_s, "total": started.elapsed().as_secs_f64(),
+            "load": timings.load, "batch_norm": timings.batch_norm, "features": timings.features, "standardize": timings.standardize,
+            "refit": timings.refit, "per_class": timings.per_class, "total": started.elapsed().as_secs_f64(),
         }),
         device: format!("{device:?}"),
     };
+    write_outputs(&report, output)?;
+    Ok(report)
+}
+
+/// metrics.json, and the confusion matrix (test split, else validation) as PNG and CSV.
+fn write_outputs(report: &CifarEvalReport, output: &Path) -> Result<()> {
     let headline = report.test.as_ref().unwrap_or(&report.validation);
-    fsutil::write_atomic(&output.join("metrics.json"), &serde_json::to_vec_pretty(&report)?)?;
+    fsutil::write_atomic(&output.join("metrics.json"), &serde_json::to_vec_pretty(report)?)?;
     headline.write_confusion_png(&CIFAR10_CLASSES, &output.join("confusion.png"))?;
     fsutil::write_atomic(&output.join("confusion.csv"), headline.confusion_csv(&CIFAR10_CLASSES).as_bytes())?;
-    Ok(report)
+    Ok(())
 }
 
 pub(crate) fn extractor_layers(config: &CifarEvalConfig) -> u64 {
@@ -669,18 +744,4 @@ pub fn table_1(report: &CifarEvalReport) -> String {
     let flips = if report.protocol["flips"] == json!(true) { " (with flips: not the paper's protocol)" } else { "" };
     out += &format!("| this run: {name} + L2-SVM{flips} | {:.1}% on {images} {on} images | {small} |\n", 100.0 * acc);
     out
-}
-
-#[cfg(test)]
-mod tests {
-    use super::c_at_edge;
-
-    #[test]
-    fn a_c_at_either_end_of_the_grid_is_at_its_edge_and_one_inside_is_not() {
-        let grid = [1e-5, 3e-5, 1e-4, 3e-4];
-        assert!(c_at_edge(&grid, 1e-5) && c_at_edge(&grid, 3e-4));
-        assert!(!c_at_edge(&grid, 3e-5) && !c_at_edge(&grid, 1e-4));
-        // A grid of one value has no edge to widen.
-        assert!(!c_at_edge(&[1e-4], 1e-4));
-    }
 }

@@ -16,13 +16,14 @@ use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
+use super::c_search::CSearch;
 use super::features::{FeatureExtractor, FeatureSpec};
 use super::matrix::FeatureMatrix;
 use super::metrics::ClassificationMetrics;
 use super::protocol::{draw_per_class, extractor_layers, labels_of, load_splits, select_images, validation_split, CifarEvalConfig, Splits, TestSplit};
 use crate::data::packed::LabeledImages;
 use crate::fsutil;
-use crate::gan::checkpoints::{list_snapshots, CheckpointState};
+use crate::gan::{list_snapshots, CheckpointState};
 use crate::torchutil::device::parse_device;
 use crate::stage::progress::Progress;
 
@@ -124,70 +125,77 @@ pub fn find_snapshots(path: &Path) -> Result<(PathBuf, Vec<(PathBuf, CheckpointS
     Ok((run, snapshots))
 }
 
-/// Scores every snapshot of the run at `snapshots_path` on the validation split of `input`;
-/// writes snapshots.json, snapshots.csv and snapshots.md into `output` after each snapshot.
-pub fn score_snapshots(config: &CifarEvalConfig, input: &Path, snapshots_path: &Path, output: &Path, threads: usize, log_every_s: f64) -> Result<SnapshotTable> {
-    config.validate().map_err(anyhow::Error::msg)?;
-    let device = parse_device(&config.device).map_err(anyhow::Error::msg)?;
-    let (run, snapshots) = find_snapshots(snapshots_path)?;
-    std::fs::create_dir_all(output).with_context(|| format!("{}: cannot create", output.display()))?;
-    eprintln!("cifar-eval: {} snapshots in {}", snapshots.len(), run.display());
+/// The validation split of the training images and the part the SVM is fitted on (at most
+/// `snapshot_fit_per_class` per class), with their labels.
+struct SnapshotSplits {
+    train: LabeledImages,
+    fit_images: LabeledImages,
+    fit_labels: Vec<usize>,
+    val_images: LabeledImages,
+    val_labels: Vec<usize>,
+    test_source: &'static str,
+}
 
-    let Splits { train, test, test_source, .. } = load_splits(config, input, TestSplit::LeaveUntouched)?;
-    debug_assert!(test.is_none(), "the test split stays untouched");
-    let labels = labels_of(&train, "training split")?;
-    let (fit_idx, val_idx) = validation_split(&labels, 10, config.validation, config.seed);
-    if val_idx.is_empty() {
-        bail!("cifar_eval.validation = {}: no validation images", config.validation);
+impl SnapshotSplits {
+    fn load(config: &CifarEvalConfig, input: &Path) -> Result<Self> {
+        let Splits { train, test, test_source, .. } = load_splits(config, input, TestSplit::LeaveUntouched)?;
+        debug_assert!(test.is_none(), "the test split stays untouched");
+        let labels = labels_of(&train, "training split")?;
+        let (fit_idx, val_idx) = validation_split(&labels, 10, config.validation, config.seed);
+        if val_idx.is_empty() {
+            bail!("cifar_eval.validation = {}: no validation images", config.validation);
+        }
+        let fit_idx = if config.snapshot_fit_per_class > 0 { draw_per_class(&labels, &fit_idx, 10, config.snapshot_fit_per_class, config.seed, 0) } else { fit_idx };
+        let (fit_images, val_images) = (select_images(&train, &fit_idx), select_images(&train, &val_idx));
+        let fit_labels = fit_idx.iter().map(|&i| labels[i]).collect();
+        let val_labels = val_idx.iter().map(|&i| labels[i]).collect();
+        Ok(Self { train, fit_images, fit_labels, val_images, val_labels, test_source })
     }
-    let fit_idx = if config.snapshot_fit_per_class > 0 { draw_per_class(&labels, &fit_idx, 10, config.snapshot_fit_per_class, config.seed, 0) } else { fit_idx };
-    let (fit_images, val_images) = (select_images(&train, &fit_idx), select_images(&train, &val_idx));
-    let fit_labels: Vec<usize> = fit_idx.iter().map(|&i| labels[i]).collect();
-    let val_labels: Vec<usize> = val_idx.iter().map(|&i| labels[i]).collect();
+}
 
-    let key = crate::stage::fingerprint(&json!({
+/// Every setting that changes a row: rows of an earlier table are reused only under the same key.
+fn snapshot_key(config: &CifarEvalConfig, input: &Path) -> String {
+    crate::stage::fingerprint(&json!({
         "input": input.display().to_string(), "preset": config.preset, "width": config.width(), "seed": config.seed,
         "bn": config.batch_norm, "bn_images": config.batch_norm_images, "dtype": config.features_dtype,
         "normalization": config.normalization, "point": config.feature_point, "pooling": config.pooling, "c_grid": config.c_grid, "validation": config.validation, "tol": config.tol,
         "max_passes": config.max_passes, "bias": config.bias, "fit_per_class": config.snapshot_fit_per_class,
         "holdout": config.holdout_test, "limit": config.limit_train_per_class,
-    }));
-    let table_path = output.join("snapshots.json");
-    let previous: Vec<SnapshotScore> = std::fs::read(&table_path)
+    }))
+}
+
+/// The rows of the table already in `output` when it was scored with `key`.
+fn previous_rows(output: &Path, key: &str) -> Vec<SnapshotScore> {
+    std::fs::read(output.join("snapshots.json"))
         .ok()
         .and_then(|b| serde_json::from_slice::<SnapshotTable>(&b).ok())
         .filter(|t| t.key == key)
         .map(|t| t.rows)
-        .unwrap_or_default();
-    let mut table = SnapshotTable {
-        run: run.clone(),
-        input: input.display().to_string(),
-        test_split: test_source.to_owned(),
-        fit_images: fit_images.len(),
-        validation_images: val_images.len(),
-        rows: Vec::new(),
-        validation_by_epoch: Vec::new(),
-        best: None,
-        key,
-        device: format!("{device:?}"),
-    };
-    for (k, (dir, state)) in snapshots.iter().enumerate() {
-        let d_path = dir.join("d.safetensors");
-        let sha = fsutil::sha256_file(&d_path).with_context(|| format!("{}: cannot hash", d_path.display()))?;
-        let epoch = state.steps_per_epoch.filter(|&n| n > 0).map(|n| state.step as f64 / n as f64).unwrap_or(state.epoch as f64);
-        if let Some(row) = previous.iter().find(|r| r.discriminator_sha256 == sha) {
-            eprintln!("cifar-eval: snapshot {} of {}: step {} already scored ({:.2}%)", k + 1, snapshots.len(), state.step, 100.0 * row.validation_accuracy);
-            table.rows.push(SnapshotScore { path: dir.clone(), epoch, ..row.clone() });
-            continue;
-        }
-        let t = Instant::now();
-        let mut extractor = FeatureExtractor::load(&d_path, config.preset, config.width(), device)?;
+        .unwrap_or_default()
+}
+
+/// Scoring one snapshot after another with the same settings and splits.
+struct SnapshotScorer<'a> {
+    config: &'a CifarEvalConfig,
+    splits: &'a SnapshotSplits,
+    device: tch::Device,
+    threads: usize,
+    log_every_s: f64,
+}
+
+impl SnapshotScorer<'_> {
+    /// D's features of the fitting and validation images, normalised with the fitting images'
+    /// statistics only (the validation images stay unseen until scored).
+    fn features(&self, d_path: &Path, step: u64) -> Result<(FeatureMatrix, FeatureMatrix)> {
+        let (config, splits) = (self.config, self.splits);
+        let mut extractor = FeatureExtractor::load(d_path, config.preset, config.width(), self.device)?;
         if config.batch_norm == "recompute" {
-            let progress = Progress::new("cifar-eval: BatchNorm statistics (layers)", Some(extractor_layers(config)), log_every_s);
-            extractor.recompute_batch_norm(&train, config.batch_norm_images, config.batch, |_, _| progress.inc(1))?;
+            let progress = Progress::new("cifar-eval: BatchNorm statistics (layers)", Some(extractor_layers(config)), self.log_every_s);
+            extractor.recompute_batch_norm(&splits.train, config.batch_norm_images, config.batch, |_, _| progress.inc(1))?;
             progress.finish();
         }
-        let progress = Progress::new(&format!("cifar-eval: snapshot step {} features", state.step), Some((fit_images.len() + val_images.len()) as u64), log_every_s);
+        let total = (splits.fit_images.len() + splits.val_images.len()) as u64;
+        let progress = Progress::new(&format!("cifar-eval: snapshot step {step} features"), Some(total), self.log_every_s);
         // Snapshots are compared without flips (cifar_eval.flips applies to the final score only).
         let spec = [FeatureSpec { point: config.feature_point, pooling: config.pooling, flipped: false }];
         let features_of = |images: &LabeledImages| -> Result<FeatureMatrix> {
@@ -198,39 +206,78 @@ pub fn score_snapshots(config: &CifarEvalConfig, input: &Path, snapshots_path: &
             })?;
             Ok(matrices.remove(0))
         };
-        let mut fit_x = features_of(&fit_images)?;
-        let mut val_x = features_of(&val_images)?;
+        let mut fit_x = features_of(&splits.fit_images)?;
+        let mut val_x = features_of(&splits.val_images)?;
         progress.finish();
         let layout = extractor.discriminator().feature_layout(config.pooling);
         drop(extractor);
-        // The fitting images' statistics only: the validation images stay unseen until scored.
         if let Some(stats) = config.normalization.fit(&fit_x, &layout) {
             fit_x.standardize(&stats);
             val_x.standardize(&stats);
         }
+        Ok((fit_x, val_x))
+    }
+
+    /// One snapshot's row: its features, then C on the validation split.
+    fn score(&self, dir: &Path, state: &CheckpointState, epoch: f64, sha: String) -> Result<SnapshotScore> {
+        let (config, splits) = (self.config, self.splits);
+        let t = Instant::now();
+        let (fit_x, val_x) = self.features(&dir.join("d.safetensors"), state.step)?;
         let features_s = t.elapsed().as_secs_f64();
         let t = Instant::now();
-        let mut grid = Vec::new();
-        let mut best = (config.c_grid[0], f64::NEG_INFINITY);
-        for &c in &config.c_grid {
-            let model = config.svm(c, threads)?.fit_rows(&fit_x, &fit_labels)?;
-            let accuracy = ClassificationMetrics::new(&val_labels, &model.predict_rows(&val_x), 10).accuracy;
-            grid.push((c, accuracy));
-            if accuracy > best.1 {
-                best = (c, accuracy);
-            }
-        }
-        let row = SnapshotScore {
+        let choice = CSearch::grid(&config.c_grid).choose(|c| {
+            let model = config.svm(c, self.threads)?.fit_rows(&fit_x, &splits.fit_labels)?;
+            Ok((ClassificationMetrics::new(&splits.val_labels, &model.predict_rows(&val_x), 10).accuracy, ()))
+        })?;
+        Ok(SnapshotScore {
             step: state.step,
             epoch,
-            path: dir.clone(),
+            path: dir.to_owned(),
             discriminator_sha256: sha,
-            best_c: best.0,
-            validation_accuracy: best.1,
-            grid,
+            best_c: choice.c(),
+            validation_accuracy: choice.accuracy(),
+            grid: choice.tried,
             features_s,
             fit_s: t.elapsed().as_secs_f64(),
-        };
+        })
+    }
+}
+
+/// Scores every snapshot of the run at `snapshots_path` on the validation split of `input`;
+/// writes snapshots.json, snapshots.csv and snapshots.md into `output` after each snapshot.
+pub fn score_snapshots(config: &CifarEvalConfig, input: &Path, snapshots_path: &Path, output: &Path, threads: usize, log_every_s: f64) -> Result<SnapshotTable> {
+    config.validate().map_err(anyhow::Error::msg)?;
+    let device = parse_device(&config.device).map_err(anyhow::Error::msg)?;
+    let (run, snapshots) = find_snapshots(snapshots_path)?;
+    std::fs::create_dir_all(output).with_context(|| format!("{}: cannot create", output.display()))?;
+    eprintln!("cifar-eval: {} snapshots in {}", snapshots.len(), run.display());
+
+    let splits = SnapshotSplits::load(config, input)?;
+    let key = snapshot_key(config, input);
+    let previous = previous_rows(output, &key);
+    let mut table = SnapshotTable {
+        run: run.clone(),
+        input: input.display().to_string(),
+        test_split: splits.test_source.to_owned(),
+        fit_images: splits.fit_images.len(),
+        validation_images: splits.val_images.len(),
+        rows: Vec::new(),
+        validation_by_epoch: Vec::new(),
+        best: None,
+        key,
+        device: format!("{device:?}"),
+    };
+    let scorer = SnapshotScorer { config, splits: &splits, device, threads, log_every_s };
+    for (k, (dir, state)) in snapshots.iter().enumerate() {
+        let d_path = dir.join("d.safetensors");
+        let sha = fsutil::sha256_file(&d_path).with_context(|| format!("{}: cannot hash", d_path.display()))?;
+        let epoch = state.steps_per_epoch.filter(|&n| n > 0).map(|n| state.step as f64 / n as f64).unwrap_or(state.epoch as f64);
+        if let Some(row) = previous.iter().find(|r| r.discriminator_sha256 == sha) {
+            eprintln!("cifar-eval: snapshot {} of {}: step {} already scored ({:.2}%)", k + 1, snapshots.len(), state.step, 100.0 * row.validation_accuracy);
+            table.rows.push(SnapshotScore { path: dir.clone(), epoch, ..row.clone() });
+            continue;
+        }
+        let row = scorer.score(dir, state, epoch, sha)?;
         eprintln!(
             "cifar-eval: snapshot {} of {}: step {} (epoch {:.2}): validation {:.2}% at C {} ({:.1} s features, {:.1} s SVM)",
             k + 1,

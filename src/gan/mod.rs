@@ -8,5 +8,7 @@ pub mod plots;
 pub mod sample;
 pub mod trainer;
 
+pub use checkpoints::{list_snapshots, CheckpointState};
 pub use models::{Discriminator, FeaturePoint, Generator, Pooling, Preset, Prior};
+pub use sample::{seeded_z, TrainedGenerator};
 pub use trainer::{train, Gan, TrainConfig};

@@ -476,8 +476,8 @@ pub fn check_dataset(config: &TrainConfig, data: &LabeledImages, source: &str) -
     Ok(())
 }
 
-/// Trains on `data` into `output`, resuming from its latest checkpoint when there is one.
-pub fn train(config: &TrainConfig, data: &LabeledImages, output: &Path, force: bool, log_every_s: f64) -> Result<TrainReport> {
+/// The training device, checked (CUDA must be there when asked for).
+fn training_device(config: &TrainConfig) -> Result<Device> {
     let device = config.device()?;
     if let Device::Cuda(_) = device {
         if !tch::Cuda::is_available() {
@@ -485,6 +485,11 @@ pub fn train(config: &TrainConfig, data: &LabeledImages, output: &Path, force: b
         }
         tch::Cuda::cudnn_set_benchmark(true);
     }
+    Ok(device)
+}
+
+/// Creates `output` (and samples/), removes stale temporaries; with `force`, what an earlier run left.
+fn prepare_output(output: &Path, force: bool) -> Result<()> {
     std::fs::create_dir_all(output.join("samples")).with_context(|| format!("{}: cannot create", output.display()))?;
     fsutil::remove_stale_temporaries(output)?;
     if force {
@@ -496,154 +501,254 @@ pub fn train(config: &TrainConfig, data: &LabeledImages, output: &Path, force: b
             let _ = std::fs::remove_file(output.join(name));
         }
     }
-    let mut gan = Gan::new(config, device);
-    let mut start_step = 0;
-    let mut wall_before = 0.0;
-    if let Some((dir, state)) = latest_checkpoint(output)? {
-        if state.fingerprint != config.resume_fingerprint() {
-            bail!(
-                "{}: holds a run with other settings ({} width {} z {}); pass --force to start over or choose another --output",
-                output.display(),
-                state.preset,
-                state.width,
-                state.z_dim
-            );
-        }
-        gan.load(&dir)?;
-        start_step = state.step;
-        wall_before = state.train_wall_s.unwrap_or(0.0);
-        eprintln!("train: resuming from {} (step {})", dir.display(), state.step);
-    }
-    let mut rows = read_losses(&output.join("losses.csv"), start_step)?;
+    Ok(())
+}
 
-    let n = if config.limit_images > 0 { data.len().min(config.limit_images) } else { data.len() };
-    let batch = config.batch;
-    let steps_per_epoch = (n as i64 / batch) as u64;
-    let mut total_steps = config.epochs * steps_per_epoch;
-    if config.max_steps > 0 {
-        total_steps = total_steps.min(config.max_steps);
+/// Loads `output`'s latest checkpoint into `gan` when there is one (it must be of the same
+/// settings); returns the step it reached and the training wall time behind it.
+fn resume(gan: &mut Gan, config: &TrainConfig, output: &Path) -> Result<(u64, f64)> {
+    let Some((dir, state)) = latest_checkpoint(output)? else { return Ok((0, 0.0)) };
+    if state.fingerprint != config.resume_fingerprint() {
+        bail!(
+            "{}: holds a run with other settings ({} width {} z {}); pass --force to start over or choose another --output",
+            output.display(),
+            state.preset,
+            state.width,
+            state.z_dim
+        );
     }
-    // The whole uint8 set lives on the device; batches are cut there.
-    let images = data.to_tensor().narrow(0, 0, n as i64).to_device(device);
-    tch::manual_seed(config.seed as i64 ^ 0x5EED);
-    let fixed_z = sample_z(config.prior, 64, config.z_dim(), device);
-    let mut collapse = CollapseMonitor::new(&collapse_probe(&images, config.seed), CollapseCriteria::default());
+    gan.load(&dir)?;
+    eprintln!("train: resuming from {} (step {})", dir.display(), state.step);
+    Ok((state.step, state.train_wall_s.unwrap_or(0.0)))
+}
 
-    let progress = Progress::new("train", Some(total_steps.saturating_sub(start_step)), log_every_s);
-    let started = Instant::now();
-    let mut window = (Instant::now(), 0u64);
-    let mut order: Option<(u64, Tensor)> = None;
-    let mut last_checkpoint = None;
-    let mut step = start_step;
-    let state_at = |step: u64| CheckpointState {
-        step,
-        epoch: step / steps_per_epoch.max(1),
-        fingerprint: config.resume_fingerprint(),
-        preset: config.preset,
-        z_dim: config.z_dim(),
-        width: config.width(),
-        train_wall_s: Some(wall_before + started.elapsed().as_secs_f64()),
-        device: Some(format!("{device:?}")),
-        steps_per_epoch: Some(steps_per_epoch),
-    };
-    while step < total_steps {
-        let epoch = step / steps_per_epoch;
-        let within = (step % steps_per_epoch) as i64;
-        if order.as_ref().is_none_or(|(e, _)| *e != epoch) {
-            let perm = epoch_permutation(n, config.seed, epoch);
-            order = Some((epoch, Tensor::from_slice(&perm).to_device(device)));
+/// A training run in progress: the networks, the images on the device, where it stands, and what
+/// it has written.
+struct TrainingRun<'a> {
+    config: &'a TrainConfig,
+    output: &'a Path,
+    device: Device,
+    gan: Gan,
+    /// The whole uint8 set on the device; batches are cut there.
+    images: Tensor,
+    /// The images trained on (train.limit_images applied).
+    n: usize,
+    steps_per_epoch: u64,
+    total_steps: u64,
+    start_step: u64,
+    step: u64,
+    /// The z of every sample grid, so that grids compare across epochs.
+    fixed_z: Tensor,
+    collapse: CollapseMonitor,
+    progress: Progress,
+    started: Instant,
+    wall_before: f64,
+    /// When the current loss row's window began, and the steps in it.
+    window: (Instant, u64),
+    /// The epoch whose shuffled order `order` holds.
+    order: Option<(u64, Tensor)>,
+    rows: Vec<LossRow>,
+    last_checkpoint: Option<PathBuf>,
+}
+
+impl<'a> TrainingRun<'a> {
+    /// A new G and D, or those of `output`'s latest checkpoint; the images on the device; the
+    /// fixed z of the sample grids; the collapse monitor's probe.
+    fn start(config: &'a TrainConfig, data: &LabeledImages, output: &'a Path, device: Device, log_every_s: f64) -> Result<Self> {
+        let mut gan = Gan::new(config, device);
+        let (start_step, wall_before) = resume(&mut gan, config, output)?;
+        let rows = read_losses(&output.join("losses.csv"), start_step)?;
+        let n = if config.limit_images > 0 { data.len().min(config.limit_images) } else { data.len() };
+        let steps_per_epoch = (n as i64 / config.batch) as u64;
+        let mut total_steps = config.epochs * steps_per_epoch;
+        if config.max_steps > 0 {
+            total_steps = total_steps.min(config.max_steps);
         }
-        let indices = order.as_ref().expect("set above").1.narrow(0, within * batch, batch);
-        let real = gan.network_input(&images.index_select(0, &indices));
-        let losses = gan.train_step(&real, (config.seed as i64).wrapping_mul(1_000_003).wrapping_add(step as i64));
-        step += 1;
-        progress.inc(1);
-        window.1 += 1;
-        if config.max_minutes > 0.0 && step < total_steps && started.elapsed().as_secs_f64() >= config.max_minutes * 60.0 {
-            // Out of time: end here as if this were the last step (checkpoint, samples, summary).
-            progress.note(&format!("train.max_minutes = {} reached at step {step}; a re-run resumes", config.max_minutes));
-            total_steps = step;
+        let images = data.to_tensor().narrow(0, 0, n as i64).to_device(device);
+        tch::manual_seed(config.seed as i64 ^ 0x5EED);
+        let fixed_z = sample_z(config.prior, 64, config.z_dim(), device);
+        let collapse = CollapseMonitor::new(&collapse_probe(&images, config.seed), CollapseCriteria::default());
+        let progress = Progress::new("train", Some(total_steps.saturating_sub(start_step)), log_every_s);
+        Ok(Self {
+            config,
+            output,
+            device,
+            gan,
+            images,
+            n,
+            steps_per_epoch,
+            total_steps,
+            start_step,
+            step: start_step,
+            fixed_z,
+            collapse,
+            progress,
+            started: Instant::now(),
+            wall_before,
+            window: (Instant::now(), 0),
+            order: None,
+            rows,
+            last_checkpoint: None,
+        })
+    }
+
+    fn state_at(&self, step: u64) -> CheckpointState {
+        let config = self.config;
+        CheckpointState {
+            step,
+            epoch: step / self.steps_per_epoch.max(1),
+            fingerprint: config.resume_fingerprint(),
+            preset: config.preset,
+            z_dim: config.z_dim(),
+            width: config.width(),
+            train_wall_s: Some(self.wall_before + self.started.elapsed().as_secs_f64()),
+            device: Some(format!("{:?}", self.device)),
+            steps_per_epoch: Some(self.steps_per_epoch),
         }
-        if let Some(signal) = crate::stage::preemption::received().filter(|_| step < total_steps) {
+    }
+
+    /// The current step's batch: the epoch's shuffled order, cut on the device.
+    fn next_batch(&mut self) -> Tensor {
+        let (config, batch) = (self.config, self.config.batch);
+        let epoch = self.step / self.steps_per_epoch;
+        let within = (self.step % self.steps_per_epoch) as i64;
+        if self.order.as_ref().is_none_or(|(e, _)| *e != epoch) {
+            let perm = epoch_permutation(self.n, config.seed, epoch);
+            self.order = Some((epoch, Tensor::from_slice(&perm).to_device(self.device)));
+        }
+        let indices = self.order.as_ref().expect("set above").1.narrow(0, within * batch, batch);
+        self.gan.network_input(&self.images.index_select(0, &indices))
+    }
+
+    /// One step of D and G, then what is due after it: loss row, pictures, snapshot, checkpoint.
+    fn train_step(&mut self) -> Result<()> {
+        let real = self.next_batch();
+        let losses = self.gan.train_step(&real, (self.config.seed as i64).wrapping_mul(1_000_003).wrapping_add(self.step as i64));
+        self.step += 1;
+        self.progress.inc(1);
+        self.window.1 += 1;
+        self.stop_early_when_asked();
+        self.log_losses(&losses)?;
+        self.write_due_outputs()
+    }
+
+    /// Out of time (train.max_minutes) or asked to stop by a signal: this step becomes the last
+    /// (checkpoint, samples, summary), and a re-run resumes.
+    fn stop_early_when_asked(&mut self) {
+        let (config, step) = (self.config, self.step);
+        if config.max_minutes > 0.0 && step < self.total_steps && self.started.elapsed().as_secs_f64() >= config.max_minutes * 60.0 {
+            self.progress.note(&format!("train.max_minutes = {} reached at step {step}; a re-run resumes", config.max_minutes));
+            self.total_steps = step;
+        }
+        if let Some(signal) = crate::stage::preemption::received().filter(|_| step < self.total_steps) {
             // Asked to stop (Slurm's requeue, preemption or time limit): save now, a re-run resumes.
-            progress.note(&format!("{signal} at step {step}: writing a checkpoint and stopping; a re-run resumes"));
-            total_steps = step;
+            self.progress.note(&format!("{signal} at step {step}: writing a checkpoint and stopping; a re-run resumes"));
+            self.total_steps = step;
         }
-        let epoch_done = step % steps_per_epoch == 0;
-        if step % config.log_every.max(1) == 0 || epoch_done || step == total_steps {
-            let row = LossRow {
-                step,
-                epoch: (step - 1) / steps_per_epoch,
-                loss_d: f64::try_from(&losses.loss_d)?,
-                loss_g: f64::try_from(&losses.loss_g)?,
-                d_real: f64::try_from(&losses.d_real)?,
-                d_fake: f64::try_from(&losses.d_fake)?,
-                images_per_s: (window.1 as i64 * batch) as f64 / window.0.elapsed().as_secs_f64(),
-            };
-            window = (Instant::now(), 0);
-            if !(row.loss_d.is_finite() && row.loss_g.is_finite()) {
-                write_losses(&rows, output)?;
-                let kept = latest_checkpoint(output)?.map(|(d, _)| d.display().to_string()).unwrap_or_else(|| "none yet".into());
-                bail!(
-                    "step {step}: loss is not finite (D {}, G {}); training stopped, the last good checkpoint is kept ({kept})",
-                    row.loss_d,
-                    row.loss_g
-                );
-            }
-            rows.push(row);
-            if let Some(line) = collapse.observe(step, row.d_fake, &gan.sample(&fixed_z)) {
-                progress.note(&line);
-            }
+    }
+
+    fn epoch_done(&self) -> bool {
+        self.step % self.steps_per_epoch == 0
+    }
+
+    /// A loss row every train.log_every steps (and at each epoch's end and the last step); stops
+    /// the run when a loss is not finite, keeping the last good checkpoint.
+    fn log_losses(&mut self, losses: &StepLosses) -> Result<()> {
+        let step = self.step;
+        if !(step % self.config.log_every.max(1) == 0 || self.epoch_done() || step == self.total_steps) {
+            return Ok(());
         }
+        let row = LossRow {
+            step,
+            epoch: (step - 1) / self.steps_per_epoch,
+            loss_d: f64::try_from(&losses.loss_d)?,
+            loss_g: f64::try_from(&losses.loss_g)?,
+            d_real: f64::try_from(&losses.d_real)?,
+            d_fake: f64::try_from(&losses.d_fake)?,
+            images_per_s: (self.window.1 as i64 * self.config.batch) as f64 / self.window.0.elapsed().as_secs_f64(),
+        };
+        self.window = (Instant::now(), 0);
+        if !(row.loss_d.is_finite() && row.loss_g.is_finite()) {
+            write_losses(&self.rows, self.output)?;
+            let kept = latest_checkpoint(self.output)?.map(|(d, _)| d.display().to_string()).unwrap_or_else(|| "none yet".into());
+            bail!("step {step}: loss is not finite (D {}, G {}); training stopped, the last good checkpoint is kept ({kept})", row.loss_d, row.loss_g);
+        }
+        self.rows.push(row);
+        if let Some(line) = self.collapse.observe(step, row.d_fake, &self.gan.sample(&self.fixed_z)) {
+            self.progress.note(&line);
+        }
+        Ok(())
+    }
+
+    /// The sample grid, the snapshot and the checkpoint that are due at this step.
+    fn write_due_outputs(&mut self) -> Result<()> {
+        let (config, step, output) = (self.config, self.step, self.output);
+        let (epoch_done, last) = (self.epoch_done(), step == self.total_steps);
         let sample_now = config.sample_every > 0 && step % config.sample_every == 0;
-        if epoch_done || sample_now || step == total_steps {
-            let name = if epoch_done { format!("epoch-{:04}.png", step / steps_per_epoch) } else { format!("step-{step:08}.png") };
-            let samples = gan.sample(&fixed_z);
+        if epoch_done || sample_now || last {
+            let name = if epoch_done { format!("epoch-{:04}.png", step / self.steps_per_epoch) } else { format!("step-{step:08}.png") };
+            let samples = self.gan.sample(&self.fixed_z);
             write_sample_grid(&samples, 8, 2, &output.join("samples").join(name))?;
         }
         // Snapshots at every snapshot_every_epochs-th epoch's end, and at the end of a run that
         // stopped within an epoch (max_steps, max_minutes), so that the last D is scored too.
-        let epochs_done = step / steps_per_epoch;
+        let epochs_done = step / self.steps_per_epoch;
         let every = config.snapshot_every_epochs;
-        if every > 0 && ((epoch_done && epochs_done % every == 0) || (step == total_steps && !epoch_done)) {
-            save_snapshot(&gan, output, &state_at(step))?;
+        if every > 0 && ((epoch_done && epochs_done % every == 0) || (last && !epoch_done)) {
+            save_snapshot(&self.gan, output, &self.state_at(step))?;
         }
         let checkpoint_now = config.checkpoint_every > 0 && step % config.checkpoint_every == 0;
-        if epoch_done || checkpoint_now || step == total_steps {
-            last_checkpoint = Some(save_checkpoint(&gan, output, &state_at(step), config.keep_checkpoints)?);
-            write_losses(&rows, output)?;
-            if let Some(r) = rows.last() {
-                progress.note(&format!(
+        if epoch_done || checkpoint_now || last {
+            self.last_checkpoint = Some(save_checkpoint(&self.gan, output, &self.state_at(step), config.keep_checkpoints)?);
+            write_losses(&self.rows, output)?;
+            if let Some(r) = self.rows.last() {
+                self.progress.note(&format!(
                     "step {step} (epoch {}): loss D {:.3} G {:.3}, D(x) {:.3} D(G(z)) {:.3}, {:.0} images/s",
                     r.epoch, r.loss_d, r.loss_g, r.d_real, r.d_fake, r.images_per_s
                 ));
             }
         }
+        Ok(())
     }
-    progress.finish();
-    let collapse = collapse.report();
-    if collapse.collapsed_at_end {
-        eprintln!("train: warning: {}", collapse.verdict);
-    }
-    let wall_s = started.elapsed().as_secs_f64();
-    let trained = step - start_step;
-    if let Some((dir, _)) = latest_checkpoint(output)? {
-        // The newest weights under stable names, for cifar-eval and for users.
-        for (from, to) in [("g.safetensors", "generator.safetensors"), ("d.safetensors", "discriminator.safetensors")] {
-            let bytes = std::fs::read(dir.join(from))?;
-            fsutil::write_atomic(&output.join(to), &bytes)?;
+
+    /// The collapse verdict, the newest weights under stable names, and the report.
+    fn finish(self) -> Result<TrainReport> {
+        self.progress.finish();
+        let collapse = self.collapse.report();
+        if collapse.collapsed_at_end {
+            eprintln!("train: warning: {}", collapse.verdict);
         }
+        let wall_s = self.started.elapsed().as_secs_f64();
+        let trained = self.step - self.start_step;
+        if let Some((dir, _)) = latest_checkpoint(self.output)? {
+            // The newest weights under stable names, for cifar-eval and for users.
+            for (from, to) in [("g.safetensors", "generator.safetensors"), ("d.safetensors", "discriminator.safetensors")] {
+                let bytes = std::fs::read(dir.join(from))?;
+                fsutil::write_atomic(&self.output.join(to), &bytes)?;
+            }
+        }
+        Ok(TrainReport {
+            device: format!("{:?}", self.device),
+            images: self.n,
+            steps_per_epoch: self.steps_per_epoch,
+            start_step: self.start_step,
+            end_step: self.step,
+            wall_s,
+            images_per_s: (trained > 0).then(|| (trained as i64 * self.config.batch) as f64 / wall_s),
+            final_losses: self.rows.last().copied(),
+            checkpoint: self.last_checkpoint,
+            collapse,
+        })
     }
-    Ok(TrainReport {
-        device: format!("{device:?}"),
-        images: n,
-        steps_per_epoch,
-        start_step,
-        end_step: step,
-        wall_s,
-        images_per_s: (trained > 0).then(|| (trained as i64 * batch) as f64 / wall_s),
-        final_losses: rows.last().copied(),
-        checkpoint: last_checkpoint,
-        collapse,
-    })
+}
+
+/// Trains on `data` into `output`, resuming from its latest checkpoint when there is one.
+pub fn train(config: &TrainConfig, data: &LabeledImages, output: &Path, force: bool, log_every_s: f64) -> Result<TrainReport> {
+    let device = training_device(config)?;
+    prepare_output(output, force)?;
+    let mut run = TrainingRun::start(config, data, output, device, log_every_s)?;
+    while run.step < run.total_steps {
+        run.train_step()?;
+    }
+    run.finish()
 }

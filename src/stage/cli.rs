@@ -1,31 +1,22 @@
 //! What every per-image stage binary does once its stage is built: run or merge, then print a
-//! one-line summary and choose the exit status.
+//! one-line summary and choose the exit status. It takes the `[run]` settings and the config's
+//! text, never the whole configuration (config.rs composes the stages; the contract knows none).
 
 use std::path::Path;
 
 use anyhow::{Context, Result};
 
 use super::runner::{merge, run_per_image, PerImageStage, RunSpec};
-use super::{StageArgs, EXIT_SOME_INPUTS_FAILED};
-use crate::config::Config;
+use super::{RunSettings, StageArgs, EXIT_SOME_INPUTS_FAILED};
 use crate::data::ImageSource;
 
-/// Loads the effective configuration (embedded default, --config, --set); with --print-config,
-/// prints it and returns None: the binary is done.
-pub fn load_config_or_print(file: Option<&Path>, sets: &[String], print: bool) -> Result<Option<Config>> {
-    let config = Config::load(file, sets)?;
-    if print {
-        print!("{}", config.to_toml());
-        return Ok(None);
-    }
-    Ok(Some(config))
-}
-
 /// Runs (or, with --merge, merges) `stage` as the command line asks; returns the exit status.
+/// `config_toml` is the effective configuration, recorded with the outputs.
 pub fn run_stage<S: PerImageStage>(
     stage: &S,
     args: &StageArgs,
-    config: &Config,
+    run: &RunSettings,
+    config_toml: String,
     output: &Path,
     part_size: u64,
     fingerprint: String,
@@ -42,10 +33,10 @@ pub fn run_stage<S: PerImageStage>(
             shard: args.shard,
             force: args.force,
             part_size,
-            batch: config.run.batch,
-            threads: config.run.threads,
-            log_every_s: config.run.log_every_s,
-            config_toml: config.to_toml(),
+            batch: run.batch,
+            threads: run.threads,
+            log_every_s: run.log_every_s,
+            config_toml,
             fingerprint,
         };
         let (report, summary) = run_per_image(stage, &spec)?;

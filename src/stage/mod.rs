@@ -7,6 +7,7 @@ pub mod manifest;
 pub mod preemption;
 pub mod progress;
 pub mod runner;
+pub mod settings;
 pub mod shard;
 
 use std::path::PathBuf;
@@ -16,6 +17,7 @@ use sha2::{Digest, Sha256};
 
 pub use manifest::{ManifestRow, Status};
 pub use runner::{merge, run_per_image, Failure, PerImageStage, Processed, RunSpec, RunSummary, ShardReport};
+pub use settings::RunSettings;
 pub use shard::ShardSpec;
 
 /// The options every stage binary takes (flattened into its clap parser).

@@ -524,11 +524,8 @@ pub fn run_per_image<S: PerImageStage>(stage: &S, spec: &RunSpec) -> Result<(Sha
     Ok((report, summary))
 }
 
-/// Joins the parts of every shard into the final outputs. Fails, naming the missing parts, while
-/// any shard has not finished.
-pub fn merge<S: PerImageStage>(stage: &S, output: &Path) -> Result<RunSummary> {
-    let fingerprint = std::fs::read_to_string(fingerprint_path(output))
-        .with_context(|| format!("{}: no parts to merge (run the stage first)", output.display()))?;
+/// The report of every shard that has finished.
+fn read_shard_reports(output: &Path) -> Result<Vec<ShardReport>> {
     let mut reports = Vec::new();
     for entry in std::fs::read_dir(parts_dir(output))? {
         let path = entry?.path();
@@ -540,6 +537,11 @@ pub fn merge<S: PerImageStage>(stage: &S, output: &Path) -> Result<RunSummary> {
             reports.push(report);
         }
     }
+    Ok(reports)
+}
+
+/// The first shard's report, once every shard is found to have seen the same input.
+fn shards_agree(reports: &[ShardReport], output: &Path) -> Result<ShardReport> {
     let Some(first) = reports.first().cloned() else {
         bail!("{}: no shard has finished yet", output.display());
     };
@@ -554,30 +556,47 @@ pub fn merge<S: PerImageStage>(stage: &S, output: &Path) -> Result<RunSummary> {
             other.shard
         );
     }
-    let parts = total.div_ceil(part_size);
+    Ok(first)
+}
+
+/// Fails, naming the missing parts (and the shards still running), unless all `parts` are done.
+fn every_part_done(output: &Path, parts: u64) -> Result<()> {
     let done = done_parts(output)?;
     let missing: Vec<u64> = (0..parts).filter(|p| !done.contains(p)).collect();
-    if !missing.is_empty() {
-        let shown: Vec<String> = missing.iter().take(10).map(|p| p.to_string()).collect();
-        let running: Vec<String> = live_locks(&parts_dir(output), "lock-shard-").into_iter().map(|(_, h)| h.describe()).collect();
-        bail!(
-            "{}: {} of {parts} parts are not done yet (parts {}{}); {}finish every shard, then merge",
-            output.display(),
-            missing.len(),
-            shown.join(", "),
-            if missing.len() > 10 { ", ..." } else { "" },
-            if running.is_empty() { String::new() } else { format!("still running: {}; ", running.join(", ")) }
-        );
+    if missing.is_empty() {
+        return Ok(());
     }
-    let [h, w, c] = stage.row_shape();
+    let shown: Vec<String> = missing.iter().take(10).map(|p| p.to_string()).collect();
+    let running: Vec<String> =
+        live_locks(&parts_dir(output), "lock-shard-").into_iter().map(|(_, h)| h.describe()).collect();
+    bail!(
+        "{}: {} of {parts} parts are not done yet (parts {}{}); {}finish every shard, then merge",
+        output.display(),
+        missing.len(),
+        shown.join(", "),
+        if missing.len() > 10 { ", ..." } else { "" },
+        if running.is_empty() { String::new() } else { format!("still running: {}; ", running.join(", ")) }
+    )
+}
+
+/// The parts' manifests joined in order (each row's index into the images made global), checked
+/// against their images' files.
+struct JoinedParts {
+    rows: Vec<ManifestRow>,
+    /// Output rows in all.
+    outputs: u64,
+    image_files: Vec<String>,
+}
+
+fn join_parts(output: &Path, parts: u64, total: u64, row_shape: [u64; 3]) -> Result<JoinedParts> {
     let mut rows: Vec<ManifestRow> = Vec::with_capacity(total as usize);
     let mut offset = 0u64;
     let mut image_files = Vec::new();
     for part in 0..parts {
         let images = part_images(output, part);
         let header = npy::read_header(&images)?;
-        if header.shape[1..] != [h, w, c] {
-            bail!("{}: rows of shape {:?}, expected {:?}", images.display(), &header.shape[1..], [h, w, c]);
+        if header.shape[1..] != row_shape {
+            bail!("{}: rows of shape {:?}, expected {:?}", images.display(), &header.shape[1..], row_shape);
         }
         let mut part_rows = read_manifest(&part_manifest(output, part))?;
         let outputs: u64 = part_rows.iter().map(|r| r.outputs as u64).sum();
@@ -591,74 +610,112 @@ pub fn merge<S: PerImageStage>(stage: &S, output: &Path) -> Result<RunSummary> {
         rows.append(&mut part_rows);
         image_files.push(images.file_name().unwrap_or_default().to_string_lossy().into_owned());
     }
-    // Labels: classes sorted by name (ImageNet's wnid order), over every input so that a class
-    // whose images all failed still keeps its number.
+    Ok(JoinedParts { rows, outputs: offset, image_files })
+}
+
+/// Writes labels.npy and classes.txt; returns the classes. Classes are sorted by name (ImageNet's
+/// wnid order), over every input so that a class whose images all failed still keeps its number.
+fn write_labels(output: &Path, joined: &JoinedParts) -> Result<Vec<String>> {
+    let rows = &joined.rows;
     let classes: Vec<String> =
         rows.iter().filter_map(|r| r.class.clone()).collect::<BTreeSet<_>>().into_iter().collect();
     let class_id: BTreeMap<&str, i64> = classes.iter().enumerate().map(|(i, c)| (c.as_str(), i as i64)).collect();
-    let mut labels = Vec::with_capacity(offset as usize);
-    for row in &rows {
+    let mut labels = Vec::with_capacity(joined.outputs as usize);
+    for row in rows {
         let label = row.class.as_deref().map_or(-1, |c| class_id[c]);
         labels.extend(std::iter::repeat_n(label, row.outputs as usize));
     }
     npy::write_array(&output.join("labels.npy"), &[labels.len() as u64], &labels)?;
     let classes_text: String = classes.iter().map(|c| format!("{c}\n")).collect();
     fsutil::write_atomic(&output.join("classes.txt"), classes_text.as_bytes())?;
-    fsutil::write_atomic(&output.join("manifest.jsonl"), &encode_manifest(&rows))?;
+    Ok(classes)
+}
 
-    let count = |s: Status| rows.iter().filter(|r| r.status == s).count() as u64;
+/// What the merged run holds, for summary.json: counts, the outputs, timings, the shards, the config.
+struct MergedRun<'a> {
+    output: &'a Path,
+    joined: &'a JoinedParts,
+    classes: &'a [String],
+    row_shape: [u64; 3],
+    first: &'a ShardReport,
+    fingerprint: &'a str,
+}
+
+impl MergedRun<'_> {
+    fn summary_json<S: PerImageStage>(&self, stage: &S, summary: &RunSummary, mut reports: Vec<ShardReport>) -> Value {
+        let rows = &self.joined.rows;
+        let errors: Vec<Value> = rows
+            .iter()
+            .filter(|r| r.status == Status::Error)
+            .take(50)
+            .map(|r| json!({"source": r.source, "reason": r.reason}))
+            .collect();
+        let config: Value = std::fs::read_to_string(self.output.join("config.toml"))
+            .ok()
+            .and_then(|t| toml::from_str(&t).ok())
+            .unwrap_or(Value::Null);
+        let wall_s: f64 = reports.iter().map(|r| r.wall_s).sum();
+        let processed: u64 = reports.iter().map(|r| r.records_processed).sum();
+        reports.sort_by(|a, b| a.shard.cmp(&b.shard));
+        json!({
+            "stage": S::NAME,
+            "input": self.first.input,
+            "counts": {
+                "records": summary.records,
+                "ok": summary.ok,
+                "skipped": summary.skipped,
+                "error": summary.errors,
+                "output_rows": summary.outputs,
+            },
+            "stage_counts": stage.summarize(rows),
+            "errors": errors,
+            "outputs": {
+                "images": self.joined.image_files,
+                "row_shape": self.row_shape,
+                "labels": "labels.npy",
+                "classes": "classes.txt",
+                "num_classes": self.classes.len(),
+                "manifest": "manifest.jsonl",
+            },
+            "timings": {
+                "last_run_wall_s": wall_s,
+                "last_run_records_processed": processed,
+                "last_run_records_per_s": if wall_s > 0.0 && processed > 0 { Some(processed as f64 / wall_s) } else { None },
+            },
+            "shards": reports,
+            "config": config,
+            "config_fingerprint": self.fingerprint.trim(),
+            "versions": crate::versions_with_opencv(),
+        })
+    }
+}
+
+/// Joins the parts of every shard into the final outputs. Fails, naming the missing parts, while
+/// any shard has not finished.
+pub fn merge<S: PerImageStage>(stage: &S, output: &Path) -> Result<RunSummary> {
+    let fingerprint = std::fs::read_to_string(fingerprint_path(output))
+        .with_context(|| format!("{}: no parts to merge (run the stage first)", output.display()))?;
+    let reports = read_shard_reports(output)?;
+    let first = shards_agree(&reports, output)?;
+    let parts = first.total_records.div_ceil(first.part_size);
+    every_part_done(output, parts)?;
+    let row_shape = stage.row_shape();
+    let joined = join_parts(output, parts, first.total_records, row_shape)?;
+    let classes = write_labels(output, &joined)?;
+    fsutil::write_atomic(&output.join("manifest.jsonl"), &encode_manifest(&joined.rows))?;
+
+    let count = |s: Status| joined.rows.iter().filter(|r| r.status == s).count() as u64;
     let summary = RunSummary {
         stage: S::NAME.to_owned(),
-        records: rows.len() as u64,
+        records: joined.rows.len() as u64,
         ok: count(Status::Ok),
         skipped: count(Status::Skipped),
         errors: count(Status::Error),
-        outputs: offset,
+        outputs: joined.outputs,
         summary_path: output.join("summary.json"),
     };
-    let errors: Vec<Value> = rows
-        .iter()
-        .filter(|r| r.status == Status::Error)
-        .take(50)
-        .map(|r| json!({"source": r.source, "reason": r.reason}))
-        .collect();
-    let config: Value = std::fs::read_to_string(output.join("config.toml"))
-        .ok()
-        .and_then(|t| toml::from_str(&t).ok())
-        .unwrap_or(Value::Null);
-    let wall_s: f64 = reports.iter().map(|r| r.wall_s).sum();
-    let processed: u64 = reports.iter().map(|r| r.records_processed).sum();
-    reports.sort_by(|a, b| a.shard.cmp(&b.shard));
-    let document = json!({
-        "stage": S::NAME,
-        "input": first.input,
-        "counts": {
-            "records": summary.records,
-            "ok": summary.ok,
-            "skipped": summary.skipped,
-            "error": summary.errors,
-            "output_rows": summary.outputs,
-        },
-        "stage_counts": stage.summarize(&rows),
-        "errors": errors,
-        "outputs": {
-            "images": image_files,
-            "row_shape": [h, w, c],
-            "labels": "labels.npy",
-            "classes": "classes.txt",
-            "num_classes": classes.len(),
-            "manifest": "manifest.jsonl",
-        },
-        "timings": {
-            "last_run_wall_s": wall_s,
-            "last_run_records_processed": processed,
-            "last_run_records_per_s": if wall_s > 0.0 && processed > 0 { Some(processed as f64 / wall_s) } else { None },
-        },
-        "shards": reports,
-        "config": config,
-        "config_fingerprint": fingerprint.trim(),
-        "versions": crate::versions_with_opencv(),
-    });
+    let merged = MergedRun { output, joined: &joined, classes: &classes, row_shape, first: &first, fingerprint: &fingerprint };
+    let document = merged.summary_json(stage, &summary, reports);
     fsutil::write_atomic(&summary.summary_path, &serde_json::to_vec_pretty(&document)?)?;
     Ok(summary)
 }

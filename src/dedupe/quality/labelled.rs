@@ -16,8 +16,8 @@ use image::RgbImage as Image;
 use rayon::prelude::*;
 use serde::Serialize;
 
-use super::autoencoder::{downsample_to_input, Autoencoder, Threshold};
-use super::DedupeConfig;
+use crate::dedupe::autoencoder::{downsample_to_input, Autoencoder, Threshold};
+use crate::dedupe::DedupeConfig;
 use crate::data::ImageSource;
 use crate::imageops::{decode_rgb, decode_rgb_with_libjpeg, min_resize_center_crop, DecodeOptions};
 
@@ -362,7 +362,7 @@ impl LabelledInputs {
     /// item (`eval-items.jsonl`: name, group, split, edits), so that other hashes can be tried on
     /// exactly the same set.
     pub fn write(&self, dir: &Path) -> Result<()> {
-        let side = super::autoencoder::INPUT_SIDE as u64;
+        let side = crate::dedupe::autoencoder::INPUT_SIDE as u64;
         crate::data::npy::write_array(&dir.join("eval-inputs.npy"), &[self.items.len() as u64, side, side, 3], &self.small)?;
         let mut lines = String::new();
         for item in &self.items {
@@ -384,7 +384,7 @@ impl LabelledInputs {
 pub fn evaluate(input: &Path, labelled: &LabelledInputs, config: &DedupeConfig, settings: &EvalSettings) -> Result<EvalReport> {
     let LabelledInputs { items, crops, small } = labelled;
     let size = config.size;
-    let dim = super::autoencoder::INPUT_DIM;
+    let dim = crate::dedupe::autoencoder::INPUT_DIM;
     let device = config.device().map_err(anyhow::Error::msg)?;
     let splits: Vec<Vec<usize>> = (0..2).map(|split| (0..items.len()).filter(|&i| items[i].split == split).collect()).collect();
     // Per split: the codes of its items (threshold 0, median), in split order.
@@ -397,8 +397,8 @@ pub fn evaluate(input: &Path, labelled: &LabelledInputs, config: &DedupeConfig, 
         codes.push((model.codes(&images, Threshold::Zero), model.codes(&images, Threshold::Median)));
     }
 
-    let phasher = super::phash::phasher();
-    let phashes: Vec<u64> = crops.par_iter().map(|c| super::phash::phash64(&phasher, &Image::from_raw(size, size, c.clone()).expect("crop size"))).collect();
+    let phasher = crate::dedupe::phash::phasher();
+    let phashes: Vec<u64> = crops.par_iter().map(|c| crate::dedupe::phash::phash64(&phasher, &Image::from_raw(size, size, c.clone()).expect("crop size"))).collect();
 
     let mut curves = Vec::new();
     let mut chosen = Vec::new();

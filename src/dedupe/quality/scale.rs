@@ -19,14 +19,14 @@ use image::RgbImage as Image;
 use rayon::prelude::*;
 use serde::Serialize;
 
-use super::autoencoder::{downsample_to_input, Autoencoder, INPUT_DIM};
-use super::clusters::{clusters_by, exact_groups, Cluster, ClusterRule, UnionFind};
-use super::eval::{planted_copy, EditKind, Rng};
-use super::hash::Code128;
-use super::phash::PhashCheck;
-use super::index::{multi_index_pairs, NearPair};
-use super::windows::{aligned_correlation, grey_thumbnail, window_distance, window_hashes, window_pairs, WindowPair};
-use super::DedupeConfig;
+use crate::dedupe::autoencoder::{downsample_to_input, Autoencoder, INPUT_DIM};
+use crate::dedupe::clusters::{clusters_by, exact_groups, Cluster, ClusterRule, UnionFind};
+use super::labelled::{planted_copy, EditKind, Rng};
+use crate::dedupe::hash::Code128;
+use crate::dedupe::phash::PhashCheck;
+use crate::dedupe::index::{multi_index_pairs, NearPair};
+use crate::dedupe::windows::{aligned_correlation, grey_thumbnail, window_distance, window_hashes, window_pairs, WindowPair};
+use crate::dedupe::DedupeConfig;
 use crate::data::ImageSource;
 use crate::imageops::{decode_rgb_with_libjpeg, min_resize_center_crop, DecodeOptions};
 
@@ -68,7 +68,7 @@ pub struct ScaleSet {
     /// N x 32 x 32 x 3, the autoencoder's input.
     pub small: Vec<u8>,
     pub phash: Vec<u64>,
-    /// The pHashes of each crop's windows ([`super::windows`]), `PER_IMAGE` per image.
+    /// The pHashes of each crop's windows ([`crate::dedupe::windows`]), `PER_IMAGE` per image.
     pub windows: Vec<u64>,
     /// Per image: the edit that made it (None: an original).
     pub kind: Vec<Option<EditKind>>,
@@ -105,7 +105,7 @@ impl ScaleSet {
         })?;
         let size = config.size;
         let options = DecodeOptions { max_pixels: config.max_pixels, min_decoded_side: config.dct_scaling.then_some(size * config.min_decoded_factor) };
-        let phasher = super::phash::phasher();
+        let phasher = crate::dedupe::phash::phasher();
         let prepare = |bytes: &[u8]| -> Result<(Prepared, crate::imageops::RgbImage), String> {
             let decoded = decode_rgb_with_libjpeg(bytes, &options).map_err(|e| e.to_string())?;
             let crop = min_resize_center_crop(&decoded.image, size);
@@ -113,7 +113,7 @@ impl ScaleSet {
             let prepared = Prepared {
                 pixels: decoded.source_width as u64 * decoded.source_height as u64,
                 small: downsample_to_input(&crop.pixels, size as usize),
-                phash: super::phash::phash64(&phasher, &img),
+                phash: crate::dedupe::phash::phash64(&phasher, &img),
                 windows: window_hashes(&crop.pixels, size),
             };
             Ok((prepared, decoded.image))
@@ -565,23 +565,202 @@ impl Searched {
     }
 }
 
-/// Runs the evaluation: trains the autoencoder on the whole set (as the stage does), hashes,
-/// searches, clusters at every radius under both rules, and scores.
-pub fn evaluate(input: &Path, set: &ScaleSet, config: &DedupeConfig, settings: &ScaleSettings) -> Result<ScaleReport> {
-    let mut timings = HashMap::new();
+/// The autoencoder trained on a sample of the whole set (as the stage does), and every image's code.
+fn train_codes(set: &ScaleSet, config: &DedupeConfig) -> Result<Vec<Code128>> {
     let device = config.device().map_err(anyhow::Error::msg)?;
-    let n = set.len();
-
-    let started = std::time::Instant::now();
-    let picked = super::run::sample_rows(n, config.ae_sample);
+    let picked = crate::dedupe::run::sample_rows(set.len(), config.ae_sample);
     let sample: Vec<u8> = picked.iter().flat_map(|&i| set.input(i as u32).iter().copied()).collect();
     let mut model = Autoencoder::new(device, config.ae_centre_images);
     let train = config.train_settings();
     model.train(&sample, &train, Some(&train.progress(picked.len())));
-    let codes = model.codes(&set.small, config.threshold);
+    Ok(model.codes(&set.small, config.threshold))
+}
+
+/// What every curve is scored with: the set, its labels, the autoencoder's codes and near pairs.
+struct Scoring<'a> {
+    set: &'a ScaleSet,
+    config: &'a DedupeConfig,
+    settings: &'a ScaleSettings,
+    truth: &'a Truth,
+    codes: &'a [Code128],
+    ae: &'a Searched,
+    distinct_pairs: f64,
+    curves: Vec<ScaleCurve>,
+    pair_rates: Vec<PairRate>,
+}
+
+/// The crop route's window pairs and each one's aligned correlation.
+struct WindowPairs {
+    pairs: Vec<WindowPair>,
+    correlation: HashMap<(u32, u32), f32>,
+    max_radius: u32,
+}
+
+impl Scoring<'_> {
+    fn add_pair_rate(&mut self, method: String, false_pairs: Vec<u64>) {
+        let rate = false_pairs.iter().map(|&f| f as f64 / self.distinct_pairs).collect();
+        self.pair_rates.push(PairRate { method, false_pairs, rate });
+    }
+
+    /// The autoencoder and pHash under both cluster rules, and the autoencoder with the pHash
+    /// check at each radius: removals scored at every radius, and false pairs per radius.
+    fn hash_curves(&mut self, phash: &Searched) {
+        let (set, settings) = (self.set, self.settings);
+        const BOTH: &[ClusterRule] = &[ClusterRule::AroundKeeper, ClusterRule::SingleLinkage];
+        let mut runs = vec![
+            CurveRun { method: AE.into(), searched: self.ae, max_radius: settings.max_radius, check: None, rules: BOTH },
+            CurveRun { method: PHASH.into(), searched: phash, max_radius: settings.phash_max_radius, check: None, rules: BOTH },
+        ];
+        // The autoencoder's candidates, each removal also within t bits of pHash of its keeper.
+        let mut check_radii: Vec<u32> = CHECK_RADII.to_vec();
+        check_radii.push(self.config.verify_phash_radius);
+        check_radii.sort_unstable();
+        check_radii.dedup();
+        for t in check_radii {
+            let check = Some(PhashCheck { hashes: &set.phash, radius: t });
+            runs.push(CurveRun { method: checked_method(t), searched: self.ae, max_radius: settings.max_radius, check, rules: &[ClusterRule::AroundKeeper] });
+        }
+        for CurveRun { method, searched, max_radius, check, rules } in runs {
+            let same = |a: u32, b: u32| check.is_none_or(|c| c.same(a, b));
+            for &rule in rules {
+                let scores: Vec<Score> = (0..=max_radius)
+                    .into_par_iter()
+                    .map(|r| score(r, &clusters_by(rule, set.len(), &searched.groups, searched.within(r), &set.pixels, &same), self.truth))
+                    .collect();
+                self.curves.push(ScaleCurve { method: method.clone(), rule, scores });
+            }
+            let false_pairs = searched.false_pairs(self.truth, max_radius, check.as_ref());
+            self.add_pair_rate(method, false_pairs);
+        }
+    }
+
+    /// Pairs of images whose windows' pHashes are within the largest window radius scored, with
+    /// their aligned correlation.
+    fn window_pairs(&self) -> WindowPairs {
+        let (set, settings) = (self.set, self.settings);
+        let max_radius = settings.window_radii.iter().copied().chain([self.config.window_phash_radius]).max().unwrap_or(0);
+        let pairs: Vec<WindowPair> = window_pairs(&set.windows, max_radius);
+        let thumb = |i: u32| grey_thumbnail(set.input(i));
+        let correlation = pairs.par_iter().map(|p| ((p.a, p.b), aligned_correlation(&thumb(p.a), &thumb(p.b)))).collect();
+        WindowPairs { pairs, correlation, max_radius }
+    }
+
+    /// The window pairs at each distance, true and false, by correlation band.
+    fn window_candidates(&self, windows: &WindowPairs) -> Vec<WindowRow> {
+        let group = &self.truth.group;
+        (0..=windows.max_radius)
+            .map(|d| {
+                let mut row = WindowRow { distance: d, true_pairs: vec![0; CORRELATION_BANDS.len()], false_pairs: vec![0; CORRELATION_BANDS.len()] };
+                for p in windows.pairs.iter().filter(|p| p.distance == d) {
+                    let c = windows.correlation[&(p.a, p.b)];
+                    let band = CORRELATION_BANDS.iter().position(|&b| c < b).unwrap_or(CORRELATION_BANDS.len() - 1);
+                    if group[p.a as usize] == group[p.b as usize] {
+                        row.true_pairs[band] += 1;
+                    } else {
+                        row.false_pairs[band] += 1;
+                    }
+                }
+                row
+            })
+            .collect()
+    }
+
+    /// The crop route (the code with the pHash check, or windows within `t` bits correlating at
+    /// least `rho`) at every window radius and correlation floor scored.
+    fn crop_route_curves(&mut self, windows: &WindowPairs) {
+        let (config, settings) = (self.config, self.settings);
+        let mut routes: Vec<(u32, f64)> = settings.window_radii.iter().flat_map(|&t| settings.correlations.iter().map(move |&c| (t, c))).collect();
+        routes.push((config.window_phash_radius, config.window_min_correlation));
+        routes.sort_by(|a, b| a.0.cmp(&b.0).then(a.1.total_cmp(&b.1)));
+        routes.dedup();
+        let phash_check = PhashCheck { hashes: &self.set.phash, radius: config.verify_phash_radius };
+        let code_route = self.ae.false_pairs(self.truth, settings.max_radius, Some(&phash_check));
+        for (t, rho) in routes {
+            self.crop_route_curve(windows, &phash_check, &code_route, t, rho);
+        }
+    }
+
+    /// One crop route's curve and false pairs.
+    fn crop_route_curve(&mut self, windows: &WindowPairs, phash_check: &PhashCheck, code_route: &[u64], t: u32, rho: f64) {
+        let (set, settings, truth, codes, ae) = (self.set, self.settings, self.truth, self.codes, self.ae);
+        let n = set.len();
+        let thumb = |i: u32| grey_thumbnail(set.input(i));
+        let correlation_of = |a: u32, b: u32| -> f32 {
+            let key = (a.min(b), a.max(b));
+            windows.correlation.get(&key).copied().unwrap_or_else(|| aligned_correlation(&thumb(key.0), &thumb(key.1)))
+        };
+        let mut group_of = vec![0u32; n];
+        for (g, members) in ae.groups.iter().enumerate() {
+            for &m in members {
+                group_of[m as usize] = g as u32;
+            }
+        }
+        let passes_window = |a: u32, b: u32| window_distance(&set.windows, a, b) <= t && f64::from(correlation_of(a, b)) >= rho;
+        let passing: Vec<&WindowPair> = windows.pairs.iter().filter(|p| p.distance <= t && f64::from(windows.correlation[&(p.a, p.b)]) >= rho).collect();
+        let extra: Vec<NearPair> = passing
+            .iter()
+            .map(|p| (group_of[p.a as usize], group_of[p.b as usize]))
+            .filter(|(a, b)| a != b)
+            .map(|(a, b)| NearPair { a: a.min(b), b: a.max(b), distance: codes[p_first(&ae.groups, a)].hamming(&codes[p_first(&ae.groups, b)]) })
+            .collect();
+        let code_passes = |a: u32, b: u32, r: u32| codes[a as usize].hamming(&codes[b as usize]) <= r && phash_check.same(a, b);
+        let scores: Vec<Score> = (0..=settings.max_radius)
+            .into_par_iter()
+            .map(|r| {
+                let same = |a: u32, b: u32| code_passes(a, b, r) || passes_window(a, b);
+                let mut near: Vec<NearPair> = ae.within(r).to_vec();
+                near.extend_from_slice(&extra);
+                score(r, &clusters_by(ClusterRule::AroundKeeper, n, &ae.groups, &near, &set.pixels, &same), truth)
+            })
+            .collect();
+        let method = windows_method(phash_check.radius, t, rho);
+        self.curves.push(ScaleCurve { method: method.clone(), rule: ClusterRule::AroundKeeper, scores });
+        // False pairs: the code route's, plus the window route's that the code route lacks.
+        let false_pairs: Vec<u64> = (0..=settings.max_radius)
+            .map(|r| {
+                code_route[r as usize]
+                    + passing.iter().filter(|p| truth.group[p.a as usize] != truth.group[p.b as usize]).filter(|p| !code_passes(p.a, p.b, r)).count() as u64
+            })
+            .collect();
+        self.add_pair_rate(method, false_pairs);
+    }
+
+    /// The name of the curve the configuration runs.
+    fn configured_method(&self) -> String {
+        let config = self.config;
+        if config.windows {
+            windows_method(config.verify_phash_radius, config.window_phash_radius, config.window_min_correlation)
+        } else if config.verify == crate::dedupe::Verify::Phash {
+            checked_method(config.verify_phash_radius)
+        } else {
+            AE.to_owned()
+        }
+    }
+
+    /// Removals at one radius by two cheap signals of a low-content image: is one behind the
+    /// false ones? The detail of the less detailed image of removed and keeper, and the fewer bits
+    /// set of their two codes.
+    fn by_signals(&self) -> (Vec<DetailRow>, Vec<DetailRow>) {
+        let (set, settings) = (self.set, self.settings);
+        let detail = crate::dedupe::autoencoder::detail(&set.small);
+        let radius = settings.detail_radius.min(settings.max_radius);
+        let always = |_: u32, _: u32| true;
+        let clusters = clusters_by(ClusterRule::AroundKeeper, set.len(), &self.ae.groups, self.ae.within(radius), &set.pixels, &always);
+        let rows = by_signal(&detail, &[4.0, 8.0, 12.0, 16.0, 24.0, 32.0, 48.0, f32::INFINITY], &clusters, self.truth);
+        let bits_set: Vec<f32> = self.codes.iter().map(|c| (c.0[0].count_ones() + c.0[1].count_ones()) as f32).collect();
+        let bit_rows = by_signal(&bits_set, &[8.0, 16.0, 24.0, 32.0, 40.0, 48.0, 64.0, f32::INFINITY], &clusters, self.truth);
+        (rows, bit_rows)
+    }
+}
+
+/// Runs the evaluation: trains the autoencoder on the whole set (as the stage does), hashes,
+/// searches, clusters at every radius under both rules, and scores.
+pub fn evaluate(input: &Path, set: &ScaleSet, config: &DedupeConfig, settings: &ScaleSettings) -> Result<ScaleReport> {
+    let mut timings = HashMap::new();
+    let started = std::time::Instant::now();
+    let codes = train_codes(set, config)?;
     timings.insert("model_and_codes", started.elapsed().as_secs_f64());
 
-    let detail = super::autoencoder::detail(&set.small);
     let started = std::time::Instant::now();
     let ae = search(&codes, settings.max_radius, 1);
     timings.insert("search_autoencoder", started.elapsed().as_secs_f64());
@@ -594,143 +773,31 @@ pub fn evaluate(input: &Path, set: &ScaleSet, config: &DedupeConfig, settings: &
     let started = std::time::Instant::now();
     let candidates: Vec<(u32, u32)> = ae.image_pairs().chain(phash.image_pairs()).collect();
     let truth = Truth::new(set, &candidates, settings.same_photo_mad);
-
-    let mut curves = Vec::new();
-    let mut pair_rates = Vec::new();
     let distinct_pairs = truth.distinct_pairs();
-    let always = |_: u32, _: u32| true;
-    const BOTH: &[ClusterRule] = &[ClusterRule::AroundKeeper, ClusterRule::SingleLinkage];
-    let mut runs = vec![
-        CurveRun { method: AE.into(), searched: &ae, max_radius: settings.max_radius, check: None, rules: BOTH },
-        CurveRun { method: PHASH.into(), searched: &phash, max_radius: settings.phash_max_radius, check: None, rules: BOTH },
-    ];
-    // The autoencoder's candidates, each removal also within t bits of pHash of its keeper.
-    let mut check_radii: Vec<u32> = CHECK_RADII.to_vec();
-    check_radii.push(config.verify_phash_radius);
-    check_radii.sort_unstable();
-    check_radii.dedup();
-    for t in check_radii {
-        let check = Some(PhashCheck { hashes: &set.phash, radius: t });
-        runs.push(CurveRun { method: checked_method(t), searched: &ae, max_radius: settings.max_radius, check, rules: &[ClusterRule::AroundKeeper] });
-    }
-    for CurveRun { method, searched, max_radius, check, rules } in runs {
-        let same = |a: u32, b: u32| check.is_none_or(|c| c.same(a, b));
-        for &rule in rules {
-            let scores: Vec<Score> = (0..=max_radius)
-                .into_par_iter()
-                .map(|r| score(r, &clusters_by(rule, n, &searched.groups, searched.within(r), &set.pixels, &same), &truth))
-                .collect();
-            curves.push(ScaleCurve { method: method.clone(), rule, scores });
-        }
-        let false_pairs = searched.false_pairs(&truth, max_radius, check.as_ref());
-        let rate = false_pairs.iter().map(|&f| f as f64 / distinct_pairs).collect();
-        pair_rates.push(PairRate { method, false_pairs, rate });
-    }
-
-    // The crop route: window pairs, their correlation, scored with the code and the check.
+    let mut scoring = Scoring { set, config, settings, truth: &truth, codes: &codes, ae: &ae, distinct_pairs, curves: Vec::new(), pair_rates: Vec::new() };
+    scoring.hash_curves(&phash);
     let window_started = std::time::Instant::now();
-    let max_window_radius = settings.window_radii.iter().copied().chain([config.window_phash_radius]).max().unwrap_or(0);
-    let wpairs: Vec<WindowPair> = window_pairs(&set.windows, max_window_radius);
-    let thumb = |i: u32| grey_thumbnail(set.input(i));
-    let correlation: HashMap<(u32, u32), f32> = wpairs.par_iter().map(|p| ((p.a, p.b), aligned_correlation(&thumb(p.a), &thumb(p.b)))).collect();
-    let correlation_of = |a: u32, b: u32| -> f32 {
-        let key = (a.min(b), a.max(b));
-        correlation.get(&key).copied().unwrap_or_else(|| aligned_correlation(&thumb(key.0), &thumb(key.1)))
-    };
+    let windows = scoring.window_pairs();
     timings.insert("windows_pairs_and_correlation", window_started.elapsed().as_secs_f64());
-    let window_candidates: Vec<WindowRow> = (0..=max_window_radius)
-        .map(|d| {
-            let mut row = WindowRow { distance: d, true_pairs: vec![0; CORRELATION_BANDS.len()], false_pairs: vec![0; CORRELATION_BANDS.len()] };
-            for p in wpairs.iter().filter(|p| p.distance == d) {
-                let c = correlation[&(p.a, p.b)];
-                let band = CORRELATION_BANDS.iter().position(|&b| c < b).unwrap_or(CORRELATION_BANDS.len() - 1);
-                if truth.group[p.a as usize] == truth.group[p.b as usize] {
-                    row.true_pairs[band] += 1;
-                } else {
-                    row.false_pairs[band] += 1;
-                }
-            }
-            row
-        })
-        .collect();
-    let mut group_of = vec![0u32; n];
-    for (g, members) in ae.groups.iter().enumerate() {
-        for &m in members {
-            group_of[m as usize] = g as u32;
-        }
-    }
-    let t0 = config.verify_phash_radius;
-    let phash_check = PhashCheck { hashes: &set.phash, radius: t0 };
-    let mut routes: Vec<(u32, f64)> = settings.window_radii.iter().flat_map(|&t| settings.correlations.iter().map(move |&c| (t, c))).collect();
-    routes.push((config.window_phash_radius, config.window_min_correlation));
-    routes.sort_by(|a, b| a.0.cmp(&b.0).then(a.1.total_cmp(&b.1)));
-    routes.dedup();
-    let code_route = ae.false_pairs(&truth, settings.max_radius, Some(&phash_check));
-    for (t, rho) in routes {
-        let passes_window = |a: u32, b: u32| window_distance(&set.windows, a, b) <= t && f64::from(correlation_of(a, b)) >= rho;
-        let passing: Vec<&WindowPair> = wpairs.iter().filter(|p| p.distance <= t && f64::from(correlation[&(p.a, p.b)]) >= rho).collect();
-        let extra: Vec<NearPair> = passing
-            .iter()
-            .map(|p| (group_of[p.a as usize], group_of[p.b as usize]))
-            .filter(|(a, b)| a != b)
-            .map(|(a, b)| NearPair { a: a.min(b), b: a.max(b), distance: codes[p_first(&ae.groups, a)].hamming(&codes[p_first(&ae.groups, b)]) })
-            .collect();
-        let scores: Vec<Score> = (0..=settings.max_radius)
-            .into_par_iter()
-            .map(|r| {
-                let same = |a: u32, b: u32| (codes[a as usize].hamming(&codes[b as usize]) <= r && phash_check.same(a, b)) || passes_window(a, b);
-                let mut near: Vec<NearPair> = ae.within(r).to_vec();
-                near.extend_from_slice(&extra);
-                score(r, &clusters_by(ClusterRule::AroundKeeper, n, &ae.groups, &near, &set.pixels, &same), &truth)
-            })
-            .collect();
-        let method = windows_method(t0, t, rho);
-        curves.push(ScaleCurve { method: method.clone(), rule: ClusterRule::AroundKeeper, scores });
-        // False pairs: the code route's, plus the window route's that the code route lacks.
-        let false_pairs: Vec<u64> = (0..=settings.max_radius)
-            .map(|r| {
-                code_route[r as usize]
-                    + passing
-                        .iter()
-                        .filter(|p| truth.group[p.a as usize] != truth.group[p.b as usize])
-                        .filter(|p| !(codes[p.a as usize].hamming(&codes[p.b as usize]) <= r && phash_check.same(p.a, p.b)))
-                        .count() as u64
-            })
-            .collect();
-        let rate = false_pairs.iter().map(|&f| f as f64 / distinct_pairs).collect();
-        pair_rates.push(PairRate { method, false_pairs, rate });
-    }
-    let configured = if config.windows {
-        windows_method(t0, config.window_phash_radius, config.window_min_correlation)
-    } else if config.verify == super::Verify::Phash {
-        checked_method(t0)
-    } else {
-        AE.to_owned()
-    };
-
-    // Removals at one radius by two cheap signals of a low-content image: is one behind the
-    // false ones? The detail of the less detailed image of removed and keeper, and the fewer bits
-    // set of their two codes.
-    let radius = settings.detail_radius.min(settings.max_radius);
-    let clusters = clusters_by(ClusterRule::AroundKeeper, n, &ae.groups, ae.within(radius), &set.pixels, &always);
-    let rows = by_signal(&detail, &[4.0, 8.0, 12.0, 16.0, 24.0, 32.0, 48.0, f32::INFINITY], &clusters, &truth);
-    let bits_set: Vec<f32> = codes.iter().map(|c| (c.0[0].count_ones() + c.0[1].count_ones()) as f32).collect();
-    let bit_rows = by_signal(&bits_set, &[8.0, 16.0, 24.0, 32.0, 40.0, 48.0, 64.0, f32::INFINITY], &clusters, &truth);
+    let window_candidates = scoring.window_candidates(&windows);
+    scoring.crop_route_curves(&windows);
+    let configured = scoring.configured_method();
+    let (detail, bits_set) = scoring.by_signals();
     timings.insert("cluster_and_score", started.elapsed().as_secs_f64());
 
     Ok(ScaleReport {
         input: input.display().to_string(),
         settings: *settings,
         photos: set.planted.len(),
-        images: n,
+        images: set.len(),
         planted_photos: set.planted.iter().filter(|&&p| p).count(),
         unreadable: set.unreadable.clone(),
         existing_copy_pairs: truth.existing_pairs,
         distinct_pairs,
-        curves,
-        pair_rates,
-        detail: rows,
-        bits_set: bit_rows,
+        curves: scoring.curves,
+        pair_rates: scoring.pair_rates,
+        detail,
+        bits_set,
         window_candidates,
         configured,
         configured_radius: config.radius,
