@@ -60,7 +60,18 @@ fn a_random_discriminator_learns_generated_classes_through_the_whole_protocol() 
     assert_eq!(m["chosen_c_at_grid_edge"], true);
     assert!(String::from_utf8_lossy(&run.stderr).contains("at the edge of cifar_eval.c_grid"));
     assert_eq!(m["per_class_accuracies"].as_array().unwrap().len(), 3);
-    assert!(out.join("confusion.png").exists() && out.join("confusion.csv").exists());
+    // The confusion matrix as a picture: 10 classes of 60-pixel cells beside the names and the
+    // accuracy column (src/plots.rs's layout).
+    let png = image::open(out.join("confusion.png")).unwrap();
+    assert_eq!((png.width(), png.height()), (110 + 10 * 60 + 90, 80 + 10 * 60 + 16));
+    // ... and as CSV: the names, then the same counts as metrics.json, 100 test images in all.
+    let csv = std::fs::read_to_string(out.join("confusion.csv")).unwrap();
+    let mut lines = csv.lines();
+    assert_eq!(lines.next().unwrap(), format!("true\\predicted,{}", CIFAR10_NAMES.join(",")));
+    let cells: Vec<Vec<u64>> = lines.map(|l| l.split(',').skip(1).map(|v| v.parse().unwrap()).collect()).collect();
+    let from_metrics: Vec<Vec<u64>> = serde_json::from_value(test["confusion"].clone()).unwrap();
+    assert_eq!(cells, from_metrics);
+    assert_eq!(cells.iter().flatten().sum::<u64>(), 100);
     let table = String::from_utf8_lossy(&run.stdout);
     assert!(table.contains("DCGAN (ours) + L2-SVM (paper) | 82.8%"), "{table}");
 
@@ -219,11 +230,13 @@ fn population_batch_norm_statistics_normalise_each_layer() {
     // population variance (BatchNorm's eps, 1e-5, matters: a random D's activations are small).
     let x = dcgan_pipeline::torchutil::input::to_network_input(&images.to_tensor());
     let d = extractor.discriminator();
-    tch::no_grad(|| {
+    let checked = tch::no_grad(|| {
         let mut h = x;
+        let mut checked = 0;
         for layer in &d.layers {
             let pre = layer.conv_output(&h);
             if let Some(bn) = layer.batch_norm() {
+                checked += 1;
                 let y = pre.apply_t(bn, false);
                 let mean = f64::try_from(y.mean_dim([0, 2, 3].as_slice(), false, Kind::Float).abs().max()).unwrap();
                 let var = y.var_dim([0, 2, 3].as_slice(), false, false);
@@ -234,7 +247,10 @@ fn population_batch_norm_statistics_normalise_each_layer() {
             }
             h = layer.forward_t(&h, false);
         }
+        checked
     });
+    // Every layer but the first (the paper: no BatchNorm on D's input layer) was checked.
+    assert_eq!(checked, d.layers.len() - 1);
 }
 
 #[test]
@@ -334,7 +350,8 @@ fn snapshots_are_scored_on_the_validation_split_only_and_the_best_is_named() {
     assert!(export.status.success(), "{}", String::from_utf8_lossy(&export.stderr));
     let record: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.path().join("best-d.safetensors.json")).unwrap()).unwrap();
     assert_eq!(record["step"], best["step"]);
-    assert!(dir.path().join("best-g.safetensors.json").exists());
+    let g_record: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.path().join("best-g.safetensors.json")).unwrap()).unwrap();
+    assert_eq!((&g_record["network"], &g_record["step"]), (&serde_json::json!("generator"), &best["step"]));
 }
 
 const CIFAR10_NAMES: [&str; 10] = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"];

@@ -349,17 +349,24 @@ fn dct_scaled_decoding_matches_full_decoding_on_real_photos() {
 
 #[test]
 fn bad_command_lines_get_one_clear_line() {
-    let missing = run_crop(&["-i", "/nonexistent/photos", "-o", "/tmp/never"]);
+    // Inputs and outputs inside the test's own folder: nothing machine-wide is read or written.
+    let dir = tempfile::tempdir().unwrap();
+    let (input, never) = (dir.path().join("photos"), dir.path().join("never"));
+    std::fs::create_dir(&input).unwrap();
+    let (input_arg, never_arg) = (input.to_str().unwrap(), never.to_str().unwrap());
+    let missing_input = dir.path().join("missing-photos");
+    let missing = run_crop(&["-i", missing_input.to_str().unwrap(), "-o", never_arg]);
     assert_eq!(missing.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&missing.stderr);
-    assert!(stderr.contains("/nonexistent/photos") && stderr.contains("no such file"), "{stderr}");
-    let shard = run_crop(&["-i", "/tmp", "-o", "/tmp/never", "--shard", "3/3"]);
+    assert!(stderr.contains("missing-photos") && stderr.contains("no such file"), "{stderr}");
+    let shard = run_crop(&["-i", input_arg, "-o", never_arg, "--shard", "3/3"]);
     assert_eq!(shard.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&shard.stderr).contains("INDEX/COUNT"));
-    let key = run_crop(&["-i", "/tmp", "-o", "/tmp/never", "--set", "crop.colour=1"]);
+    let key = run_crop(&["-i", input_arg, "-o", never_arg, "--set", "crop.colour=1"]);
     assert_eq!(key.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&key.stderr).contains("crop.colour"));
-    assert!(!Path::new("/tmp/never").exists());
+    // None of the refused command lines created its output folder.
+    assert!(!never.exists());
     let printed = crop_bin().arg("--print-config").output().unwrap();
     assert!(String::from_utf8_lossy(&printed.stdout).contains("size = 32"));
 }

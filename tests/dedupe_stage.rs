@@ -7,6 +7,7 @@ use std::path::Path;
 use std::process::Output;
 
 use common::*;
+use dcgan_pipeline::data::npy::read_array;
 use dcgan_pipeline::data::packed::read_packed;
 use serde_json::Value;
 
@@ -110,7 +111,18 @@ fn exact_copies_collide_unrelated_photos_do_not() {
     assert!(html.contains("data:image/png;base64,") && html.contains("title=\"zz-copy-of-baboon.jpg\""));
     let s = summary(&output);
     assert_eq!(s["counts"]["removed"].as_u64().unwrap() as usize, names.len() + 4 - kept.len());
-    assert!(output.join("model.safetensors").is_file() && output.join("codes.npy").is_file());
+    // codes.npy: one 128-bit code (two u64 words) per crop, the same codes the manifest lists.
+    let (shape, words) = read_array::<u64>(&output.join("codes.npy")).unwrap();
+    let mut from_npy: Vec<String> = words.chunks(2).map(|w| format!("{:016x}{:016x}", w[1], w[0])).collect();
+    let mut from_manifest: Vec<String> = rows.iter().filter_map(|r| r["code"].as_str().map(str::to_owned)).collect();
+    assert_eq!(shape, vec![from_manifest.len() as u64, 2]);
+    from_npy.sort();
+    from_manifest.sort();
+    assert_eq!(from_npy, from_manifest);
+    // The model: the 3072-128-3072 autoencoder's weights.
+    let tensors = tch::Tensor::read_safetensors(output.join("model.safetensors")).unwrap();
+    let size = |name: &str| tensors.iter().find(|(n, _)| n == name).map(|(_, t)| t.size()).unwrap_or_else(|| panic!("no {name}"));
+    assert_eq!((size("encoder.weight"), size("decoder.weight")), (vec![128, 3072], vec![3072, 128]));
 }
 
 /// `img` with `(left, right, top, bottom)` per mille of its sides cut off.
@@ -203,7 +215,20 @@ fn the_phash_check_keeps_distinct_photos_that_the_code_calls_near() {
     assert!(pairs.iter().all(|p| p["passes_check"] == (p["phash_distance"].as_u64().unwrap() <= 10)));
     let failing = pairs.iter().filter(|p| p["passes_check"] == false).count();
     assert!(failing > 0 && summary(&checked)["counts"]["pairs_failing_the_check"] == failing as u64);
-    assert!(checked.join("phash.npy").is_file());
+    // phash.npy: one 64-bit pHash per crop; every listed pair's distance is that of two of them.
+    let (shape, hashes) = read_array::<u64>(&checked.join("phash.npy")).unwrap();
+    assert_eq!(shape, vec![rows.iter().filter(|r| r["code"].is_string()).count() as u64]);
+    let mut between = std::collections::HashMap::new();
+    for (i, a) in hashes.iter().enumerate() {
+        for b in &hashes[i + 1..] {
+            *between.entry((a ^ b).count_ones() as u64).or_insert(0) += 1;
+        }
+    }
+    for p in &pairs {
+        let left = between.get_mut(&p["phash_distance"].as_u64().unwrap()).expect("a distance two hashes have");
+        assert!(*left > 0, "more pairs at distance {} than pairs of hashes", p["phash_distance"]);
+        *left -= 1;
+    }
 
     // The code alone at the same radius collapses the set (so the check above can fail).
     let unchecked = dir.path().join("unchecked");

@@ -318,11 +318,27 @@ fn an_interrupted_run_resumes_to_the_same_weights() {
     let whole_csv = std::fs::read_to_string(whole.join("losses.csv")).unwrap();
     let without_rate = |text: &str| text.lines().map(|l| l.rsplit_once(',').unwrap().0.to_owned()).collect::<Vec<_>>();
     assert_eq!(without_rate(&csv), without_rate(&whole_csv));
-    for name in ["samples/epoch-0001.png", "samples/epoch-0002.png", "losses.png", "generator.safetensors", "summary.json"] {
-        assert!(split.join(name).exists(), "{name}");
+    // Both epochs' sample grids (8 x 8 tiles of 64 + 2 pixels), and the two-panel loss plot.
+    for name in ["samples/epoch-0001.png", "samples/epoch-0002.png"] {
+        let grid = image::open(split.join(name)).unwrap();
+        assert_eq!((grid.width(), grid.height()), (8 * 66 + 2, 8 * 66 + 2), "{name}");
     }
-    let grid = image::open(split.join("samples/epoch-0002.png")).unwrap();
-    assert_eq!((grid.width(), grid.height()), (8 * 66 + 2, 8 * 66 + 2));
+    let plot = image::open(split.join("losses.png")).unwrap();
+    assert_eq!((plot.width(), plot.height()), (900, 36 + 2 * 320));
+    // The published G is the resumed run's, equal to the uninterrupted run's; the summary says
+    // where the resumed run started and ended.
+    let g = |output: &Path| {
+        let mut v = Tensor::read_safetensors(output.join("generator.safetensors")).unwrap();
+        v.sort_by(|a, b| a.0.cmp(&b.0));
+        v
+    };
+    let (g_whole, g_split) = (g(&whole), g(&split));
+    assert!(!g_split.is_empty() && g_whole.len() == g_split.len());
+    for ((name, x), (_, y)) in g_whole.iter().zip(&g_split) {
+        assert!(x.equal(y), "G's {name} differs after resume");
+    }
+    let summary: serde_json::Value = serde_json::from_slice(&std::fs::read(split.join("summary.json")).unwrap()).unwrap();
+    assert_eq!((&summary["report"]["start_step"], &summary["report"]["end_step"]), (&serde_json::json!(4), &serde_json::json!(6)));
     // Other settings on the same output are refused.
     let other = run_train(&packed, &split, &["train.epochs=3", "train.lr=0.001"]);
     assert_eq!(other.status.code(), Some(1));
