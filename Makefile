@@ -1,6 +1,7 @@
 # dcgan-pipeline: set-up, demo, tests and benchmarks on a fresh Debian 12 machine.
 #   make demo    set everything up, then run the pipeline on its embedded default data
 #   make test    set everything up, then run the test suite
+#   make lint    formatting and clippy, as CI runs them
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
@@ -27,11 +28,12 @@ export PATH := $(VENV)/bin:$(PATH)
 export LIBTORCH_USE_PYTORCH := 1
 export DCGAN_PYTHON := $(VENV)/bin/python
 
-.PHONY: help setup apt apt-test venv build demo test slurm-preprocess slurm-train slurm-all bench bench-faces bench-train bench-svm bench-dedupe bench-dedupe-windows eval-dedupe eval-dedupe-scale preprocess train select-d cifar-data cifar-eval
+.PHONY: help setup apt apt-test venv build demo test lint slurm-preprocess slurm-train slurm-all bench bench-faces bench-train bench-svm bench-dedupe bench-dedupe-windows eval-dedupe eval-dedupe-scale preprocess train select-d cifar-data cifar-eval
 
 help:
 	@echo "make demo        set up (apt, venv with torch, release build) and run the demo into $(OUT)/demo"
 	@echo "make test        set up and run the test suite"
+	@echo "make lint        cargo fmt --check and cargo clippy (warnings are errors)"
 	@echo "make bench       crop stage vs Pillow on BENCH_DIR (default ../shared/data/imagenet-samples)"
 	@echo "make bench-faces faces stage vs cv2, and detection accuracy on PASCAL VOC faces (../shared/data/faces)"
 	@echo "make preprocess  IMAGENET_DIR=/path/to/train (a folder or a .tar.gz)  crop ImageNet into $(OUT)/imagenet32"
@@ -104,6 +106,13 @@ demo: setup
 # The tests build their own binaries in the test-release profile (Cargo.toml): no release build needed.
 test: apt apt-test venv
 	cargo test --profile test-release
+
+# Formatting (rustfmt.toml) and clippy with the project's lints (Cargo.toml's [lints], clippy.toml:
+# no function over 100 lines), warnings as errors. The test profile, so that the dependencies'
+# build scripts (libtorch's, OpenCV's bindings) are shared with `make test`.
+lint: apt venv
+	cargo fmt --check
+	cargo clippy --profile test-release --all-targets -- -D warnings
 
 # Side by side with Pillow on the same folder: images/s and the ratio, PSNR of the crops.
 BENCH_DIR ?= ../shared/data/imagenet-samples

@@ -152,6 +152,8 @@ fn cached(out: &Path, name: &str) -> Option<FeatureMatrix> {
     FeatureMatrix::read_npy(&out.join(format!("{name}.npy"))).ok()
 }
 
+// A benchmark script: each row of its table in turn, in the order the table prints them.
+#[allow(clippy::too_many_lines)]
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     if args.len() < 6 {

@@ -11,7 +11,8 @@ use dcgan_pipeline::eval::digits::{
     PixelClassifier,
 };
 use dcgan_pipeline::fsutil;
-use dcgan_pipeline::gan::sample::TrainedGenerator;
+use dcgan_pipeline::data::LabeledImages;
+use dcgan_pipeline::gan::TrainedGenerator;
 use dcgan_pipeline::stage::cli::exit_with;
 
 /// OpenCV's 5,000 handwritten digits (opencv-doc's digits.png: 50 rows of 100 tiles of 20x20, five
@@ -92,39 +93,28 @@ fn run(cli: Cli) -> Result<i32> {
     }
 }
 
-fn eval(input: &std::path::Path, output: &std::path::Path, generator: Option<PathBuf>, discriminators: &[String], config: &DigitsEvalConfig) -> Result<i32> {
-    let started = std::time::Instant::now();
-    std::fs::create_dir_all(output).with_context(|| format!("{}: cannot create", output.display()))?;
-    let tiles = digits::read_sheet(input)?;
-    let (train, test) = (tiles.split(Split::Train, 32), tiles.split(Split::Test, 32));
-    let mut failures = Vec::new();
+/// (1) The histogram check of `generator`'s samples, labelled by `classifier`: what metrics.json
+/// records (None without a generator). A failed check is added to `failures`.
+fn histogram_check(generator: &std::path::Path, classifier: &PixelClassifier, output: &std::path::Path, config: &DigitsEvalConfig, failures: &mut Vec<String>) -> Result<serde_json::Value> {
+    let g = TrainedGenerator::load(generator)?;
+    if g.preset.image_size() != 32 {
+        bail!("{}: a {} generator draws {}x{}; the digits check takes 32x32", generator.display(), g.preset, g.preset.image_size(), g.preset.image_size());
+    }
+    let images = generator_samples(&g, config.samples, config.seed as i64 + 7);
+    let predicted = classifier.predict(&to_labeled(&images));
+    dcgan_pipeline::gan::plots::write_sample_grid(&grid_by_class(&images, &predicted, 12), 12, 2, &output.join("samples-by-class.png"))?;
+    let check = HistogramCheck::new(&predicted, config.max_share_factor, classifier);
+    eprintln!("digits: {}", check.describe());
+    if !check.passed {
+        failures.push(format!("histogram check: {}", check.describe()));
+    }
+    Ok(serde_json::json!({ "generator": generator.display().to_string(), "check": check, "summary": check.describe() }))
+}
 
-    // (1) The histogram check.
-    let t = std::time::Instant::now();
-    let classifier = PixelClassifier::fit(&train, &test, config)?;
-    let histogram = match &generator {
-        None => None,
-        Some(path) => {
-            let g = TrainedGenerator::load(path)?;
-            if g.preset.image_size() != 32 {
-                bail!("{}: a {} generator draws {}x{}; the digits check takes 32x32", path.display(), g.preset, g.preset.image_size(), g.preset.image_size());
-            }
-            let images = generator_samples(&g, config.samples, config.seed as i64 + 7);
-            let predicted = classifier.predict(&to_labeled(&images));
-            dcgan_pipeline::gan::plots::write_sample_grid(&grid_by_class(&images, &predicted, 12), 12, 2, &output.join("samples-by-class.png"))?;
-            let check = HistogramCheck::new(&predicted, config.max_share_factor, &classifier);
-            eprintln!("digits: {}", check.describe());
-            if !check.passed {
-                failures.push(format!("histogram check: {}", check.describe()));
-            }
-            Some(serde_json::json!({ "generator": path.display().to_string(), "check": check, "summary": check.describe() }))
-        }
-    };
-    let histogram_s = t.elapsed().as_secs_f64();
-
-    // (2) The few-label table: pixels, then each D and a random D of each architecture.
-    let t = std::time::Instant::now();
-    let mut rows: Vec<FeatureRow> = vec![score_features("pixels", &FeatureSource::Pixels, &train, &test, config)?];
+/// (2) The few-label table: pixels, then each D, then a random D of each architecture; and each
+/// D's comparison with its random D. A D that does not beat its random D is added to `failures`.
+fn few_label_table(discriminators: &[String], train: &LabeledImages, test: &LabeledImages, config: &DigitsEvalConfig, failures: &mut Vec<String>) -> Result<(Vec<FeatureRow>, Vec<serde_json::Value>)> {
+    let mut rows: Vec<FeatureRow> = vec![score_features("pixels", &FeatureSource::Pixels, train, test, config)?];
     eprintln!("digits: pixels scored");
     let mut comparisons = Vec::new();
     let mut randoms: Vec<FeatureRow> = Vec::new();
@@ -132,12 +122,12 @@ fn eval(input: &std::path::Path, output: &std::path::Path, generator: Option<Pat
         let (name, path) = spec.split_once('=').with_context(|| format!("--discriminator {spec}: expected NAME=FILE"))?;
         let path = PathBuf::from(path);
         let (preset, width) = dcgan_pipeline::eval::digits::discriminator_shape(&path)?;
-        let row = score_features(name, &FeatureSource::Trained { path, preset, width }, &train, &test, config)?;
+        let row = score_features(name, &FeatureSource::Trained { path, preset, width }, train, test, config)?;
         eprintln!("digits: {name} scored");
         let random = match randoms.iter().find(|r| r.preset == Some(preset) && r.width == Some(width)) {
             Some(r) => r.clone(),
             None => {
-                let r = score_features(&format!("random {preset} width {width}"), &FeatureSource::Random { preset, width }, &train, &test, config)?;
+                let r = score_features(&format!("random {preset} width {width}"), &FeatureSource::Random { preset, width }, train, test, config)?;
                 eprintln!("digits: a random {preset} D of width {width} scored");
                 randoms.push(r.clone());
                 r
@@ -154,6 +144,23 @@ fn eval(input: &std::path::Path, output: &std::path::Path, generator: Option<Pat
     }
     // Random rows after the trained ones.
     rows.extend(randoms);
+    Ok((rows, comparisons))
+}
+
+fn eval(input: &std::path::Path, output: &std::path::Path, generator: Option<PathBuf>, discriminators: &[String], config: &DigitsEvalConfig) -> Result<i32> {
+    let started = std::time::Instant::now();
+    std::fs::create_dir_all(output).with_context(|| format!("{}: cannot create", output.display()))?;
+    let tiles = digits::read_sheet(input)?;
+    let (train, test) = (tiles.split(Split::Train, 32), tiles.split(Split::Test, 32));
+    let mut failures = Vec::new();
+
+    let t = std::time::Instant::now();
+    let classifier = PixelClassifier::fit(&train, &test, config)?;
+    let histogram = generator.map(|path| histogram_check(&path, &classifier, output, config, &mut failures)).transpose()?;
+    let histogram_s = t.elapsed().as_secs_f64();
+
+    let t = std::time::Instant::now();
+    let (rows, comparisons) = few_label_table(discriminators, &train, &test, config, &mut failures)?;
     let table_s = t.elapsed().as_secs_f64();
     let table = table_markdown(&rows);
     print!("{table}");

@@ -81,7 +81,7 @@ fn run(cli: Cli) -> Result<i32> {
             config.train.preset,
             config.train.width(),
             config.train.batch,
-            config.train.device()?.is_cuda().then_some("CUDA").unwrap_or("CPU"),
+            if config.train.device()?.is_cuda() { "CUDA" } else { "CPU" },
             1000.0 * config.train.batch as f64 / rate,
             tch::get_num_threads()
         );

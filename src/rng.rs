@@ -10,6 +10,8 @@ impl SplitMix {
         Self(seed)
     }
 
+    // Not an Iterator: the sequence never ends, and callers draw from it as a generator.
+    #[allow(clippy::should_implement_trait)]
     pub fn next(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
         let mut z = self.0;

@@ -341,17 +341,22 @@ fn snapshots_are_scored_on_the_validation_split_only_and_the_best_is_named() {
     assert_eq!(table2["rows"], table["rows"]);
 
     // The best snapshot's D and G published from it.
-    let dest = dir.path().join("best-d.safetensors");
+    export_best_snapshot(&run, best, dir.path());
+}
+
+/// Publishes the snapshot `best` of the training run `run` (D and G into `dir`) and checks that
+/// each record names the snapshot's step.
+fn export_best_snapshot(run: &Path, best: &serde_json::Value, dir: &Path) {
     let export = Command::new(env!("CARGO_BIN_EXE_train"))
-        .arg("--output").arg(&run).arg("--checkpoint").arg(best["path"].as_str().unwrap())
-        .arg("--export-discriminator").arg(&dest).arg("--export-generator").arg(dir.path().join("best-g.safetensors"))
+        .arg("--output").arg(run).arg("--checkpoint").arg(best["path"].as_str().unwrap())
+        .arg("--export-discriminator").arg(dir.join("best-d.safetensors")).arg("--export-generator").arg(dir.join("best-g.safetensors"))
         .output()
         .unwrap();
     assert!(export.status.success(), "{}", String::from_utf8_lossy(&export.stderr));
-    let record: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.path().join("best-d.safetensors.json")).unwrap()).unwrap();
-    assert_eq!(record["step"], best["step"]);
-    let g_record: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.path().join("best-g.safetensors.json")).unwrap()).unwrap();
-    assert_eq!((&g_record["network"], &g_record["step"]), (&serde_json::json!("generator"), &best["step"]));
+    for (file, network) in [("best-d.safetensors.json", "discriminator"), ("best-g.safetensors.json", "generator")] {
+        let record: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.join(file)).unwrap()).unwrap();
+        assert_eq!((&record["network"], &record["step"]), (&serde_json::json!(network), &best["step"]), "{file}");
+    }
 }
 
 const CIFAR10_NAMES: [&str; 10] = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"];

@@ -305,7 +305,7 @@ fn what_real_folders_hold_decodes_correctly() {
     assert!(packed.image(3).iter().all(|&v| v == 255), "transparent -> white");
     assert_eq!(row_for(&rows, "e_tiny.png")["upscaled"], true);
     assert!(row_for(&rows, "a_gray.jpg").get("upscaled").is_none());
-    let [r, _, b] = mean_rgb(&packed.image(4)[..]);
+    let [r, _, b] = mean_rgb(packed.image(4));
     assert!(r < 30.0 && b < 30.0, "tiny green stays green");
     let rotated = packed.image(5);
     assert_eq!(row_for(&rows, "f_rotated.jpg")["orientation"], 6);

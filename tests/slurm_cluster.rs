@@ -202,6 +202,9 @@ fn lap(label: &str, since: &mut Instant) {
 }
 
 #[test]
+// One cluster brought up once (tens of seconds) and three scenarios run on it in order, each
+// numbered below: a script of steps reads better whole than split across helpers sharing it.
+#[allow(clippy::too_many_lines)]
 fn the_pipeline_runs_under_a_one_node_slurm_cluster() {
     if let Some(why) = slurm_missing() {
         say(&format!("slurm_cluster: SKIPPED: {why}"));

@@ -243,7 +243,7 @@ impl Autoencoder {
 
 /// Box-averages N x side x side x 3 uint8 images down to N x 32 x 32 x 3 (side a multiple of 32).
 pub fn downsample_to_input(images: &[u8], side: usize) -> Vec<u8> {
-    assert!(side % INPUT_SIDE == 0, "side {side} is not a multiple of {INPUT_SIDE}");
+    assert!(side.is_multiple_of(INPUT_SIDE), "side {side} is not a multiple of {INPUT_SIDE}");
     let f = side / INPUT_SIDE;
     let per = side * side * 3;
     let mut out = Vec::with_capacity(images.len() / per * INPUT_DIM);

@@ -155,7 +155,7 @@ impl DedupeConfig {
     }
 
     pub fn validate(&self) -> Result<(), String> {
-        if self.size == 0 || self.size % 32 != 0 || self.size > 1024 {
+        if self.size == 0 || !self.size.is_multiple_of(32) || self.size > 1024 {
             return Err(format!("dedupe.size = {} must be a multiple of 32 up to 1024", self.size));
         }
         if self.radius > 128 {

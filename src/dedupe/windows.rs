@@ -168,6 +168,10 @@ pub fn window_search_work(hashes: &[u64], radius: u32, chunks: usize) -> (f64, f
     (lookups, seen as f64 / sample.len().max(1) as f64)
 }
 
+/// One chunk's lookup table: each value's first slot, the hash positions and the hashes in the
+/// chunk's value order, and the masks within the search's flips.
+type ChunkTable = (Vec<u32>, Vec<u32>, Vec<u64>, Vec<usize>);
+
 /// [`window_pairs`] with a given number of chunks, 3 or 4 (fewer make tables of 2^32 buckets):
 /// a pair within `radius` differs in at most `radius / chunks` bits in some chunk, so each
 /// whole-crop hash is looked up, per chunk, in the buckets within that many bits of its own.
@@ -176,7 +180,7 @@ pub fn window_pairs_with(hashes: &[u64], radius: u32, chunks: usize) -> Vec<Wind
     let flips = radius as usize / chunks;
     // Per chunk: each value's start, and the hash positions and the hashes ordered by the chunk's
     // value (a bucket is then scanned contiguously rather than gathered from `hashes`).
-    let tables: Vec<(Vec<u32>, Vec<u32>, Vec<u64>, Vec<usize>)> = bounds
+    let tables: Vec<ChunkTable> = bounds
         .par_iter()
         .map(|&b| {
             let starts = bucket_starts(hashes, b);

@@ -113,7 +113,7 @@ impl SnapshotTable {
 /// The run folder and its snapshots for `path`: a training run's output (holding snapshots/) or
 /// its snapshots/ folder.
 pub fn find_snapshots(path: &Path) -> Result<(PathBuf, Vec<(PathBuf, CheckpointState)>)> {
-    let run = if path.join("snapshots").is_dir() || !path.file_name().is_some_and(|n| n == "snapshots") {
+    let run = if path.join("snapshots").is_dir() || path.file_name().is_none_or(|n| n != "snapshots") {
         path.to_owned()
     } else {
         path.parent().map(Path::to_owned).unwrap_or_default()

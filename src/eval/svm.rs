@@ -489,10 +489,11 @@ mod tests {
         for c in [0.1, 1.0, 10.0] {
             let model = L2Svm::params().c(c).tol(1e-6).check().unwrap().fit_rows(&x, &labels).unwrap();
             let ours = model.primal_objectives(&x, &labels, c, 1.0);
-            for class in 0..2 {
+            assert_eq!(ours.len(), 2);
+            for (class, &objective) in ours.iter().enumerate() {
                 let y: Vec<f64> = labels.iter().map(|&l| if l == class { 1.0 } else { -1.0 }).collect();
                 let best = brute_force_optimum(&x, &y, c);
-                assert!((ours[class] - best).abs() <= 1e-4 * (1.0 + best), "C = {c}, class {class}: ours {} vs brute force {best}", ours[class]);
+                assert!((objective - best).abs() <= 1e-4 * (1.0 + best), "C = {c}, class {class}: ours {objective} vs brute force {best}");
             }
         }
     }

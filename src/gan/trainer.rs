@@ -648,14 +648,14 @@ impl<'a> TrainingRun<'a> {
     }
 
     fn epoch_done(&self) -> bool {
-        self.step % self.steps_per_epoch == 0
+        self.step.is_multiple_of(self.steps_per_epoch)
     }
 
     /// A loss row every train.log_every steps (and at each epoch's end and the last step); stops
     /// the run when a loss is not finite, keeping the last good checkpoint.
     fn log_losses(&mut self, losses: &StepLosses) -> Result<()> {
         let step = self.step;
-        if !(step % self.config.log_every.max(1) == 0 || self.epoch_done() || step == self.total_steps) {
+        if !(step.is_multiple_of(self.config.log_every.max(1)) || self.epoch_done() || step == self.total_steps) {
             return Ok(());
         }
         let row = LossRow {
@@ -684,7 +684,7 @@ impl<'a> TrainingRun<'a> {
     fn write_due_outputs(&mut self) -> Result<()> {
         let (config, step, output) = (self.config, self.step, self.output);
         let (epoch_done, last) = (self.epoch_done(), step == self.total_steps);
-        let sample_now = config.sample_every > 0 && step % config.sample_every == 0;
+        let sample_now = config.sample_every > 0 && step.is_multiple_of(config.sample_every);
         if epoch_done || sample_now || last {
             let name = if epoch_done { format!("epoch-{:04}.png", step / self.steps_per_epoch) } else { format!("step-{step:08}.png") };
             let samples = self.gan.sample(&self.fixed_z);
@@ -694,10 +694,10 @@ impl<'a> TrainingRun<'a> {
         // stopped within an epoch (max_steps, max_minutes), so that the last D is scored too.
         let epochs_done = step / self.steps_per_epoch;
         let every = config.snapshot_every_epochs;
-        if every > 0 && ((epoch_done && epochs_done % every == 0) || (last && !epoch_done)) {
+        if every > 0 && ((epoch_done && epochs_done.is_multiple_of(every)) || (last && !epoch_done)) {
             save_snapshot(&self.gan, output, &self.state_at(step))?;
         }
-        let checkpoint_now = config.checkpoint_every > 0 && step % config.checkpoint_every == 0;
+        let checkpoint_now = config.checkpoint_every > 0 && step.is_multiple_of(config.checkpoint_every);
         if epoch_done || checkpoint_now || last {
             self.last_checkpoint = Some(save_checkpoint(&self.gan, output, &self.state_at(step), config.keep_checkpoints)?);
             write_losses(&self.rows, output)?;

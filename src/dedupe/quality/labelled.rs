@@ -152,7 +152,7 @@ pub fn planted_copy(photo: &Image, kind: EditKind, rng: &mut Rng) -> (Vec<u8>, S
             };
             // 0, 1: a frame; 2: bars on two sides.
             let shape = rng.next() % 3;
-            let along_width = rng.next() % 2 == 0;
+            let along_width = rng.next().is_multiple_of(2);
             let (bw, bh) = (rng.uniform(0.05, 0.10), rng.uniform(0.05, 0.10));
             let (l, r) = if shape < 2 || along_width { split_sides(rng, w, bw) } else { (0, 0) };
             let (t, b) = if shape < 2 || !along_width { split_sides(rng, h, bh) } else { (0, 0) };

@@ -80,6 +80,10 @@ pub struct ScaleSet {
     records: Vec<String>,
 }
 
+/// One image of a photo: its name, the edit that made it (None: the original), the image and its
+/// encoded bytes.
+type PreparedImage = (String, Option<EditKind>, Prepared, Vec<u8>);
+
 struct Prepared {
     pixels: u64,
     small: Vec<u8>,
@@ -120,7 +124,7 @@ impl ScaleSet {
         };
         // Planted photos: every step-th record.
         let step = (records.len() / settings.planted.max(1)).max(1);
-        let per_photo: Vec<Result<Vec<(String, Option<EditKind>, Prepared, Vec<u8>)>, (String, String)>> = records
+        let per_photo: Vec<Result<Vec<PreparedImage>, (String, String)>> = records
             .par_iter()
             .enumerate()
             .map(|(i, (name, bytes))| {
@@ -810,6 +814,14 @@ fn p_first(groups: &[Vec<u32>], g: u32) -> usize {
     groups[g as usize][0] as usize
 }
 
+/// A cluster rule as the tables name it.
+fn rule_label(rule: ClusterRule) -> &'static str {
+    match rule {
+        ClusterRule::AroundKeeper => "around keeper",
+        ClusterRule::SingleLinkage => "single linkage",
+    }
+}
+
 impl ScaleReport {
     /// The highest recall at precision >= `target` of a curve, with its score.
     pub fn best_at(&self, method: &str, rule: ClusterRule, target: f64) -> Option<&Score> {
@@ -818,15 +830,27 @@ impl ScaleReport {
     }
 
     pub fn markdown(&self) -> String {
-        let rule_name = |r: ClusterRule| match r {
-            ClusterRule::AroundKeeper => "around keeper",
-            ClusterRule::SingleLinkage => "single linkage",
-        };
-        let mut md = format!(
+        let mut md = String::new();
+        self.write_header(&mut md);
+        self.write_recall_by_kind(&mut md);
+        self.write_window_candidates(&mut md);
+        self.write_best_at_precision(&mut md);
+        self.write_curves(&mut md);
+        self.write_by_signal(&mut md);
+        md
+    }
+
+    /// The set, the labels, and what precision and recall mean.
+    fn write_header(&self, md: &mut String) {
+        md.push_str(&format!(
             "{} photos from {} -> {} images: {} photos with {} edited copies each (planted). {} pairs of originals found to be one photo held twice (32x32 inputs within a mean absolute difference of {} grey levels, among the pairs either hash calls near at its largest radius). {} records unreadable.\n\n",
             self.photos, self.input, self.images, self.planted_photos, self.settings.copies, self.existing_copy_pairs, self.settings.same_photo_mad, self.unreadable.len()
-        );
+        ));
         md.push_str("Precision: removals whose keeper shows the same photo. Recall: of the planted copies' removals. Lost: photos of which no image is kept. Mixed: the largest cluster holding more than one photo.\n\n");
+    }
+
+    /// Recall per edit kind at the configured radius (pHash alone at its best radius).
+    fn write_recall_by_kind(&self, md: &mut String) {
         let kinds: Vec<&str> = EditKind::ALL.iter().map(|k| k.label()).collect();
         let kind_cells = |s: &Score| s.recall_by_kind.iter().map(|r| format!("{r:.3}")).collect::<Vec<_>>().join(" | ");
         md.push_str(&format!(
@@ -846,6 +870,10 @@ impl ScaleReport {
                 ));
             }
         }
+    }
+
+    /// The crop route's candidate pairs by distance and correlation band.
+    fn write_window_candidates(&self, md: &mut String) {
         md.push_str(&format!(
             "\nThe crop route's candidates (whole-crop pHash within d bits of a window pHash of the other image), by the best aligned correlation of their grey thumbnails: pairs of one photo / of two photos. Bands end below {:?}.\n\n| d | {} |\n|---:|{}\n",
             CORRELATION_BANDS,
@@ -857,6 +885,10 @@ impl ScaleReport {
             md.push_str(&format!("| {} | {} |\n", row.distance, cells.join(" | ")));
         }
         md.push('\n');
+    }
+
+    /// Each curve's highest recall at precision >= 0.99 and >= 0.999.
+    fn write_best_at_precision(&self, md: &mut String) {
         md.push_str("Highest recall at a precision, whatever the radius (radius, recall, photos lost, largest mixed cluster):\n\n| hash, clusters | precision >= 0.99 | >= 0.999 |\n|---|---|---|\n");
         for c in &self.curves {
             let cells: Vec<String> = [0.99, 0.999]
@@ -867,14 +899,20 @@ impl ScaleReport {
                     })
                 })
                 .collect();
-            md.push_str(&format!("| {}, {} | {} |\n", c.method, rule_name(c.rule), cells.join(" | ")));
+            md.push_str(&format!("| {}, {} | {} |\n", c.method, rule_label(c.rule), cells.join(" | ")));
         }
+    }
+
+    /// Every curve radius by radius, with its false pairs.
+    fn write_curves(&self, md: &mut String) {
+        let kinds: Vec<&str> = EditKind::ALL.iter().map(|k| k.label()).collect();
+        let kind_cells = |s: &Score| s.recall_by_kind.iter().map(|r| format!("{r:.3}")).collect::<Vec<_>>().join(" | ");
         for c in &self.curves {
             let rates = self.pair_rates.iter().find(|r| r.method == c.method).expect("a rate per method");
             md.push_str(&format!(
                 "\n{}, clusters {}:\n\n| radius | removed | precision | recall | false removals | of which existing copies correct | photos lost | lost % | largest mixed cluster | mixed clusters | false pairs | per 10^9 distinct pairs | {} |\n|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|{}\n",
                 c.method,
-                rule_name(c.rule),
+                rule_label(c.rule),
                 kinds.join(" | "),
                 "---:|".repeat(kinds.len())
             ));
@@ -897,6 +935,10 @@ impl ScaleReport {
                 ));
             }
         }
+    }
+
+    /// Removals at one radius by the detail of the images and the bits set of their codes.
+    fn write_by_signal(&self, md: &mut String) {
         let radius = self.settings.detail_radius.min(self.settings.max_radius);
         for (title, rows) in [
             ("detail (standard deviation of the 32x32 input, grey levels; the less detailed of removed and keeper)", &self.detail),
@@ -909,7 +951,6 @@ impl ScaleReport {
                 md.push_str(&format!("| {} | {} | {} | {} |\n", r.below, r.images, r.correct, r.false_removals));
             }
         }
-        md
     }
 }
 
