@@ -202,9 +202,6 @@ fn lap(label: &str, since: &mut Instant) {
 }
 
 #[test]
-// One cluster brought up once (tens of seconds) and three scenarios run on it in order, each
-// numbered below: a script of steps reads better whole than split across helpers sharing it.
-#[allow(clippy::too_many_lines)]
 fn the_pipeline_runs_under_a_one_node_slurm_cluster() {
     if let Some(why) = slurm_missing() {
         say(&format!("slurm_cluster: SKIPPED: {why}"));
@@ -229,19 +226,49 @@ fn the_pipeline_runs_under_a_one_node_slurm_cluster() {
     let cluster = Cluster::up(&root.join("cluster"));
     lap("cluster up", &mut step);
     let bin = bin_dir();
-    let crop = bin.join("crop");
-    let (crop, conf_s, input_s) = (crop.to_str().unwrap(), conf.to_str().unwrap(), input.to_str().unwrap());
-    let script = |name: &str| Path::new(PROJECT).join("slurm").join(name).to_str().unwrap().to_owned();
+    let scene = Scene { cluster: &cluster, root, bin: &bin, conf: &conf, input: &input, expected: &expected };
+    // One cluster, brought up once (tens of seconds), runs the three scenarios in order.
+    preprocess_as_a_held_array_then_merge(&scene);
+    a_cancelled_task_resumes_when_resubmitted(&scene);
+    training_requeued_mid_run_resumes_to_the_same_weights(&scene);
+    say(&format!("slurm_cluster: the Slurm part took {:.1} s", started.elapsed().as_secs_f64()));
+    drop(cluster);
+}
 
-    // 1. slurm/submit preprocess: 4-task array, merge afterok, all held so that the test sets the pace.
+/// What the scenarios share: the cluster, the test's folder, the binaries, the config and input
+/// photos, and the outputs of a single crop run over them.
+#[derive(Clone, Copy)]
+struct Scene<'a> {
+    cluster: &'a Cluster,
+    root: &'a Path,
+    bin: &'a Path,
+    conf: &'a Path,
+    input: &'a Path,
+    expected: &'a [(String, Vec<u8>)],
+}
+
+impl Scene<'_> {
+    fn script(&self, name: &str) -> String {
+        Path::new(PROJECT).join("slurm").join(name).to_str().unwrap().to_owned()
+    }
+}
+
+/// Scenario 1, slurm/submit preprocess: a 4-task array and its merge (afterok), all held so that the test
+/// sets the pace; a merge by hand before the shards have run names what is missing.
+fn preprocess_as_a_held_array_then_merge(scene: &Scene) {
+    let Scene { cluster, root, bin, conf, input, expected } = *scene;
+    let crop_path = bin.join("crop");
+    let (crop, conf_s) = (crop_path.to_str().unwrap(), conf.to_str().unwrap());
+    let script = |name: &str| scene.script(name);
+    let mut step = Instant::now();
     let out = root.join("out");
     let submitted = cluster
         .command(&script("submit"))
         .arg("preprocess")
-        .env("BIN", &bin)
-        .env("CONFIG", &conf)
+        .env("BIN", bin)
+        .env("CONFIG", conf)
         .env("OUT", &out)
-        .env("IMAGENET_DIR", &input)
+        .env("IMAGENET_DIR", input)
         .env("FACES_DIR", "")
         .env("LSUN_DIR", "")
         .env("SHARDS", "4")
@@ -283,7 +310,15 @@ fn the_pipeline_runs_under_a_one_node_slurm_cluster() {
     assert!(read(&crops.join("summary.json")).contains("zz-broken.png"));
     lap("4-task array, held merge, merge by hand, merge", &mut step);
 
-    // 2. A task cancelled between its parts, then resubmitted: it resumes, outputs unchanged.
+}
+
+/// Scenario 2: a task cancelled between its parts, then resubmitted: it resumes, outputs unchanged.
+fn a_cancelled_task_resumes_when_resubmitted(scene: &Scene) {
+    let Scene { cluster, root, bin, conf, input, expected } = *scene;
+    let crop_path = bin.join("crop");
+    let (crop, conf_s, input_s) = (crop_path.to_str().unwrap(), conf.to_str().unwrap(), input.to_str().unwrap());
+    let script = |name: &str| scene.script(name);
+    let mut step = Instant::now();
     let out2 = root.join("out2");
     let log2 = root.join("shard1.out");
     let args = |array: &str| {
@@ -328,7 +363,15 @@ fn the_pipeline_runs_under_a_one_node_slurm_cluster() {
     assert_eq!(crop_outputs(&out2), expected, "cancelled and resubmitted task vs a single crop run");
     lap("task cancelled mid-run, resubmitted, merged", &mut step);
 
-    // 3. Training requeued mid-run: it checkpoints on the signal and resumes to the same weights.
+}
+
+/// Scenario 3: training requeued mid-run: it checkpoints on the signal and resumes to the same weights;
+/// cifar-eval, waiting for it, starts once it has finished.
+fn training_requeued_mid_run_resumes_to_the_same_weights(scene: &Scene) {
+    let Scene { cluster, root, bin, conf, .. } = *scene;
+    let conf_s = conf.to_str().unwrap();
+    let script = |name: &str| scene.script(name);
+    let mut step = Instant::now();
     let packed = root.join("packed");
     let images: Vec<u8> = (0..600 * 32 * 32 * 3).map(|i: u32| (i.wrapping_mul(2_654_435_761) >> 24) as u8).collect();
     std::fs::create_dir_all(&packed).unwrap();
@@ -348,8 +391,8 @@ fn the_pipeline_runs_under_a_one_node_slurm_cluster() {
         cluster
             .command(&script("submit"))
             .arg("train")
-            .env("BIN", &bin)
-            .env("CONFIG", &conf)
+            .env("BIN", bin)
+            .env("CONFIG", conf)
             .env("OUT", &train_out)
             .env("CIFAR_DIR", &cifar)
             .env("CPUS_PER_TASK", "1")
@@ -369,24 +412,7 @@ fn the_pipeline_runs_under_a_one_node_slurm_cluster() {
     assert!(submitted.status.success(), "slurm/submit train: {text}");
     let (train, eval) = (job_of_in(&text, "train"), job_of_in(&text, "cifar-eval"));
     let train_log = train_out.join(format!("slurm-logs/train-{train}.out"));
-    // Requeue once training is under way (progress lines every 0.05 s), well before its 40 steps end.
-    let progressed = poll(TIMEOUT, || {
-        read(&train_log).lines().filter_map(|l| l.strip_prefix("train: ")?.split('/').next()?.parse::<u64>().ok()).any(|done| done >= 8)
-    });
-    assert!(progressed, "train made no progress: {}", read(&train_log));
-    let before = cluster.states(&eval);
-    assert!(before.iter().all(|(_, s, r)| s == "PENDING" && r == "Dependency"), "cifar-eval waits for train: {before:?}");
-    cluster.run("scontrol", &["requeue", &train]);
-    // Slurm holds a requeued job back (BeginTime, ~2 min) and refuses to start it within the second
-    // its credential was revoked: once the first run has ended, let it start now.
-    let mut seen = Vec::new();
-    assert!(poll(TIMEOUT, || {
-        seen = cluster.states(&train);
-        seen.iter().any(|(_, s, _)| s == "PENDING")
-    }), "{seen:?}");
-    std::thread::sleep(Duration::from_secs(2));
-    cluster.run("scontrol", &["update", &format!("jobid={train}"), "StartTime=now"]);
-    assert_eq!(cluster.wait_done(&train), ["COMPLETED"], "{}", read(&train_log));
+    requeue_once_under_way(cluster, &train, &eval, &train_log);
     let log = read(&train_log);
     let stopped_at = log
         .lines()
@@ -413,8 +439,29 @@ fn the_pipeline_runs_under_a_one_node_slurm_cluster() {
     }), "cifar-eval never started after train: {seen:?}");
     cluster.run("scancel", &[&eval]);
     lap("train requeued mid-run, resumed, same weights", &mut step);
-    say(&format!("slurm_cluster: the Slurm part took {:.1} s", started.elapsed().as_secs_f64()));
-    drop(cluster);
+}
+
+/// Requeues the train job once it is under way, while cifar-eval waits for it, and lets the
+/// requeued job start at once; returns when it has completed.
+fn requeue_once_under_way(cluster: &Cluster, train: &str, eval: &str, train_log: &Path) {
+    // Requeue once training is under way (progress lines every 0.05 s), well before its 40 steps end.
+    let progressed = poll(TIMEOUT, || {
+        read(train_log).lines().filter_map(|l| l.strip_prefix("train: ")?.split('/').next()?.parse::<u64>().ok()).any(|done| done >= 8)
+    });
+    assert!(progressed, "train made no progress: {}", read(train_log));
+    let before = cluster.states(eval);
+    assert!(before.iter().all(|(_, s, r)| s == "PENDING" && r == "Dependency"), "cifar-eval waits for train: {before:?}");
+    cluster.run("scontrol", &["requeue", train]);
+    // Slurm holds a requeued job back (BeginTime, ~2 min) and refuses to start it within the second
+    // its credential was revoked: once the first run has ended, let it start now.
+    let mut seen = Vec::new();
+    assert!(poll(TIMEOUT, || {
+        seen = cluster.states(train);
+        seen.iter().any(|(_, s, _)| s == "PENDING")
+    }), "{seen:?}");
+    std::thread::sleep(Duration::from_secs(2));
+    cluster.run("scontrol", &["update", &format!("jobid={train}"), "StartTime=now"]);
+    assert_eq!(cluster.wait_done(train), ["COMPLETED"], "{}", read(train_log));
 }
 
 fn job_of_in(text: &str, name: &str) -> String {
