@@ -1,5 +1,5 @@
-//! Face detection behind a small trait; the implementation is OpenCV's Haar cascade, as in the
-//! paper ("we run an OpenCV face detector").
+//! Face detection behind a small trait: OpenCV's Haar cascade, as in the paper ("we run an OpenCV
+//! face detector"), here; YuNet, OpenCV's CNN detector, in [`super::yunet`].
 
 use std::cell::RefCell;
 use std::path::{Path, PathBuf};
@@ -35,10 +35,38 @@ impl FaceBox {
     }
 }
 
+/// Five facial points in source pixels, in YuNet's order: the right eye, the left eye (the
+/// person's: the right eye is on the image's left), the nose tip, the right and the left corner
+/// of the mouth.
+pub type Landmarks = [[f32; 2]; 5];
+
+/// One face as a detector reports it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Detection {
+    /// The box in whole source pixels (what crops are cut around).
+    pub face: FaceBox,
+    /// The same box as the detector computed it: x, y, w, h.
+    pub exact: [f32; 4],
+    /// YuNet's score, sqrt(cls x obj); none for the cascade (its confidence is `face.neighbours`).
+    pub score: Option<f32>,
+    /// YuNet's five landmarks; none for the cascade.
+    pub landmarks: Option<Landmarks>,
+}
+
+impl Detection {
+    /// A box without score or landmarks (the cascade's).
+    pub fn from_box(face: FaceBox) -> Self {
+        let exact = [face.x as f32, face.y as f32, face.w as f32, face.h as f32];
+        Self { face, exact, score: None, landmarks: None }
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum DetectorError {
     #[error("{path}: cannot load the Haar cascade ({why})")]
     Cascade { path: PathBuf, why: String },
+    #[error("{path}: cannot load the YuNet model ({why})")]
+    Model { path: PathBuf, why: String },
     #[error("OpenCV: {0}")]
     OpenCv(String),
 }
@@ -50,7 +78,7 @@ impl From<opencv::Error> for DetectorError {
 }
 
 pub trait FaceDetector: Sync {
-    fn detect(&self, image: &RgbImage) -> Result<Vec<FaceBox>, DetectorError>;
+    fn detect(&self, image: &RgbImage) -> Result<Vec<Detection>, DetectorError>;
 }
 
 /// Detector settings (OpenCV's detectMultiScale parameters).
@@ -123,7 +151,7 @@ impl HaarCascade {
 }
 
 impl FaceDetector for HaarCascade {
-    fn detect(&self, image: &RgbImage) -> Result<Vec<FaceBox>, DetectorError> {
+    fn detect(&self, image: &RgbImage) -> Result<Vec<Detection>, DetectorError> {
         let gray = to_gray(image);
         let mat = Mat::new_rows_cols_with_data(image.height as i32, image.width as i32, &gray)?;
         // An owned copy either way: detectMultiScale wants a plain Mat, and the copy is cheap
@@ -165,6 +193,6 @@ impl FaceDetector for HaarCascade {
             .collect();
         // OpenCV's order depends on its grouping; a stable order keeps outputs reproducible.
         boxes.sort_by_key(|b| (b.y, b.x, b.w));
-        Ok(boxes)
+        Ok(boxes.into_iter().map(Detection::from_box).collect())
     }
 }
