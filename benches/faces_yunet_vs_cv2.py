@@ -116,7 +116,7 @@ def main():
     ap.add_argument("--input", default="../shared/data/faces-wider-dev/images")
     ap.add_argument("--faces", default="target/release/faces")
     ap.add_argument("--max-side", type=int, default=640)
-    ap.add_argument("--threshold", type=float, default=0.8)
+    ap.add_argument("--threshold", type=float, default=0.6)
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--out", help=argparse.SUPPRESS)
