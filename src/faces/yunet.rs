@@ -83,7 +83,7 @@ pub fn load_model(path: &Path, expected_sha256: &str) -> Result<Vec<u8>, Detecto
             )));
         }
     }
-    build_net(&bytes).map_err(|why| err(why))?;
+    build_net(&bytes).map_err(err)?;
     Ok(bytes)
 }
 
