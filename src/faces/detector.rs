@@ -82,7 +82,8 @@ pub enum DetectorError {
 
 impl From<opencv::Error> for DetectorError {
     fn from(e: opencv::Error) -> Self {
-        DetectorError::OpenCv(e.message)
+        // OpenCV's messages can span lines; a manifest reason is one.
+        DetectorError::OpenCv(e.message.split_whitespace().collect::<Vec<_>>().join(" "))
     }
 }
 
