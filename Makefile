@@ -35,7 +35,7 @@ help:
 	@echo "make test        set up and run the test suite"
 	@echo "make lint        cargo fmt --check and cargo clippy (warnings are errors)"
 	@echo "make bench       crop stage vs Pillow on BENCH_DIR (default ../shared/data/imagenet-samples)"
-	@echo "make bench-faces faces stage vs cv2, and detection accuracy on PASCAL VOC faces (../shared/data/faces)"
+	@echo "make bench-faces faces stage vs cv2 (YuNet vs FaceDetectorYN on YUNET_BENCH_DIR, Haar vs CascadeClassifier), Haar accuracy on PASCAL VOC faces"
 	@echo "make preprocess  IMAGENET_DIR=/path/to/train (a folder or a .tar.gz)  crop ImageNet into $(OUT)/imagenet32"
 	@echo "make slurm-preprocess / slurm-train / slurm-all  the same as Slurm jobs (slurm/site.conf; docs/cluster.md)"
 	@echo "make train       train imagenet32 (configs/paper.toml) on $(OUT)/imagenet32 into $(OUT)/train"
@@ -122,8 +122,13 @@ bench: setup
 
 # cv2 4.6 (Debian's OpenCV release; cv2 5 has no CascadeClassifier) needs numpy < 2: its own venv.
 # FACES_DIR is already set (empty) from configs/paper.toml above, so ?= would never apply here.
+# YuNet's peer is cv2 4.10's FaceDetectorYN (4.6's cannot load the 2023 model): a venv of its own.
 BENCH_FACES_DIR = $(or $(FACES_DIR),../shared/data/faces)
+YUNET_BENCH_DIR ?= ../shared/data/faces-wider-dev/images
 bench-faces: setup
+	[ -x .bench-venv-yunet/bin/python ] || $(PYTHON) -m venv .bench-venv-yunet
+	.bench-venv-yunet/bin/pip install -q "opencv-python-headless==4.10.*"
+	nice .bench-venv-yunet/bin/python benches/faces_yunet_vs_cv2.py --input $(YUNET_BENCH_DIR) --faces $(BIN)/faces
 	[ -x .bench-venv/bin/python ] || $(PYTHON) -m venv .bench-venv
 	.bench-venv/bin/pip install -q "numpy<2" opencv-python-headless==4.6.0.66
 	.bench-venv/bin/python benches/faces_vs_cv2.py --input $(BENCH_FACES_DIR) --faces $(BIN)/faces

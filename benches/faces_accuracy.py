@@ -53,7 +53,7 @@ def match(truth, found, threshold):
 
 def detect(binary, folder, settings):
     out = tempfile.mkdtemp(prefix="faces-acc-")
-    cmd = [binary, "--input", folder, "--output", out, "--set", "faces.min_face_side=0"]
+    cmd = [binary, "--input", folder, "--output", out, "--set", "faces.detector=haar", "--set", "faces.min_face_side=0"]
     for k, v in settings.items():
         cmd += ["--set", f"faces.{k}={v}"]
     proc = subprocess.run(cmd, capture_output=True, text=True)

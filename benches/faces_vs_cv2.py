@@ -44,7 +44,7 @@ def ours(binary, folder, s, runs):
     best, found = None, None
     for _ in range(runs):
         out = tempfile.mkdtemp(prefix="faces-bench-")
-        cmd = [binary, "--input", folder, "--output", out,
+        cmd = [binary, "--input", folder, "--output", out, "--set", "faces.detector=haar",
                "--set", f"faces.cascade={s['cascade']}", "--set", f"faces.scale_factor={s['scale_factor']}",
                "--set", f"faces.min_neighbors={s['min_neighbors']}", "--set", f"faces.min_size={s['min_size']}",
                "--set", f"faces.equalize={str(s['equalize']).lower()}"]

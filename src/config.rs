@@ -152,6 +152,12 @@ impl Config {
         if f.margin < 0.0 || f.min_neighbors < 0 {
             return Err(bad("faces.margin and faces.min_neighbors must not be negative".into()));
         }
+        if !(0.0..=1.0).contains(&f.score_threshold) || !(0.0..=1.0).contains(&f.nms_threshold) {
+            return Err(bad("faces.score_threshold and faces.nms_threshold must be in [0, 1]".into()));
+        }
+        if f.detect_max_side != 0 && f.detect_max_side < 32 {
+            return Err(bad(format!("faces.detect_max_side = {} must be 0 (full size) or at least 32", f.detect_max_side)));
+        }
         let t = &self.train;
         if t.batch < 1 || t.lr <= 0.0 || !(0.0..1.0).contains(&t.beta1) || !(0.0..1.0).contains(&t.beta2) {
             return Err(bad("train.batch must be >= 1, train.lr > 0, train.beta1 and beta2 in [0, 1)".into()));

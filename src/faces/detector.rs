@@ -1,5 +1,5 @@
-//! Face detection behind a small trait; the implementation is OpenCV's Haar cascade, as in the
-//! paper ("we run an OpenCV face detector").
+//! Face detection behind a small trait: OpenCV's Haar cascade, as in the paper ("we run an OpenCV
+//! face detector"), here; YuNet, OpenCV's CNN detector, in [`super::yunet`].
 
 use std::cell::RefCell;
 use std::path::{Path, PathBuf};
@@ -31,7 +31,42 @@ impl FaceBox {
         let y1 = (self.y + self.h).min(other.y + other.h);
         let inter = ((x1 - x0).max(0) * (y1 - y0).max(0)) as f64;
         let union = (self.w * self.h + other.w * other.h) as f64 - inter;
-        if union > 0.0 { inter / union } else { 0.0 }
+        if union > 0.0 {
+            inter / union
+        } else {
+            0.0
+        }
+    }
+}
+
+/// Five facial points in source pixels, in YuNet's order: the right eye, the left eye (the
+/// person's: the right eye is on the image's left), the nose tip, the right and the left corner
+/// of the mouth.
+pub type Landmarks = [[f32; 2]; 5];
+
+/// One face as a detector reports it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Detection {
+    /// The box in whole source pixels (what crops are cut around).
+    pub face: FaceBox,
+    /// The same box as the detector computed it: x, y, w, h.
+    pub exact: [f32; 4],
+    /// YuNet's score, sqrt(cls x obj); none for the cascade (its confidence is `face.neighbours`).
+    pub score: Option<f32>,
+    /// YuNet's five landmarks; none for the cascade.
+    pub landmarks: Option<Landmarks>,
+}
+
+impl Detection {
+    /// A box without score or landmarks (the cascade's).
+    pub fn from_box(face: FaceBox) -> Self {
+        let exact = [face.x as f32, face.y as f32, face.w as f32, face.h as f32];
+        Self {
+            face,
+            exact,
+            score: None,
+            landmarks: None,
+        }
     }
 }
 
@@ -39,18 +74,21 @@ impl FaceBox {
 pub enum DetectorError {
     #[error("{path}: cannot load the Haar cascade ({why})")]
     Cascade { path: PathBuf, why: String },
+    #[error("{path}: cannot load the YuNet model ({why})")]
+    Model { path: PathBuf, why: String },
     #[error("OpenCV: {0}")]
     OpenCv(String),
 }
 
 impl From<opencv::Error> for DetectorError {
     fn from(e: opencv::Error) -> Self {
-        DetectorError::OpenCv(e.message)
+        // OpenCV's messages can span lines; a manifest reason is one.
+        DetectorError::OpenCv(e.message.split_whitespace().collect::<Vec<_>>().join(" "))
     }
 }
 
 pub trait FaceDetector: Sync {
-    fn detect(&self, image: &RgbImage) -> Result<Vec<FaceBox>, DetectorError>;
+    fn detect(&self, image: &RgbImage) -> Result<Vec<Detection>, DetectorError>;
 }
 
 /// Detector settings (OpenCV's detectMultiScale parameters).
@@ -98,14 +136,21 @@ pub fn to_gray(image: &RgbImage) -> Vec<u8> {
     image
         .pixels
         .chunks_exact(3)
-        .map(|p| ((p[0] as u32 * 4899 + p[1] as u32 * 9617 + p[2] as u32 * 1868 + 8192) >> 14) as u8)
+        .map(|p| {
+            ((p[0] as u32 * 4899 + p[1] as u32 * 9617 + p[2] as u32 * 1868 + 8192) >> 14) as u8
+        })
         .collect()
 }
 
 fn load_cascade(path: &Path) -> Result<CascadeClassifier, DetectorError> {
-    let cascade_err = |why: String| DetectorError::Cascade { path: path.to_owned(), why };
+    let cascade_err = |why: String| DetectorError::Cascade {
+        path: path.to_owned(),
+        why,
+    };
     if !path.is_file() {
-        return Err(cascade_err("no such file; install Debian's opencv-data".into()));
+        return Err(cascade_err(
+            "no such file; install Debian's opencv-data".into(),
+        ));
     }
     let cascade = CascadeClassifier::new(path).map_err(|e| cascade_err(e.message))?;
     if cascade.empty().map_err(|e| cascade_err(e.message))? {
@@ -123,7 +168,7 @@ impl HaarCascade {
 }
 
 impl FaceDetector for HaarCascade {
-    fn detect(&self, image: &RgbImage) -> Result<Vec<FaceBox>, DetectorError> {
+    fn detect(&self, image: &RgbImage) -> Result<Vec<Detection>, DetectorError> {
         let gray = to_gray(image);
         let mat = Mat::new_rows_cols_with_data(image.height as i32, image.width as i32, &gray)?;
         // An owned copy either way: detectMultiScale wants a plain Mat, and the copy is cheap
@@ -161,10 +206,16 @@ impl FaceDetector for HaarCascade {
         let mut boxes: Vec<FaceBox> = objects
             .iter()
             .zip(counts.iter())
-            .map(|(r, n)| FaceBox { x: r.x, y: r.y, w: r.width, h: r.height, neighbours: n })
+            .map(|(r, n)| FaceBox {
+                x: r.x,
+                y: r.y,
+                w: r.width,
+                h: r.height,
+                neighbours: n,
+            })
             .collect();
         // OpenCV's order depends on its grouping; a stable order keeps outputs reproducible.
         boxes.sort_by_key(|b| (b.y, b.x, b.w));
-        Ok(boxes)
+        Ok(boxes.into_iter().map(Detection::from_box).collect())
     }
 }

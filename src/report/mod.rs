@@ -11,6 +11,8 @@ use std::path::{Path, PathBuf};
 use askama::Template;
 use serde_json::Value;
 
+mod faces;
+
 use crate::data::packed::read_packed;
 use crate::pictures::data_uri::{png_file_data_uri, rgb_data_uri};
 use crate::pictures::grid::tile_grid;
@@ -120,6 +122,10 @@ struct ImagesView {
     figures: Vec<Figure>,
     sheet: Option<Sheet>,
     problems: Problems,
+    /// Faces: which detector ran, with its settings.
+    detector: Option<String>,
+    /// Faces: photos with their boxes and landmarks drawn, and both crops of each kept face.
+    drawn: Vec<faces::DrawnPhoto>,
 }
 
 struct DedupeView {
@@ -343,6 +349,33 @@ fn faces_view(s: &StageOutput) -> ImagesView {
         ],
         sheet: contact_sheet(&s.dir, 64, 8, "face crops"),
         problems: problems(&s.dir, "photos skipped or unreadable", 12),
+        detector: Some(detector_line(v)),
+        drawn: v["input"].as_str().map_or_else(Vec::new, |input| faces::drawn_photos(&s.dir, input, 8)),
+    }
+}
+
+/// Which detector a faces run used, from its summary's config.
+fn detector_line(v: &Value) -> String {
+    let f = &v["config"]["faces"];
+    let text = |k: &str| f[k].as_str().unwrap_or("?").to_string();
+    // Thresholds are f32 in the config: two decimals, not 0.6000000238418579.
+    let number = |k: &str| f[k].as_f64().map_or("?".into(), |x| format!("{}", (x * 100.0).round() / 100.0));
+    match f["detector"].as_str() {
+        // Runs from before the choice existed used the cascade.
+        Some("haar") | None => format!(
+            "Haar cascade {} (scale factor {}, min neighbours {}), crops around the boxes",
+            text("cascade"),
+            number("scale_factor"),
+            number("min_neighbors")
+        ),
+        Some(other) => format!(
+            "{} ({}), score >= {}, detected at a longer side of at most {} px (0: full size), crops aligned by {}",
+            if other == "yunet" { "YuNet" } else { other },
+            text("model"),
+            number("score_threshold"),
+            number("detect_max_side"),
+            text("align")
+        ),
     }
 }
 
@@ -357,6 +390,8 @@ fn crop_view(s: &StageOutput) -> ImagesView {
         ],
         sheet: contact_sheet(&s.dir, 96, 12, "crops"),
         problems: problems(&s.dir, "inputs skipped or unreadable", 12),
+        detector: None,
+        drawn: Vec::new(),
     }
 }
 
