@@ -182,6 +182,42 @@ fn save_then_load_is_exact() {
 }
 
 #[test]
+fn float16_weights_without_optimiser_state_load_as_float32() {
+    // How a GPU lease resumes (benches/gpu/lease.py seed): exported float16 D and G, no Adam state.
+    let _turn = torch_turn();
+    let config = tiny(Preset::Imagenet32, 8, 8);
+    let mut gan = Gan::new(&config, Device::Cpu);
+    gan.train_step(&random_batch(8, 32), 3);
+    let dir = tempfile::tempdir().unwrap();
+    for (vs, file) in [(&gan.d_vars, "d.safetensors"), (&gan.g_vars, "g.safetensors")] {
+        let half: Vec<(String, Tensor)> = vs
+            .variables()
+            .into_iter()
+            .map(|(k, t)| {
+                let t = if t.kind() == Kind::Float { t.to_kind(Kind::Half) } else { t };
+                (k, t.contiguous())
+            })
+            .collect();
+        Tensor::write_safetensors(&half, dir.path().join(file)).unwrap();
+    }
+    let mut other = Gan::new(&TrainConfig { seed: 99, ..config.clone() }, Device::Cpu);
+    assert!(!other.load(dir.path()).unwrap(), "no optimiser state was there to load");
+    for (vs, loaded) in [(&gan.d_vars, &other.d_vars), (&gan.g_vars, &other.g_vars)] {
+        let loaded = loaded.variables();
+        for (name, t) in vs.variables() {
+            let l = &loaded[&name];
+            assert_eq!(l.kind(), t.kind(), "{name}");
+            assert_eq!(l.stride(), t.stride(), "{name}: the layout is kept");
+            let rounded = t.to_kind(Kind::Half).to_kind(t.kind());
+            assert!(l.equal(&rounded), "{name}: the float16 values");
+        }
+    }
+    assert_eq!(other.opt_d.steps, 0);
+    let losses = other.train_step(&random_batch(8, 32), 4);
+    assert!(f64::try_from(&losses.loss_d).unwrap().is_finite());
+}
+
+#[test]
 fn channels_last_weights_save_in_the_standard_order() {
     let _turn = torch_turn();
     // `train.channels_last = "auto"` keeps conv weights with NHWC strides on the CPU; a checkpoint

@@ -275,13 +275,22 @@ impl Gan {
         Ok(())
     }
 
-    pub fn load(&mut self, dir: &Path) -> Result<()> {
+    /// Loads G and D (float32, or float16 as exported) and both optimisers' states. A folder
+    /// without the optimisers' states (exported weights: the GPU run resumes from those,
+    /// docs/gpu.md) leaves Adam's moments at zero; returns whether they were loaded.
+    pub fn load(&mut self, dir: &Path) -> Result<bool> {
         let ctx = |name: &str| format!("{}: cannot load", dir.join(name).display());
-        self.g_vars.load(dir.join("g.safetensors")).with_context(|| ctx("g.safetensors"))?;
-        self.d_vars.load(dir.join("d.safetensors")).with_context(|| ctx("d.safetensors"))?;
-        self.opt_g.load(&dir.join("opt_g.safetensors")).with_context(|| ctx("opt_g.safetensors"))?;
-        self.opt_d.load(&dir.join("opt_d.safetensors")).with_context(|| ctx("opt_d.safetensors"))?;
-        Ok(())
+        load_vars(&mut self.g_vars, &dir.join("g.safetensors"))
+            .with_context(|| ctx("g.safetensors"))?;
+        load_vars(&mut self.d_vars, &dir.join("d.safetensors"))
+            .with_context(|| ctx("d.safetensors"))?;
+        let [opt_g, opt_d] = ["opt_g.safetensors", "opt_d.safetensors"];
+        if !dir.join(opt_g).exists() && !dir.join(opt_d).exists() {
+            return Ok(false);
+        }
+        self.opt_g.load(&dir.join(opt_g)).with_context(|| ctx(opt_g))?;
+        self.opt_d.load(&dir.join(opt_d)).with_context(|| ctx(opt_d))?;
+        Ok(true)
     }
 }
 
@@ -289,6 +298,18 @@ impl Gan {
 fn save_vars(vs: &nn::VarStore, path: &Path) -> Result<()> {
     let named: Vec<(String, Tensor)> = vs.variables().into_iter().map(|(k, t)| (k, t.contiguous())).collect();
     Tensor::write_safetensors(&named, path).with_context(|| format!("{}: cannot write", path.display()))
+}
+
+/// Loads a VarStore from safetensors. tch gives each variable the file's type, so float16 weights
+/// (the exports) are turned back into float32, in place (channels-last strides kept).
+fn load_vars(vs: &mut nn::VarStore, path: &Path) -> Result<(), tch::TchError> {
+    vs.load(path)?;
+    for (_, mut t) in vs.variables() {
+        if t.kind() == Kind::Half {
+            tch::no_grad(|| t.set_data(&t.to_kind(Kind::Float)));
+        }
+    }
+    Ok(())
 }
 
 /// The same values with channels-last (NHWC) strides.
@@ -509,7 +530,10 @@ pub fn train(config: &TrainConfig, data: &LabeledImages, output: &Path, force: b
                 state.z_dim
             );
         }
-        gan.load(&dir)?;
+        if !gan.load(&dir)? {
+            let note = "no optimiser state, Adam's moments restart from zero";
+            eprintln!("train: {}: {note}", dir.display());
+        }
         start_step = state.step;
         wall_before = state.train_wall_s.unwrap_or(0.0);
         eprintln!("train: resuming from {} (step {})", dir.display(), state.step);
