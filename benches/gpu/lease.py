@@ -162,6 +162,8 @@ def commit(source, state):
     before = leases_of(state)
     if run["leases"][:-1] != before:
         fail(f"{source}/run.json does not continue {state} ({len(before)} leases committed there)")
+    if run["leases"][-1]["images"] <= 0:
+        fail(f"{source}: lease {len(run['leases'])} trained nothing (see its log.txt); not committed")
     os.makedirs(state, exist_ok=True)
     with tarfile.open(os.path.join(source, "run.tar")) as tar:
         losses = tar.extractfile("./losses.csv").read()

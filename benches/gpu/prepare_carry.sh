@@ -5,8 +5,8 @@
 #     refused when it needs a library the GPU machine lacks (OpenCV, say);
 #   - imagenet-shard.tar.gz (+ .json): the half of Tiny ImageNet's photos this lease trains on
 #     (benches/gpu/shard.py; the lease after the committed ones in $STATE/run.json, rotating);
-#   - nothing else: the run's state ($STATE, committed) travels in the tree, and the snapshots are
-#     scored at home (make cifar-eval), so no CIFAR-10 and no cifar-eval.
+#   - nothing else: the run's state ($STATE, committed) travels in the tree, and its D is scored at
+#     home (make cifar-eval), so neither CIFAR-10 nor cifar-eval travels.
 # What travels is the tracked tree, untracked files that are not ignored, and the carry; the device
 # tool refuses more than 64 MiB, this script more than $LIMIT_MIB (60), and it warns past
 # $TARGET_MIB (56). With stand-in data (the test), the shard counts as the real one would
