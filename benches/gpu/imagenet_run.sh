@@ -2,7 +2,8 @@
 # One lease of the ImageNet run (docs/gpu.md#the-imagenet-run-across-leases), in ONE device call on a
 # GPU machine (torch 2.11 in its python3; no Rust, no OpenCV, no internet):
 #   1. resume the run from its committed state ($STATE: D and G as float16, the checkpoint state,
-#      losses.csv, run.json; none there: a new run), Adam's moments restarted (they do not travel);
+#      losses.csv, run.json; none there: a new run); Adam's moments do not travel, so the first
+#      $MOMENT_WARMUP steps re-estimate them with the weights held still (train.moment_warmup_steps);
 #   2. train imagenet32 on the carried half of Tiny ImageNet's photos for $TRAIN_MINUTES minutes
 #      (under `timeout`, so that the export below always has its time);
 #   3. export D and G (float16) with their records, which also say the totals over all leases,
@@ -25,6 +26,7 @@ STATE=${STATE:-models/imagenet-run}
 OUT=${OUT:-/tmp/imagenet-gpu-out}
 DEVICE=${DEVICE:-cuda}
 TRAIN_MINUTES=${TRAIN_MINUTES:-7}
+MOMENT_WARMUP=${MOMENT_WARMUP:-1000}
 DEADLINE_S=${DEADLINE_S:-570}
 TRAIN_EXTRA=${TRAIN_EXTRA:-}
 PY=${PYTHON:-python3}
@@ -59,7 +61,7 @@ say "== train on $SHARD ($TRAIN_MINUTES minutes, at most $train_s s in all)"
 # shellcheck disable=SC2086
 run timeout --preserve-status -k 20 "$train_s" "$TRAIN" -i "$SHARD" -o "$WORK/run" --set train.epochs=1000000 --set train.device="$DEVICE" \
   --set train.max_minutes="$TRAIN_MINUTES" --set train.keep_checkpoints=1 --set train.snapshot_every_epochs=0 \
-  --set train.log_every=100 --set run.log_every_s=30 $TRAIN_EXTRA
+  --set train.moment_warmup_steps="$MOMENT_WARMUP" --set train.log_every=100 --set run.log_every_s=30 $TRAIN_EXTRA
 status=$?
 # 75: stopped by timeout's signal with a checkpoint (train's preemption exit); anything else but 0 fails.
 [ "$status" = 0 ] || [ "$status" = 75 ] || say "train exited with $status"

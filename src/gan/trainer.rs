@@ -58,6 +58,9 @@ pub struct TrainConfig {
     /// Stop cleanly (checkpoint, samples, summary) once this much wall time has passed in this
     /// invocation; a re-run resumes. 0: no limit.
     pub max_minutes: f64,
+    /// After resuming from weights without optimiser state (the GPU leases, docs/gpu.md), this
+    /// many steps re-estimate Adam's moments with the weights held still (lr 0). 0: none.
+    pub moment_warmup_steps: u64,
     /// float32, or bfloat16: convolutions in bfloat16, everything else (BatchNorm, losses, weights,
     /// Adam) in float32, as autocast does. bfloat16 needs a GPU that has it (CUDA only).
     pub precision: Precision,
@@ -263,6 +266,12 @@ impl Gan {
             }
         });
         images
+    }
+
+    /// Sets both optimisers' learning rate.
+    pub fn set_lr(&mut self, lr: f64) {
+        self.opt_g.lr = lr;
+        self.opt_d.lr = lr;
     }
 
     /// Writes G, D and both optimisers' states into `dir`.
@@ -519,6 +528,7 @@ pub fn train(config: &TrainConfig, data: &LabeledImages, output: &Path, force: b
     }
     let mut gan = Gan::new(config, device);
     let mut start_step = 0;
+    let mut warmup_until = 0;
     let mut wall_before = 0.0;
     if let Some((dir, state)) = latest_checkpoint(output)? {
         if state.fingerprint != config.resume_fingerprint() {
@@ -531,8 +541,10 @@ pub fn train(config: &TrainConfig, data: &LabeledImages, output: &Path, force: b
             );
         }
         if !gan.load(&dir)? {
-            let note = "no optimiser state, Adam's moments restart from zero";
-            eprintln!("train: {}: {note}", dir.display());
+            let n = config.moment_warmup_steps;
+            let note = format!("Adam's moments restart from zero, re-estimated over {n} steps at lr 0");
+            eprintln!("train: {}: no optimiser state; {note}", dir.display());
+            warmup_until = state.step + n;
         }
         start_step = state.step;
         wall_before = state.train_wall_s.unwrap_or(0.0);
@@ -579,6 +591,7 @@ pub fn train(config: &TrainConfig, data: &LabeledImages, output: &Path, force: b
         }
         let indices = order.as_ref().expect("set above").1.narrow(0, within * batch, batch);
         let real = gan.network_input(&images.index_select(0, &indices));
+        gan.set_lr(if step < warmup_until { 0.0 } else { config.lr });
         let losses = gan.train_step(&real, (config.seed as i64).wrapping_mul(1_000_003).wrapping_add(step as i64));
         step += 1;
         progress.inc(1);
