@@ -182,6 +182,58 @@ fn save_then_load_is_exact() {
 }
 
 #[test]
+fn float16_weights_without_optimiser_state_load_as_float32() {
+    // How a GPU lease resumes (benches/gpu/lease.py seed): exported float16 D and G, no Adam state.
+    let _turn = torch_turn();
+    let config = tiny(Preset::Imagenet32, 8, 8);
+    let mut gan = Gan::new(&config, Device::Cpu);
+    gan.train_step(&random_batch(8, 32), 3);
+    let dir = tempfile::tempdir().unwrap();
+    for (vs, file) in [
+        (&gan.d_vars, "d.safetensors"),
+        (&gan.g_vars, "g.safetensors"),
+    ] {
+        let half: Vec<(String, Tensor)> = vs
+            .variables()
+            .into_iter()
+            .map(|(k, t)| {
+                let t = if t.kind() == Kind::Float {
+                    t.to_kind(Kind::Half)
+                } else {
+                    t
+                };
+                (k, t.contiguous())
+            })
+            .collect();
+        Tensor::write_safetensors(&half, dir.path().join(file)).unwrap();
+    }
+    let mut other = Gan::new(
+        &TrainConfig {
+            seed: 99,
+            ..config.clone()
+        },
+        Device::Cpu,
+    );
+    assert!(
+        !other.load(dir.path()).unwrap(),
+        "no optimiser state was there to load"
+    );
+    for (vs, loaded) in [(&gan.d_vars, &other.d_vars), (&gan.g_vars, &other.g_vars)] {
+        let loaded = loaded.variables();
+        for (name, t) in vs.variables() {
+            let l = &loaded[&name];
+            assert_eq!(l.kind(), t.kind(), "{name}");
+            assert_eq!(l.stride(), t.stride(), "{name}: the layout is kept");
+            let rounded = t.to_kind(Kind::Half).to_kind(t.kind());
+            assert!(l.equal(&rounded), "{name}: the float16 values");
+        }
+    }
+    assert_eq!(other.opt_d.steps, 0);
+    let losses = other.train_step(&random_batch(8, 32), 4);
+    assert!(f64::try_from(&losses.loss_d).unwrap().is_finite());
+}
+
+#[test]
 fn channels_last_weights_save_in_the_standard_order() {
     let _turn = torch_turn();
     // `train.channels_last = "auto"` keeps conv weights with NHWC strides on the CPU; a checkpoint
@@ -343,6 +395,51 @@ fn an_interrupted_run_resumes_to_the_same_weights() {
     let other = run_train(&packed, &split, &["train.epochs=3", "train.lr=0.001"]);
     assert_eq!(other.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&other.stderr).contains("other settings"));
+}
+
+#[test]
+fn a_resume_without_optimiser_state_holds_the_weights_through_the_moment_warmup() {
+    let _turn = torch_turn();
+    let dir = tempfile::tempdir().unwrap();
+    let packed = packed_set(dir.path(), 24, 32);
+    let run = dir.path().join("run");
+    let sets = ["train.epochs=10", "train.max_steps=3"];
+    assert!(run_train(&packed, &run, &sets).status.success());
+    let at_3 = d_weights(&run);
+    // As a GPU lease resumes: the weights without Adam's state.
+    let checkpoint = run.join("checkpoints/step-00000003");
+    for name in ["opt_g.safetensors", "opt_d.safetensors"] {
+        std::fs::remove_file(checkpoint.join(name)).unwrap();
+    }
+    let sets = [
+        "train.epochs=10",
+        "train.max_steps=5",
+        "train.moment_warmup_steps=2",
+    ];
+    let resumed = run_train(&packed, &run, &sets);
+    assert!(resumed.status.success());
+    assert!(String::from_utf8_lossy(&resumed.stderr).contains("re-estimated over 2 steps at lr 0"));
+    // Steps 4 and 5 were the warm-up: the trainable weights are those of step 3 (BatchNorm's
+    // running statistics still follow the batches).
+    let at_5 = d_weights(&run);
+    let trainable = |name: &str| !name.contains("running") && !name.contains("num_batches");
+    for ((name, x), (_, y)) in at_3.iter().zip(&at_5).filter(|((n, _), _)| trainable(n)) {
+        assert!(x.equal(y), "{name} moved during the warm-up");
+    }
+    // One step past the warm-up, they move.
+    let sets = [
+        "train.epochs=10",
+        "train.max_steps=6",
+        "train.moment_warmup_steps=2",
+    ];
+    assert!(run_train(&packed, &run, &sets).status.success());
+    let at_6 = d_weights(&run);
+    let moved = at_5
+        .iter()
+        .zip(&at_6)
+        .filter(|((n, _), _)| trainable(n))
+        .any(|((_, x), (_, y))| !x.equal(y));
+    assert!(moved, "the weights move after the warm-up");
 }
 
 #[test]

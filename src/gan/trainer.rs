@@ -58,6 +58,9 @@ pub struct TrainConfig {
     /// Stop cleanly (checkpoint, samples, summary) once this much wall time has passed in this
     /// invocation; a re-run resumes. 0: no limit.
     pub max_minutes: f64,
+    /// After resuming from weights without optimiser state (the GPU leases, docs/gpu.md), this
+    /// many steps re-estimate Adam's moments with the weights held still (lr 0). 0: none.
+    pub moment_warmup_steps: u64,
     /// float32, or bfloat16: convolutions in bfloat16, everything else (BatchNorm, losses, weights,
     /// Adam) in float32, as autocast does. bfloat16 needs a GPU that has it (CUDA only).
     pub precision: Precision,
@@ -265,6 +268,12 @@ impl Gan {
         images
     }
 
+    /// Sets both optimisers' learning rate.
+    pub fn set_lr(&mut self, lr: f64) {
+        self.opt_g.lr = lr;
+        self.opt_d.lr = lr;
+    }
+
     /// Writes G, D and both optimisers' states into `dir`.
     pub fn save(&self, dir: &Path) -> Result<()> {
         std::fs::create_dir_all(dir)?;
@@ -275,13 +284,22 @@ impl Gan {
         Ok(())
     }
 
-    pub fn load(&mut self, dir: &Path) -> Result<()> {
+    /// Loads G and D (float32, or float16 as exported) and both optimisers' states. A folder
+    /// without the optimisers' states (exported weights: the GPU run resumes from those,
+    /// docs/gpu.md) leaves Adam's moments at zero; returns whether they were loaded.
+    pub fn load(&mut self, dir: &Path) -> Result<bool> {
         let ctx = |name: &str| format!("{}: cannot load", dir.join(name).display());
-        self.g_vars.load(dir.join("g.safetensors")).with_context(|| ctx("g.safetensors"))?;
-        self.d_vars.load(dir.join("d.safetensors")).with_context(|| ctx("d.safetensors"))?;
-        self.opt_g.load(&dir.join("opt_g.safetensors")).with_context(|| ctx("opt_g.safetensors"))?;
-        self.opt_d.load(&dir.join("opt_d.safetensors")).with_context(|| ctx("opt_d.safetensors"))?;
-        Ok(())
+        load_vars(&mut self.g_vars, &dir.join("g.safetensors"))
+            .with_context(|| ctx("g.safetensors"))?;
+        load_vars(&mut self.d_vars, &dir.join("d.safetensors"))
+            .with_context(|| ctx("d.safetensors"))?;
+        let [opt_g, opt_d] = ["opt_g.safetensors", "opt_d.safetensors"];
+        if !dir.join(opt_g).exists() && !dir.join(opt_d).exists() {
+            return Ok(false);
+        }
+        self.opt_g.load(&dir.join(opt_g)).with_context(|| ctx(opt_g))?;
+        self.opt_d.load(&dir.join(opt_d)).with_context(|| ctx(opt_d))?;
+        Ok(true)
     }
 }
 
@@ -289,6 +307,18 @@ impl Gan {
 fn save_vars(vs: &nn::VarStore, path: &Path) -> Result<()> {
     let named: Vec<(String, Tensor)> = vs.variables().into_iter().map(|(k, t)| (k, t.contiguous())).collect();
     Tensor::write_safetensors(&named, path).with_context(|| format!("{}: cannot write", path.display()))
+}
+
+/// Loads a VarStore from safetensors. tch gives each variable the file's type, so float16 weights
+/// (the exports) are turned back into float32, in place (channels-last strides kept).
+fn load_vars(vs: &mut nn::VarStore, path: &Path) -> Result<(), tch::TchError> {
+    vs.load(path)?;
+    for (_, mut t) in vs.variables() {
+        if t.kind() == Kind::Half {
+            tch::no_grad(|| t.set_data(&t.to_kind(Kind::Float)));
+        }
+    }
+    Ok(())
 }
 
 /// The same values with channels-last (NHWC) strides.
@@ -505,9 +535,10 @@ fn prepare_output(output: &Path, force: bool) -> Result<()> {
 }
 
 /// Loads `output`'s latest checkpoint into `gan` when there is one (it must be of the same
-/// settings); returns the step it reached and the training wall time behind it.
-fn resume(gan: &mut Gan, config: &TrainConfig, output: &Path) -> Result<(u64, f64)> {
-    let Some((dir, state)) = latest_checkpoint(output)? else { return Ok((0, 0.0)) };
+/// settings); returns the step it reached, the training wall time behind it, and the step until
+/// which Adam's moments are re-estimated at lr 0 (a checkpoint without optimiser state).
+fn resume(gan: &mut Gan, config: &TrainConfig, output: &Path) -> Result<(u64, f64, u64)> {
+    let Some((dir, state)) = latest_checkpoint(output)? else { return Ok((0, 0.0, 0)) };
     if state.fingerprint != config.resume_fingerprint() {
         bail!(
             "{}: holds a run with other settings ({} width {} z {}); pass --force to start over or choose another --output",
@@ -517,9 +548,15 @@ fn resume(gan: &mut Gan, config: &TrainConfig, output: &Path) -> Result<(u64, f6
             state.z_dim
         );
     }
-    gan.load(&dir)?;
+    let mut warmup_until = 0;
+    if !gan.load(&dir)? {
+        let n = config.moment_warmup_steps;
+        let note = format!("Adam's moments restart from zero, re-estimated over {n} steps at lr 0");
+        eprintln!("train: {}: no optimiser state; {note}", dir.display());
+        warmup_until = state.step + n;
+    }
     eprintln!("train: resuming from {} (step {})", dir.display(), state.step);
-    Ok((state.step, state.train_wall_s.unwrap_or(0.0)))
+    Ok((state.step, state.train_wall_s.unwrap_or(0.0), warmup_until))
 }
 
 /// A training run in progress: the networks, the images on the device, where it stands, and what
@@ -537,6 +574,8 @@ struct TrainingRun<'a> {
     total_steps: u64,
     start_step: u64,
     step: u64,
+    /// Steps before this one run at lr 0 (Adam's moments re-estimated after a resume without them).
+    warmup_until: u64,
     /// The z of every sample grid, so that grids compare across epochs.
     fixed_z: Tensor,
     collapse: CollapseMonitor,
@@ -556,7 +595,7 @@ impl<'a> TrainingRun<'a> {
     /// fixed z of the sample grids; the collapse monitor's probe.
     fn start(config: &'a TrainConfig, data: &LabeledImages, output: &'a Path, device: Device, log_every_s: f64) -> Result<Self> {
         let mut gan = Gan::new(config, device);
-        let (start_step, wall_before) = resume(&mut gan, config, output)?;
+        let (start_step, wall_before, warmup_until) = resume(&mut gan, config, output)?;
         let rows = read_losses(&output.join("losses.csv"), start_step)?;
         let n = if config.limit_images > 0 { data.len().min(config.limit_images) } else { data.len() };
         let steps_per_epoch = (n as i64 / config.batch) as u64;
@@ -580,6 +619,7 @@ impl<'a> TrainingRun<'a> {
             total_steps,
             start_step,
             step: start_step,
+            warmup_until,
             fixed_z,
             collapse,
             progress,
@@ -623,6 +663,7 @@ impl<'a> TrainingRun<'a> {
     /// One step of D and G, then what is due after it: loss row, pictures, snapshot, checkpoint.
     fn train_step(&mut self) -> Result<()> {
         let real = self.next_batch();
+        self.gan.set_lr(if self.step < self.warmup_until { 0.0 } else { self.config.lr });
         let losses = self.gan.train_step(&real, (self.config.seed as i64).wrapping_mul(1_000_003).wrapping_add(self.step as i64));
         self.step += 1;
         self.progress.inc(1);
