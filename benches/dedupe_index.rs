@@ -18,8 +18,10 @@ use std::time::Instant;
 
 use dcgan_pipeline::config::Config;
 use dcgan_pipeline::dedupe::clusters::{cluster, exact_groups};
+use dcgan_pipeline::dedupe::index::{
+    brute_force_pairs, index_pairs, multi_index_pairs, multi_index_pairs_with, plan_chunks, IndexParams,
+};
 use dcgan_pipeline::dedupe::quality::labelled::Rng;
-use dcgan_pipeline::dedupe::index::{brute_force_pairs, index_pairs, multi_index_pairs, multi_index_pairs_with, plan_chunks, IndexParams};
 use dcgan_pipeline::dedupe::Code128;
 
 const LATENT: usize = 32;
@@ -42,7 +44,11 @@ fn synthetic_codes(n: usize, seed: u64) -> Vec<Code128> {
     latents
         .iter()
         .map(|z| {
-            let bits: Vec<bool> = planes.iter().zip(&offsets).map(|(w, b)| w.iter().zip(z).map(|(a, x)| a * x).sum::<f64>() + b > 0.0).collect();
+            let bits: Vec<bool> = planes
+                .iter()
+                .zip(&offsets)
+                .map(|(w, b)| w.iter().zip(z).map(|(a, x)| a * x).sum::<f64>() + b > 0.0)
+                .collect();
             Code128::from_bits(&bits)
         })
         .collect()
@@ -130,24 +136,23 @@ fn main() {
     if std::env::var_os("SKIP_HNSW_FULL").is_some() {
         println!("HNSW on all {n} codes skipped (SKIP_HNSW_FULL)");
     } else {
-
-    let t = Instant::now();
-    let groups = exact_groups(&codes);
-    let t_groups = t.elapsed().as_secs_f64();
-    let distinct: Vec<Code128> = groups.iter().map(|g| codes[g[0] as usize]).collect();
-    let t2 = Instant::now();
-    let near = index_pairs(&distinct, radius, &params);
-    let t_index = t2.elapsed().as_secs_f64();
-    let clusters = cluster(n, &groups, &near, &|_, _| true);
-    let total = t.elapsed().as_secs_f64();
-    let removed = n - clusters.len();
-    println!(
+        let t = Instant::now();
+        let groups = exact_groups(&codes);
+        let t_groups = t.elapsed().as_secs_f64();
+        let distinct: Vec<Code128> = groups.iter().map(|g| codes[g[0] as usize]).collect();
+        let t2 = Instant::now();
+        let near = index_pairs(&distinct, radius, &params);
+        let t_index = t2.elapsed().as_secs_f64();
+        let clusters = cluster(n, &groups, &near, &|_, _| true);
+        let total = t.elapsed().as_secs_f64();
+        let removed = n - clusters.len();
+        println!(
         "{n} codes: exact grouping {t_groups:.2} s ({} distinct), index build + search {t_index:.1} s ({} near pairs), clusters {:.2} s; total {total:.1} s; {removed} images would be removed",
         distinct.len(),
         near.len(),
         total - t_groups - t_index
     );
-    println!("peak resident memory: {:.0} MiB (after generating the codes: {:.0} MiB)", peak_rss_mib(), rss_before);
+        println!("peak resident memory: {:.0} MiB (after generating the codes: {:.0} MiB)", peak_rss_mib(), rss_before);
     }
 
     let part = &codes[..subset.min(n)];

@@ -16,7 +16,10 @@ fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().collect();
     let dir = PathBuf::from(args.get(1).expect("usage: dedupe_window_search CROPS_DIR [RADIUS]"));
     let radius: u32 = args.get(2).map_or(Ok(10), |r| r.parse())?;
-    let mut shards: Vec<PathBuf> = std::fs::read_dir(&dir)?.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("images-"))).collect();
+    let mut shards: Vec<PathBuf> = std::fs::read_dir(&dir)?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("images-")))
+        .collect();
     shards.sort();
     let started = Instant::now();
     let mut hashes = Vec::new();
@@ -44,7 +47,13 @@ fn main() -> anyhow::Result<()> {
             let (lookups, compared) = window_search_work(part, radius, chunks);
             format!("{lookups:.0} lookups, {compared:.0} compared")
         };
-        println!("| {n} | {} | {t4:.2} s ({}) | {t3:.2} s ({}) | {:.2} | {pick} (planned in {planned:.2} s) |", four.len(), work(4), work(3), t3 / t4);
+        println!(
+            "| {n} | {} | {t4:.2} s ({}) | {t3:.2} s ({}) | {:.2} | {pick} (planned in {planned:.2} s) |",
+            four.len(),
+            work(4),
+            work(3),
+            t3 / t4
+        );
     }
     Ok(())
 }

@@ -20,8 +20,12 @@ use std::time::Instant;
 
 use dcgan_pipeline::config::Config;
 use dcgan_pipeline::eval::c_search::refined_c;
-use dcgan_pipeline::eval::protocol::{draw_per_class, load_splits, select_images, validation_split, SplitFeatures, TestSplit};
-use dcgan_pipeline::eval::{ClassificationMetrics, FeatureDtype, FeatureExtractor, FeatureMatrix, FeatureRows, FeatureSpec, Normalization};
+use dcgan_pipeline::eval::protocol::{
+    draw_per_class, load_splits, select_images, validation_split, SplitFeatures, TestSplit,
+};
+use dcgan_pipeline::eval::{
+    ClassificationMetrics, FeatureDtype, FeatureExtractor, FeatureMatrix, FeatureRows, FeatureSpec, Normalization,
+};
 use dcgan_pipeline::gan::{FeaturePoint, Pooling};
 use serde_json::json;
 
@@ -30,7 +34,10 @@ const BASE_GRID: [f64; 4] = [1e-5, 3e-5, 1e-4, 3e-4];
 /// The C grid: `PROTOCOL_GRID` (comma-separated) or the half-decade grid 1e-5 ... 3e-4. The full
 /// split was measured with 1e-5,3e-5,1e-4: 3e-4 never won on the subset and is the slowest fit.
 fn base_grid() -> Vec<f64> {
-    std::env::var("PROTOCOL_GRID").map_or_else(|_| BASE_GRID.to_vec(), |g| g.split(',').map(|c| c.trim().parse().expect("PROTOCOL_GRID: numbers")).collect())
+    std::env::var("PROTOCOL_GRID").map_or_else(
+        |_| BASE_GRID.to_vec(),
+        |g| g.split(',').map(|c| c.trim().parse().expect("PROTOCOL_GRID: numbers")).collect(),
+    )
 }
 
 /// Peak resident memory since the last reset (MiB), and a reset for the next row.
@@ -63,13 +70,24 @@ struct Run {
 impl Run {
     fn emit(&self, row: serde_json::Value) {
         println!("{row}");
-        let mut f = std::fs::OpenOptions::new().create(true).append(true).open(self.out.join("rows.jsonl")).expect("rows.jsonl");
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.out.join("rows.jsonl"))
+            .expect("rows.jsonl");
         writeln!(f, "{row}").expect("write rows.jsonl");
     }
 
     /// Fits on `fit` for every C of `grid`, scored on `val`; widens the grid at an edge (twice at
     /// most) when the best C is there. Returns (best C, best accuracy, [(C, accuracy, fit s)]).
-    fn grid(&self, f: &SplitFeatures, data: &Data, fit: &[usize], grid: &[f64], widen: bool) -> (f64, f64, Vec<(f64, f64, f64)>) {
+    fn grid(
+        &self,
+        f: &SplitFeatures,
+        data: &Data,
+        fit: &[usize],
+        grid: &[f64],
+        widen: bool,
+    ) -> (f64, f64, Vec<(f64, f64, f64)>) {
         let fit_labels: Vec<usize> = fit.iter().map(|&i| data.labels[i]).collect();
         let val_labels: Vec<usize> = data.val.iter().map(|&i| data.labels[i]).collect();
         let mut tried: Vec<(f64, f64, f64)> = Vec::new();
@@ -107,13 +125,24 @@ impl Run {
     fn done(&self, label: &str) -> Option<(f64, f64)> {
         let text = std::fs::read_to_string(self.out.join("rows.jsonl")).ok()?;
         text.lines().filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok()).find_map(|r| {
-            (r["d"] == self.d_name.as_str() && r["row"] == label).then(|| (r["best_c"].as_f64(), r["validation_accuracy"].as_f64())).and_then(|(c, a)| Some((c?, a?)))
+            (r["d"] == self.d_name.as_str() && r["row"] == label)
+                .then(|| (r["best_c"].as_f64(), r["validation_accuracy"].as_f64()))
+                .and_then(|(c, a)| Some((c?, a?)))
         })
     }
 
     /// One row: a normalisation of `x` (and its mirror), the C grid, time and memory.
     #[allow(clippy::too_many_arguments)]
-    fn row(&self, label: &str, spec: serde_json::Value, load: impl FnOnce() -> (FeatureMatrix, Option<FeatureMatrix>), layout: &[usize], norm: Normalization, data: &Data, widen: bool) -> (f64, f64) {
+    fn row(
+        &self,
+        label: &str,
+        spec: serde_json::Value,
+        load: impl FnOnce() -> (FeatureMatrix, Option<FeatureMatrix>),
+        layout: &[usize],
+        norm: Normalization,
+        data: &Data,
+        widen: bool,
+    ) -> (f64, f64) {
         if let Some(done) = self.done(label) {
             eprintln!("{} {label}: measured before, {:.2}% at C {:.1e}", self.d_name, 100.0 * done.1, done.0);
             return done;
@@ -132,7 +161,8 @@ impl Run {
         let f = SplitFeatures { x: &x, flipped: xf.as_ref() };
         let mean_sq: f64 = {
             let mut buf = vec![0f32; x.n_cols()];
-            data.fit.iter().map(|&i| x.row(i, &mut buf).iter().map(|v| (*v as f64).powi(2)).sum::<f64>()).sum::<f64>() / data.fit.len() as f64
+            data.fit.iter().map(|&i| x.row(i, &mut buf).iter().map(|v| (*v as f64).powi(2)).sum::<f64>()).sum::<f64>()
+                / data.fit.len() as f64
         };
         // C times the squared row norm is what the solver sees: keep it at the standardised scale.
         let scale = x.n_cols() as f64 / mean_sq.max(1e-12);
@@ -161,7 +191,8 @@ fn main() {
         std::process::exit(2);
     }
     let (input, out) = (PathBuf::from(&args[0]), PathBuf::from(&args[1]));
-    let (fit_n, val_n, bn_n): (usize, usize, usize) = (args[3].parse().unwrap(), args[4].parse().unwrap(), args[5].parse().unwrap());
+    let (fit_n, val_n, bn_n): (usize, usize, usize) =
+        (args[3].parse().unwrap(), args[4].parse().unwrap(), args[5].parse().unwrap());
     let rows: Vec<String> = args.get(6).map_or_else(
         || ["points", "pooling", "normalization", "flips", "finer_c", "per_class"].map(String::from).to_vec(),
         |r| r.split(',').map(String::from).collect(),
@@ -184,13 +215,23 @@ fn main() {
     let chosen: Vec<usize> = fit.iter().chain(&val).copied().collect();
     let images = select_images(&splits.train, &chosen);
     drop(splits);
-    let data = Data { labels: images.labels.iter().map(|&l| l as usize).collect(), fit: (0..fit.len()).collect(), val: (fit.len()..chosen.len()).collect() };
-    eprintln!("subset: {} fitting + {} validation images ({:.0} s)", data.fit.len(), data.val.len(), t.elapsed().as_secs_f64());
+    let data = Data {
+        labels: images.labels.iter().map(|&l| l as usize).collect(),
+        fit: (0..fit.len()).collect(),
+        val: (fit.len()..chosen.len()).collect(),
+    };
+    eprintln!(
+        "subset: {} fitting + {} validation images ({:.0} s)",
+        data.fit.len(),
+        data.val.len(),
+        t.elapsed().as_secs_f64()
+    );
 
     let mut extractor = if config.discriminator == "random" {
         FeatureExtractor::random(config.preset, config.width(), config.seed as i64, tch::Device::Cpu)
     } else {
-        FeatureExtractor::load(Path::new(&config.discriminator), config.preset, config.width(), tch::Device::Cpu).unwrap()
+        FeatureExtractor::load(Path::new(&config.discriminator), config.preset, config.width(), tch::Device::Cpu)
+            .unwrap()
     };
     // Population statistics over fitting images only.
     let fit_images = select_images(&images, &data.fit);
@@ -206,11 +247,17 @@ fn main() {
     } else {
         vec![FeaturePoint::LeakyRelu]
     };
-    let name = |p: FeaturePoint, pool: Pooling, flipped: bool| format!("{p}-{pool}{}", if flipped { "-flipped" } else { "" }).replace('+', "");
+    let name = |p: FeaturePoint, pool: Pooling, flipped: bool| {
+        format!("{p}-{pool}{}", if flipped { "-flipped" } else { "" }).replace('+', "")
+    };
     let specs: Vec<FeatureSpec> = points
         .iter()
         .map(|&point| FeatureSpec { point, pooling: Pooling::Max, flipped: false })
-        .chain(want("pooling").then_some(FeatureSpec { point: FeaturePoint::LeakyRelu, pooling: Pooling::MaxMean, flipped: false }))
+        .chain(want("pooling").then_some(FeatureSpec {
+            point: FeaturePoint::LeakyRelu,
+            pooling: Pooling::MaxMean,
+            flipped: false,
+        }))
         .collect();
     let mut bn_done = false;
     let mut recompute = |extractor: &mut FeatureExtractor| {
@@ -223,35 +270,65 @@ fn main() {
     };
     // Features stay on disk between rows and are loaded per row: at 45,000 images one matrix is
     // 2.6 GB, and holding every variant at once would not fit beside the fits.
-    let missing: Vec<FeatureSpec> = specs.iter().filter(|s| !out.join(format!("{}.npy", name(s.point, s.pooling, false))).exists()).copied().collect();
+    let missing: Vec<FeatureSpec> = specs
+        .iter()
+        .filter(|s| !out.join(format!("{}.npy", name(s.point, s.pooling, false))).exists())
+        .copied()
+        .collect();
     if !missing.is_empty() {
         recompute(&mut extractor);
         peak_rss_mib(true);
         let t = Instant::now();
-        let matrices = extractor.extract_many(&images, &missing, config.batch, FeatureDtype::Float16, |_, _| {}).unwrap();
+        let matrices =
+            extractor.extract_many(&images, &missing, config.batch, FeatureDtype::Float16, |_, _| {}).unwrap();
         let secs = t.elapsed().as_secs_f64();
         for (s, m) in missing.iter().zip(&matrices) {
             m.write_npy(&out.join(format!("{}.npy", name(s.point, s.pooling, false)))).unwrap();
         }
         run.emit(json!({"d": run.d_name, "row": "extract", "specs": missing.len(), "images": images.len(), "seconds": secs, "peak_rss_mib": peak_rss_mib(false)}));
     }
-    let load = |p: FeaturePoint, pool: Pooling, flipped: bool| cached(&out, &name(p, pool, flipped)).expect("cached features");
+    let load =
+        |p: FeaturePoint, pool: Pooling, flipped: bool| cached(&out, &name(p, pool, flipped)).expect("cached features");
 
     // Feature point, standardised.
     let mut best_point = (FeaturePoint::LeakyRelu, 0.0, 0.0);
     for &p in &points {
-        let (c, acc) = run.row(&format!("point={p}"), json!({"feature_point": p, "pooling": "max"}), || (load(p, Pooling::Max, false), None), &max_layout, Normalization::Standardize, &data, true);
+        let (c, acc) = run.row(
+            &format!("point={p}"),
+            json!({"feature_point": p, "pooling": "max"}),
+            || (load(p, Pooling::Max, false), None),
+            &max_layout,
+            Normalization::Standardize,
+            &data,
+            true,
+        );
         if acc > best_point.2 {
             best_point = (p, c, acc);
         }
     }
     if want("pooling") {
-        run.row("pooling=max+mean", json!({"feature_point": "leakyrelu", "pooling": "max+mean"}), || (load(FeaturePoint::LeakyRelu, Pooling::MaxMean, false), None), &mean_layout, Normalization::Standardize, &data, true);
+        run.row(
+            "pooling=max+mean",
+            json!({"feature_point": "leakyrelu", "pooling": "max+mean"}),
+            || (load(FeaturePoint::LeakyRelu, Pooling::MaxMean, false), None),
+            &mean_layout,
+            Normalization::Standardize,
+            &data,
+            true,
+        );
     }
     if want("normalization") {
         for p in [FeaturePoint::LeakyRelu, best_point.0] {
             for norm in [Normalization::None, Normalization::PerLayer] {
-                run.row(&format!("point={p} normalization={norm}"), json!({"feature_point": p, "pooling": "max"}), || (load(p, Pooling::Max, false), None), &max_layout, norm, &data, true);
+                run.row(
+                    &format!("point={p} normalization={norm}"),
+                    json!({"feature_point": p, "pooling": "max"}),
+                    || (load(p, Pooling::Max, false), None),
+                    &max_layout,
+                    norm,
+                    &data,
+                    true,
+                );
             }
             if best_point.0 == FeaturePoint::LeakyRelu {
                 break;
@@ -267,11 +344,22 @@ fn main() {
             peak_rss_mib(true);
             let t = Instant::now();
             let spec = FeatureSpec { point: p, pooling: Pooling::Max, flipped: true };
-            let m = extractor.extract_many(&images, &[spec], config.batch, FeatureDtype::Float16, |_, _| {}).unwrap().remove(0);
+            let m = extractor
+                .extract_many(&images, &[spec], config.batch, FeatureDtype::Float16, |_, _| {})
+                .unwrap()
+                .remove(0);
             m.write_npy(&out.join(format!("{flipped_name}.npy"))).unwrap();
             run.emit(json!({"d": run.d_name, "row": "extract flipped", "images": images.len(), "seconds": t.elapsed().as_secs_f64(), "peak_rss_mib": peak_rss_mib(false)}));
         }
-        run.row(&label, json!({"feature_point": p, "pooling": "max", "flips": true}), || (load(p, Pooling::Max, false), Some(load(p, Pooling::Max, true))), &max_layout, Normalization::Standardize, &data, true);
+        run.row(
+            &label,
+            json!({"feature_point": p, "pooling": "max", "flips": true}),
+            || (load(p, Pooling::Max, false), Some(load(p, Pooling::Max, true))),
+            &max_layout,
+            Normalization::Standardize,
+            &data,
+            true,
+        );
     }
     // The finer C grid and the 400-per-class column, at the best point, standardised.
     let (p, c) = (best_point.0, best_point.1);

@@ -37,7 +37,8 @@ fn main() {
     }
     let dir = Path::new(&args[0]);
     let everything = args[1] == "all";
-    let (n_train, n_test): (usize, usize) = (if everything { 0 } else { args[1].parse().unwrap() }, args[2].parse().unwrap());
+    let (n_train, n_test): (usize, usize) =
+        (if everything { 0 } else { args[1].parse().unwrap() }, args[2].parse().unwrap());
     let (c, tol): (f64, f64) = (args[3].parse().unwrap(), args[4].parse().unwrap());
     let t = Instant::now();
     let mut train = FeatureMatrix::read_npy(&dir.join("features-train.npy")).unwrap_or_else(|e| panic!("{e}"));
@@ -65,7 +66,8 @@ fn main() {
     train.standardize(&stats);
     test.standardize(&stats);
     let standardize_s = t.elapsed().as_secs_f64();
-    let y_train: Vec<usize> = if n_train < y_train.len() { train_idx.iter().map(|&i| y_train[i]).collect() } else { y_train };
+    let y_train: Vec<usize> =
+        if n_train < y_train.len() { train_idx.iter().map(|&i| y_train[i]).collect() } else { y_train };
     let y_test: Vec<usize> = test_idx.iter().map(|&i| y_test[i]).collect();
     let model = L2Svm::params().c(c).tol(tol).n_classes(10).check().unwrap().fit_rows(&train, &y_train).unwrap();
     let predicted = model.predict_rows(&Subset { rows: &test, indices: &(0..n_test).collect::<Vec<_>>() });

@@ -4,10 +4,10 @@ use std::path::PathBuf;
 
 use anyhow::Result;
 use clap::Parser;
+use dcgan_pipeline::config::load_or_print;
 use dcgan_pipeline::eval::protocol::{evaluate, table_1};
 use dcgan_pipeline::eval::select::score_snapshots;
 use dcgan_pipeline::fsutil;
-use dcgan_pipeline::config::load_or_print;
 use dcgan_pipeline::stage::cli::exit_with;
 
 /// Scores a DCGAN discriminator the paper's way (Table 1): every conv layer's activation
@@ -73,7 +73,8 @@ fn run(cli: Cli) -> Result<i32> {
     std::fs::create_dir_all(&output)?;
     fsutil::write_atomic(&output.join("config.toml"), config.to_toml().as_bytes())?;
     if let Some(run) = &cli.snapshots {
-        let table = score_snapshots(&config.cifar_eval, &input, run, &output, config.run.threads, config.run.log_every_s)?;
+        let table =
+            score_snapshots(&config.cifar_eval, &input, run, &output, config.run.threads, config.run.log_every_s)?;
         print!("{}", table.to_markdown());
         if let Some(best) = &table.best {
             println!(
@@ -106,6 +107,11 @@ fn run(cli: Cli) -> Result<i32> {
             report.rejected_images.test.len()
         );
     }
-    eprintln!("cifar-eval: chosen C {} ({:.0} s in all) -> {}", report.chosen_c, report.timings_s["total"].as_f64().unwrap_or(0.0), output.display());
+    eprintln!(
+        "cifar-eval: chosen C {} ({:.0} s in all) -> {}",
+        report.chosen_c,
+        report.timings_s["total"].as_f64().unwrap_or(0.0),
+        output.display()
+    );
     Ok(0)
 }

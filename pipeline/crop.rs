@@ -2,8 +2,8 @@
 
 use anyhow::Result;
 use clap::Parser;
-use dcgan_pipeline::crop::CropStage;
 use dcgan_pipeline::config::load_or_print;
+use dcgan_pipeline::crop::CropStage;
 use dcgan_pipeline::stage::cli::{exit_with, run_stage};
 use dcgan_pipeline::stage::{fingerprint, StageArgs};
 

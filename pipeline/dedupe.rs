@@ -4,12 +4,14 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use clap::Parser;
+use dcgan_pipeline::config::load_or_print;
 use dcgan_pipeline::dedupe::quality::labelled::{evaluate, EvalSettings, LabelledInputs};
+use dcgan_pipeline::dedupe::quality::scale::{
+    evaluate as scale_evaluate, ScaleSet, ScaleSettings, CORRELATIONS, WINDOW_RADII,
+};
 use dcgan_pipeline::dedupe::run::crops_dir;
-use dcgan_pipeline::dedupe::quality::scale::{evaluate as scale_evaluate, ScaleSet, ScaleSettings, CORRELATIONS, WINDOW_RADII};
 use dcgan_pipeline::dedupe::{deduplicate, DedupeCrops};
 use dcgan_pipeline::fsutil::write_atomic;
-use dcgan_pipeline::config::load_or_print;
 use dcgan_pipeline::stage::cli::{exit_with, run_stage};
 use dcgan_pipeline::stage::{fingerprint, StageArgs};
 
@@ -104,7 +106,13 @@ fn run(cli: Cli) -> Result<i32> {
     let output = args.output.clone().expect("clap requires --output");
     if cli.eval {
         let input = args.input.as_deref().context("--eval needs --input (a folder of photos)")?;
-        let settings = EvalSettings { copies: cli.copies, max_side: 256, target_precision: 0.99, seed: config.dedupe.seed as u64, limit: cli.limit };
+        let settings = EvalSettings {
+            copies: cli.copies,
+            max_side: 256,
+            target_precision: 0.99,
+            seed: config.dedupe.seed as u64,
+            limit: cli.limit,
+        };
         let labelled = LabelledInputs::build(input, &config.dedupe, &settings)?;
         std::fs::create_dir_all(&output).with_context(|| format!("{}: cannot create", output.display()))?;
         labelled.write(&output)?;
@@ -134,7 +142,12 @@ fn run(cli: Cli) -> Result<i32> {
         for (name, why) in &set.unreadable {
             eprintln!("dedupe: warning: {name}: skipped, {why}");
         }
-        eprintln!("dedupe: {} images ({} photos) prepared in {:.1} s", set.len(), set.planted.len(), started.elapsed().as_secs_f64());
+        eprintln!(
+            "dedupe: {} images ({} photos) prepared in {:.1} s",
+            set.len(),
+            set.planted.len(),
+            started.elapsed().as_secs_f64()
+        );
         if let Some(tar) = &cli.write_set {
             set.write_tar(input, tar, config.dedupe.max_file_bytes)?;
             eprintln!("dedupe: the evaluated set written to {}", tar.display());
@@ -150,7 +163,15 @@ fn run(cli: Cli) -> Result<i32> {
     }
     let stage = DedupeCrops::new(&config.dedupe);
     let crops = crops_dir(&output);
-    let status = run_stage(&stage, args, &config.run, config.to_toml(), &crops, config.dedupe.part_size, fingerprint(&config.dedupe.crop_config()))?;
+    let status = run_stage(
+        &stage,
+        args,
+        &config.run,
+        config.to_toml(),
+        &crops,
+        config.dedupe.part_size,
+        fingerprint(&config.dedupe.crop_config()),
+    )?;
     // The crops are merged only once every shard has finished; until then there is no whole set.
     if !crops.join("manifest.jsonl").is_file() {
         return Ok(status);

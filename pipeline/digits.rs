@@ -6,12 +6,12 @@ use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 use dcgan_pipeline::data::cifar::Split;
 use dcgan_pipeline::data::digits::{self, DIGITS_SHEET};
+use dcgan_pipeline::data::LabeledImages;
 use dcgan_pipeline::eval::digits::{
-    beats, generator_samples, grid_by_class, score_features, table_markdown, to_labeled, DigitsEvalConfig, FeatureRow, FeatureSource, HistogramCheck,
-    PixelClassifier,
+    beats, generator_samples, grid_by_class, score_features, table_markdown, to_labeled, DigitsEvalConfig, FeatureRow,
+    FeatureSource, HistogramCheck, PixelClassifier,
 };
 use dcgan_pipeline::fsutil;
-use dcgan_pipeline::data::LabeledImages;
 use dcgan_pipeline::gan::TrainedGenerator;
 use dcgan_pipeline::stage::cli::exit_with;
 
@@ -82,8 +82,13 @@ fn run(cli: Cli) -> Result<i32> {
     match cli.command {
         Command::Folders { input, output, side } => {
             let tiles = digits::read_sheet(&input)?;
-            let written = digits::write_class_folders(&tiles, &output, side).with_context(|| format!("{}: cannot write", output.display()))?;
-            println!("digits: {} -> {} ({written} images written; 4,000 train + 1,000 test, {side}x{side})", input.display(), output.display());
+            let written = digits::write_class_folders(&tiles, &output, side)
+                .with_context(|| format!("{}: cannot write", output.display()))?;
+            println!(
+                "digits: {} -> {} ({written} images written; 4,000 train + 1,000 test, {side}x{side})",
+                input.display(),
+                output.display()
+            );
             Ok(0)
         }
         Command::Eval { input, output, generator, discriminators, draws, samples, seed } => {
@@ -95,14 +100,31 @@ fn run(cli: Cli) -> Result<i32> {
 
 /// (1) The histogram check of `generator`'s samples, labelled by `classifier`: what metrics.json
 /// records (None without a generator). A failed check is added to `failures`.
-fn histogram_check(generator: &std::path::Path, classifier: &PixelClassifier, output: &std::path::Path, config: &DigitsEvalConfig, failures: &mut Vec<String>) -> Result<serde_json::Value> {
+fn histogram_check(
+    generator: &std::path::Path,
+    classifier: &PixelClassifier,
+    output: &std::path::Path,
+    config: &DigitsEvalConfig,
+    failures: &mut Vec<String>,
+) -> Result<serde_json::Value> {
     let g = TrainedGenerator::load(generator)?;
     if g.preset.image_size() != 32 {
-        bail!("{}: a {} generator draws {}x{}; the digits check takes 32x32", generator.display(), g.preset, g.preset.image_size(), g.preset.image_size());
+        bail!(
+            "{}: a {} generator draws {}x{}; the digits check takes 32x32",
+            generator.display(),
+            g.preset,
+            g.preset.image_size(),
+            g.preset.image_size()
+        );
     }
     let images = generator_samples(&g, config.samples, config.seed as i64 + 7);
     let predicted = classifier.predict(&to_labeled(&images));
-    dcgan_pipeline::gan::plots::write_sample_grid(&grid_by_class(&images, &predicted, 12), 12, 2, &output.join("samples-by-class.png"))?;
+    dcgan_pipeline::gan::plots::write_sample_grid(
+        &grid_by_class(&images, &predicted, 12),
+        12,
+        2,
+        &output.join("samples-by-class.png"),
+    )?;
     let check = HistogramCheck::new(&predicted, config.max_share_factor, classifier);
     eprintln!("digits: {}", check.describe());
     if !check.passed {
@@ -113,13 +135,20 @@ fn histogram_check(generator: &std::path::Path, classifier: &PixelClassifier, ou
 
 /// (2) The few-label table: pixels, then each D, then a random D of each architecture; and each
 /// D's comparison with its random D. A D that does not beat its random D is added to `failures`.
-fn few_label_table(discriminators: &[String], train: &LabeledImages, test: &LabeledImages, config: &DigitsEvalConfig, failures: &mut Vec<String>) -> Result<(Vec<FeatureRow>, Vec<serde_json::Value>)> {
+fn few_label_table(
+    discriminators: &[String],
+    train: &LabeledImages,
+    test: &LabeledImages,
+    config: &DigitsEvalConfig,
+    failures: &mut Vec<String>,
+) -> Result<(Vec<FeatureRow>, Vec<serde_json::Value>)> {
     let mut rows: Vec<FeatureRow> = vec![score_features("pixels", &FeatureSource::Pixels, train, test, config)?];
     eprintln!("digits: pixels scored");
     let mut comparisons = Vec::new();
     let mut randoms: Vec<FeatureRow> = Vec::new();
     for spec in discriminators {
-        let (name, path) = spec.split_once('=').with_context(|| format!("--discriminator {spec}: expected NAME=FILE"))?;
+        let (name, path) =
+            spec.split_once('=').with_context(|| format!("--discriminator {spec}: expected NAME=FILE"))?;
         let path = PathBuf::from(path);
         let (preset, width) = dcgan_pipeline::eval::digits::discriminator_shape(&path)?;
         let row = score_features(name, &FeatureSource::Trained { path, preset, width }, train, test, config)?;
@@ -127,7 +156,13 @@ fn few_label_table(discriminators: &[String], train: &LabeledImages, test: &Labe
         let random = match randoms.iter().find(|r| r.preset == Some(preset) && r.width == Some(width)) {
             Some(r) => r.clone(),
             None => {
-                let r = score_features(&format!("random {preset} width {width}"), &FeatureSource::Random { preset, width }, train, test, config)?;
+                let r = score_features(
+                    &format!("random {preset} width {width}"),
+                    &FeatureSource::Random { preset, width },
+                    train,
+                    test,
+                    config,
+                )?;
                 eprintln!("digits: a random {preset} D of width {width} scored");
                 randoms.push(r.clone());
                 r
@@ -137,8 +172,14 @@ fn few_label_table(discriminators: &[String], train: &LabeledImages, test: &Labe
         if !won {
             failures.push(format!("{name} does not beat a random D of its architecture (mean over the columns)"));
         }
-        let (mine, theirs) = (dcgan_pipeline::eval::digits::overall(&row), dcgan_pipeline::eval::digits::overall(&random));
-        eprintln!("digits: {name} {:.2}% vs {} {:.2}% (mean over the columns)", 100.0 * mine, random.name, 100.0 * theirs);
+        let (mine, theirs) =
+            (dcgan_pipeline::eval::digits::overall(&row), dcgan_pipeline::eval::digits::overall(&random));
+        eprintln!(
+            "digits: {name} {:.2}% vs {} {:.2}% (mean over the columns)",
+            100.0 * mine,
+            random.name,
+            100.0 * theirs
+        );
         comparisons.push(serde_json::json!({ "trained": name, "random": random.name, "beats": won, "mean_over_columns": [mine, theirs] }));
         rows.push(row);
     }
@@ -147,7 +188,13 @@ fn few_label_table(discriminators: &[String], train: &LabeledImages, test: &Labe
     Ok((rows, comparisons))
 }
 
-fn eval(input: &std::path::Path, output: &std::path::Path, generator: Option<PathBuf>, discriminators: &[String], config: &DigitsEvalConfig) -> Result<i32> {
+fn eval(
+    input: &std::path::Path,
+    output: &std::path::Path,
+    generator: Option<PathBuf>,
+    discriminators: &[String],
+    config: &DigitsEvalConfig,
+) -> Result<i32> {
     let started = std::time::Instant::now();
     std::fs::create_dir_all(output).with_context(|| format!("{}: cannot create", output.display()))?;
     let tiles = digits::read_sheet(input)?;
@@ -156,7 +203,8 @@ fn eval(input: &std::path::Path, output: &std::path::Path, generator: Option<Pat
 
     let t = std::time::Instant::now();
     let classifier = PixelClassifier::fit(&train, &test, config)?;
-    let histogram = generator.map(|path| histogram_check(&path, &classifier, output, config, &mut failures)).transpose()?;
+    let histogram =
+        generator.map(|path| histogram_check(&path, &classifier, output, config, &mut failures)).transpose()?;
     let histogram_s = t.elapsed().as_secs_f64();
 
     let t = std::time::Instant::now();

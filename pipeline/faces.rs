@@ -69,11 +69,7 @@ fn run(args: StageArgs, eval_boxes: Option<PathBuf>) -> Result<i32> {
 }
 
 /// Scores the run in `output` against `gt`; prints the table, writes eval-boxes.json.
-fn evaluate_run(
-    gt: &Path,
-    output: &Path,
-    faces: &dcgan_pipeline::faces::FacesConfig,
-) -> Result<()> {
+fn evaluate_run(gt: &Path, output: &Path, faces: &dcgan_pipeline::faces::FacesConfig) -> Result<()> {
     let truth = eval::read_ground_truth(gt, faces.min_face_side as f64)?;
     let manifest = output.join("manifest.jsonl");
     let rows = read_manifest(&manifest).with_context(|| format!("{}", manifest.display()))?;
@@ -81,9 +77,7 @@ fn evaluate_run(
         DetectorKind::Haar => vec![f64::NEG_INFINITY],
         DetectorKind::Yunet => {
             let t = faces.score_threshold as f64;
-            let higher = [0.55, 0.6, 0.65, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95]
-                .into_iter()
-                .filter(|&h| h > t + 1e-9);
+            let higher = [0.55, 0.6, 0.65, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95].into_iter().filter(|&h| h > t + 1e-9);
             std::iter::once(t).chain(higher).collect()
         }
     };

@@ -34,11 +34,22 @@ fn run(cli: Cli) -> Result<i32> {
     if !cli.run.is_dir() {
         bail!("{}: not a folder", cli.run.display());
     }
-    let name = cli.run.canonicalize().ok().and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned())).unwrap_or_default();
+    let name = cli
+        .run
+        .canonicalize()
+        .ok()
+        .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+        .unwrap_or_default();
     let title = cli.title.unwrap_or_else(|| format!("dcgan-pipeline run {name}"));
     let stages = find_stages(&cli.run);
-    let path = write_report(&cli.run, &title).with_context(|| format!("{}: cannot write report.html", cli.run.display()))?;
+    let path =
+        write_report(&cli.run, &title).with_context(|| format!("{}: cannot write report.html", cli.run.display()))?;
     let names: Vec<&str> = stages.iter().map(|s| s.stage.as_str()).collect();
-    println!("report: {} ({} stage outputs: {})", path.display(), names.len(), if names.is_empty() { "none".into() } else { names.join(", ") });
+    println!(
+        "report: {} ({} stage outputs: {})",
+        path.display(),
+        names.len(),
+        if names.is_empty() { "none".into() } else { names.join(", ") }
+    );
     Ok(0)
 }

@@ -45,7 +45,8 @@ struct Cli {
 }
 
 fn parse_prior(name: &str) -> Result<Prior, String> {
-    serde_json::from_value(serde_json::Value::String(name.into())).map_err(|_| format!("{name:?}: expected uniform or normal"))
+    serde_json::from_value(serde_json::Value::String(name.into()))
+        .map_err(|_| format!("{name:?}: expected uniform or normal"))
 }
 
 fn main() {
@@ -53,7 +54,14 @@ fn main() {
 }
 
 fn run(cli: Cli) -> Result<i32> {
-    let spec = PictureSpec { samples: cli.samples, columns: cli.columns, walk_rows: cli.walk_rows, walk_steps: cli.walk_steps, seed: cli.seed, prior: cli.prior };
+    let spec = PictureSpec {
+        samples: cli.samples,
+        columns: cli.columns,
+        walk_rows: cli.walk_rows,
+        walk_steps: cli.walk_steps,
+        seed: cli.seed,
+        prior: cli.prior,
+    };
     let summary = write_pictures(&cli.generator, &cli.output, &spec)?;
     println!(
         "sample: {} ({} {}, {}) -> {}/samples.png ({} images), walk.png ({} rows of {})",

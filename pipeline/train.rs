@@ -4,10 +4,10 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use clap::Parser;
+use dcgan_pipeline::config::load_or_print;
 use dcgan_pipeline::data::{cifar::Split, open_labeled};
 use dcgan_pipeline::fsutil;
 use dcgan_pipeline::gan::trainer::{check_dataset, train, Gan, TrainConfig};
-use dcgan_pipeline::config::load_or_print;
 use dcgan_pipeline::stage::cli::exit_with;
 use dcgan_pipeline::stage::preemption;
 
@@ -146,10 +146,18 @@ fn export(cli: &Cli) -> Result<i32> {
     let (dir, state) = source_checkpoint(run, cli.checkpoint.as_deref())?;
     // --input, where given, is what the record says the run trained on; else the run's own summary.
     let data = cli.input.as_ref().map(|p| p.display().to_string());
-    for (dest, network) in [(&cli.export_discriminator, Network::Discriminator), (&cli.export_generator, Network::Generator)] {
+    for (dest, network) in
+        [(&cli.export_discriminator, Network::Discriminator), (&cli.export_generator, Network::Generator)]
+    {
         let Some(dest) = dest else { continue };
         let record = export_network(run, &dir, &state, network, dest, data.as_deref())?;
-        eprintln!("train: {} (step {}, sha256 {}) -> {}", dir.display(), record["step"], record["sha256"].as_str().unwrap_or(""), dest.display());
+        eprintln!(
+            "train: {} (step {}, sha256 {}) -> {}",
+            dir.display(),
+            record["step"],
+            record["sha256"].as_str().unwrap_or(""),
+            dest.display()
+        );
     }
     Ok(0)
 }
@@ -160,7 +168,13 @@ fn benchmark_steps(config: &TrainConfig, steps: u64) -> Result<f64> {
     let mut gan = Gan::new(config, device);
     let size = config.preset.image_size();
     let images = tch::Tensor::randint(256, [config.batch, size, size, 3], (tch::Kind::Uint8, device));
-    let sync = |gan: &Gan| if device.is_cuda() { tch::Cuda::synchronize(0) } else { let _ = &gan.device; };
+    let sync = |gan: &Gan| {
+        if device.is_cuda() {
+            tch::Cuda::synchronize(0)
+        } else {
+            let _ = &gan.device;
+        }
+    };
     for step in 0..3 {
         gan.train_step(&gan.network_input(&images), step);
     }

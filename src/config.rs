@@ -156,7 +156,10 @@ impl Config {
             return Err(bad("faces.score_threshold and faces.nms_threshold must be in [0, 1]".into()));
         }
         if f.detect_max_side != 0 && f.detect_max_side < 32 {
-            return Err(bad(format!("faces.detect_max_side = {} must be 0 (full size) or at least 32", f.detect_max_side)));
+            return Err(bad(format!(
+                "faces.detect_max_side = {} must be 0 (full size) or at least 32",
+                f.detect_max_side
+            )));
         }
         let t = &self.train;
         if t.batch < 1 || t.lr <= 0.0 || !(0.0..1.0).contains(&t.beta1) || !(0.0..1.0).contains(&t.beta2) {

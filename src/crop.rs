@@ -55,7 +55,8 @@ impl PerImageStage for CropStage {
     }
 
     fn process(&self, bytes: &[u8]) -> Result<Processed, Failure> {
-        let decoded = decode_rgb_with_libjpeg(bytes, &self.decode_options()).map_err(|e: DecodeError| Failure::error(e.to_string()))?;
+        let decoded = decode_rgb_with_libjpeg(bytes, &self.decode_options())
+            .map_err(|e: DecodeError| Failure::error(e.to_string()))?;
         let crop = min_resize_center_crop(&decoded.image, self.config.size);
         let mut detail = Map::new();
         detail.insert("width".into(), json!(decoded.source_width));

@@ -17,8 +17,8 @@
 pub mod config;
 pub mod crop;
 pub mod data;
-pub mod eval;
 pub mod dedupe;
+pub mod eval;
 pub mod faces;
 pub mod fsutil;
 pub mod gan;

@@ -52,7 +52,11 @@ fn register_font() {
 }
 
 /// Draws into a white `width` x `height` canvas.
-fn render(width: u32, height: u32, draw: impl FnOnce(&DrawingArea<BitMapBackend, Shift>) -> Result<(), PlotError>) -> Result<RgbImage, PlotError> {
+fn render(
+    width: u32,
+    height: u32,
+    draw: impl FnOnce(&DrawingArea<BitMapBackend, Shift>) -> Result<(), PlotError>,
+) -> Result<RgbImage, PlotError> {
     register_font();
     let mut buffer = vec![255u8; (width * height * 3) as usize];
     {
@@ -67,7 +71,8 @@ fn render(width: u32, height: u32, draw: impl FnOnce(&DrawingArea<BitMapBackend,
 pub fn write_png(image: &RgbImage, path: &Path) -> Result<(), PlotError> {
     let mut bytes = std::io::Cursor::new(Vec::new());
     image.write_to(&mut bytes, image::ImageFormat::Png)?;
-    crate::fsutil::write_atomic(path, bytes.get_ref()).map_err(|source| PlotError::Write { path: path.display().to_string(), source })
+    crate::fsutil::write_atomic(path, bytes.get_ref())
+        .map_err(|source| PlotError::Write { path: path.display().to_string(), source })
 }
 
 /// One curve.
@@ -122,11 +127,13 @@ fn span(values: impl Iterator<Item = f64>) -> Option<(f64, f64)> {
 
 /// Draws `plot`: tick labels on both axes, the axis titles, a legend per panel.
 pub fn render_line_plot(plot: &LinePlot, text: Text) -> Result<RgbImage, PlotError> {
-    let x_span = span(plot.panels.iter().flat_map(|p| &p.series).flat_map(|s| finite(s.points).map(|p| p.0))).ok_or(PlotError::Empty("no finite point"))?;
+    let x_span = span(plot.panels.iter().flat_map(|p| &p.series).flat_map(|s| finite(s.points).map(|p| p.0)))
+        .ok_or(PlotError::Empty("no finite point"))?;
     let (x_min, x_max) = if x_span.1 > x_span.0 { x_span } else { (x_span.0 - 0.5, x_span.0 + 0.5) };
     // Dots at the ends would be cut in half by the plotting area's edge.
     let dots = plot.panels.iter().flat_map(|p| &p.series).any(|s| s.dots);
-    let (x_min, x_max) = if dots { (x_min - 0.03 * (x_max - x_min), x_max + 0.03 * (x_max - x_min)) } else { (x_min, x_max) };
+    let (x_min, x_max) =
+        if dots { (x_min - 0.03 * (x_max - x_min), x_max + 0.03 * (x_max - x_min)) } else { (x_min, x_max) };
     let title_h = 36;
     let height = title_h + plot.panels.len() as u32 * PANEL_HEIGHT;
     render(PLOT_WIDTH, height, |root| {
@@ -139,7 +146,9 @@ pub fn render_line_plot(plot: &LinePlot, text: Text) -> Result<RgbImage, PlotErr
         let areas = body.split_evenly((plot.panels.len(), 1));
         for (k, (area, panel)) in areas.iter().zip(&plot.panels).enumerate() {
             let last = k + 1 == plot.panels.len();
-            let y_span = panel.y_range.or_else(|| span(panel.series.iter().flat_map(|s| finite(s.points).map(|p| p.1))).map(|(a, b)| padded(a, b)));
+            let y_span = panel.y_range.or_else(|| {
+                span(panel.series.iter().flat_map(|s| finite(s.points).map(|p| p.1))).map(|(a, b)| padded(a, b))
+            });
             let (y_min, y_max) = y_span.unwrap_or((0.0, 1.0));
             let mut chart = ChartBuilder::on(area)
                 .margin_left(10)
@@ -171,11 +180,17 @@ pub fn render_line_plot(plot: &LinePlot, text: Text) -> Result<RgbImage, PlotErr
                 let [r, g, b] = series.color;
                 let color = RGBColor(r, g, b);
                 if series.dots {
-                    chart.draw_series(finite(series.points).map(|p| Circle::new(p, 4, color.filled()))).map_err(draw_err)?;
+                    chart
+                        .draw_series(finite(series.points).map(|p| Circle::new(p, 4, color.filled())))
+                        .map_err(draw_err)?;
                 }
-                let drawn = chart.draw_series(LineSeries::new(finite(series.points), color.stroke_width(2))).map_err(draw_err)?;
+                let drawn = chart
+                    .draw_series(LineSeries::new(finite(series.points), color.stroke_width(2)))
+                    .map_err(draw_err)?;
                 if text == Text::On {
-                    drawn.label(series.name).legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 24, y)], color.stroke_width(3)));
+                    drawn
+                        .label(series.name)
+                        .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 24, y)], color.stroke_width(3)));
                 }
             }
             if text == Text::On {
@@ -227,7 +242,12 @@ pub fn render_accuracy_by_epoch(points: &[(f64, f64)], text: Text) -> Result<Rgb
     let plot = LinePlot {
         title: "Validation accuracy by checkpoint",
         x_title: "epoch",
-        panels: vec![Panel { y_title: "validation accuracy (%)", legend: Legend::LowerRight, y_range: Some(y_range), series: vec![Series { name: "SVM on D's features", color: [36, 88, 166], points: &percent, dots: true }] }],
+        panels: vec![Panel {
+            y_title: "validation accuracy (%)",
+            legend: Legend::LowerRight,
+            y_range: Some(y_range),
+            series: vec![Series { name: "SVM on D's features", color: [36, 88, 166], points: &percent, dots: true }],
+        }],
     };
     render_line_plot(&plot, text)
 }
@@ -255,7 +275,9 @@ pub fn render_confusion(counts: &[Vec<usize>], names: &[&str], text: Text) -> Re
     let (width, height) = (NAMES_W + k * CELL + 90, HEADER_H + k * CELL + 16);
     render(width, height, |root| {
         root.fill(&WHITE).map_err(draw_err)?;
-        let style = |size: u32, h: HPos, color: &'static RGBColor| TextStyle::from((FONT, size).into_font()).color(color).pos(Pos::new(h, VPos::Center));
+        let style = |size: u32, h: HPos, color: &'static RGBColor| {
+            TextStyle::from((FONT, size).into_font()).color(color).pos(Pos::new(h, VPos::Center))
+        };
         let put = |s: &str, st: &TextStyle, at: (i32, i32)| -> Result<(), PlotError> {
             if text == Text::On {
                 root.draw_text(s, st, at).map_err(draw_err)?;
@@ -279,12 +301,17 @@ pub fn render_confusion(counts: &[Vec<usize>], names: &[&str], text: Text) -> Re
                 let shade = |full: f64| (255.0 - share * (255.0 - full)).round() as u8;
                 let left = (NAMES_W + j as u32 * CELL) as i32;
                 let cell = [(left + 1, top + 1), (left + CELL as i32 - 1, top + CELL as i32 - 1)];
-                root.draw(&Rectangle::new(cell, RGBColor(shade(8.0), shade(48.0), shade(107.0)).filled())).map_err(draw_err)?;
+                root.draw(&Rectangle::new(cell, RGBColor(shade(8.0), shade(48.0), shade(107.0)).filled()))
+                    .map_err(draw_err)?;
                 let ink = if share > 0.5 { &WHITE } else { &DARK };
                 put(&c.to_string(), &style(15, HPos::Center, ink), (left + CELL as i32 / 2, top + CELL as i32 / 2))?;
             }
             let accuracy = row.get(i).map_or(0.0, |&d| 100.0 * d as f64 / total.max(1) as f64);
-            put(&format!("{accuracy:.1}%"), &style(14, HPos::Center, &DARK), ((NAMES_W + k * CELL + 45) as i32, top + CELL as i32 / 2))?;
+            put(
+                &format!("{accuracy:.1}%"),
+                &style(14, HPos::Center, &DARK),
+                ((NAMES_W + k * CELL + 45) as i32, top + CELL as i32 / 2),
+            )?;
         }
         let frame = [(NAMES_W as i32, HEADER_H as i32), ((NAMES_W + k * CELL) as i32, (HEADER_H + k * CELL) as i32)];
         root.draw(&Rectangle::new(frame, RGBColor(180, 180, 180))).map_err(draw_err)?;
@@ -298,7 +325,10 @@ mod tests {
 
     /// Dark pixels (text, lines) in the rectangle [x0, x1) x [y0, y1).
     fn ink(image: &RgbImage, (x0, x1): (u32, u32), (y0, y1): (u32, u32)) -> usize {
-        (y0..y1.min(image.height())).flat_map(|y| (x0..x1.min(image.width())).map(move |x| (x, y))).filter(|&(x, y)| image.get_pixel(x, y).0.iter().all(|&c| c < 140)).count()
+        (y0..y1.min(image.height()))
+            .flat_map(|y| (x0..x1.min(image.width())).map(move |x| (x, y)))
+            .filter(|&(x, y)| image.get_pixel(x, y).0.iter().all(|&c| c < 140))
+            .count()
     }
 
     fn curve(n: usize, f: impl Fn(f64) -> f64) -> Vec<(f64, f64)> {
@@ -312,8 +342,24 @@ mod tests {
             title: "t",
             x_title: "step",
             panels: vec![
-                Panel { y_title: "loss", legend: Legend::UpperRight, y_range: None, series: vec![Series { name: "D loss", color: [200, 30, 30], points: &ld, dots: false }, Series { name: "G loss", color: [30, 60, 200], points: &lg, dots: false }] },
-                Panel { y_title: "D output", legend: Legend::UpperRight, y_range: Some((0.0, 1.0)), series: vec![Series { name: "D(x)", color: [200, 30, 30], points: &dx, dots: false }, Series { name: "D(G(z))", color: [30, 60, 200], points: &dgz, dots: false }] },
+                Panel {
+                    y_title: "loss",
+                    legend: Legend::UpperRight,
+                    y_range: None,
+                    series: vec![
+                        Series { name: "D loss", color: [200, 30, 30], points: &ld, dots: false },
+                        Series { name: "G loss", color: [30, 60, 200], points: &lg, dots: false },
+                    ],
+                },
+                Panel {
+                    y_title: "D output",
+                    legend: Legend::UpperRight,
+                    y_range: Some((0.0, 1.0)),
+                    series: vec![
+                        Series { name: "D(x)", color: [200, 30, 30], points: &dx, dots: false },
+                        Series { name: "D(G(z))", color: [30, 60, 200], points: &dgz, dots: false },
+                    ],
+                },
             ],
         };
         render_line_plot(&plot, Text::On).unwrap()
@@ -336,7 +382,9 @@ mod tests {
         let b = losses(0.3);
         assert_ne!(a, b, "other data, another picture");
         // Only the top panel (the losses) moved; D's outputs panel below is the same.
-        let rows = |img: &RgbImage, y0: u32| img.rows().skip(y0 as usize).flat_map(|r| r.flat_map(|p| p.0)).collect::<Vec<u8>>();
+        let rows = |img: &RgbImage, y0: u32| {
+            img.rows().skip(y0 as usize).flat_map(|r| r.flat_map(|p| p.0)).collect::<Vec<u8>>()
+        };
         assert_eq!(rows(&a, 36 + PANEL_HEIGHT + 40), rows(&b, 36 + PANEL_HEIGHT + 40));
     }
 
@@ -345,7 +393,15 @@ mod tests {
         let points = curve(20, |i| i * i);
         let plot = |text| {
             let series = vec![Series { name: "a curve", color: [200, 30, 30], points: &points, dots: false }];
-            render_line_plot(&LinePlot { title: "A title", x_title: "step", panels: vec![Panel { y_title: "value", legend: Legend::UpperRight, y_range: None, series }] }, text).unwrap()
+            render_line_plot(
+                &LinePlot {
+                    title: "A title",
+                    x_title: "step",
+                    panels: vec![Panel { y_title: "value", legend: Legend::UpperRight, y_range: None, series }],
+                },
+                text,
+            )
+            .unwrap()
         };
         let (with, without) = (plot(Text::On), plot(Text::Off));
         assert_eq!(with.dimensions(), without.dimensions());
@@ -366,11 +422,17 @@ mod tests {
     fn the_confusion_matrix_names_its_classes_and_counts() {
         let names = ["airplane", "automobile", "bird"];
         let counts = vec![vec![8, 1, 1], vec![2, 7, 1], vec![0, 3, 7]];
-        let (with, without) = (render_confusion(&counts, &names, Text::On).unwrap(), render_confusion(&counts, &names, Text::Off).unwrap());
+        let (with, without) = (
+            render_confusion(&counts, &names, Text::On).unwrap(),
+            render_confusion(&counts, &names, Text::Off).unwrap(),
+        );
         let (w, h) = with.dimensions();
         // Row names left of the grid, column names above it.
         assert!(ink(&with, (0, NAMES_W), (HEADER_H, h)) > 200 && ink(&without, (0, NAMES_W), (HEADER_H, h)) == 0);
-        assert!(ink(&with, (NAMES_W, NAMES_W + 3 * CELL), (0, HEADER_H - 2)) > 200 && ink(&without, (NAMES_W, NAMES_W + 3 * CELL), (0, HEADER_H - 2)) == 0);
+        assert!(
+            ink(&with, (NAMES_W, NAMES_W + 3 * CELL), (0, HEADER_H - 2)) > 200
+                && ink(&without, (NAMES_W, NAMES_W + 3 * CELL), (0, HEADER_H - 2)) == 0
+        );
         // Each count is written in its cell (the picture changes with one count), the shading too.
         let mut other = counts.clone();
         other[2][1] = 4;

@@ -21,8 +21,14 @@ fn run_eval(input: &Path, output: &Path, sets: &[&str]) -> Output {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_cifar-eval"));
     cmd.arg("--input").arg(input).arg("--output").arg(output);
     let base = [
-        "cifar_eval.width=8", "cifar_eval.device=\"cpu\"", "cifar_eval.batch=64", "cifar_eval.validation=100",
-        "cifar_eval.per_class=5", "cifar_eval.draws=3", "cifar_eval.c_grid=[0.001,0.1]", "cifar_eval.batch_norm_images=0",
+        "cifar_eval.width=8",
+        "cifar_eval.device=\"cpu\"",
+        "cifar_eval.batch=64",
+        "cifar_eval.validation=100",
+        "cifar_eval.per_class=5",
+        "cifar_eval.draws=3",
+        "cifar_eval.c_grid=[0.001,0.1]",
+        "cifar_eval.batch_norm_images=0",
         "run.threads=2",
     ];
     for s in base.iter().chain(sets) {
@@ -51,7 +57,13 @@ fn a_random_discriminator_learns_generated_classes_through_the_whole_protocol() 
     assert_eq!(m["validation_images"], 100);
     assert_eq!(m["test_source"], "test split");
     let test = &m["test"];
-    let confusion: u64 = test["confusion"].as_array().unwrap().iter().flat_map(|r| r.as_array().unwrap()).map(|v| v.as_u64().unwrap()).sum();
+    let confusion: u64 = test["confusion"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|r| r.as_array().unwrap())
+        .map(|v| v.as_u64().unwrap())
+        .sum();
     assert_eq!(confusion, 100, "every test image is counted once");
     let accuracy = test["accuracy"].as_f64().unwrap();
     assert!(accuracy > 0.6, "chance is 0.1; the classes differ in colour and stripes: {accuracy}");
@@ -98,14 +110,24 @@ fn images_that_do_not_decode_are_named_and_the_score_says_how_many_it_counts() {
     let run = run_eval(&data, &out, &["cifar_eval.discriminator=\"random\""]);
     let stderr = String::from_utf8_lossy(&run.stderr);
     assert!(run.status.success(), "{stderr}");
-    assert!(stderr.contains("test/bird/0003.jpg") && stderr.contains("train/cat/9999.jpg"), "a warning per file: {stderr}");
+    assert!(
+        stderr.contains("test/bird/0003.jpg") && stderr.contains("train/cat/9999.jpg"),
+        "a warning per file: {stderr}"
+    );
     let m = metrics(&out);
     assert_eq!(m["test_images"], 49, "50 test files, one does not decode");
     assert_eq!(m["train_images"], 200);
     let summary: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("summary.json")).unwrap()).unwrap();
     for rejected in [&m["rejected_images"], &summary["metrics"]["rejected_images"]] {
         assert_eq!(rejected["count"], 2);
-        let names = |split: &str| rejected[split].as_array().unwrap().iter().map(|r| r["name"].as_str().unwrap().to_owned()).collect::<Vec<_>>();
+        let names = |split: &str| {
+            rejected[split]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|r| r["name"].as_str().unwrap().to_owned())
+                .collect::<Vec<_>>()
+        };
         assert_eq!(names("test"), ["test/bird/0003.jpg"]);
         assert_eq!(names("train"), ["train/cat/9999.jpg"]);
         assert!(!rejected["test"][0]["reason"].as_str().unwrap().is_empty());
@@ -137,8 +159,20 @@ fn a_trained_checkpoint_loads_in_float32_and_float16_and_the_wrong_preset_is_ref
     // A D from the train binary itself, so the names it saves are the names cifar-eval expects.
     let trained = dir.path().join("gan");
     let train = Command::new(env!("CARGO_BIN_EXE_train"))
-        .args(["--set", "train.width=8", "--set", "train.batch=16", "--set", "train.max_steps=2", "--set", "train.device=\"cpu\""])
-        .arg("--input").arg(&data).arg("--output").arg(&trained)
+        .args([
+            "--set",
+            "train.width=8",
+            "--set",
+            "train.batch=16",
+            "--set",
+            "train.max_steps=2",
+            "--set",
+            "train.device=\"cpu\"",
+        ])
+        .arg("--input")
+        .arg(&data)
+        .arg("--output")
+        .arg(&trained)
         .output()
         .unwrap();
     assert!(train.status.success(), "{}", String::from_utf8_lossy(&train.stderr));
@@ -146,15 +180,29 @@ fn a_trained_checkpoint_loads_in_float32_and_float16_and_the_wrong_preset_is_ref
     // The published form: float16, with a record beside it.
     let d16 = dir.path().join("models/d16.safetensors");
     let export = Command::new(env!("CARGO_BIN_EXE_train"))
-        .arg("--output").arg(&trained).arg("--input").arg(&data).arg("--export-discriminator").arg(&d16)
+        .arg("--output")
+        .arg(&trained)
+        .arg("--input")
+        .arg(&data)
+        .arg("--export-discriminator")
+        .arg(&d16)
         .output()
         .unwrap();
     assert!(export.status.success(), "{}", String::from_utf8_lossy(&export.stderr));
-    let record: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.path().join("models/d16.safetensors.json")).unwrap()).unwrap();
+    let record: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("models/d16.safetensors.json")).unwrap()).unwrap();
     assert_eq!(record["sha256"].as_str().unwrap(), dcgan_pipeline::fsutil::sha256_file(&d16).unwrap());
-    assert_eq!((record["step"].as_u64(), record["width"].as_i64(), record["dtype"].as_str()), (Some(2), Some(8), Some("float16")));
+    assert_eq!(
+        (record["step"].as_u64(), record["width"].as_i64(), record["dtype"].as_str()),
+        (Some(2), Some(8), Some("float16"))
+    );
     assert!(record["train_wall_s"].as_f64().unwrap() > 0.0);
-    let kinds: Vec<Kind> = Tensor::read_safetensors(&d16).unwrap().iter().filter(|(n, _)| n.ends_with("weight")).map(|(_, t)| t.kind()).collect();
+    let kinds: Vec<Kind> = Tensor::read_safetensors(&d16)
+        .unwrap()
+        .iter()
+        .filter(|(n, _)| n.ends_with("weight"))
+        .map(|(_, t)| t.kind())
+        .collect();
     assert!(!kinds.is_empty() && kinds.iter().all(|k| *k == Kind::Half), "{kinds:?}");
     for d in [&d32, &d16] {
         let out = dir.path().join("eval");
@@ -181,13 +229,21 @@ fn a_trained_checkpoint_loads_in_float32_and_float16_and_the_wrong_preset_is_ref
     let _ = Discriminator::new(&vs.root(), Preset::Dcgan64, WIDTH);
     let wrong = dir.path().join("dcgan64-d.safetensors");
     vs.save(&wrong).unwrap();
-    let run = run_eval(&data, &dir.path().join("wrong"), &[&format!("cifar_eval.discriminator={:?}", wrong.display().to_string())]);
+    let run = run_eval(
+        &data,
+        &dir.path().join("wrong"),
+        &[&format!("cifar_eval.discriminator={:?}", wrong.display().to_string())],
+    );
     let err = String::from_utf8_lossy(&run.stderr);
     assert_eq!(run.status.code(), Some(1), "{err}");
-    assert!(err.contains("dcgan64-d.safetensors") && err.contains("not a imagenet32 discriminator of width 8"), "{err}");
+    assert!(
+        err.contains("dcgan64-d.safetensors") && err.contains("not a imagenet32 discriminator of width 8"),
+        "{err}"
+    );
     // And a missing checkpoint names itself.
     let run = run_eval(&data, &dir.path().join("missing"), &["cifar_eval.discriminator=\"no/such/d.safetensors\""]);
-    assert!(String::from_utf8_lossy(&run.stderr).contains("no/such/d.safetensors: cannot read the checkpoint: no such file"));
+    assert!(String::from_utf8_lossy(&run.stderr)
+        .contains("no/such/d.safetensors: cannot read the checkpoint: no such file"));
 }
 
 #[test]
@@ -271,7 +327,8 @@ fn the_solver_agrees_with_linfa_svm_on_real_features() {
     let c = 0.01;
     let ours = L2Svm::params().c(c).check().unwrap().fit_rows(&fit_rows, &fit_labels).unwrap().predict_rows(&test_rows);
     let theirs = linfa_svm_predictions(&fit_rows, &fit_labels, &test_rows, 10, c).unwrap();
-    let accuracy = |p: &[usize]| p.iter().zip(&test_labels).filter(|(a, b)| a == b).count() as f64 / test_labels.len() as f64;
+    let accuracy =
+        |p: &[usize]| p.iter().zip(&test_labels).filter(|(a, b)| a == b).count() as f64 / test_labels.len() as f64;
     let (a, b) = (accuracy(&ours), accuracy(&theirs));
     assert!(a > 0.3, "well above chance: {a}");
     assert!((a - b).abs() <= 0.02, "ours {a:.3} vs linfa-svm {b:.3}");
@@ -290,19 +347,50 @@ fn snapshots_are_scored_on_the_validation_split_only_and_the_best_is_named() {
     // end of the run, which max_steps stops within the third epoch (30).
     let run = dir.path().join("gan");
     let train = Command::new(env!("CARGO_BIN_EXE_train"))
-        .args(["--set", "train.width=8", "--set", "train.batch=16", "--set", "train.epochs=3", "--set", "train.max_steps=30"])
-        .args(["--set", "train.device=\"cpu\"", "--set", "train.snapshot_every_epochs=1", "--set", "train.keep_checkpoints=1"])
-        .arg("--input").arg(&data).arg("--output").arg(&run)
+        .args([
+            "--set",
+            "train.width=8",
+            "--set",
+            "train.batch=16",
+            "--set",
+            "train.epochs=3",
+            "--set",
+            "train.max_steps=30",
+        ])
+        .args([
+            "--set",
+            "train.device=\"cpu\"",
+            "--set",
+            "train.snapshot_every_epochs=1",
+            "--set",
+            "train.keep_checkpoints=1",
+        ])
+        .arg("--input")
+        .arg(&data)
+        .arg("--output")
+        .arg(&run)
         .output()
         .unwrap();
     assert!(train.status.success(), "{}", String::from_utf8_lossy(&train.stderr));
-    assert_eq!(std::fs::read_dir(run.join("checkpoints")).unwrap().filter(|e| e.as_ref().unwrap().path().is_dir()).count(), 1, "keep_checkpoints");
+    assert_eq!(
+        std::fs::read_dir(run.join("checkpoints")).unwrap().filter(|e| e.as_ref().unwrap().path().is_dir()).count(),
+        1,
+        "keep_checkpoints"
+    );
 
     let out = dir.path().join("select");
     let score = |out: &Path| {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_cifar-eval"));
         cmd.arg("--snapshots").arg(&run).arg("--input").arg(&data).arg("--output").arg(out);
-        for s in ["cifar_eval.width=8", "cifar_eval.device=\"cpu\"", "cifar_eval.validation=100", "cifar_eval.snapshot_fit_per_class=5", "cifar_eval.c_grid=[0.001,0.1]", "cifar_eval.batch_norm_images=0", "run.threads=2"] {
+        for s in [
+            "cifar_eval.width=8",
+            "cifar_eval.device=\"cpu\"",
+            "cifar_eval.validation=100",
+            "cifar_eval.snapshot_fit_per_class=5",
+            "cifar_eval.c_grid=[0.001,0.1]",
+            "cifar_eval.batch_norm_images=0",
+            "run.threads=2",
+        ] {
             cmd.arg("--set").arg(s);
         }
         cmd.output().unwrap()
@@ -315,7 +403,8 @@ fn snapshots_are_scored_on_the_validation_split_only_and_the_best_is_named() {
     let rows = table["rows"].as_array().unwrap();
     let steps: Vec<u64> = rows.iter().map(|r| r["step"].as_u64().unwrap()).collect();
     assert_eq!(steps, [12, 24, 30]);
-    let epochs: Vec<f64> = table["validation_by_epoch"].as_array().unwrap().iter().map(|p| p[0].as_f64().unwrap()).collect();
+    let epochs: Vec<f64> =
+        table["validation_by_epoch"].as_array().unwrap().iter().map(|p| p[0].as_f64().unwrap()).collect();
     assert_eq!(epochs, [1.0, 2.0, 2.5]);
     assert_eq!((table["validation_images"].as_u64(), table["fit_images"].as_u64()), (Some(100), Some(50)));
     assert_eq!(table["test_split"], "test split (not read)");
@@ -337,7 +426,8 @@ fn snapshots_are_scored_on_the_validation_split_only_and_the_best_is_named() {
     // A re-run reuses the rows it has.
     let again = score(&out);
     assert_eq!(String::from_utf8_lossy(&again.stderr).matches("already scored").count(), 3);
-    let table2: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("snapshots.json")).unwrap()).unwrap();
+    let table2: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("snapshots.json")).unwrap()).unwrap();
     assert_eq!(table2["rows"], table["rows"]);
 
     // The best snapshot's D and G published from it.
@@ -348,8 +438,14 @@ fn snapshots_are_scored_on_the_validation_split_only_and_the_best_is_named() {
 /// each record names the snapshot's step.
 fn export_best_snapshot(run: &Path, best: &serde_json::Value, dir: &Path) {
     let export = Command::new(env!("CARGO_BIN_EXE_train"))
-        .arg("--output").arg(run).arg("--checkpoint").arg(best["path"].as_str().unwrap())
-        .arg("--export-discriminator").arg(dir.join("best-d.safetensors")).arg("--export-generator").arg(dir.join("best-g.safetensors"))
+        .arg("--output")
+        .arg(run)
+        .arg("--checkpoint")
+        .arg(best["path"].as_str().unwrap())
+        .arg("--export-discriminator")
+        .arg(dir.join("best-d.safetensors"))
+        .arg("--export-generator")
+        .arg(dir.join("best-g.safetensors"))
         .output()
         .unwrap();
     assert!(export.status.success(), "{}", String::from_utf8_lossy(&export.stderr));
@@ -359,4 +455,5 @@ fn export_best_snapshot(run: &Path, best: &serde_json::Value, dir: &Path) {
     }
 }
 
-const CIFAR10_NAMES: [&str; 10] = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"];
+const CIFAR10_NAMES: [&str; 10] =
+    ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"];

@@ -62,7 +62,12 @@ fn a_centered_square_stays_centered_and_the_sides_are_cut() {
         }
         // The square is half the shorter side: 16x16 pixels, centred at (15.5, 15.5).
         assert!((n - 256.0f64).abs() < 40.0, "image {i}: {n} dark pixels");
-        assert!((sx / n - 15.5).abs() < 0.6 && (sy / n - 15.5).abs() < 0.6, "image {i}: centroid ({}, {})", sx / n, sy / n);
+        assert!(
+            (sx / n - 15.5).abs() < 0.6 && (sy / n - 15.5).abs() < 0.6,
+            "image {i}: centroid ({}, {})",
+            sx / n,
+            sy / n
+        );
         assert_eq!(red, 0, "image {i}: the side bars must be outside the crop");
     }
 }
@@ -99,7 +104,8 @@ fn packed_output_reads_back_with_shapes_labels_and_classes() {
          print(a.shape, a.dtype, l.dtype, l.tolist(), int(a[4].sum()))",
         output.display()
     );
-    let out = std::process::Command::new(&python).args(["-c", &script]).output().expect("python with numpy (make setup)");
+    let out =
+        std::process::Command::new(&python).args(["-c", &script]).output().expect("python with numpy (make setup)");
     assert!(out.status.success(), "numpy could not load the output: {}", String::from_utf8_lossy(&out.stderr));
     let sum: u64 = packed.image(4).iter().map(|&v| v as u64).sum();
     assert_eq!(
@@ -201,7 +207,11 @@ fn settings_or_input_that_changed_are_refused_not_mixed() {
     std::fs::remove_file(output.join("parts/manifest-00002.jsonl")).unwrap();
     let changed = run_crop(&["-i", i, "-o", o, "--set", "crop.part_size=4"]);
     assert_eq!(changed.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&changed.stderr).contains("no longer lists"), "{}", String::from_utf8_lossy(&changed.stderr));
+    assert!(
+        String::from_utf8_lossy(&changed.stderr).contains("no longer lists"),
+        "{}",
+        String::from_utf8_lossy(&changed.stderr)
+    );
 
     // A folder with files of ours that we did not write is not taken over.
     let foreign = dir.path().join("foreign");
@@ -230,7 +240,14 @@ fn every_kind_of_bad_input_is_one_manifest_row_and_the_run_goes_on() {
     write(&input.join("README.txt"), b"not an image");
 
     let output = dir.path().join("out");
-    let out = run_crop(&["-i", input.to_str().unwrap(), "-o", output.to_str().unwrap(), "--set", "crop.max_file_bytes=60000"]);
+    let out = run_crop(&[
+        "-i",
+        input.to_str().unwrap(),
+        "-o",
+        output.to_str().unwrap(),
+        "--set",
+        "crop.max_file_bytes=60000",
+    ]);
     assert_eq!(out.status.code(), Some(3), "some inputs failed: exit status 3");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains(&format!("{}: truncated", input.join("truncated.jpg").display())), "{stderr}");
@@ -241,12 +258,17 @@ fn every_kind_of_bad_input_is_one_manifest_row_and_the_run_goes_on() {
     assert_eq!(row_for(&rows, "no_extension")["status"], "ok");
     assert_eq!(row_for(&rows, "no_extension")["format"], "PNG");
     assert!(reason("truncated.jpg").starts_with("truncated"), "{}", reason("truncated.jpg"));
-    assert!(reason("truncated.png").starts_with("truncated") || reason("truncated.png").contains("corrupt"), "{}", reason("truncated.png"));
+    assert!(
+        reason("truncated.png").starts_with("truncated") || reason("truncated.png").contains("corrupt"),
+        "{}",
+        reason("truncated.png")
+    );
     assert_eq!(reason("empty.jpg"), "empty file");
     assert!(reason("notes.jpg").contains("not an image"));
     assert!(reason("bomb.png").contains("exceeds the limit"), "{}", reason("bomb.png"));
     assert!(reason("big.jpg").contains("bytes exceeds the limit"), "{}", reason("big.jpg"));
-    let summary: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(output.join("summary.json")).unwrap()).unwrap();
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(output.join("summary.json")).unwrap()).unwrap();
     assert_eq!(summary["counts"]["error"], 6);
     assert_eq!(summary["counts"]["ok"], 2);
     let packed = read_packed(&output).unwrap();
@@ -309,7 +331,10 @@ fn what_real_folders_hold_decodes_correctly() {
     assert!(r < 30.0 && b < 30.0, "tiny green stays green");
     let rotated = packed.image(5);
     assert_eq!(row_for(&rows, "f_rotated.jpg")["orientation"], 6);
-    assert_eq!((row_for(&rows, "f_rotated.jpg")["width"].as_u64(), row_for(&rows, "f_rotated.jpg")["height"].as_u64()), (Some(40), Some(80)));
+    assert_eq!(
+        (row_for(&rows, "f_rotated.jpg")["width"].as_u64(), row_for(&rows, "f_rotated.jpg")["height"].as_u64()),
+        (Some(40), Some(80))
+    );
     let top = mean_rgb(&rotated[..32 * 8 * 3]);
     let bottom = mean_rgb(&rotated[32 * 24 * 3..]);
     assert!(top[0] > 200.0 && top[2] < 60.0, "top is red after rotation: {top:?}");
@@ -325,7 +350,16 @@ fn psnr(a: &[u8], b: &[u8]) -> f64 {
 fn dct_scaled_decoding_matches_full_decoding_on_real_photos() {
     let dir = tempfile::tempdir().unwrap();
     let input = dir.path().join("in");
-    for name in ["messi5.jpg", "baboon.jpg", "fruits.jpg", "building.jpg", "starry_night.jpg", "aero1.jpg", "butterfly.jpg", "orange.jpg"] {
+    for name in [
+        "messi5.jpg",
+        "baboon.jpg",
+        "fruits.jpg",
+        "building.jpg",
+        "starry_night.jpg",
+        "aero1.jpg",
+        "butterfly.jpg",
+        "orange.jpg",
+    ] {
         std::fs::create_dir_all(&input).unwrap();
         std::fs::copy(opencv_sample(name), input.join(name)).unwrap();
     }

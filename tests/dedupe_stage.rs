@@ -13,15 +13,28 @@ use serde_json::Value;
 
 /// Distinct natural photos (no pairs of one scene, which the samples also hold).
 const PHOTOS: &[&str] = &[
-    "baboon.jpg", "fruits.jpg", "aero1.jpg", "building.jpg", "butterfly.jpg", "orange.jpg", "starry_night.jpg",
-    "messi5.jpg", "apple.jpg", "HappyFish.jpg", "home.jpg", "smarties.png", "squirrel_cls.jpg", "board.jpg",
+    "baboon.jpg",
+    "fruits.jpg",
+    "aero1.jpg",
+    "building.jpg",
+    "butterfly.jpg",
+    "orange.jpg",
+    "starry_night.jpg",
+    "messi5.jpg",
+    "apple.jpg",
+    "HappyFish.jpg",
+    "home.jpg",
+    "smarties.png",
+    "squirrel_cls.jpg",
+    "board.jpg",
 ];
 
 /// Settings that keep a test short: a small model trained briefly on the CPU.
 const QUICK: &[&str] = &["--set", "dedupe.ae_steps=300", "--set", "dedupe.ae_batch=32", "--set", "dedupe.device=cpu"];
 
 fn run_dedupe(args: &[&str]) -> Output {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_dedupe")).args(args).args(QUICK).output().expect("dedupe runs");
+    let out =
+        std::process::Command::new(env!("CARGO_BIN_EXE_dedupe")).args(args).args(QUICK).output().expect("dedupe runs");
     eprintln!("{}", String::from_utf8_lossy(&out.stderr));
     out
 }
@@ -64,7 +77,8 @@ fn exact_copies_collide_unrelated_photos_do_not() {
     // A larger re-encoding of a small photo: the same picture, more source pixels, so it is the
     // one kept.
     let small = image::open(input.join("orange.jpg")).unwrap().to_rgb8();
-    let big = image::imageops::resize(&small, small.width() * 2, small.height() * 2, image::imageops::FilterType::Triangle);
+    let big =
+        image::imageops::resize(&small, small.width() * 2, small.height() * 2, image::imageops::FilterType::Triangle);
     write(&input.join("zz-orange-2x.jpg"), &jpeg_bytes(&big, 95));
     let output = dir.path().join("out");
     dedupe_ok(&input, &output, &[]);
@@ -85,7 +99,8 @@ fn exact_copies_collide_unrelated_photos_do_not() {
             assert!(kept.contains(&name.as_str()), "{name} was removed: {}", row_for(&rows, name));
         }
     }
-    let clusters: Vec<i64> = names.iter().filter(|n| *n != "orange.jpg").map(|n| row_for(&rows, n)["cluster"].as_i64().unwrap()).collect();
+    let clusters: Vec<i64> =
+        names.iter().filter(|n| *n != "orange.jpg").map(|n| row_for(&rows, n)["cluster"].as_i64().unwrap()).collect();
     let distinct: std::collections::BTreeSet<_> = clusters.iter().collect();
     assert_eq!(distinct.len(), clusters.len(), "unrelated photos share a cluster");
     // The two oranges: one cluster if the hash holds them together, and then the bigger is kept.
@@ -121,7 +136,9 @@ fn exact_copies_collide_unrelated_photos_do_not() {
     assert_eq!(from_npy, from_manifest);
     // The model: the 3072-128-3072 autoencoder's weights.
     let tensors = tch::Tensor::read_safetensors(output.join("model.safetensors")).unwrap();
-    let size = |name: &str| tensors.iter().find(|(n, _)| n == name).map(|(_, t)| t.size()).unwrap_or_else(|| panic!("no {name}"));
+    let size = |name: &str| {
+        tensors.iter().find(|(n, _)| n == name).map(|(_, t)| t.size()).unwrap_or_else(|| panic!("no {name}"))
+    };
     assert_eq!((size("encoder.weight"), size("decoder.weight")), (vec![128, 3072], vec![3072, 128]));
 }
 
@@ -167,14 +184,21 @@ fn cropped_and_bordered_copies_are_found_and_distinct_photos_kept() {
     for (name, original, _) in &copies {
         let (copy, orig) = (row_for(&rows, name), row_for(&rows, original));
         assert_eq!(copy["cluster"], orig["cluster"], "{copy} / {orig}");
-        let removed = [(copy, *original), (orig, *name)].into_iter().filter(|(r, _)| r["status"] == "skipped").collect::<Vec<_>>();
+        let removed = [(copy, *original), (orig, *name)]
+            .into_iter()
+            .filter(|(r, _)| r["status"] == "skipped")
+            .collect::<Vec<_>>();
         assert_eq!(removed.len(), 1, "{copy} / {orig}");
         assert_eq!(removed[0].0["duplicate_of"], removed[0].1, "{copy} / {orig}");
     }
     // The 14 distinct photos stay apart: 14 clusters among them.
-    let clusters: std::collections::BTreeSet<String> = names.iter().map(|n| row_for(&rows, n)["cluster"].to_string()).collect();
+    let clusters: std::collections::BTreeSet<String> =
+        names.iter().map(|n| row_for(&rows, n)["cluster"].to_string()).collect();
     assert_eq!(clusters.len(), names.len(), "distinct photos share a cluster");
-    let found_by_windows = copies.iter().filter(|(name, original, _)| [name, original].iter().any(|n| row_for(&rows, n)["found_by"] == "windows")).count();
+    let found_by_windows = copies
+        .iter()
+        .filter(|(name, original, _)| [name, original].iter().any(|n| row_for(&rows, n)["found_by"] == "windows"))
+        .count();
     let s = summary(&output);
     assert!(s["counts"]["window_pairs_passing"].as_u64().unwrap() >= found_by_windows as u64, "{s}");
 
@@ -182,8 +206,14 @@ fn cropped_and_bordered_copies_are_found_and_distinct_photos_kept() {
     let without = dir.path().join("without");
     dedupe_ok(&input, &without, &["--set", "dedupe.windows=false"]);
     let rows = read_manifest(&without);
-    let missed = copies.iter().filter(|(name, original, _)| row_for(&rows, name)["cluster"] != row_for(&rows, original)["cluster"]).count();
-    assert!(missed >= 1 && found_by_windows >= missed, "missed without windows: {missed}; found by windows: {found_by_windows}");
+    let missed = copies
+        .iter()
+        .filter(|(name, original, _)| row_for(&rows, name)["cluster"] != row_for(&rows, original)["cluster"])
+        .count();
+    assert!(
+        missed >= 1 && found_by_windows >= missed,
+        "missed without windows: {missed}; found by windows: {found_by_windows}"
+    );
 }
 
 #[test]
@@ -198,7 +228,16 @@ fn the_phash_check_keeps_distinct_photos_that_the_code_calls_near() {
         write(&input.join(format!("zz-q70-{name}")), &jpeg_bytes(&img, 70));
     }
     let checked = dir.path().join("checked");
-    let pin = ["--set", "dedupe.radius=128", "--set", "dedupe.verify=\"phash\"", "--set", "dedupe.verify_phash_radius=10", "--set", "dedupe.windows=false"];
+    let pin = [
+        "--set",
+        "dedupe.radius=128",
+        "--set",
+        "dedupe.verify=\"phash\"",
+        "--set",
+        "dedupe.verify_phash_radius=10",
+        "--set",
+        "dedupe.windows=false",
+    ];
     dedupe_ok(&input, &checked, &pin);
     let rows = read_manifest(&checked);
     for name in &names {
@@ -232,7 +271,11 @@ fn the_phash_check_keeps_distinct_photos_that_the_code_calls_near() {
 
     // The code alone at the same radius collapses the set (so the check above can fail).
     let unchecked = dir.path().join("unchecked");
-    dedupe_ok(&input, &unchecked, &["--set", "dedupe.radius=128", "--set", "dedupe.verify=\"none\"", "--set", "dedupe.windows=false"]);
+    dedupe_ok(
+        &input,
+        &unchecked,
+        &["--set", "dedupe.radius=128", "--set", "dedupe.verify=\"none\"", "--set", "dedupe.windows=false"],
+    );
     assert_eq!(summary(&unchecked)["counts"]["kept"], 1);
     assert!(!unchecked.join("phash.npy").exists());
 }
@@ -242,8 +285,11 @@ fn the_phash_check_keeps_distinct_photos_that_the_code_calls_near() {
 fn lsun_lmdb_export_with_duplicates_and_a_broken_value() {
     let dir = tempfile::tempdir().unwrap();
     let lmdb = dir.path().join("bedroom_train_lmdb");
-    let mut items: Vec<(String, Vec<u8>)> =
-        PHOTOS.iter().enumerate().map(|(i, n)| (format!("k{i:02}"), std::fs::read(opencv_sample(n)).unwrap())).collect();
+    let mut items: Vec<(String, Vec<u8>)> = PHOTOS
+        .iter()
+        .enumerate()
+        .map(|(i, n)| (format!("k{i:02}"), std::fs::read(opencv_sample(n)).unwrap()))
+        .collect();
     items.push(("k50".into(), items[3].1.clone()));
     items.push(("k51".into(), b"not an image at all".to_vec()));
     write_lmdb(&lmdb, &items);
@@ -271,7 +317,8 @@ fn a_rerun_resumes_and_a_saved_model_is_reused() {
     assert_eq!(summary(&output)["model"]["trained_now"], true);
     let first = folder_bytes(&output, &["summary.json", "shard-"]);
 
-    let out = run_dedupe(&["-i", input.to_str().unwrap(), "-o", output.to_str().unwrap(), "--set", "dedupe.part_size=5"]);
+    let out =
+        run_dedupe(&["-i", input.to_str().unwrap(), "-o", output.to_str().unwrap(), "--set", "dedupe.part_size=5"]);
     assert!(out.status.success());
     let log = String::from_utf8_lossy(&out.stderr);
     assert!(log.contains("resuming: 3 parts already done"), "{log}");
@@ -366,12 +413,26 @@ fn the_evaluation_at_scale_scores_removals_per_radius_and_rule() {
     write(&input.join("zz-baboon-again.jpg"), &std::fs::read(input.join("baboon.jpg")).unwrap());
     let output = dir.path().join("eval-scale");
     let out = run_dedupe(&[
-        "--eval-scale", "-i", input.to_str().unwrap(), "-o", output.to_str().unwrap(),
-        "--planted", "5", "--copies", "1", "--max-radius", "8", "--phash-max-radius", "6",
+        "--eval-scale",
+        "-i",
+        input.to_str().unwrap(),
+        "-o",
+        output.to_str().unwrap(),
+        "--planted",
+        "5",
+        "--copies",
+        "1",
+        "--max-radius",
+        "8",
+        "--phash-max-radius",
+        "6",
     ]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let printed = String::from_utf8_lossy(&out.stdout);
-    assert!(printed.contains("pHash") && printed.contains("around keeper") && printed.contains("single linkage"), "{printed}");
+    assert!(
+        printed.contains("pHash") && printed.contains("around keeper") && printed.contains("single linkage"),
+        "{printed}"
+    );
     let report: Value = serde_json::from_slice(&std::fs::read(output.join("eval-scale.json")).unwrap()).unwrap();
     let photos = PHOTOS.len() + 1;
     // Every third photo (15 // 5) gets a copy: photos 0, 3, 6, 9, 12.
@@ -384,7 +445,12 @@ fn the_evaluation_at_scale_scores_removals_per_radius_and_rule() {
     // And the crop route at 2 window radii x 4 correlation floors (the configured 10, 0.96 among them).
     assert_eq!(curves.len(), 4 + 5 + 8, "{:?}", curves.iter().map(|c| &c["method"]).collect::<Vec<_>>());
     assert!(printed.contains("autoencoder + pHash check <= 10"), "{printed}");
-    assert!(printed.contains("crop 2-5%") && printed.contains("border or letterbox 5-10%") && printed.contains("windows <= 10, correlation >= 0.96"), "{printed}");
+    assert!(
+        printed.contains("crop 2-5%")
+            && printed.contains("border or letterbox 5-10%")
+            && printed.contains("windows <= 10, correlation >= 0.96"),
+        "{printed}"
+    );
     for curve in curves {
         let scores = curve["scores"].as_array().unwrap();
         let max = if curve["method"] == "pHash" { 6 } else { 8 };
@@ -396,10 +462,14 @@ fn the_evaluation_at_scale_scores_removals_per_radius_and_rule() {
         }
         // Recall per edit kind: the 5 planted copies are kinds 0-4 in turn, one each (mixed edits: none).
         for s in scores {
-            let by_kind: Vec<f64> = s["recall_by_kind"].as_array().unwrap().iter().map(|r| r.as_f64().unwrap()).collect();
+            let by_kind: Vec<f64> =
+                s["recall_by_kind"].as_array().unwrap().iter().map(|r| r.as_f64().unwrap()).collect();
             let found: Vec<u64> = s["found_by_kind"].as_array().unwrap().iter().map(|r| r.as_u64().unwrap()).collect();
             assert_eq!((by_kind.len(), found[5]), (6, 0), "{s}");
-            assert!(found[..5].iter().all(|&f| f <= 1) && by_kind.iter().zip(&found).all(|(&r, &f)| r == f as f64), "{s}");
+            assert!(
+                found[..5].iter().all(|&f| f <= 1) && by_kind.iter().zip(&found).all(|(&r, &f)| r == f as f64),
+                "{s}"
+            );
         }
         // Radius 0: the identical pair collides in both hashes, and it is a correct removal.
         assert!(scores[0]["correct_existing"].as_u64().unwrap() >= 1, "{curve}");

@@ -10,7 +10,9 @@ use std::process::Command;
 use dcgan_pipeline::data::cifar::Split;
 use dcgan_pipeline::data::digits::{read_sheet, DIGITS_SHEET};
 use dcgan_pipeline::data::{open_labeled, split_exists};
-use dcgan_pipeline::eval::digits::{beats, generator_samples, to_labeled, DigitsEvalConfig, FeatureRow, FewLabel, HistogramCheck, PixelClassifier};
+use dcgan_pipeline::eval::digits::{
+    beats, generator_samples, to_labeled, DigitsEvalConfig, FeatureRow, FewLabel, HistogramCheck, PixelClassifier,
+};
 use dcgan_pipeline::gan::sample::TrainedGenerator;
 use dcgan_pipeline::gan::{Generator, Preset};
 use tch::{nn, Device, Tensor};
@@ -69,7 +71,10 @@ fn the_class_folders_read_back_as_the_sheet_itself() {
     // A wrong file is named.
     let bad = dir.path().join("bad.png");
     std::fs::write(&bad, b"no png").unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_digits")).args(["folders", "--input", bad.to_str().unwrap(), "--output", dir.path().to_str().unwrap()]).output().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_digits"))
+        .args(["folders", "--input", bad.to_str().unwrap(), "--output", dir.path().to_str().unwrap()])
+        .output()
+        .unwrap();
     assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("bad.png"));
 }
 
@@ -111,7 +116,10 @@ fn row(name: &str, all: f64, means: &[f64]) -> FeatureRow {
         preset: Some(Preset::Dcgan32),
         width: Some(32),
         features: 10,
-        few: means.iter().map(|&m| FewLabel { per_class: 10, c: 1.0, accuracies: vec![m], mean: m, std: 0.0 }).collect(),
+        few: means
+            .iter()
+            .map(|&m| FewLabel { per_class: 10, c: 1.0, accuracies: vec![m], mean: m, std: 0.0 })
+            .collect(),
         all_labels_c: 1.0,
         all_labels_accuracy: all,
         seconds: 0.0,

@@ -186,7 +186,10 @@ fn link_problem(root: &Path, path: &Path, markdown: &str, target: &str) -> Optio
             return Some("no such file".to_owned());
         }
         let is_markdown = resolved.extension().is_some_and(|e| e == "md");
-        (resolved.clone(), if is_markdown { std::fs::read_to_string(&resolved).unwrap_or_default() } else { String::new() })
+        (
+            resolved.clone(),
+            if is_markdown { std::fs::read_to_string(&resolved).unwrap_or_default() } else { String::new() },
+        )
     };
     match anchor {
         Some(anchor) if resolved.extension().is_some_and(|e| e == "md") && !anchors(&text).contains(anchor) => {
@@ -203,7 +206,9 @@ fn broken_links(root: &Path, path: &Path, markdown: &str) -> Vec<String> {
     link_targets(markdown)
         .into_iter()
         .filter(|(_, target)| !is_external(target))
-        .filter_map(|(line, target)| link_problem(root, path, markdown, &target).map(|why| format!("{shown}:{line}: {target} ({why})")))
+        .filter_map(|(line, target)| {
+            link_problem(root, path, markdown, &target).map(|why| format!("{shown}:{line}: {target} ({why})"))
+        })
         .collect()
 }
 
@@ -276,7 +281,10 @@ Not links: `[code](span.md)` and
 
 #[test]
 fn heading_anchors_follow_github() {
-    assert_eq!(heading_anchor("Benchmark: the L2-SVM against scikit-learn's LinearSVC"), "benchmark-the-l2-svm-against-scikit-learns-linearsvc");
+    assert_eq!(
+        heading_anchor("Benchmark: the L2-SVM against scikit-learn's LinearSVC"),
+        "benchmark-the-l2-svm-against-scikit-learns-linearsvc"
+    );
     assert_eq!(heading_anchor("Evaluation at scale (100,000 photos)"), "evaluation-at-scale-100000-photos");
     let repeated = anchors("# Notes\n\n## Notes\n\n```\n# not a heading\n```\n#nor-this\n");
     assert_eq!(repeated, HashSet::from(["notes".to_owned(), "notes-1".to_owned()]));

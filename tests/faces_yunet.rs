@@ -11,10 +11,7 @@ use dcgan_pipeline::faces::yunet::{YuNet, YuNetParams, MODEL_SHA256};
 use dcgan_pipeline::imageops::{decode_rgb_with_libjpeg, DecodeOptions};
 use serde_json::Value;
 
-const MODEL: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/models/face_detection_yunet_2023mar.onnx"
-);
+const MODEL: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/models/face_detection_yunet_2023mar.onnx");
 const FIXTURE: &str = include_str!("fixtures/yunet_cv2_boxes.json");
 /// "Within a pixel or two": box corners, sides and landmarks.
 const PIXELS: f32 = 2.0;
@@ -31,32 +28,15 @@ fn as_row(d: &Detection) -> Vec<f32> {
 }
 
 fn close(a: &[f32], b: &[f32]) -> bool {
-    a[..14]
-        .iter()
-        .zip(&b[..14])
-        .all(|(x, y)| (x - y).abs() <= PIXELS)
-        && (a[14] - b[14]).abs() <= 0.02
+    a[..14].iter().zip(&b[..14]).all(|(x, y)| (x - y).abs() <= PIXELS) && (a[14] - b[14]).abs() <= 0.02
 }
 
 fn detect_all(max_side: u32, threshold: f32) -> Vec<(String, Vec<Vec<f32>>)> {
-    let params = YuNetParams {
-        score_threshold: threshold,
-        nms_threshold: 0.3,
-        top_k: 5000,
-        max_side,
-    };
+    let params = YuNetParams { score_threshold: threshold, nms_threshold: 0.3, top_k: 5000, max_side };
     let yunet = YuNet::new(Path::new(MODEL), MODEL_SHA256, params).unwrap();
     let fixture: Value = serde_json::from_str(FIXTURE).unwrap();
-    let run = fixture["runs"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|r| r["max_side"] == max_side)
-        .unwrap();
-    let options = DecodeOptions {
-        max_pixels: 1 << 28,
-        min_decoded_side: None,
-    };
+    let run = fixture["runs"].as_array().unwrap().iter().find(|r| r["max_side"] == max_side).unwrap();
+    let options = DecodeOptions { max_pixels: 1 << 28, min_decoded_side: None };
     run["photos"]
         .as_object()
         .unwrap()
@@ -64,10 +44,7 @@ fn detect_all(max_side: u32, threshold: f32) -> Vec<(String, Vec<Vec<f32>>)> {
         .map(|name| {
             let bytes = std::fs::read(Path::new(OPENCV_SAMPLES).join(name)).unwrap();
             let image = decode_rgb_with_libjpeg(&bytes, &options).unwrap().image;
-            (
-                name.clone(),
-                yunet.detect(&image).unwrap().iter().map(as_row).collect(),
-            )
+            (name.clone(), yunet.detect(&image).unwrap().iter().map(as_row).collect())
         })
         .collect()
 }
@@ -76,12 +53,7 @@ fn check_against_fixture(max_side: u32) {
     let fixture: Value = serde_json::from_str(FIXTURE).unwrap();
     assert_eq!(fixture["model_sha256"], MODEL_SHA256);
     let threshold = fixture["score_threshold"].as_f64().unwrap() as f32;
-    let run = fixture["runs"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|r| r["max_side"] == max_side)
-        .unwrap();
+    let run = fixture["runs"].as_array().unwrap().iter().find(|r| r["max_side"] == max_side).unwrap();
     let ours = detect_all(max_side, threshold);
     assert_eq!(ours.len(), 91, "every opencv-doc photo of the fixture");
     let mut matched = 0;
@@ -90,13 +62,7 @@ fn check_against_fixture(max_side: u32) {
             .as_array()
             .unwrap()
             .iter()
-            .map(|r| {
-                r.as_array()
-                    .unwrap()
-                    .iter()
-                    .map(|v| v.as_f64().unwrap() as f32)
-                    .collect()
-            })
+            .map(|r| r.as_array().unwrap().iter().map(|v| v.as_f64().unwrap() as f32).collect())
             .collect();
         for t in theirs.iter().filter(|t| t[14] >= threshold + MARGIN) {
             assert!(

@@ -11,7 +11,9 @@ use dcgan_pipeline::data::cifar::Split;
 use dcgan_pipeline::data::{open_labeled, LabeledImages};
 use dcgan_pipeline::eval::c_search::refined_c;
 use dcgan_pipeline::eval::protocol::{validation_split, SplitFeatures};
-use dcgan_pipeline::eval::{FeatureDtype, FeatureExtractor, FeatureMatrix, FeatureRows, FeatureSpec, L2Svm, Normalization};
+use dcgan_pipeline::eval::{
+    FeatureDtype, FeatureExtractor, FeatureMatrix, FeatureRows, FeatureSpec, L2Svm, Normalization,
+};
 use dcgan_pipeline::gan::{FeaturePoint, Pooling, Preset};
 use linfa::ParamGuard;
 use tch::Device;
@@ -39,10 +41,15 @@ fn each_feature_point_is_its_own_tensor_and_the_default_is_the_papers() {
     class_folders(dir.path(), "train", 3, 5);
     let (images, _) = open_labeled(dir.path(), Split::Train, 32).unwrap();
     let e = extractor(&images);
-    let specs = [FeaturePoint::Conv, FeaturePoint::BatchNorm, FeaturePoint::LeakyRelu].map(|p| spec(p, Pooling::Max, false));
+    let specs =
+        [FeaturePoint::Conv, FeaturePoint::BatchNorm, FeaturePoint::LeakyRelu].map(|p| spec(p, Pooling::Max, false));
     let m = e.extract_many(&images, &specs, 16, FeatureDtype::Float32, |_, _| {}).unwrap();
     let [conv, bn, lrelu] = [values(&m[0]), values(&m[1]), values(&m[2])];
-    assert_eq!(lrelu, values(&e.extract(&images, 16, FeatureDtype::Float32, |_, _| {}).unwrap()), "extract() is the paper's protocol");
+    assert_eq!(
+        lrelu,
+        values(&e.extract(&images, 16, FeatureDtype::Float32, |_, _| {}).unwrap()),
+        "extract() is the paper's protocol"
+    );
     assert!(conv.iter().any(|v| *v < -0.01), "conv outputs are signed");
     assert_ne!(conv, lrelu);
     // Max pooling commutes with LeakyReLU (monotone): the post-LeakyReLU features are the
@@ -68,7 +75,16 @@ fn max_and_mean_pooling_adds_a_mean_block_where_a_map_is_larger_than_4x4() {
     assert_eq!(layout, [256, 256, 512, 512, 1024, 512]);
     assert_eq!(e.discriminator().feature_layout(Pooling::Max).iter().sum::<usize>(), 1792);
     let m = e
-        .extract_many(&images, &[spec(FeaturePoint::LeakyRelu, Pooling::Max, false), spec(FeaturePoint::LeakyRelu, Pooling::MaxMean, false)], 16, FeatureDtype::Float32, |_, _| {})
+        .extract_many(
+            &images,
+            &[
+                spec(FeaturePoint::LeakyRelu, Pooling::Max, false),
+                spec(FeaturePoint::LeakyRelu, Pooling::MaxMean, false),
+            ],
+            16,
+            FeatureDtype::Float32,
+            |_, _| {},
+        )
         .unwrap();
     assert_eq!(m[1].n_cols(), 3072);
     let (max, both) = (values(&m[0]), values(&m[1]));
@@ -101,12 +117,20 @@ fn mirror_symmetric(seed: u32) -> Vec<u8> {
 #[test]
 fn the_flipped_features_of_a_mirror_symmetric_image_are_its_own() {
     let (sym, asym) = (mirror_symmetric(3), textured(32, 32, 4).into_raw());
-    let images = LabeledImages { height: 32, width: 32, images: [sym, asym].concat(), labels: vec![0, 1], classes: vec!["a".into(), "b".into()] };
+    let images = LabeledImages {
+        height: 32,
+        width: 32,
+        images: [sym, asym].concat(),
+        labels: vec![0, 1],
+        classes: vec!["a".into(), "b".into()],
+    };
     let e = FeatureExtractor::random(Preset::Imagenet32, WIDTH, 1, Device::Cpu);
     let specs = [spec(FeaturePoint::LeakyRelu, Pooling::Max, false), spec(FeaturePoint::LeakyRelu, Pooling::Max, true)];
     let m = e.extract_many(&images, &specs, 2, FeatureDtype::Float32, |_, _| {}).unwrap();
     let (mut b1, mut b2) = (vec![0.0; 1792], vec![0.0; 1792]);
-    let differs = |i: usize, b1: &mut [f32], b2: &mut [f32]| m[0].row(i, b1).iter().zip(m[1].row(i, b2)).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+    let differs = |i: usize, b1: &mut [f32], b2: &mut [f32]| {
+        m[0].row(i, b1).iter().zip(m[1].row(i, b2)).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max)
+    };
     assert!(differs(0, &mut b1, &mut b2) < 1e-5, "a left-right symmetric image is its own mirror");
     assert!(differs(1, &mut b1, &mut b2) > 1e-3, "an asymmetric image's mirror has other features");
 }
@@ -128,12 +152,17 @@ fn flip_averaged_scores_of_identical_mirrors_are_the_plain_ones_and_mirrors_are_
     let plain = SplitFeatures { x: &m[0], flipped: None };
     let same = SplitFeatures { x: &m[0], flipped: Some(&m[0]) };
     let model = plain.fit(&params, &fit, &fit_labels).unwrap();
-    assert_eq!(plain.predict(&model, &val), same.predict(&model, &val), "averaging a score with itself changes nothing");
+    assert_eq!(
+        plain.predict(&model, &val),
+        same.predict(&model, &val),
+        "averaging a score with itself changes nothing"
+    );
     // With the mirrors as extra training rows the fit differs, and twice as many rows are read.
     let flipped = SplitFeatures { x: &m[0], flipped: Some(&m[1]) };
     let with_mirrors = flipped.fit(&params, &fit, &fit_labels).unwrap();
     assert_ne!(model.weights, with_mirrors.weights);
-    let accuracy = |p: Vec<usize>| p.iter().zip(&val).filter(|(p, i)| **p == labels[**i]).count() as f64 / val.len() as f64;
+    let accuracy =
+        |p: Vec<usize>| p.iter().zip(&val).filter(|(p, i)| **p == labels[**i]).count() as f64 / val.len() as f64;
     assert!(accuracy(flipped.predict(&with_mirrors, &val)) > 0.3, "well above chance");
 }
 
@@ -152,8 +181,15 @@ fn run_eval(input: &Path, output: &Path, sets: &[&str]) -> serde_json::Value {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_cifar-eval"));
     cmd.arg("--input").arg(input).arg("--output").arg(output).arg("--discriminator").arg("random");
     let base = [
-        "cifar_eval.width=8", "cifar_eval.device=\"cpu\"", "cifar_eval.batch=64", "cifar_eval.validation=100", "cifar_eval.per_class=5",
-        "cifar_eval.draws=2", "cifar_eval.c_grid=[0.001,0.1]", "cifar_eval.batch_norm_images=0", "run.threads=2",
+        "cifar_eval.width=8",
+        "cifar_eval.device=\"cpu\"",
+        "cifar_eval.batch=64",
+        "cifar_eval.validation=100",
+        "cifar_eval.per_class=5",
+        "cifar_eval.draws=2",
+        "cifar_eval.c_grid=[0.001,0.1]",
+        "cifar_eval.batch_norm_images=0",
+        "run.threads=2",
     ];
     for s in base.iter().chain(sets) {
         cmd.arg("--set").arg(s);
@@ -172,14 +208,27 @@ fn cifar_eval_takes_every_protocol_key_and_records_it() {
     class_folders(&data, "train", 30, 0);
     class_folders(&data, "test", 5, 100_000);
     let m = run_eval(&data, &dir.path().join("default"), &[]);
-    assert_eq!(m["protocol"], serde_json::json!({"feature_point": "leakyrelu", "pooling": "max", "normalization": "standardize", "flips": false}));
+    assert_eq!(
+        m["protocol"],
+        serde_json::json!({"feature_point": "leakyrelu", "pooling": "max", "normalization": "standardize", "flips": false})
+    );
     assert_eq!(m["feature_count"], 1792);
     let m = run_eval(
         &data,
         &dir.path().join("variant"),
-        &["cifar_eval.feature_point=\"conv\"", "cifar_eval.pooling=\"max+mean\"", "cifar_eval.normalization=\"per_layer\"", "cifar_eval.flips=true", "cifar_eval.c_refine=1", "cifar_eval.save_features=true"],
+        &[
+            "cifar_eval.feature_point=\"conv\"",
+            "cifar_eval.pooling=\"max+mean\"",
+            "cifar_eval.normalization=\"per_layer\"",
+            "cifar_eval.flips=true",
+            "cifar_eval.c_refine=1",
+            "cifar_eval.save_features=true",
+        ],
     );
-    assert_eq!(m["protocol"], serde_json::json!({"feature_point": "conv", "pooling": "max+mean", "normalization": "per_layer", "flips": true}));
+    assert_eq!(
+        m["protocol"],
+        serde_json::json!({"feature_point": "conv", "pooling": "max+mean", "normalization": "per_layer", "flips": true})
+    );
     assert_eq!(m["feature_count"], 3072);
     assert_eq!(m["grid"].as_array().unwrap().len(), 3, "two grid values and one between the best and its neighbour");
     // The mirrored images' features are saved beside the others, row for row, and differ from them.
@@ -189,7 +238,11 @@ fn cifar_eval_takes_every_protocol_key_and_records_it() {
         assert_eq!((flipped.n_rows() as u64, flipped.n_cols()), (images.as_u64().unwrap(), 3072), "{split}");
         assert_eq!((plain.n_rows(), plain.n_cols()), (flipped.n_rows(), flipped.n_cols()), "{split}");
         let (mut a, mut b) = (vec![0f32; 3072], vec![0f32; 3072]);
-        assert_ne!(plain.row(0, &mut a), flipped.row(0, &mut b), "{split}: a mirrored image's features equal the image's");
+        assert_ne!(
+            plain.row(0, &mut a),
+            flipped.row(0, &mut b),
+            "{split}: a mirrored image's features equal the image's"
+        );
     }
     assert!(m["test"]["accuracy"].as_f64().unwrap() > 0.3);
     // A value the key does not know is refused, naming the values it takes.

@@ -30,18 +30,14 @@ fn repo() -> PathBuf {
 }
 
 fn python() -> String {
-    std::env::var("DCGAN_PYTHON")
-        .unwrap_or_else(|_| repo().join(".venv/bin/python").display().to_string())
+    std::env::var("DCGAN_PYTHON").unwrap_or_else(|_| repo().join(".venv/bin/python").display().to_string())
 }
 
 /// Tiny ImageNet's layout: tiny-imagenet-32/train/<wnid>/<wnid>_<i>.JPEG (32x32 photos) beside
 /// words.txt, as a gzip-compressed tar.
 fn stand_in_tarball(path: &Path, classes: u32, per_class: u32) {
     let file = std::fs::File::create(path).unwrap();
-    let mut tar = tar::Builder::new(flate2::write::GzEncoder::new(
-        file,
-        flate2::Compression::fast(),
-    ));
+    let mut tar = tar::Builder::new(flate2::write::GzEncoder::new(file, flate2::Compression::fast()));
     let mut add = |name: &str, bytes: &[u8]| {
         let mut header = tar::Header::new_gnu();
         header.set_size(bytes.len() as u64);
@@ -54,10 +50,7 @@ fn stand_in_tarball(path: &Path, classes: u32, per_class: u32) {
         let wnid = format!("n0{c:07}");
         for i in 0..per_class {
             let jpeg = common::jpeg_bytes(&common::textured(32, 32, c * 1000 + i), 90);
-            add(
-                &format!("tiny-imagenet-32/train/{wnid}/{wnid}_{i}.JPEG"),
-                &jpeg,
-            );
+            add(&format!("tiny-imagenet-32/train/{wnid}/{wnid}_{i}.JPEG"), &jpeg);
         }
     }
     tar.into_inner().unwrap().finish().unwrap();
@@ -71,11 +64,7 @@ fn bash(script: &str, envs: &[(&str, &Path)], args: &[&str]) -> Output {
         .env("PYTHON", python())
         .output()
         .expect("bash runs");
-    eprintln!(
-        "{script}:\n{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    eprintln!("{script}:\n{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     out
 }
 
@@ -86,37 +75,19 @@ fn prepare(carry: &Path, state: &Path, data: &Path) -> String {
     // The test-release profile is not link-time optimised, and only LTO drops train's NEEDED entry
     // for libopencv_core (no OpenCV function is called: tests/train_stage.rs checks that). The
     // release build that the device gets is prepared without this allowance.
-    let allow = if bin_dir.ends_with("release") {
-        ""
-    } else {
-        "libopencv_core"
-    };
+    let allow = if bin_dir.ends_with("release") { "" } else { "libopencv_core" };
     let out = bash(
         "benches/gpu/prepare_carry.sh",
-        &[
-            ("CARRY", carry),
-            ("STATE", state),
-            ("DATA", data),
-            ("ALLOW_NEEDED", Path::new(allow)),
-        ],
+        &[("CARRY", carry), ("STATE", state), ("DATA", data), ("ALLOW_NEEDED", Path::new(allow))],
         &[bin_dir.to_str().unwrap()],
     );
-    assert!(
-        out.status.success(),
-        "prepare_carry.sh failed: the carry would not be ready or would not fit"
-    );
-    let mut names: Vec<String> = std::fs::read_dir(carry)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .collect();
+    assert!(out.status.success(), "prepare_carry.sh failed: the carry would not be ready or would not fit");
+    let mut names: Vec<String> =
+        std::fs::read_dir(carry).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
     names.sort();
     assert_eq!(
         names,
-        [
-            "imagenet-shard.tar.gz",
-            "imagenet-shard.tar.gz.json",
-            "train.xz"
-        ],
+        ["imagenet-shard.tar.gz", "imagenet-shard.tar.gz.json", "train.xz"],
         "the carry holds what the run reads, nothing else"
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
@@ -124,17 +95,13 @@ fn prepare(carry: &Path, state: &Path, data: &Path) -> String {
 
 /// The total prepare_carry.sh counted, in MiB: the line "with the run state at its full size ...".
 fn counted_mib(report: &str) -> f64 {
-    let line = report
-        .lines()
-        .find(|l| l.starts_with("with the run state at its full size"))
-        .expect("the budget line");
+    let line = report.lines().find(|l| l.starts_with("with the run state at its full size")).expect("the budget line");
     let before = line.split(" MiB of ").next().unwrap();
     before.rsplit(' ').next().unwrap().parse().unwrap()
 }
 
 fn run_lease(carry: &Path, state: &Path, out: &Path, max_steps: u64) -> Output {
-    let extra =
-        format!("--set train.width=8 --set train.batch=32 --set train.max_steps={max_steps}");
+    let extra = format!("--set train.width=8 --set train.batch=32 --set train.max_steps={max_steps}");
     let out = Command::new("bash")
         .arg(repo().join("benches/gpu/imagenet_run.sh"))
         .env("CARRY", carry)
@@ -148,19 +115,12 @@ fn run_lease(carry: &Path, state: &Path, out: &Path, max_steps: u64) -> Output {
         .env("PYTHON", python())
         .output()
         .expect("bash runs");
-    eprintln!(
-        "imagenet_run.sh:\n{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    eprintln!("imagenet_run.sh:\n{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     out
 }
 
 fn read_json(path: &Path) -> Value {
-    serde_json::from_slice(
-        &std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display())),
-    )
-    .unwrap()
+    serde_json::from_slice(&std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))).unwrap()
 }
 
 /// What came back fits the device tool's limits and holds the log, D and G with their records
@@ -169,59 +129,27 @@ fn check_brought_back(out: &Path, leases: u64, step: u64) -> Value {
     let mut names = Vec::new();
     for entry in std::fs::read_dir(out).unwrap() {
         let entry = entry.unwrap();
-        assert!(
-            entry.file_type().unwrap().is_file(),
-            "{}: only plain files come back",
-            entry.path().display()
-        );
-        assert!(
-            entry.metadata().unwrap().len() < 16 * MIB,
-            "{}: over 16 MiB",
-            entry.path().display()
-        );
+        assert!(entry.file_type().unwrap().is_file(), "{}: only plain files come back", entry.path().display());
+        assert!(entry.metadata().unwrap().len() < 16 * MIB, "{}: over 16 MiB", entry.path().display());
         names.push(entry.file_name().to_string_lossy().into_owned());
     }
     names.sort();
     assert!(names.len() <= 8, "{names:?}");
     assert_eq!(names, BROUGHT_BACK);
-    assert!(std::fs::read_to_string(out.join("log.txt"))
-        .unwrap()
-        .contains("== done"));
-    for (file, network) in [
-        ("imagenet32-d.safetensors", "discriminator"),
-        ("imagenet32-g.safetensors", "generator"),
-    ] {
+    assert!(std::fs::read_to_string(out.join("log.txt")).unwrap().contains("== done"));
+    for (file, network) in [("imagenet32-d.safetensors", "discriminator"), ("imagenet32-g.safetensors", "generator")] {
         let record = read_json(&out.join(format!("{file}.json")));
         let bytes = std::fs::read(out.join(file)).unwrap();
-        assert_eq!(
-            record["sha256"].as_str().unwrap(),
-            format!("{:x}", Sha256::digest(&bytes))
-        );
-        assert_eq!(
-            (record["network"].as_str(), record["dtype"].as_str()),
-            (Some(network), Some("float16"))
-        );
+        assert_eq!(record["sha256"].as_str().unwrap(), format!("{:x}", Sha256::digest(&bytes)));
+        assert_eq!((record["network"].as_str(), record["dtype"].as_str()), (Some(network), Some("float16")));
         assert_eq!(record["step"], step);
         assert_eq!(record["run"]["leases"], leases);
         assert_eq!(record["run"]["images_seen"], step * 32);
     }
-    let tar = Command::new("tar")
-        .arg("-tf")
-        .arg(out.join("run.tar"))
-        .output()
-        .unwrap();
+    let tar = Command::new("tar").arg("-tf").arg(out.join("run.tar")).output().unwrap();
     let listing = String::from_utf8_lossy(&tar.stdout);
-    for wanted in [
-        "./losses.csv",
-        "./losses.png",
-        "./summary.json",
-        "./config.toml",
-        "./samples/",
-    ] {
-        assert!(
-            listing.lines().any(|l| l.starts_with(wanted)),
-            "run.tar lacks {wanted}:\n{listing}"
-        );
+    for wanted in ["./losses.csv", "./losses.png", "./summary.json", "./config.toml", "./samples/"] {
+        assert!(listing.lines().any(|l| l.starts_with(wanted)), "run.tar lacks {wanted}:\n{listing}");
     }
     read_json(&out.join("run.json"))
 }
@@ -240,22 +168,13 @@ fn two_gpu_leases_run_on_the_cpu_from_the_carry_and_the_second_resumes_the_first
     let report = prepare(&carry, &state, &data);
     assert!(report.contains("shard 0 of 2 (lease 1)"), "{report}");
     let counted = counted_mib(&report);
-    assert!(
-        counted > 40.0 && counted <= 60.0,
-        "counted {counted} MiB: the real data and state must be counted"
-    );
+    assert!(counted > 40.0 && counted <= 60.0, "counted {counted} MiB: the real data and state must be counted");
     let out1 = tmp.path().join("out1");
-    assert!(
-        run_lease(&carry, &state, &out1, 6).status.success(),
-        "lease 1 failed"
-    );
+    assert!(run_lease(&carry, &state, &out1, 6).status.success(), "lease 1 failed");
     let run1 = check_brought_back(&out1, 1, 6);
     assert_eq!(run1["leases"][0]["shard"], "0 of 2");
     assert_eq!(
-        (
-            &run1["leases"][0]["start_step"],
-            &run1["leases"][0]["images"]
-        ),
+        (&run1["leases"][0]["start_step"], &run1["leases"][0]["images"]),
         (&Value::from(0), &Value::from(6 * 32))
     );
 
@@ -267,11 +186,7 @@ fn two_gpu_leases_run_on_the_cpu_from_the_carry_and_the_second_resumes_the_first
         .arg(&state)
         .output()
         .unwrap();
-    assert!(
-        commit.status.success(),
-        "{}",
-        String::from_utf8_lossy(&commit.stderr)
-    );
+    assert!(commit.status.success(), "{}", String::from_utf8_lossy(&commit.stderr));
 
     // The old carry holds the half lease 1 trained on: refused before anything runs.
     let stale = run_lease(&carry, &state, &tmp.path().join("stale"), 12);
@@ -285,28 +200,13 @@ fn two_gpu_leases_run_on_the_cpu_from_the_carry_and_the_second_resumes_the_first
     let lease2 = run_lease(&carry, &state, &out2, 12);
     assert!(lease2.status.success(), "lease 2 failed");
     let log = std::fs::read_to_string(out2.join("log.txt")).unwrap();
-    assert!(
-        log.contains("resuming") && log.contains("(step 6)"),
-        "{log}"
-    );
-    assert!(
-        log.contains(
-            "no optimiser state; Adam's moments restart from zero, re-estimated over 2 steps"
-        ),
-        "{log}"
-    );
+    assert!(log.contains("resuming") && log.contains("(step 6)"), "{log}");
+    assert!(log.contains("no optimiser state; Adam's moments restart from zero, re-estimated over 2 steps"), "{log}");
     let run2 = check_brought_back(&out2, 2, 12);
-    assert_eq!(
-        run2["leases"][0], run1["leases"][0],
-        "lease 1's row is kept as committed"
-    );
+    assert_eq!(run2["leases"][0], run1["leases"][0], "lease 1's row is kept as committed");
     let second = &run2["leases"][1];
     assert_eq!(
-        (
-            second["shard"].as_str(),
-            &second["start_step"],
-            &second["end_step"]
-        ),
+        (second["shard"].as_str(), &second["start_step"], &second["end_step"]),
         (Some("1 of 2"), &Value::from(6), &Value::from(12))
     );
     // 12 steps of 32 over the stand-in's 256 photos.

@@ -51,7 +51,8 @@ fn a_tarball_of_photos_goes_through_crop_train_and_cifar_eval() {
     let packed = dir.path().join("imagenet32");
     let out = run(env!("CARGO_BIN_EXE_crop"), &["-i", &s(&tarball), "-o", &s(&packed)]);
     assert!(out.status.success());
-    let summary: serde_json::Value = serde_json::from_slice(&std::fs::read(packed.join("summary.json")).unwrap()).unwrap();
+    let summary: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(packed.join("summary.json")).unwrap()).unwrap();
     assert_eq!((summary["counts"]["ok"].as_u64(), summary["outputs"]["num_classes"].as_u64()), (Some(48), Some(3)));
 
     // train straight from the packed set.
@@ -64,7 +65,8 @@ fn a_tarball_of_photos_goes_through_crop_train_and_cifar_eval() {
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let out = run(env!("CARGO_BIN_EXE_train"), &args);
     assert!(out.status.success());
-    let train_summary: serde_json::Value = serde_json::from_slice(&std::fs::read(run_dir.join("summary.json")).unwrap()).unwrap();
+    let train_summary: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(run_dir.join("summary.json")).unwrap()).unwrap();
     assert_eq!(train_summary["report"]["images"], 48);
     assert_eq!(train_summary["report"]["end_step"], 12, "48 images, batch 8, 2 epochs");
 
@@ -72,14 +74,24 @@ fn a_tarball_of_photos_goes_through_crop_train_and_cifar_eval() {
     // what crop made it from.
     let d16 = dir.path().join("models/d.safetensors");
     let g16 = dir.path().join("models/g.safetensors");
-    let out = run(env!("CARGO_BIN_EXE_train"), &["-o", &s(&run_dir), "--export-discriminator", &s(&d16), "--export-generator", &s(&g16)]);
+    let out = run(
+        env!("CARGO_BIN_EXE_train"),
+        &["-o", &s(&run_dir), "--export-discriminator", &s(&d16), "--export-generator", &s(&g16)],
+    );
     assert!(out.status.success());
     for (file, network) in [(&d16, "discriminator"), (&g16, "generator")] {
-        let record: serde_json::Value = serde_json::from_slice(&std::fs::read(file.with_extension("safetensors.json")).unwrap()).unwrap();
+        let record: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(file.with_extension("safetensors.json")).unwrap()).unwrap();
         assert_eq!(record["network"], network);
         assert_eq!((record["step"].as_u64(), record["dtype"].as_str()), (Some(12), Some("float16")));
         let data = record["data"].as_str().unwrap();
-        assert!(data.contains("imagenet32") && data.contains("48 images") && data.contains("crop of") && data.contains("tiny-imagenet.tar.gz"), "{data}");
+        assert!(
+            data.contains("imagenet32")
+                && data.contains("48 images")
+                && data.contains("crop of")
+                && data.contains("tiny-imagenet.tar.gz"),
+            "{data}"
+        );
         assert_eq!(record["data_source"]["made_by"]["ok"], 48);
         assert_eq!(record["sha256"].as_str().unwrap(), dcgan_pipeline::fsutil::sha256_file(file).unwrap());
     }
@@ -92,18 +104,42 @@ fn a_tarball_of_photos_goes_through_crop_train_and_cifar_eval() {
     let out = run(
         env!("CARGO_BIN_EXE_cifar-eval"),
         &[
-            "-i", &s(&cifar), "-o", &s(&eval), "-d", &s(&d16), "--set", "cifar_eval.width=8", "--set", "cifar_eval.device=cpu",
-            "--set", "cifar_eval.validation=40", "--set", "cifar_eval.per_class=2", "--set", "cifar_eval.draws=1",
-            "--set", "cifar_eval.c_grid=[0.01]", "--set", "cifar_eval.batch_norm_images=0", "--set", "run.threads=2",
+            "-i",
+            &s(&cifar),
+            "-o",
+            &s(&eval),
+            "-d",
+            &s(&d16),
+            "--set",
+            "cifar_eval.width=8",
+            "--set",
+            "cifar_eval.device=cpu",
+            "--set",
+            "cifar_eval.validation=40",
+            "--set",
+            "cifar_eval.per_class=2",
+            "--set",
+            "cifar_eval.draws=1",
+            "--set",
+            "cifar_eval.c_grid=[0.01]",
+            "--set",
+            "cifar_eval.batch_norm_images=0",
+            "--set",
+            "run.threads=2",
         ],
     );
     assert!(out.status.success());
-    let metrics: serde_json::Value = serde_json::from_slice(&std::fs::read(eval.join("metrics.json")).unwrap()).unwrap();
-    assert_eq!((metrics["test_images"].as_u64(), metrics["discriminator_sha256"].as_str()), (Some(30), record_sha(&d16).as_deref()));
+    let metrics: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(eval.join("metrics.json")).unwrap()).unwrap();
+    assert_eq!(
+        (metrics["test_images"].as_u64(), metrics["discriminator_sha256"].as_str()),
+        (Some(30), record_sha(&d16).as_deref())
+    );
     assert!(metrics["test"]["accuracy"].as_f64().unwrap() > 0.2, "chance is 0.1: {}", metrics["test"]["accuracy"]);
 }
 
 fn record_sha(file: &Path) -> Option<String> {
-    let record: serde_json::Value = serde_json::from_slice(&std::fs::read(file.with_extension("safetensors.json")).ok()?).ok()?;
+    let record: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(file.with_extension("safetensors.json")).ok()?).ok()?;
     record["sha256"].as_str().map(str::to_owned)
 }

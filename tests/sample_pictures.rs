@@ -31,13 +31,27 @@ fn trained(dir: &Path) -> (PathBuf, PathBuf) {
     let run = dir.join("train");
     let train = Command::new(env!("CARGO_BIN_EXE_train"))
         .args(["--input", crops.to_str().unwrap(), "--output", run.to_str().unwrap()])
-        .args(["--set", "train.width=8", "--set", "train.batch=8", "--set", "train.max_steps=2", "--set", "train.device=\"cpu\""])
+        .args([
+            "--set",
+            "train.width=8",
+            "--set",
+            "train.batch=8",
+            "--set",
+            "train.max_steps=2",
+            "--set",
+            "train.device=\"cpu\"",
+        ])
         .output()
         .unwrap();
     assert!(train.status.success(), "{}", String::from_utf8_lossy(&train.stderr));
     let g16 = dir.join("models/g16.safetensors");
     let export = Command::new(env!("CARGO_BIN_EXE_train"))
-        .arg("--output").arg(&run).arg("--input").arg(&crops).arg("--export-generator").arg(&g16)
+        .arg("--output")
+        .arg(&run)
+        .arg("--input")
+        .arg(&crops)
+        .arg("--export-generator")
+        .arg(&g16)
         .output()
         .unwrap();
     assert!(export.status.success(), "{}", String::from_utf8_lossy(&export.stderr));
@@ -73,8 +87,12 @@ fn the_walk_ends_on_the_generators_images_of_its_points_and_float16_stays_close(
 
     // The float16 export: the same pictures within float16's rounding of the weights (about 5e-4
     // relative), not the same bits.
-    let record: serde_json::Value = serde_json::from_slice(&std::fs::read(g16_path.with_extension("safetensors.json")).unwrap()).unwrap();
-    assert_eq!((record["network"].as_str(), record["dtype"].as_str(), record["step"].as_u64()), (Some("generator"), Some("float16"), Some(2)));
+    let record: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(g16_path.with_extension("safetensors.json")).unwrap()).unwrap();
+    assert_eq!(
+        (record["network"].as_str(), record["dtype"].as_str(), record["step"].as_u64()),
+        (Some("generator"), Some("float16"), Some(2))
+    );
     let g16 = TrainedGenerator::load(&g16_path).unwrap();
     assert_eq!(g16.stored_kind, Kind::Half);
     let z = seeded_z(Prior::Uniform, 16, 256, 3);
@@ -91,28 +109,76 @@ fn sample_writes_a_grid_a_walk_and_what_they_came_from() {
     let dir = tempfile::tempdir().unwrap();
     let (run, g16) = trained(dir.path());
     let out32 = dir.path().join("pictures32");
-    let out = sample(&["--generator", run.to_str().unwrap(), "--output", out32.to_str().unwrap(), "--samples", "12", "--columns", "4", "--walk-rows", "3", "--walk-steps", "5"]);
+    let out = sample(&[
+        "--generator",
+        run.to_str().unwrap(),
+        "--output",
+        out32.to_str().unwrap(),
+        "--samples",
+        "12",
+        "--columns",
+        "4",
+        "--walk-rows",
+        "3",
+        "--walk-steps",
+        "5",
+    ]);
     assert!(out.status.success());
     // 32x32 images shown at twice their size with a 2-pixel gap: 4 x 3 and 5 x 3 tiles.
     let grid = image::open(out32.join("samples.png")).unwrap().to_rgb8();
     assert_eq!(grid.dimensions(), (4 * 66 + 2, 3 * 66 + 2));
     let walk = image::open(out32.join("walk.png")).unwrap().to_rgb8();
     assert_eq!(walk.dimensions(), (5 * 66 + 2, 3 * 66 + 2));
-    let summary: serde_json::Value = serde_json::from_slice(&std::fs::read(out32.join("summary.json")).unwrap()).unwrap();
+    let summary: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out32.join("summary.json")).unwrap()).unwrap();
     assert_eq!(summary["stage"], "sample");
-    assert_eq!((summary["stored_dtype"].as_str(), summary["preset"].as_str(), summary["width"].as_i64()), (Some("float32"), Some("imagenet32"), Some(8)));
+    assert_eq!(
+        (summary["stored_dtype"].as_str(), summary["preset"].as_str(), summary["width"].as_i64()),
+        (Some("float32"), Some("imagenet32"), Some(8))
+    );
     assert!(summary["generator"].as_str().unwrap().ends_with("generator.safetensors"));
 
     // The same seed, the same pictures; the float16 file gives nearly the same ones.
     let again = dir.path().join("again");
-    assert!(sample(&["-g", run.to_str().unwrap(), "-o", again.to_str().unwrap(), "--samples", "12", "--columns", "4", "--walk-rows", "3", "--walk-steps", "5"]).status.success());
+    assert!(sample(&[
+        "-g",
+        run.to_str().unwrap(),
+        "-o",
+        again.to_str().unwrap(),
+        "--samples",
+        "12",
+        "--columns",
+        "4",
+        "--walk-rows",
+        "3",
+        "--walk-steps",
+        "5"
+    ])
+    .status
+    .success());
     assert_eq!(std::fs::read(again.join("samples.png")).unwrap(), std::fs::read(out32.join("samples.png")).unwrap());
     let out16 = dir.path().join("pictures16");
-    assert!(sample(&["-g", g16.to_str().unwrap(), "-o", out16.to_str().unwrap(), "--samples", "12", "--columns", "4", "--walk-rows", "3", "--walk-steps", "5"]).status.success());
+    assert!(sample(&[
+        "-g",
+        g16.to_str().unwrap(),
+        "-o",
+        out16.to_str().unwrap(),
+        "--samples",
+        "12",
+        "--columns",
+        "4",
+        "--walk-rows",
+        "3",
+        "--walk-steps",
+        "5"
+    ])
+    .status
+    .success());
     let grid16 = image::open(out16.join("samples.png")).unwrap().to_rgb8();
     let worst = grid.as_raw().iter().zip(grid16.as_raw()).map(|(a, b)| a.abs_diff(*b)).max().unwrap();
     assert!(worst <= 2, "float16 changed a pixel by {worst} of 255");
-    let summary16: serde_json::Value = serde_json::from_slice(&std::fs::read(out16.join("summary.json")).unwrap()).unwrap();
+    let summary16: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out16.join("summary.json")).unwrap()).unwrap();
     assert_eq!(summary16["stored_dtype"], "float16");
     assert_eq!(summary16["generator_record"]["network"], "generator", "the export's record travels along");
 

@@ -23,9 +23,13 @@ fn bin_dir() -> PathBuf {
 
 fn slurm_missing() -> Option<String> {
     for tool in ["munged", "mungekey", "slurmctld", "slurmd", "sbatch", "scontrol", "squeue", "scancel"] {
-        let found = ["/usr/sbin", "/usr/bin", "/usr/local/sbin", "/usr/local/bin"].iter().any(|d| Path::new(d).join(tool).exists());
+        let found = ["/usr/sbin", "/usr/bin", "/usr/local/sbin", "/usr/local/bin"]
+            .iter()
+            .any(|d| Path::new(d).join(tool).exists());
         if !found {
-            return Some(format!("{tool} is not installed (apt-get install --no-install-recommends slurm-wlm munge; make test does)"));
+            return Some(format!(
+                "{tool} is not installed (apt-get install --no-install-recommends slurm-wlm munge; make test does)"
+            ));
         }
     }
     let uid = Command::new("id").arg("-u").output().ok().map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned());
@@ -89,9 +93,8 @@ impl Cluster {
     fn states(&self, job: &str) -> Vec<(String, String, String)> {
         let out = self.command("scontrol").args(["show", "job", "-o", job]).output().unwrap();
         let text = String::from_utf8_lossy(&out.stdout);
-        let field = |line: &str, key: &str| {
-            line.split_whitespace().find_map(|f| f.strip_prefix(key)).unwrap_or("").to_owned()
-        };
+        let field =
+            |line: &str, key: &str| line.split_whitespace().find_map(|f| f.strip_prefix(key)).unwrap_or("").to_owned();
         text.lines()
             .filter(|l| l.contains("JobState="))
             .map(|l| (field(l, "ArrayTaskId="), field(l, "JobState="), field(l, "Reason=")))
@@ -100,7 +103,8 @@ impl Cluster {
 
     /// Waits until every task of `job` is in a final state; returns the states.
     fn wait_done(&self, job: &str) -> Vec<String> {
-        let finished = ["COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL", "OUT_OF_MEMORY", "BOOT_FAIL", "DEADLINE"];
+        let finished =
+            ["COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL", "OUT_OF_MEMORY", "BOOT_FAIL", "DEADLINE"];
         let mut last = Vec::new();
         let ok = poll(TIMEOUT, || {
             last = self.states(job);
@@ -125,7 +129,9 @@ impl Cluster {
 
 impl Drop for Cluster {
     fn drop(&mut self) {
-        let _ = Command::new(Path::new(PROJECT).join("slurm/local-cluster.sh")).args(["down", self.dir.to_str().unwrap()]).status();
+        let _ = Command::new(Path::new(PROJECT).join("slurm/local-cluster.sh"))
+            .args(["down", self.dir.to_str().unwrap()])
+            .status();
     }
 }
 
@@ -280,7 +286,11 @@ fn preprocess_as_a_held_array_then_merge(scene: &Scene) {
     let text = String::from_utf8_lossy(&submitted.stderr).into_owned();
     assert!(submitted.status.success(), "slurm/submit: {text}");
     let job_of = |name: &str| {
-        text.lines().find_map(|l| l.strip_prefix(&format!("{name} "))).unwrap_or_else(|| panic!("no {name} job in {text}")).trim().to_owned()
+        text.lines()
+            .find_map(|l| l.strip_prefix(&format!("{name} ")))
+            .unwrap_or_else(|| panic!("no {name} job in {text}"))
+            .trim()
+            .to_owned()
     };
     let (array, merge) = (job_of("crop-shards"), job_of("crop-merge"));
     let crops = out.join("imagenet32");
@@ -288,7 +298,8 @@ fn preprocess_as_a_held_array_then_merge(scene: &Scene) {
     cluster.run("scontrol", &["release", &job_of("report")]);
     assert_eq!(cluster.wait_done(&format!("{array}_0")), ["COMPLETED"]);
     // A merge run by hand while shards 1-3 have not run names what is missing.
-    let early = Command::new(crop).args(["--config", conf_s, "--output", crops.to_str().unwrap(), "--merge"]).output().unwrap();
+    let early =
+        Command::new(crop).args(["--config", conf_s, "--output", crops.to_str().unwrap(), "--merge"]).output().unwrap();
     let early_err = String::from_utf8_lossy(&early.stderr);
     assert_eq!(early.status.code(), Some(1), "{early_err}");
     assert!(early_err.contains("9 of 13 parts are not done yet (parts 1, 2, 3, 5, 6, 7, 9, 10, 11)"), "{early_err}");
@@ -302,14 +313,18 @@ fn preprocess_as_a_held_array_then_merge(scene: &Scene) {
     assert!(waits, "merge job {merge}: {seen:?}");
     assert!(!crops.join("manifest.jsonl").exists());
     cluster.run("scontrol", &["release", &format!("{array}_[1-3]")]);
-    assert_eq!(cluster.wait_done(&merge), ["COMPLETED"], "{}", read(&out.join(format!("slurm-logs/crop-merge-{merge}.out"))));
+    assert_eq!(
+        cluster.wait_done(&merge),
+        ["COMPLETED"],
+        "{}",
+        read(&out.join(format!("slurm-logs/crop-merge-{merge}.out")))
+    );
     assert_eq!(crop_outputs(&crops), expected, "4-task array + merge vs a single crop run");
     let rows = read_manifest(&crops);
     let broken = row_for(&rows, "c1/zz-broken.png");
     assert_eq!(broken["status"], "error", "{broken}");
     assert!(read(&crops.join("summary.json")).contains("zz-broken.png"));
     lap("4-task array, held merge, merge by hand, merge", &mut step);
-
 }
 
 /// Scenario 2: a task cancelled between its parts, then resubmitted: it resumes, outputs unchanged.
@@ -343,7 +358,10 @@ fn a_cancelled_task_resumes_when_resubmitted(scene: &Scene) {
     cluster.run("scancel", &[&first]);
     assert_eq!(cluster.wait_done(&first), ["CANCELLED"]);
     let finished = out2.join("parts/shard-1-of-4.json");
-    assert!(!finished.exists() && !out2.join("parts/manifest-00009.jsonl").exists(), "cancelled too late: shard 1 had finished");
+    assert!(
+        !finished.exists() && !out2.join("parts/manifest-00009.jsonl").exists(),
+        "cancelled too late: shard 1 had finished"
+    );
     assert!(out2.join("parts/lock-shard-1-of-4").exists(), "the killed task's lock is left behind (stale)");
     let again = submit("1");
     assert_eq!(cluster.wait_done(&again), ["COMPLETED"], "{}", read(&log2));
@@ -362,7 +380,6 @@ fn a_cancelled_task_resumes_when_resubmitted(scene: &Scene) {
     assert_eq!(cluster.wait_done(&merge2), ["COMPLETED"], "{}", read(&root.join("merge2.out")));
     assert_eq!(crop_outputs(&out2), expected, "cancelled and resubmitted task vs a single crop run");
     lap("task cancelled mid-run, resubmitted, merged", &mut step);
-
 }
 
 /// Scenario 3: training requeued mid-run: it checkpoints on the signal and resumes to the same weights;
@@ -420,7 +437,10 @@ fn training_requeued_mid_run_resumes_to_the_same_weights(scene: &Scene) {
         .unwrap_or_else(|| panic!("no checkpoint on the signal: {log}"));
     assert!((8..40).contains(&stopped_at), "{log}");
     assert!(log.contains(&format!("stopped on SIGTERM with a checkpoint at step {stopped_at}")), "{log}");
-    assert!(log.contains(&format!("(step {stopped_at})")) && log.contains("resuming from"), "resumed from the signal's checkpoint: {log}");
+    assert!(
+        log.contains(&format!("(step {stopped_at})")) && log.contains("resuming from"),
+        "resumed from the signal's checkpoint: {log}"
+    );
     assert!(log.contains("restart 1"), "the same job, requeued: {log}");
     // No step lost, none done twice: one loss row per step.
     let losses = read(&train_out.join("train/losses.csv"));
@@ -428,15 +448,21 @@ fn training_requeued_mid_run_resumes_to_the_same_weights(scene: &Scene) {
     let status = whole.wait().unwrap();
     assert!(status.success());
     for name in ["generator.safetensors", "discriminator.safetensors"] {
-        let (a, b) = (std::fs::read(uninterrupted.join(name)).unwrap(), std::fs::read(train_out.join("train").join(name)).unwrap());
+        let (a, b) = (
+            std::fs::read(uninterrupted.join(name)).unwrap(),
+            std::fs::read(train_out.join("train").join(name)).unwrap(),
+        );
         assert!(a == b, "{name}: the requeued run's weights differ from the uninterrupted run's");
     }
     // cifar-eval was waiting for train: it starts now (its own run is the stage's tests' business).
     let mut seen = Vec::new();
-    assert!(poll(TIMEOUT, || {
-        seen = cluster.states(&eval);
-        seen.iter().all(|(_, s, _)| s != "PENDING")
-    }), "cifar-eval never started after train: {seen:?}");
+    assert!(
+        poll(TIMEOUT, || {
+            seen = cluster.states(&eval);
+            seen.iter().all(|(_, s, _)| s != "PENDING")
+        }),
+        "cifar-eval never started after train: {seen:?}"
+    );
     cluster.run("scancel", &[&eval]);
     lap("train requeued mid-run, resumed, same weights", &mut step);
 }
@@ -446,19 +472,28 @@ fn training_requeued_mid_run_resumes_to_the_same_weights(scene: &Scene) {
 fn requeue_once_under_way(cluster: &Cluster, train: &str, eval: &str, train_log: &Path) {
     // Requeue once training is under way (progress lines every 0.05 s), well before its 40 steps end.
     let progressed = poll(TIMEOUT, || {
-        read(train_log).lines().filter_map(|l| l.strip_prefix("train: ")?.split('/').next()?.parse::<u64>().ok()).any(|done| done >= 8)
+        read(train_log)
+            .lines()
+            .filter_map(|l| l.strip_prefix("train: ")?.split('/').next()?.parse::<u64>().ok())
+            .any(|done| done >= 8)
     });
     assert!(progressed, "train made no progress: {}", read(train_log));
     let before = cluster.states(eval);
-    assert!(before.iter().all(|(_, s, r)| s == "PENDING" && r == "Dependency"), "cifar-eval waits for train: {before:?}");
+    assert!(
+        before.iter().all(|(_, s, r)| s == "PENDING" && r == "Dependency"),
+        "cifar-eval waits for train: {before:?}"
+    );
     cluster.run("scontrol", &["requeue", train]);
     // Slurm holds a requeued job back (BeginTime, ~2 min) and refuses to start it within the second
     // its credential was revoked: once the first run has ended, let it start now.
     let mut seen = Vec::new();
-    assert!(poll(TIMEOUT, || {
-        seen = cluster.states(train);
-        seen.iter().any(|(_, s, _)| s == "PENDING")
-    }), "{seen:?}");
+    assert!(
+        poll(TIMEOUT, || {
+            seen = cluster.states(train);
+            seen.iter().any(|(_, s, _)| s == "PENDING")
+        }),
+        "{seen:?}"
+    );
     std::thread::sleep(Duration::from_secs(2));
     cluster.run("scontrol", &["update", &format!("jobid={train}"), "StartTime=now"]);
     assert_eq!(cluster.wait_done(train), ["COMPLETED"], "{}", read(train_log));

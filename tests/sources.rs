@@ -89,10 +89,7 @@ fn lmdb_export_is_read_in_key_order_and_cropped() {
         textured(48, 36, 5).write_to(&mut out, image::ImageFormat::WebP).unwrap();
         out.into_inner()
     };
-    write_lmdb(
-        &lmdb,
-        &[("b2", jpeg_bytes(&textured(60, 40, 1), 90)), ("a1", webp), ("c3", b"broken value".to_vec())],
-    );
+    write_lmdb(&lmdb, &[("b2", jpeg_bytes(&textured(60, 40, 1), 90)), ("a1", webp), ("c3", b"broken value".to_vec())]);
     let before = std::fs::read(lmdb.join("data.mdb")).unwrap();
     let source = ImageSource::open(&lmdb).unwrap();
     assert_eq!(source.len_hint(), Some(3));

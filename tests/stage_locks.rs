@@ -26,7 +26,16 @@ fn a_second_run_of_the_same_parts_names_the_first() {
     photos(&input);
     let output = tmp.path().join("out");
     let (i, o) = (input.to_str().unwrap(), output.to_str().unwrap());
-    let sets = ["--set", "crop.part_size=4", "--set", "crop.dct_scaling=false", "--set", "run.threads=1", "--set", "run.batch=1"];
+    let sets = [
+        "--set",
+        "crop.part_size=4",
+        "--set",
+        "crop.dct_scaling=false",
+        "--set",
+        "run.threads=1",
+        "--set",
+        "run.batch=1",
+    ];
     let mut first = crop_bin().args(["-i", i, "-o", o]).args(sets).stderr(Stdio::null()).spawn().unwrap();
     let lock = output.join("parts/lock-shard-0-of-1");
     let start = Instant::now();
@@ -36,7 +45,9 @@ fn a_second_run_of_the_same_parts_names_the_first() {
     }
     // Frozen while the others try: the test does not depend on how fast the machine is.
     let pid = first.id();
-    let signal = |sig: &str| assert!(std::process::Command::new("kill").args([sig, &pid.to_string()]).status().unwrap().success());
+    let signal = |sig: &str| {
+        assert!(std::process::Command::new("kill").args([sig, &pid.to_string()]).status().unwrap().success())
+    };
     signal("-STOP");
     let caught = first.try_wait().unwrap().is_none() && lock.exists();
     let second = run_crop(&["-i", i, "-o", o].iter().copied().chain(sets).collect::<Vec<_>>());
@@ -58,7 +69,8 @@ fn a_second_run_of_the_same_parts_names_the_first() {
     let mut gone = std::process::Command::new("true").spawn().unwrap();
     gone.wait().unwrap();
     let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap().trim().to_owned();
-    let stale = format!(r#"{{"host":"{host}","pid":{},"process_start":1,"boot_id":null,"since":0,"what":"crop"}}"#, gone.id());
+    let stale =
+        format!(r#"{{"host":"{host}","pid":{},"process_start":1,"boot_id":null,"since":0,"what":"crop"}}"#, gone.id());
     std::fs::write(&lock, stale).unwrap();
     let again = run_crop(&["-i", i, "-o", o].iter().copied().chain(sets).collect::<Vec<_>>());
     let text = String::from_utf8_lossy(&again.stderr);

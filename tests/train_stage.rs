@@ -47,7 +47,14 @@ fn both_presets_have_the_papers_shapes() {
     let shapes: Vec<Vec<i64>> = acts.iter().map(|a| a.size()[1..].to_vec()).collect();
     assert_eq!(
         shapes,
-        vec![vec![128, 32, 32], vec![128, 16, 16], vec![256, 16, 16], vec![256, 8, 8], vec![512, 8, 8], vec![512, 4, 4]]
+        vec![
+            vec![128, 32, 32],
+            vec![128, 16, 16],
+            vec![256, 16, 16],
+            vec![256, 8, 8],
+            vec![512, 8, 8],
+            vec![512, 4, 4]
+        ]
     );
     assert_eq!(tch::no_grad(|| d.pooled_features(&images)).size(), [2, 28_672]);
 
@@ -153,7 +160,10 @@ fn the_step_reaches_the_weights_of_the_plain_loop_bitwise() {
                 assert!(t.equal(&other[&name]), "{preset}: {name} differs");
             }
         }
-        assert!(fast.d_vars.trainable_variables().iter().all(|t| t.requires_grad()), "{preset}: D trainable again after G's step");
+        assert!(
+            fast.d_vars.trainable_variables().iter().all(|t| t.requires_grad()),
+            "{preset}: D trainable again after G's step"
+        );
     }
 }
 
@@ -189,35 +199,19 @@ fn float16_weights_without_optimiser_state_load_as_float32() {
     let mut gan = Gan::new(&config, Device::Cpu);
     gan.train_step(&random_batch(8, 32), 3);
     let dir = tempfile::tempdir().unwrap();
-    for (vs, file) in [
-        (&gan.d_vars, "d.safetensors"),
-        (&gan.g_vars, "g.safetensors"),
-    ] {
+    for (vs, file) in [(&gan.d_vars, "d.safetensors"), (&gan.g_vars, "g.safetensors")] {
         let half: Vec<(String, Tensor)> = vs
             .variables()
             .into_iter()
             .map(|(k, t)| {
-                let t = if t.kind() == Kind::Float {
-                    t.to_kind(Kind::Half)
-                } else {
-                    t
-                };
+                let t = if t.kind() == Kind::Float { t.to_kind(Kind::Half) } else { t };
                 (k, t.contiguous())
             })
             .collect();
         Tensor::write_safetensors(&half, dir.path().join(file)).unwrap();
     }
-    let mut other = Gan::new(
-        &TrainConfig {
-            seed: 99,
-            ..config.clone()
-        },
-        Device::Cpu,
-    );
-    assert!(
-        !other.load(dir.path()).unwrap(),
-        "no optimiser state was there to load"
-    );
+    let mut other = Gan::new(&TrainConfig { seed: 99, ..config.clone() }, Device::Cpu);
+    assert!(!other.load(dir.path()).unwrap(), "no optimiser state was there to load");
     for (vs, loaded) in [(&gan.d_vars, &other.d_vars), (&gan.g_vars, &other.g_vars)] {
         let loaded = loaded.variables();
         for (name, t) in vs.variables() {
@@ -261,7 +255,8 @@ fn channels_last_weights_save_in_the_standard_order() {
     let mut other = Gan::new(&TrainConfig { seed: 99, ..config.clone() }, Device::Cpu);
     other.load(dir.path()).unwrap();
     for (name, t) in gan.d_vars.variables().into_iter().chain(gan.g_vars.variables()) {
-        let loaded = other.d_vars.variables().get(&name).or(other.g_vars.variables().get(&name)).unwrap().shallow_clone();
+        let loaded =
+            other.d_vars.variables().get(&name).or(other.g_vars.variables().get(&name)).unwrap().shallow_clone();
         assert!(t.equal(&loaded), "{name}");
     }
 }
@@ -277,8 +272,11 @@ fn a_channels_last_step_computes_what_the_standard_step_does() {
     for step in 0..2 {
         // The second step's losses see the weights the first step's gradients moved.
         let images = tch::Tensor::randint(256, [8, 32, 32, 3], (tch::Kind::Uint8, Device::Cpu));
-        let (a, b) = (nhwc.train_step(&nhwc.network_input(&images), step), nchw.train_step(&nchw.network_input(&images), step));
-        for (x, y, what) in [(&a.loss_d, &b.loss_d, "loss_d"), (&a.loss_g, &b.loss_g, "loss_g"), (&a.d_real, &b.d_real, "D(x)")] {
+        let (a, b) =
+            (nhwc.train_step(&nhwc.network_input(&images), step), nchw.train_step(&nchw.network_input(&images), step));
+        for (x, y, what) in
+            [(&a.loss_d, &b.loss_d, "loss_d"), (&a.loss_g, &b.loss_g, "loss_g"), (&a.d_real, &b.d_real, "D(x)")]
+        {
             let (x, y) = (f64::try_from(x).unwrap(), f64::try_from(y).unwrap());
             assert!((x - y).abs() < 1e-4 * x.abs().max(1.0), "step {step}, {what}: {x} vs {y}");
         }
@@ -321,7 +319,14 @@ fn packed_set(dir: &Path, n: u32, size: u32) -> std::path::PathBuf {
         write(&input.join(format!("{i:03}.png")), &png_bytes(&textured(size, size, i)));
     }
     let packed = dir.join("packed");
-    let out = run_crop(&["-i", input.to_str().unwrap(), "-o", packed.to_str().unwrap(), "--set", &format!("crop.size={size}")]);
+    let out = run_crop(&[
+        "-i",
+        input.to_str().unwrap(),
+        "-o",
+        packed.to_str().unwrap(),
+        "--set",
+        &format!("crop.size={size}"),
+    ]);
     assert!(out.status.success());
     packed
 }
@@ -355,7 +360,9 @@ fn an_interrupted_run_resumes_to_the_same_weights() {
     let whole = dir.path().join("whole");
     assert!(run_train(&packed, &whole, &["train.epochs=2"]).status.success());
     let split = dir.path().join("split");
-    assert!(run_train(&packed, &split, &["train.epochs=2", "train.max_steps=4", "train.checkpoint_every=2"]).status.success());
+    assert!(run_train(&packed, &split, &["train.epochs=2", "train.max_steps=4", "train.checkpoint_every=2"])
+        .status
+        .success());
     let resumed = run_train(&packed, &split, &["train.epochs=2"]);
     assert!(resumed.status.success());
     assert!(String::from_utf8_lossy(&resumed.stderr).contains("resuming from"));
@@ -389,8 +396,12 @@ fn an_interrupted_run_resumes_to_the_same_weights() {
     for ((name, x), (_, y)) in g_whole.iter().zip(&g_split) {
         assert!(x.equal(y), "G's {name} differs after resume");
     }
-    let summary: serde_json::Value = serde_json::from_slice(&std::fs::read(split.join("summary.json")).unwrap()).unwrap();
-    assert_eq!((&summary["report"]["start_step"], &summary["report"]["end_step"]), (&serde_json::json!(4), &serde_json::json!(6)));
+    let summary: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(split.join("summary.json")).unwrap()).unwrap();
+    assert_eq!(
+        (&summary["report"]["start_step"], &summary["report"]["end_step"]),
+        (&serde_json::json!(4), &serde_json::json!(6))
+    );
     // Other settings on the same output are refused.
     let other = run_train(&packed, &split, &["train.epochs=3", "train.lr=0.001"]);
     assert_eq!(other.status.code(), Some(1));
@@ -411,11 +422,7 @@ fn a_resume_without_optimiser_state_holds_the_weights_through_the_moment_warmup(
     for name in ["opt_g.safetensors", "opt_d.safetensors"] {
         std::fs::remove_file(checkpoint.join(name)).unwrap();
     }
-    let sets = [
-        "train.epochs=10",
-        "train.max_steps=5",
-        "train.moment_warmup_steps=2",
-    ];
+    let sets = ["train.epochs=10", "train.max_steps=5", "train.moment_warmup_steps=2"];
     let resumed = run_train(&packed, &run, &sets);
     assert!(resumed.status.success());
     assert!(String::from_utf8_lossy(&resumed.stderr).contains("re-estimated over 2 steps at lr 0"));
@@ -427,18 +434,10 @@ fn a_resume_without_optimiser_state_holds_the_weights_through_the_moment_warmup(
         assert!(x.equal(y), "{name} moved during the warm-up");
     }
     // One step past the warm-up, they move.
-    let sets = [
-        "train.epochs=10",
-        "train.max_steps=6",
-        "train.moment_warmup_steps=2",
-    ];
+    let sets = ["train.epochs=10", "train.max_steps=6", "train.moment_warmup_steps=2"];
     assert!(run_train(&packed, &run, &sets).status.success());
     let at_6 = d_weights(&run);
-    let moved = at_5
-        .iter()
-        .zip(&at_6)
-        .filter(|((n, _), _)| trainable(n))
-        .any(|((_, x), (_, y))| !x.equal(y));
+    let moved = at_5.iter().zip(&at_6).filter(|((n, _), _)| trainable(n)).any(|((_, x), (_, y))| !x.equal(y));
     assert!(moved, "the weights move after the warm-up");
 }
 

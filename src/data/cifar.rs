@@ -103,7 +103,11 @@ pub fn class_folder_split_exists(path: &Path, split: Split) -> bool {
     let mut found = false;
     let _ = source.for_each_record(&|_| false, 0, &mut |record| {
         found = in_split(&record.name, split) && record.class.is_some();
-        if found { ControlFlow::Break(()) } else { ControlFlow::Continue(()) }
+        if found {
+            ControlFlow::Break(())
+        } else {
+            ControlFlow::Continue(())
+        }
     });
     found
 }

@@ -61,13 +61,18 @@ pub fn is_digits_sheet(path: &Path) -> bool {
         return false;
     }
     let be = |i: usize| u32::from_be_bytes([head[i], head[i + 1], head[i + 2], head[i + 3]]);
-    head.starts_with(b"\x89PNG\r\n\x1a\n") && &head[12..16] == b"IHDR" && be(16) == SHEET_WIDTH && be(20) == SHEET_HEIGHT
+    head.starts_with(b"\x89PNG\r\n\x1a\n")
+        && &head[12..16] == b"IHDR"
+        && be(16) == SHEET_WIDTH
+        && be(20) == SHEET_HEIGHT
 }
 
 /// Reads the sheet and cuts it into tiles.
 pub fn read_sheet(path: &Path) -> Result<DigitTiles, DigitsError> {
     let bytes = std::fs::read(path).map_err(|source| DigitsError::Io { path: path.to_owned(), source })?;
-    let sheet = image::load_from_memory(&bytes).map_err(|e| DigitsError::Decode { path: path.to_owned(), why: e.to_string() })?.to_luma8();
+    let sheet = image::load_from_memory(&bytes)
+        .map_err(|e| DigitsError::Decode { path: path.to_owned(), why: e.to_string() })?
+        .to_luma8();
     if sheet.dimensions() != (SHEET_WIDTH, SHEET_HEIGHT) {
         return Err(DigitsError::WrongSize { path: path.to_owned(), width: sheet.width(), height: sheet.height() });
     }

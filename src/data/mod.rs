@@ -26,7 +26,8 @@ pub fn open_labeled(path: &Path, split: cifar::Split, side: u32) -> anyhow::Resu
     if digits::is_digits_sheet(path) {
         return Ok((digits::read_sheet(path)?.split(split, side), Vec::new()));
     }
-    cifar::read_class_folders(path, split, side).with_context(|| format!("{}: not a packed folder, CIFAR-10 batches or class folders", path.display()))
+    cifar::read_class_folders(path, split, side)
+        .with_context(|| format!("{}: not a packed folder, CIFAR-10 batches or class folders", path.display()))
 }
 
 /// A folder holding `images*.npy`: the output of crop, faces or dedupe.
@@ -53,7 +54,11 @@ pub fn split_exists(path: &Path, split: cifar::Split) -> bool {
         return split == cifar::Split::Train;
     }
     if is_cifar_binary(path) {
-        let dir = if path.join("cifar-10-batches-bin").is_dir() { path.join("cifar-10-batches-bin") } else { path.to_owned() };
+        let dir = if path.join("cifar-10-batches-bin").is_dir() {
+            path.join("cifar-10-batches-bin")
+        } else {
+            path.to_owned()
+        };
         return split.batch_files().iter().all(|f| dir.join(f).is_file());
     }
     if digits::is_digits_sheet(path) {

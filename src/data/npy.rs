@@ -263,7 +263,10 @@ pub fn read_array<T: NpyElement>(path: &Path) -> Result<(Vec<u64>, Vec<T>), NpyE
     let data_bytes = file.metadata().map_err(io)?.len().saturating_sub(header.data_offset);
     let want = header.len() * std::mem::size_of::<T>() as u64;
     if data_bytes != want {
-        return Err(NpyError::Format { path: path.to_owned(), why: format!("{data_bytes} data bytes, the header announces {want}") });
+        return Err(NpyError::Format {
+            path: path.to_owned(),
+            why: format!("{data_bytes} data bytes, the header announces {want}"),
+        });
     }
     file.seek(SeekFrom::Start(header.data_offset)).map_err(io)?;
     // Converted in slices: reading a multi-GB file whole would hold it twice.

@@ -80,7 +80,10 @@ pub fn read_packed(dir: &Path) -> Result<LabeledImages, PackedError> {
     for shard in &shards {
         let (s, data) = npy::read_array::<u8>(shard)?;
         if s.len() != 4 || s[3] != 3 {
-            return Err(PackedError::Inconsistent { path: shard.clone(), why: format!("shape {s:?} is not N x H x W x 3") });
+            return Err(PackedError::Inconsistent {
+                path: shard.clone(),
+                why: format!("shape {s:?} is not N x H x W x 3"),
+            });
         }
         if let Some(first) = &shape {
             if first[1..] != s[1..] {

@@ -275,7 +275,8 @@ fn open_lmdb(path: &Path) -> Result<heed::Env, SourceError> {
     let lmdb = |e: heed::Error| SourceError::Lmdb { path: path.to_owned(), message: e.to_string() };
     let sub_dir = path.is_dir();
     let data_file = if sub_dir { path.join("data.mdb") } else { path.to_owned() };
-    let size = std::fs::metadata(&data_file).map_err(|source| SourceError::Io { path: data_file.clone(), source })?.len();
+    let size =
+        std::fs::metadata(&data_file).map_err(|source| SourceError::Io { path: data_file.clone(), source })?.len();
     let mut options = heed::EnvOpenOptions::new();
     // The map must cover the file; round up to whole MiB.
     options.map_size((size as usize).div_ceil(1 << 20).max(1) << 20);

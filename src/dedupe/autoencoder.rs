@@ -71,7 +71,11 @@ impl TrainSettings {
     /// A progress display for training on `images` images (a bar on a terminal, a line every
     /// 10 s in logs).
     pub fn progress(&self, images: usize) -> crate::stage::progress::Progress {
-        crate::stage::progress::Progress::new("dedupe: training the autoencoder (steps)", Some(self.steps_for(images) as u64), 10.0)
+        crate::stage::progress::Progress::new(
+            "dedupe: training the autoencoder (steps)",
+            Some(self.steps_for(images) as u64),
+            10.0,
+        )
     }
 
     /// Exactly `steps` steps, whatever the set's size (tests, benchmarks).
@@ -154,7 +158,8 @@ impl Autoencoder {
     /// N x 32 x 32 x 3 uint8 images to the network's centred input, one row per image.
     fn to_input(&self, images: &[u8]) -> Tensor {
         let n = (images.len() / INPUT_DIM) as i64;
-        self.scaled(&Tensor::from_slice(images).view([n, INPUT_DIM as i64]).to_device(self.vs.device())) - &self.input_mean
+        self.scaled(&Tensor::from_slice(images).view([n, INPUT_DIM as i64]).to_device(self.vs.device()))
+            - &self.input_mean
     }
 
     fn encode(&self, x: &Tensor) -> Tensor {
@@ -164,7 +169,12 @@ impl Autoencoder {
     /// Trains on `images` (N x 32 x 32 x 3, uint8) for [`TrainSettings::steps_for`] N steps,
     /// batches drawn at random with replacement; then records each unit's median activation.
     /// Returns the loss every `steps / 20` steps. `progress`, when given, counts the steps.
-    pub fn train(&mut self, images: &[u8], settings: &TrainSettings, progress: Option<&crate::stage::progress::Progress>) -> Vec<(usize, f64)> {
+    pub fn train(
+        &mut self,
+        images: &[u8],
+        settings: &TrainSettings,
+        progress: Option<&crate::stage::progress::Progress>,
+    ) -> Vec<(usize, f64)> {
         let n = (images.len() / INPUT_DIM) as i64;
         let steps = settings.steps_for(n as usize);
         assert!(n > 0, "no images to train on");
@@ -285,7 +295,16 @@ mod tests {
 
     #[test]
     fn training_is_sized_to_the_data() {
-        let s = TrainSettings { epochs: 4.0, min_steps: 100, max_steps: 3000, batch: 128, lr: 1e-3, noise: 0.2, dropout: 0.2, seed: 0 };
+        let s = TrainSettings {
+            epochs: 4.0,
+            min_steps: 100,
+            max_steps: 3000,
+            batch: 128,
+            lr: 1e-3,
+            noise: 0.2,
+            dropout: 0.2,
+            seed: 0,
+        };
         assert_eq!(s.steps_for(11), 100);
         assert_eq!(s.steps_for(10_000), 313);
         assert_eq!(s.steps_for(104_000), 3000);
@@ -345,7 +364,15 @@ mod tests {
         // Smooth images well inside [0, 255], so a shift of +-25 clips nothing.
         let images: Vec<u8> = (0..48u32)
             .flat_map(|i| {
-                (0..32u32).flat_map(move |y| (0..32u32).flat_map(move |x| [(60 + (x * 3 + i * 7) % 120) as u8, (60 + (y * 4 + i * 5) % 120) as u8, (60 + ((x + y) * 2 + i * 11) % 120) as u8]))
+                (0..32u32).flat_map(move |y| {
+                    (0..32u32).flat_map(move |x| {
+                        [
+                            (60 + (x * 3 + i * 7) % 120) as u8,
+                            (60 + (y * 4 + i * 5) % 120) as u8,
+                            (60 + ((x + y) * 2 + i * 11) % 120) as u8,
+                        ]
+                    })
+                })
             })
             .collect();
         let settings = TrainSettings::fixed(100, 16, 1e-3, 0.1, 0.1, 2);
@@ -359,7 +386,12 @@ mod tests {
         // Without centring the same shift moves bits: the check above can fail.
         let mut plain = Autoencoder::new(Device::Cpu, false);
         plain.train(&images, &settings, None);
-        let moved: u32 = plain.codes(&images, Threshold::Zero).iter().zip(plain.codes(&brighter, Threshold::Zero)).map(|(a, b)| a.hamming(&b)).sum();
+        let moved: u32 = plain
+            .codes(&images, Threshold::Zero)
+            .iter()
+            .zip(plain.codes(&brighter, Threshold::Zero))
+            .map(|(a, b)| a.hamming(&b))
+            .sum();
         assert!(moved > 0, "an uncentred model's codes did not notice a brightness shift");
     }
 }

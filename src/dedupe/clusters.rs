@@ -94,7 +94,14 @@ pub struct Cluster {
 /// `same(a, b)` is a second test every joined pair must pass (a check independent of the code,
 /// e.g. pHash within a few bits): a candidate within the radius that fails it is not removed.
 /// `|_, _| true` gives the code alone.
-pub fn clusters_by(rule: ClusterRule, n: usize, groups: &[Vec<u32>], near: &[NearPair], source_pixels: &[u64], same: &(dyn Fn(u32, u32) -> bool + Sync)) -> Vec<Cluster> {
+pub fn clusters_by(
+    rule: ClusterRule,
+    n: usize,
+    groups: &[Vec<u32>],
+    near: &[NearPair],
+    source_pixels: &[u64],
+    same: &(dyn Fn(u32, u32) -> bool + Sync),
+) -> Vec<Cluster> {
     match rule {
         ClusterRule::AroundKeeper => around_keepers(n, groups, near, source_pixels, same),
         ClusterRule::SingleLinkage => cluster(n, groups, near, same)
@@ -111,7 +118,13 @@ pub fn clusters_by(rule: ClusterRule, n: usize, groups: &[Vec<u32>], near: &[Nea
 /// radius of its keeper and passed the check against the keeper itself. With a check that always
 /// passes, whole groups are taken at once (the first image of a group to be visited is its best).
 /// (`near` indexes `groups`, as [`cluster`]'s does.)
-pub fn around_keepers(n: usize, groups: &[Vec<u32>], near: &[NearPair], source_pixels: &[u64], same: &(dyn Fn(u32, u32) -> bool + Sync)) -> Vec<Cluster> {
+pub fn around_keepers(
+    n: usize,
+    groups: &[Vec<u32>],
+    near: &[NearPair],
+    source_pixels: &[u64],
+    same: &(dyn Fn(u32, u32) -> bool + Sync),
+) -> Vec<Cluster> {
     // Each group's neighbours (CSR).
     let mut starts = vec![0usize; groups.len() + 1];
     for p in near {
@@ -167,7 +180,12 @@ pub fn around_keepers(n: usize, groups: &[Vec<u32>], near: &[NearPair], source_p
 
 /// Clusters of images: exact groups, joined wherever a near pair links two groups'
 /// representatives (`near` indexes `representatives`), each link kept only if it passes `same`.
-pub fn cluster(n: usize, groups: &[Vec<u32>], near: &[NearPair], same: &(dyn Fn(u32, u32) -> bool + Sync)) -> Vec<Vec<u32>> {
+pub fn cluster(
+    n: usize,
+    groups: &[Vec<u32>],
+    near: &[NearPair],
+    same: &(dyn Fn(u32, u32) -> bool + Sync),
+) -> Vec<Vec<u32>> {
     let mut sets = UnionFind::new(n);
     for group in groups {
         for &member in &group[1..] {
@@ -188,10 +206,7 @@ pub fn cluster(n: usize, groups: &[Vec<u32>], near: &[NearPair], same: &(dyn Fn(
 /// The image a cluster keeps: the one with the most source pixels (the best copy), the first
 /// in input order among equals.
 pub fn keeper(members: &[u32], source_pixels: &[u64]) -> u32 {
-    *members
-        .iter()
-        .min_by_key(|&&i| (std::cmp::Reverse(source_pixels[i as usize]), i))
-        .expect("a cluster has members")
+    *members.iter().min_by_key(|&&i| (std::cmp::Reverse(source_pixels[i as usize]), i)).expect("a cluster has members")
 }
 
 #[cfg(test)]
@@ -288,7 +303,14 @@ mod tests {
         assert_eq!(unchecked, vec![Cluster { kept: 0, members: vec![0, 1, 2, 3] }]);
         // Single linkage keeps only the links that pass: 0-1 (group), not 0-2 (group) nor 0-3 (near).
         let linked = clusters_by(ClusterRule::SingleLinkage, 4, &groups, &near, &pixels, &same);
-        assert_eq!(linked, vec![Cluster { kept: 0, members: vec![0, 1] }, Cluster { kept: 2, members: vec![2] }, Cluster { kept: 3, members: vec![3] }]);
+        assert_eq!(
+            linked,
+            vec![
+                Cluster { kept: 0, members: vec![0, 1] },
+                Cluster { kept: 2, members: vec![2] },
+                Cluster { kept: 3, members: vec![3] }
+            ]
+        );
     }
 
     #[test]

@@ -195,7 +195,10 @@ pub fn plan_chunks(codes: &[Code128], radius: u32) -> ChunkPlan {
                 let mut n = 0u64;
                 for (k, starts) in starts.iter().enumerate() {
                     let own = chunk_value(&codes[i], bounds[k]);
-                    n += variants[k].iter().map(|mask| (starts[(own ^ mask) + 1] - starts[own ^ mask]) as u64).sum::<u64>();
+                    n += variants[k]
+                        .iter()
+                        .map(|mask| (starts[(own ^ mask) + 1] - starts[own ^ mask]) as u64)
+                        .sum::<u64>();
                 }
                 n
             })
@@ -260,7 +263,9 @@ mod tests {
         }
         let exact = brute_force_pairs(&codes, 8);
         assert!(exact.len() >= 100, "{} pairs", exact.len());
-        assert!(exact.iter().all(|p| codes[p.a as usize].hamming(&codes[p.b as usize]) == p.distance && p.distance <= 8));
+        assert!(exact
+            .iter()
+            .all(|p| codes[p.a as usize].hamming(&codes[p.b as usize]) == p.distance && p.distance <= 8));
         let params = IndexParams { max_connections: 16, ef_construction: 64, neighbours: 8, ef_search: 64 };
         let found = index_pairs(&codes, 8, &params);
         let hits = found.iter().filter(|p| exact.binary_search(p).is_ok()).count();
@@ -274,7 +279,8 @@ mod tests {
         // Codes in a few tight families (crowded buckets) plus random ones.
         let mut codes: Vec<Code128> = Vec::new();
         for f in 0..3000 {
-            let c = if f % 3 == 0 && f > 0 { codes[(s.next() % f as u64) as usize] } else { Code128([s.next(), s.next()]) };
+            let c =
+                if f % 3 == 0 && f > 0 { codes[(s.next() % f as u64) as usize] } else { Code128([s.next(), s.next()]) };
             let mut c = c;
             for _ in 0..(s.next() % 12) {
                 let bit = s.next() % 128;
@@ -288,7 +294,11 @@ mod tests {
             // Exact whatever the chunk count (1 to 3 flipped bits per chunk among these).
             for chunks in [7, 9, 13, 20] {
                 if radius as usize / chunks <= 3 {
-                    assert_eq!(multi_index_pairs_with(&codes, radius, chunks), exact, "radius {radius}, {chunks} chunks");
+                    assert_eq!(
+                        multi_index_pairs_with(&codes, radius, chunks),
+                        exact,
+                        "radius {radius}, {chunks} chunks"
+                    );
                 }
             }
             if radius >= 14 {

@@ -168,10 +168,16 @@ impl DedupeConfig {
             ));
         }
         if self.ae_epochs.is_nan() || self.ae_epochs <= 0.0 || self.ae_min_steps > self.ae_steps {
-            return Err(format!("dedupe.ae_epochs = {} must be > 0 and ae_min_steps = {} at most ae_steps = {}", self.ae_epochs, self.ae_min_steps, self.ae_steps));
+            return Err(format!(
+                "dedupe.ae_epochs = {} must be > 0 and ae_min_steps = {} at most ae_steps = {}",
+                self.ae_epochs, self.ae_min_steps, self.ae_steps
+            ));
         }
         if self.verify_phash_radius > 64 {
-            return Err(format!("dedupe.verify_phash_radius = {} is more than pHash's 64 bits", self.verify_phash_radius));
+            return Err(format!(
+                "dedupe.verify_phash_radius = {} is more than pHash's 64 bits",
+                self.verify_phash_radius
+            ));
         }
         if self.ae_batch == 0 || self.ae_lr <= 0.0 || self.ae_noise < 0.0 || !(0.0..1.0).contains(&self.ae_dropout) {
             return Err("dedupe.ae_batch must be >= 1, ae_lr > 0, ae_noise >= 0, ae_dropout in [0, 1)".into());

@@ -89,7 +89,14 @@ impl Page {
         let view = PageView {
             title: &self.title,
             thumb: self.side.max(64),
-            clusters: self.clusters.iter().map(|c| ClusterRow { size: c.size, members: c.members.iter().map(|&m| thumb(m, m == c.kept)).collect() }).collect(),
+            clusters: self
+                .clusters
+                .iter()
+                .map(|c| ClusterRow {
+                    size: c.size,
+                    members: c.members.iter().map(|&m| thumb(m, m == c.kept)).collect(),
+                })
+                .collect(),
             pairs: self
                 .pairs
                 .iter()
@@ -135,11 +142,24 @@ mod tests {
         let html = page.render(&images, &|i| format!("img\"{i}\".jpg"));
         let unchecked = Page { check: None, ..page }.render(&images, &|i| format!("{i}.jpg"));
         assert!(unchecked.contains("distance 8 to 9 bits") && !unchecked.contains("pHash"), "{unchecked}");
-        assert!(html.contains("<title>dedupe &#60;test&#62;</title>") || html.contains("<title>dedupe &lt;test&gt;</title>"), "{html}");
-        assert!(html.contains("title=\"img&#34;1&#34;.jpg\"") || html.contains("title=\"img&quot;1&quot;.jpg\""), "names are escaped in attributes");
+        assert!(
+            html.contains("<title>dedupe &#60;test&#62;</title>")
+                || html.contains("<title>dedupe &lt;test&gt;</title>"),
+            "{html}"
+        );
+        assert!(
+            html.contains("title=\"img&#34;1&#34;.jpg\"") || html.contains("title=\"img&quot;1&quot;.jpg\""),
+            "names are escaped in attributes"
+        );
         assert_eq!(html.matches("class=\"kept\"").count(), 1, "only the kept member is outlined");
-        assert_eq!(html.matches("src=\"data:image/png;base64,").count(), 4, "two cluster members and one side of each pair");
-        assert!(html.contains("(first shown)") && html.contains("8 bits") && html.contains("those that pass the check"));
+        assert_eq!(
+            html.matches("src=\"data:image/png;base64,").count(),
+            4,
+            "two cluster members and one side of each pair"
+        );
+        assert!(
+            html.contains("(first shown)") && html.contains("8 bits") && html.contains("those that pass the check")
+        );
         assert!(html.contains("pHash 4 bits: passes") && html.contains("pHash 22 bits: fails"), "{html}");
         assert!(html.contains("<span title="), "a crop that could not be read is a placeholder");
     }

@@ -117,7 +117,12 @@ pub(crate) fn sample_rows(n: usize, limit: usize) -> Vec<usize> {
 /// The whole-set pass: reads the merged crops in `<output>/crops`, trains or loads the
 /// autoencoder, hashes, finds and checks candidate pairs, clusters, writes the outputs into
 /// `output`. Each step is one call below.
-pub fn deduplicate(config: &DedupeConfig, output: &Path, model_path: Option<&Path>, force: bool) -> Result<DedupeSummary> {
+pub fn deduplicate(
+    config: &DedupeConfig,
+    output: &Path,
+    model_path: Option<&Path>,
+    force: bool,
+) -> Result<DedupeSummary> {
     let mut timings = Timings::default();
     let crops = CropSet::open(output, config.size as u64)?;
     let model = timings.time("model", || ModelChoice::get(config, &crops, output, model_path, force))?;
@@ -125,7 +130,8 @@ pub fn deduplicate(config: &DedupeConfig, output: &Path, model_path: Option<&Pat
     let candidates = timings.time("index", || Candidates::find(config, &hashes));
     let check = timings.time("check", || Check::prepare(config, &hashes, &candidates, &crops))?;
     let assignment = timings.time("cluster", || Assignment::cluster(config, &crops, &candidates, &check));
-    let counts = timings.time("outputs", || write_outputs(config, output, &crops, &hashes, &candidates, &check, &assignment))?;
+    let counts =
+        timings.time("outputs", || write_outputs(config, output, &crops, &hashes, &candidates, &check, &assignment))?;
     let summary = DedupeSummary {
         images: crops.len(),
         kept: assignment.kept_count(),
@@ -211,7 +217,8 @@ impl CropSet {
         let mut found = HashMap::with_capacity(wanted.len());
         self.for_each_shard(|first, data| {
             let count = data.len() / per;
-            let here: Vec<u32> = wanted.iter().copied().filter(|&i| (i as usize) >= first && (i as usize) < first + count).collect();
+            let here: Vec<u32> =
+                wanted.iter().copied().filter(|&i| (i as usize) >= first && (i as usize) < first + count).collect();
             found.par_extend(here.into_par_iter().map(|i| {
                 let local = i as usize - first;
                 (i, convert(&data[local * per..(local + 1) * per]))
@@ -232,7 +239,8 @@ impl CropSet {
             .iter()
             .map(|&r| {
                 let d = &self.rows[r].detail;
-                d.get("width").and_then(Value::as_u64).unwrap_or(0) * d.get("height").and_then(Value::as_u64).unwrap_or(0)
+                d.get("width").and_then(Value::as_u64).unwrap_or(0)
+                    * d.get("height").and_then(Value::as_u64).unwrap_or(0)
             })
             .collect()
     }
@@ -246,16 +254,33 @@ struct ModelChoice {
 }
 
 impl ModelChoice {
-    fn get(config: &DedupeConfig, crops: &CropSet, output: &Path, model_path: Option<&Path>, force: bool) -> Result<Self> {
+    fn get(
+        config: &DedupeConfig,
+        crops: &CropSet,
+        output: &Path,
+        model_path: Option<&Path>,
+        force: bool,
+    ) -> Result<Self> {
         let device = config.device().map_err(anyhow::Error::msg)?;
         let saved = output.join("model.safetensors");
         let saved_fingerprint = output.join("model.fingerprint");
         let fingerprint = model_fingerprint(config, &crops.fingerprint);
         if let Some(path) = model_path {
-            return Ok(Self { model: Autoencoder::load(path, device)?, name: path.display().to_string(), trained: false });
+            return Ok(Self {
+                model: Autoencoder::load(path, device)?,
+                name: path.display().to_string(),
+                trained: false,
+            });
         }
-        if !force && saved.is_file() && std::fs::read_to_string(&saved_fingerprint).ok().as_deref() == Some(&fingerprint) {
-            return Ok(Self { model: Autoencoder::load(&saved, device)?, name: saved.display().to_string(), trained: false });
+        if !force
+            && saved.is_file()
+            && std::fs::read_to_string(&saved_fingerprint).ok().as_deref() == Some(&fingerprint)
+        {
+            return Ok(Self {
+                model: Autoencoder::load(&saved, device)?,
+                name: saved.display().to_string(),
+                trained: false,
+            });
         }
         if crops.len() == 0 {
             bail!("{}: no image could be cropped, nothing to train the autoencoder on", crops.dir.display());
@@ -346,7 +371,8 @@ impl Candidates {
             super::NearSearch::Exact => multi_index_pairs(&distinct, config.radius),
             super::NearSearch::Hnsw => index_pairs(&distinct, config.radius, &config.index_params()),
         };
-        let window_pairs = if config.windows { window_pairs(&hashes.windows, config.window_phash_radius) } else { Vec::new() };
+        let window_pairs =
+            if config.windows { window_pairs(&hashes.windows, config.window_phash_radius) } else { Vec::new() };
         Self { groups, near, window_pairs }
     }
 
@@ -365,7 +391,11 @@ impl Candidates {
             let (ga, gb) = (group_of[p.a as usize], group_of[p.b as usize]);
             let key = (ga.min(gb), ga.max(gb));
             if ga != gb && seen.insert(key) {
-                pairs.push(NearPair { a: key.0, b: key.1, distance: codes[p.a as usize].hamming(&codes[p.b as usize]) });
+                pairs.push(NearPair {
+                    a: key.0,
+                    b: key.1,
+                    distance: codes[p.a as usize].hamming(&codes[p.b as usize]),
+                });
             }
         }
         pairs
@@ -379,14 +409,18 @@ impl Candidates {
         for group in &self.groups {
             pairs.extend(group[1..].iter().map(|&m| NearPair { a: group[0], b: m, distance: 0 }));
         }
-        pairs.extend(self.near.iter().map(|p| NearPair { a: self.groups[p.a as usize][0], b: self.groups[p.b as usize][0], distance: p.distance }));
-        let listed: std::collections::HashSet<(u32, u32)> = pairs.iter().map(|p| (p.a.min(p.b), p.a.max(p.b))).collect();
-        pairs.extend(
-            self.window_pairs
-                .iter()
-                .filter(|p| !listed.contains(&(p.a, p.b)))
-                .map(|p| NearPair { a: p.a, b: p.b, distance: codes[p.a as usize].hamming(&codes[p.b as usize]) }),
-        );
+        pairs.extend(self.near.iter().map(|p| NearPair {
+            a: self.groups[p.a as usize][0],
+            b: self.groups[p.b as usize][0],
+            distance: p.distance,
+        }));
+        let listed: std::collections::HashSet<(u32, u32)> =
+            pairs.iter().map(|p| (p.a.min(p.b), p.a.max(p.b))).collect();
+        pairs.extend(self.window_pairs.iter().filter(|p| !listed.contains(&(p.a, p.b))).map(|p| NearPair {
+            a: p.a,
+            b: p.b,
+            distance: codes[p.a as usize].hamming(&codes[p.b as usize]),
+        }));
         pairs
     }
 }
@@ -411,15 +445,21 @@ struct WindowCheck<'a> {
 
 impl<'a> Check<'a> {
     fn prepare(config: &DedupeConfig, hashes: &'a Hashes, candidates: &Candidates, crops: &CropSet) -> Result<Self> {
-        let phash = (config.verify == Verify::Phash).then_some(PhashCheck { hashes: &hashes.phash, radius: config.verify_phash_radius });
+        let phash = (config.verify == Verify::Phash)
+            .then_some(PhashCheck { hashes: &hashes.phash, radius: config.verify_phash_radius });
         let windows = if config.windows {
             // The grey thumbnails of the window pairs' images only (one more pass over the crops).
             let mut wanted: Vec<u32> = candidates.window_pairs.iter().flat_map(|p| [p.a, p.b]).collect();
             wanted.sort_unstable();
             wanted.dedup();
             let side = crops.side as usize;
-            let thumbs: HashMap<u32, Vec<u8>> = crops.read_as(&wanted, |crop| grey_thumbnail(&downsample_to_input(crop, side)))?;
-            let correlation = candidates.window_pairs.par_iter().map(|p| ((p.a, p.b), aligned_correlation(&thumbs[&p.a], &thumbs[&p.b]))).collect();
+            let thumbs: HashMap<u32, Vec<u8>> =
+                crops.read_as(&wanted, |crop| grey_thumbnail(&downsample_to_input(crop, side)))?;
+            let correlation = candidates
+                .window_pairs
+                .par_iter()
+                .map(|p| ((p.a, p.b), aligned_correlation(&thumbs[&p.a], &thumbs[&p.b])))
+                .collect();
             Some(WindowCheck { hashes: &hashes.windows, min_correlation: config.window_min_correlation, correlation })
         } else {
             None
@@ -429,12 +469,14 @@ impl<'a> Check<'a> {
 
     /// The code route: codes within the radius and, when on, pHashes within the check's.
     fn by_code(&self, a: u32, b: u32) -> bool {
-        self.codes[a as usize].hamming(&self.codes[b as usize]) <= self.radius && self.phash.is_none_or(|c| c.same(a, b))
+        self.codes[a as usize].hamming(&self.codes[b as usize]) <= self.radius
+            && self.phash.is_none_or(|c| c.same(a, b))
     }
 
     /// The crop route: a window pair whose thumbnails correlate enough.
     fn by_windows(&self, a: u32, b: u32) -> bool {
-        self.correlation(a, b).is_some_and(|c| f64::from(c) >= self.windows.as_ref().map_or(f64::INFINITY, |w| w.min_correlation))
+        self.correlation(a, b)
+            .is_some_and(|c| f64::from(c) >= self.windows.as_ref().map_or(f64::INFINITY, |w| w.min_correlation))
     }
 
     /// The aligned correlation of a window pair (None: not a window pair, or the route is off).
@@ -538,7 +580,8 @@ fn write_outputs(
 /// The kept images, packed, with their labels and classes.
 fn write_kept_images(output: &Path, crops: &CropSet, assignment: &Assignment) -> Result<()> {
     let n = crops.len();
-    let crop_labels = npy::read_array::<i64>(&crops.dir.join("labels.npy")).map(|(_, l)| l).unwrap_or_else(|_| vec![-1; n]);
+    let crop_labels =
+        npy::read_array::<i64>(&crops.dir.join("labels.npy")).map(|(_, l)| l).unwrap_or_else(|_| vec![-1; n]);
     let mut writer = NpyRowWriter::create_u8(&output.join("images-00000.npy"), &[crops.side, crops.side, 3])?;
     let mut labels = Vec::new();
     crops.for_each_shard(|first, data| {
@@ -560,7 +603,13 @@ fn write_kept_images(output: &Path, crops: &CropSet, assignment: &Assignment) ->
 }
 
 /// One row per input (kept with its packed row, or skipped as a duplicate of which), and kept.txt.
-fn write_manifest(output: &Path, crops: &CropSet, hashes: &Hashes, check: &Check, assignment: &Assignment) -> Result<()> {
+fn write_manifest(
+    output: &Path,
+    crops: &CropSet,
+    hashes: &Hashes,
+    check: &Check,
+    assignment: &Assignment,
+) -> Result<()> {
     let codes = &hashes.codes;
     let mut manifest: Vec<ManifestRow> = Vec::with_capacity(crops.rows.len());
     let mut crop_row = 0usize;
@@ -592,13 +641,17 @@ fn write_manifest(output: &Path, crops: &CropSet, hashes: &Hashes, check: &Check
                     out.detail.insert("window_phash_distance".into(), json!(d));
                     out.detail.insert("correlation".into(), json!(r));
                 }
-                out.detail.insert("found_by".into(), json!(if check.by_code(i as u32, k) { "code" } else { "windows" }));
+                out.detail
+                    .insert("found_by".into(), json!(if check.by_code(i as u32, k) { "code" } else { "windows" }));
             }
         }
         manifest.push(out);
     }
     fsutil::write_atomic(&output.join("manifest.jsonl"), &encode_manifest(&manifest))?;
-    let kept_list: String = (0..crops.len() as u32).filter(|&i| assignment.kept[i as usize]).map(|i| format!("{}\n", crops.source(i))).collect();
+    let kept_list: String = (0..crops.len() as u32)
+        .filter(|&i| assignment.kept[i as usize])
+        .map(|i| format!("{}\n", crops.source(i)))
+        .collect();
     fsutil::write_atomic(&output.join("kept.txt"), kept_list.as_bytes())?;
     Ok(())
 }
@@ -650,7 +703,14 @@ fn write_pairs(output: &Path, crops: &CropSet, check: &Check, pairs: &[NearPair]
 /// The page for visual inspection: the largest clusters, then pairs. With a check, most pairs
 /// near the radius fail it; the pairs that pass (the removals' evidence, at any distance above 0)
 /// come first, up to half the page, then pairs near the radius.
-fn write_page(config: &DedupeConfig, output: &Path, crops: &CropSet, check: &Check, assignment: &Assignment, pairs: &[NearPair]) -> Result<()> {
+fn write_page(
+    config: &DedupeConfig,
+    output: &Path,
+    crops: &CropSet,
+    check: &Check,
+    assignment: &Assignment,
+    pairs: &[NearPair],
+) -> Result<()> {
     let near_radius = super::report::pairs_near_radius(pairs, config.radius, config.report_pairs, config.seed as u64);
     let shown_pairs = if check.is_on() {
         let passing: Vec<NearPair> = pairs.iter().filter(|p| p.distance > 0 && check.same(p.a, p.b)).copied().collect();
@@ -669,7 +729,11 @@ fn write_page(config: &DedupeConfig, output: &Path, crops: &CropSet, check: &Che
             .multi
             .iter()
             .take(config.report_clusters)
-            .map(|m| super::report::ClusterView { members: m.iter().take(48).copied().collect(), size: m.len(), kept: assignment.kept_of[m[0] as usize] })
+            .map(|m| super::report::ClusterView {
+                members: m.iter().take(48).copied().collect(),
+                size: m.len(),
+                kept: assignment.kept_of[m[0] as usize],
+            })
             .collect(),
         check: check.is_on().then(|| {
             let radius = check.phash.map_or(config.window_phash_radius, |c| c.radius);
@@ -697,8 +761,10 @@ fn write_summary(
 ) -> Result<()> {
     let usage = bit_usage(&hashes.codes);
     let dead = usage.iter().filter(|&&u| u == 0.0 || u == 1.0).count();
-    let crop_summary: Value =
-        std::fs::read(crops.dir.join("summary.json")).ok().and_then(|b| serde_json::from_slice(&b).ok()).unwrap_or(Value::Null);
+    let crop_summary: Value = std::fs::read(crops.dir.join("summary.json"))
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or(Value::Null);
     let document = json!({
         "stage": "dedupe",
         "counts": {

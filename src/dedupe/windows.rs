@@ -141,7 +141,11 @@ pub fn window_chunks(hashes: &[u64], radius: u32) -> usize {
         let (lookups, candidates) = window_search_work(hashes, radius, chunks);
         LOOKUP_COST * lookups + candidates
     };
-    if cost(3) < cost(4) { 3 } else { 4 }
+    if cost(3) < cost(4) {
+        3
+    } else {
+        4
+    }
 }
 
 /// The work of the window search with `chunks` chunks, per image: bucket lookups, and hashes
@@ -150,8 +154,10 @@ pub fn window_search_work(hashes: &[u64], radius: u32, chunks: usize) -> (f64, f
     let images = hashes.len() / PER_IMAGE;
     let sample: Vec<usize> = (0..images).step_by((images / 512).max(1)).collect();
     let bounds = chunk_bounds(chunks);
-    let (starts, masks): (Vec<_>, Vec<_>) =
-        bounds.par_iter().map(|b| (bucket_starts(hashes, *b), masks_within(b.1 - b.0, radius as usize / chunks))).unzip();
+    let (starts, masks): (Vec<_>, Vec<_>) = bounds
+        .par_iter()
+        .map(|b| (bucket_starts(hashes, *b), masks_within(b.1 - b.0, radius as usize / chunks)))
+        .unzip();
     let lookups: f64 = masks.iter().map(|m| m.len() as f64).sum();
     let seen: u64 = sample
         .par_iter()
@@ -234,7 +240,10 @@ pub const REFINE_FROM: f32 = 0.85;
 /// levels (1 KiB an image: at LSUN's 3M the thumbnails of every candidate fit in 3 GiB).
 pub fn grey_thumbnail(input: &[u8]) -> Vec<u8> {
     assert_eq!(input.len(), INPUT_DIM);
-    input.chunks_exact(3).map(|p| (0.299 * p[0] as f32 + 0.587 * p[1] as f32 + 0.114 * p[2] as f32).round() as u8).collect()
+    input
+        .chunks_exact(3)
+        .map(|p| (0.299 * p[0] as f32 + 0.587 * p[1] as f32 + 0.114 * p[2] as f32).round() as u8)
+        .collect()
 }
 
 /// A thumbnail's grey levels as floats, for sampling (stored as bytes: a quarter of the memory).
@@ -411,7 +420,9 @@ mod tests {
         for y in 0..side {
             for x in 0..side {
                 let (u, v) = (x0 + size * (x as f32 + 0.5) / side as f32, y0 + size * (y as f32 + 0.5) / side as f32);
-                let g = 128.0 + 60.0 * (7.0 * u + seed).sin() * (5.0 * v - seed).cos() + 40.0 * (11.0 * (u + v) + 2.0 * seed).sin();
+                let g = 128.0
+                    + 60.0 * (7.0 * u + seed).sin() * (5.0 * v - seed).cos()
+                    + 40.0 * (11.0 * (u + v) + 2.0 * seed).sin();
                 out.extend([g as u8, (255.0 - g) as u8, (g / 2.0) as u8]);
             }
         }
@@ -436,7 +447,11 @@ mod tests {
         let hashes = window_hashes(&[original.clone(), copy.clone(), other.clone()].concat(), 64);
         let whole = |i: usize| hashes[i * PER_IMAGE];
         let near = window_distance(&hashes, 0, 1);
-        assert!(near < (whole(0) ^ whole(1)).count_ones() || near <= 4, "window {near} vs whole {}", (whole(0) ^ whole(1)).count_ones());
+        assert!(
+            near < (whole(0) ^ whole(1)).count_ones() || near <= 4,
+            "window {near} vs whole {}",
+            (whole(0) ^ whole(1)).count_ones()
+        );
         assert!(near <= 8, "copy: {near} bits");
         let pairs = window_pairs(&hashes, 8);
         assert!(pairs.iter().any(|p| (p.a, p.b) == (0, 1)), "{pairs:?}");

@@ -132,7 +132,8 @@ mod tests {
 
     #[test]
     fn an_error_while_fitting_stops_the_search() {
-        let err = CSearch::grid(&[0.1, 1.0]).choose(|c| if c > 0.5 { anyhow::bail!("no fit at {c}") } else { Ok((0.5, ())) });
+        let err =
+            CSearch::grid(&[0.1, 1.0]).choose(|c| if c > 0.5 { anyhow::bail!("no fit at {c}") } else { Ok((0.5, ())) });
         assert!(err.unwrap_err().to_string().contains("no fit at 1"));
     }
 }

@@ -21,7 +21,13 @@ fn to_f64(rows: &impl FeatureRows) -> Array2<f64> {
 }
 
 /// One-vs-rest linear linfa-svm with penalty `c`, fitted on `train` and predicting `test`.
-pub fn linfa_svm_predictions(train: &impl FeatureRows, labels: &[usize], test: &impl FeatureRows, classes: usize, c: f64) -> Result<Vec<usize>, linfa_svm::SvmError> {
+pub fn linfa_svm_predictions(
+    train: &impl FeatureRows,
+    labels: &[usize],
+    test: &impl FeatureRows,
+    classes: usize,
+    c: f64,
+) -> Result<Vec<usize>, linfa_svm::SvmError> {
     let x = to_f64(train);
     let t = to_f64(test);
     let mut scores = Array2::<f64>::zeros((t.nrows(), classes));
@@ -33,5 +39,9 @@ pub fn linfa_svm_predictions(train: &impl FeatureRows, labels: &[usize], test: &
             scores[[i, class]] = model.weighted_sum(&row) - model.rho;
         }
     }
-    Ok(scores.rows().into_iter().map(|s| s.iter().enumerate().fold(0, |b, (k, v)| if *v > s[b] { k } else { b })).collect())
+    Ok(scores
+        .rows()
+        .into_iter()
+        .map(|s| s.iter().enumerate().fold(0, |b, (k, v)| if *v > s[b] { k } else { b }))
+        .collect())
 }

@@ -62,7 +62,15 @@ impl Default for DigitsEvalConfig {
 impl DigitsEvalConfig {
     fn svm(&self, c: f64) -> Result<L2SvmValidParams> {
         use linfa::ParamGuard;
-        Ok(L2Svm::params().c(c).tol(0.1).max_passes(1000).bias(1.0).seed(self.seed).threads(self.threads).n_classes(CLASSES).check()?)
+        Ok(L2Svm::params()
+            .c(c)
+            .tol(0.1)
+            .max_passes(1000)
+            .bias(1.0)
+            .seed(self.seed)
+            .threads(self.threads)
+            .n_classes(CLASSES)
+            .check()?)
     }
 }
 
@@ -78,10 +86,20 @@ pub fn pixel_features(images: &LabeledImages) -> FeatureMatrix {
 
 /// Images as the networks take them (N x 3 x H x W in [-1, 1]) back to uint8 RGB.
 pub fn to_labeled(images: &Tensor) -> LabeledImages {
-    let u8s = ((images.to_device(Device::Cpu).clamp(-1.0, 1.0) + 1.0) * 127.5).round().to_kind(Kind::Uint8).permute([0, 2, 3, 1]).contiguous();
+    let u8s = ((images.to_device(Device::Cpu).clamp(-1.0, 1.0) + 1.0) * 127.5)
+        .round()
+        .to_kind(Kind::Uint8)
+        .permute([0, 2, 3, 1])
+        .contiguous();
     let size = u8s.size();
     let pixels = Vec::<u8>::try_from(u8s.flatten(0, -1)).expect("uint8 pixels");
-    LabeledImages { height: size[1] as u32, width: size[2] as u32, images: pixels, labels: vec![-1; size[0] as usize], classes: Vec::new() }
+    LabeledImages {
+        height: size[1] as u32,
+        width: size[2] as u32,
+        images: pixels,
+        labels: vec![-1; size[0] as usize],
+        classes: Vec::new(),
+    }
 }
 
 /// A classifier of digits: the L2-SVM on pixels, C chosen on validation digits, refitted on all.
@@ -115,7 +133,11 @@ fn choose_c(x: &FeatureMatrix, y: &[usize], fit: &[usize], val: &[usize], config
     let val_labels: Vec<usize> = val.iter().map(|&i| y[i]).collect();
     let choice = CSearch::grid(&config.c_grid).choose(|c| {
         let model = config.svm(c)?.fit_rows(&Subset { rows: x, indices: fit }, &fit_labels)?;
-        Ok((ClassificationMetrics::new(&val_labels, &model.predict_rows(&Subset { rows: x, indices: val }), CLASSES).accuracy, ()))
+        Ok((
+            ClassificationMetrics::new(&val_labels, &model.predict_rows(&Subset { rows: x, indices: val }), CLASSES)
+                .accuracy,
+            (),
+        ))
     })?;
     Ok(choice.c())
 }
@@ -190,7 +212,8 @@ pub fn grid_by_class(samples: &Tensor, predicted: &[usize], per_row: usize) -> T
     let blank = Tensor::zeros([size[1], size[2], size[3]], (Kind::Float, samples.device()));
     let mut cells = Vec::with_capacity(CLASSES * per_row);
     for d in 0..CLASSES {
-        let mine: Vec<i64> = predicted.iter().enumerate().filter(|(_, p)| **p == d).map(|(i, _)| i as i64).take(per_row).collect();
+        let mine: Vec<i64> =
+            predicted.iter().enumerate().filter(|(_, p)| **p == d).map(|(i, _)| i as i64).take(per_row).collect();
         for k in 0..per_row {
             cells.push(mine.get(k).map_or_else(|| blank.shallow_clone(), |&i| samples.get(i)));
         }
@@ -202,9 +225,16 @@ pub fn grid_by_class(samples: &Tensor, predicted: &[usize], per_row: usize) -> T
 pub enum FeatureSource {
     Pixels,
     /// A trained D (a safetensors file as `train` writes or exports it).
-    Trained { path: std::path::PathBuf, preset: Preset, width: i64 },
+    Trained {
+        path: std::path::PathBuf,
+        preset: Preset,
+        width: i64,
+    },
     /// A randomly initialised D (N(0, 0.02)), the baseline for trained Ds of its architecture.
-    Random { preset: Preset, width: i64 },
+    Random {
+        preset: Preset,
+        width: i64,
+    },
 }
 
 /// One few-label column: accuracies on the test digits, one per draw.
@@ -235,7 +265,12 @@ pub struct FeatureRow {
 
 /// The features of both splits for one source (D's BatchNorm statistics recomputed on 1,000 of
 /// the training digits, as cifar-eval does on its training images).
-fn features_of(source: &FeatureSource, train: &LabeledImages, test: &LabeledImages, seed: i64) -> Result<(FeatureMatrix, FeatureMatrix)> {
+fn features_of(
+    source: &FeatureSource,
+    train: &LabeledImages,
+    test: &LabeledImages,
+    seed: i64,
+) -> Result<(FeatureMatrix, FeatureMatrix)> {
     let extractor = match source {
         FeatureSource::Pixels => return Ok((pixel_features(train), pixel_features(test))),
         FeatureSource::Trained { path, preset, width } => FeatureExtractor::load(path, *preset, *width, Device::Cpu)?,
@@ -256,9 +291,16 @@ fn spread_over(images: &LabeledImages, n: usize) -> LabeledImages {
 }
 
 /// Scores one source the few-label way.
-pub fn score_features(name: &str, source: &FeatureSource, train: &LabeledImages, test: &LabeledImages, config: &DigitsEvalConfig) -> Result<FeatureRow> {
+pub fn score_features(
+    name: &str,
+    source: &FeatureSource,
+    train: &LabeledImages,
+    test: &LabeledImages,
+    config: &DigitsEvalConfig,
+) -> Result<FeatureRow> {
     let started = std::time::Instant::now();
-    let (mut x, mut t) = features_of(source, train, test, config.seed as i64).with_context(|| format!("{name}: features"))?;
+    let (mut x, mut t) =
+        features_of(source, train, test, config.seed as i64).with_context(|| format!("{name}: features"))?;
     let stats = x.column_stats();
     x.standardize(&stats);
     t.standardize(&stats);
@@ -344,7 +386,8 @@ pub fn table_markdown(rows: &[FeatureRow]) -> String {
 /// A discriminator file's preset and width, read off its tensors: imagenet32 has 3x3 kernels,
 /// dcgan64 a fourth conv layer, dcgan32 neither; the width is the first layer's channels.
 pub fn discriminator_shape(path: &std::path::Path) -> Result<(Preset, i64)> {
-    let stored = Tensor::read_safetensors(path).with_context(|| format!("{}: cannot read the discriminator", path.display()))?;
+    let stored =
+        Tensor::read_safetensors(path).with_context(|| format!("{}: cannot read the discriminator", path.display()))?;
     let shape = |name: &str| stored.iter().find(|(n, _)| n == name).map(|(_, t)| t.size());
     let Some(first) = shape("c1.conv.weight") else {
         anyhow::bail!("{}: not a discriminator of this project (no tensor \"c1.conv.weight\")", path.display());

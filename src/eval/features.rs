@@ -90,7 +90,12 @@ impl FeatureExtractor {
     fn check_images(&self, images: &LabeledImages) -> Result<(), FeatureError> {
         let size = self.d.preset.image_size();
         if images.height as i64 != size || images.width as i64 != size {
-            return Err(FeatureError::WrongImageSize { height: images.height, width: images.width, preset: self.d.preset, size });
+            return Err(FeatureError::WrongImageSize {
+                height: images.height,
+                width: images.width,
+                preset: self.d.preset,
+                size,
+            });
         }
         if images.is_empty() {
             return Err(FeatureError::NoImages);
@@ -108,7 +113,13 @@ impl FeatureExtractor {
 
     /// Replaces every BatchNorm's running mean and variance with the population statistics of
     /// `images` (the first `limit` of them; 0 = all), bottom layer first.
-    pub fn recompute_batch_norm(&mut self, images: &LabeledImages, limit: usize, batch: usize, mut progress: impl FnMut(usize, usize)) -> Result<(), FeatureError> {
+    pub fn recompute_batch_norm(
+        &mut self,
+        images: &LabeledImages,
+        limit: usize,
+        batch: usize,
+        mut progress: impl FnMut(usize, usize),
+    ) -> Result<(), FeatureError> {
         self.check_images(images)?;
         let n = if limit == 0 { images.len() } else { limit.min(images.len()) };
         let layers = self.d.layers.len();
@@ -126,7 +137,10 @@ impl FeatureExtractor {
                         x = layer.forward_t(&x, false);
                     }
                     let y = self.d.layers[k].conv_output(&x).to_kind(Kind::Double);
-                    let (s, q) = (y.sum_dim_intlist([0, 2, 3].as_slice(), false, Kind::Double), y.square().sum_dim_intlist([0, 2, 3].as_slice(), false, Kind::Double));
+                    let (s, q) = (
+                        y.sum_dim_intlist([0, 2, 3].as_slice(), false, Kind::Double),
+                        y.square().sum_dim_intlist([0, 2, 3].as_slice(), false, Kind::Double),
+                    );
                     sum = Some(match sum {
                         Some(acc) => acc + s,
                         None => s,
@@ -149,17 +163,31 @@ impl FeatureExtractor {
     }
 
     /// The pooled features of every image, `batch` at a time (the paper's: after LeakyReLU, 4x4 max).
-    pub fn extract(&self, images: &LabeledImages, batch: usize, dtype: FeatureDtype, progress: impl FnMut(usize, usize)) -> Result<FeatureMatrix, FeatureError> {
+    pub fn extract(
+        &self,
+        images: &LabeledImages,
+        batch: usize,
+        dtype: FeatureDtype,
+        progress: impl FnMut(usize, usize),
+    ) -> Result<FeatureMatrix, FeatureError> {
         let spec = FeatureSpec { point: FeaturePoint::LeakyRelu, pooling: Pooling::Max, flipped: false };
         Ok(self.extract_many(images, &[spec], batch, dtype, progress)?.pop().expect("one spec"))
     }
 
     /// One feature matrix per spec, from one forward pass over the images per flip (a spec with
     /// `flipped` takes the features of each image mirrored left to right).
-    pub fn extract_many(&self, images: &LabeledImages, specs: &[FeatureSpec], batch: usize, dtype: FeatureDtype, mut progress: impl FnMut(usize, usize)) -> Result<Vec<FeatureMatrix>, FeatureError> {
+    pub fn extract_many(
+        &self,
+        images: &LabeledImages,
+        specs: &[FeatureSpec],
+        batch: usize,
+        dtype: FeatureDtype,
+        mut progress: impl FnMut(usize, usize),
+    ) -> Result<Vec<FeatureMatrix>, FeatureError> {
         self.check_images(images)?;
         let n = images.len();
-        let mut out: Vec<FeatureMatrix> = specs.iter().map(|s| FeatureMatrix::zeros(n, self.feature_count_with(s.pooling), dtype)).collect();
+        let mut out: Vec<FeatureMatrix> =
+            specs.iter().map(|s| FeatureMatrix::zeros(n, self.feature_count_with(s.pooling), dtype)).collect();
         let need = |flipped: bool| specs.iter().any(|s| s.flipped == flipped);
         tch::no_grad(|| {
             for start in (0..n).step_by(batch) {
@@ -168,7 +196,9 @@ impl FeatureExtractor {
                 for flipped in [false, true].into_iter().filter(|f| need(*f)) {
                     let outputs = self.d.layer_outputs(&if flipped { x.flip([3]) } else { x.shallow_clone() });
                     for (spec, matrix) in specs.iter().zip(out.iter_mut()).filter(|(s, _)| s.flipped == flipped) {
-                        let features = Discriminator::pool_outputs(&outputs, spec.point, spec.pooling).to_device(Device::Cpu).contiguous();
+                        let features = Discriminator::pool_outputs(&outputs, spec.point, spec.pooling)
+                            .to_device(Device::Cpu)
+                            .contiguous();
                         let values: Vec<f32> = Vec::<f32>::try_from(features.view([-1])).expect("float features");
                         matrix.set_rows(start, &values);
                     }

@@ -112,7 +112,8 @@ impl Standardizer {
     /// is the same share of the whole (constant columns, zero after standardising, count for none).
     pub fn equalize_layers(mut self, layout: &[usize]) -> Self {
         assert_eq!(layout.iter().sum::<usize>(), self.inv_std.len(), "layout does not cover the features");
-        let varying: Vec<usize> = blocks(layout).map(|r| self.inv_std[r].iter().filter(|s| **s != 0.0).count()).collect();
+        let varying: Vec<usize> =
+            blocks(layout).map(|r| self.inv_std[r].iter().filter(|s| **s != 0.0).count()).collect();
         let total: usize = varying.iter().sum();
         let layers = varying.iter().filter(|v| **v > 0).count().max(1);
         for (range, v) in blocks(layout).zip(varying) {
@@ -180,8 +181,12 @@ impl FeatureMatrix {
     pub fn select_rows(&self, indices: &[usize]) -> Self {
         let cols = self.cols;
         let storage = match &self.storage {
-            Storage::F32(v) => Storage::F32(indices.iter().flat_map(|&i| v[i * cols..(i + 1) * cols].iter().copied()).collect()),
-            Storage::F16(v) => Storage::F16(indices.iter().flat_map(|&i| v[i * cols..(i + 1) * cols].iter().copied()).collect()),
+            Storage::F32(v) => {
+                Storage::F32(indices.iter().flat_map(|&i| v[i * cols..(i + 1) * cols].iter().copied()).collect())
+            }
+            Storage::F16(v) => {
+                Storage::F16(indices.iter().flat_map(|&i| v[i * cols..(i + 1) * cols].iter().copied()).collect())
+            }
         };
         Self { rows: indices.len(), cols, storage }
     }
@@ -366,14 +371,22 @@ mod tests {
         // Two layers of 2 and 6 columns with very different scales; one constant column.
         let (rows, layout) = (50, [2usize, 6]);
         let mut rng = crate::rng::SplitMix(3);
-        let values: Vec<f32> = (0..rows * 8)
-            .map(|k| if k % 8 == 7 { 4.0 } else { (rng.uniform(-0.5, 0.5) as f32) * if k % 8 < 2 { 0.01 } else { 30.0 } })
-            .collect();
+        let values: Vec<f32> =
+            (0..rows * 8)
+                .map(|k| {
+                    if k % 8 == 7 {
+                        4.0
+                    } else {
+                        (rng.uniform(-0.5, 0.5) as f32) * if k % 8 < 2 { 0.01 } else { 30.0 }
+                    }
+                })
+                .collect();
         let layer_variances = |norm: Normalization| {
             let mut m = FeatureMatrix::from_f32(rows, 8, values.clone(), FeatureDtype::Float32);
             m.standardize(&norm.fit(&m, &layout).unwrap());
             let stats = m.column_stats();
-            let var: Vec<f64> = stats.inv_std.iter().map(|s| if *s == 0.0 { 0.0 } else { 1.0 / (*s as f64).powi(2) }).collect();
+            let var: Vec<f64> =
+                stats.inv_std.iter().map(|s| if *s == 0.0 { 0.0 } else { 1.0 / (*s as f64).powi(2) }).collect();
             [var[..2].iter().sum::<f64>(), var[2..].iter().sum::<f64>()]
         };
         let [a, b] = layer_variances(Normalization::Standardize);

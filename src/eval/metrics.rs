@@ -26,7 +26,11 @@ impl ClassificationMetrics {
             .enumerate()
             .map(|(c, row)| {
                 let n: usize = row.iter().sum();
-                if n == 0 { 0.0 } else { row[c] as f64 / n as f64 }
+                if n == 0 {
+                    0.0
+                } else {
+                    row[c] as f64 / n as f64
+                }
             })
             .collect();
         Self { accuracy: correct as f64 / truth.len().max(1) as f64, per_class_accuracy, confusion }

@@ -22,6 +22,6 @@ pub mod svm;
 
 pub use features::{FeatureError, FeatureExtractor, FeatureSpec};
 pub use matrix::{FeatureDtype, FeatureMatrix, FeatureRows, Normalization, Standardizer};
-pub use svm::{L2Svm, L2SvmParams, L2SvmValidParams, SvmError};
 pub use metrics::ClassificationMetrics;
 pub use protocol::{evaluate, CifarEvalConfig, CifarEvalReport, Subset};
+pub use svm::{L2Svm, L2SvmParams, L2SvmValidParams, SvmError};

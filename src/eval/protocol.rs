@@ -11,21 +11,21 @@ use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
+use super::c_search::{c_at_edge, CSearch};
 use super::features::{FeatureExtractor, FeatureSpec};
 use super::matrix::Normalization;
-use crate::gan::{FeaturePoint, Pooling};
-use crate::fsutil::sha256_file;
 use super::matrix::{FeatureDtype, FeatureMatrix, FeatureRows};
-use crate::rng::SplitMix;
 use super::metrics::ClassificationMetrics;
 use super::svm::{L2Svm, L2SvmValidParams};
-use super::c_search::{c_at_edge, CSearch};
 use crate::data::cifar::{Split, CIFAR10_CLASSES};
 use crate::data::{cifar, open_labeled, split_exists, LabeledImages};
 use crate::fsutil;
+use crate::fsutil::sha256_file;
 use crate::gan::Preset;
-use crate::torchutil::device::{parse_device, DeviceName};
+use crate::gan::{FeaturePoint, Pooling};
+use crate::rng::SplitMix;
 use crate::stage::progress::Progress;
+use crate::torchutil::device::{parse_device, DeviceName};
 use linfa::ParamGuard;
 
 /// `[cifar_eval]` in the config.
@@ -93,7 +93,11 @@ pub struct CifarEvalConfig {
 
 impl CifarEvalConfig {
     pub fn width(&self) -> i64 {
-        if self.width > 0 { self.width } else { self.preset.default_width() }
+        if self.width > 0 {
+            self.width
+        } else {
+            self.preset.default_width()
+        }
     }
 
     pub fn validate(&self) -> Result<(), String> {
@@ -111,7 +115,15 @@ impl CifarEvalConfig {
     }
 
     pub fn svm(&self, c: f64, threads: usize) -> Result<L2SvmValidParams> {
-        Ok(L2Svm::params().c(c).tol(self.tol).max_passes(self.max_passes).bias(self.bias).seed(self.seed).threads(threads).n_classes(10).check()?)
+        Ok(L2Svm::params()
+            .c(c)
+            .tol(self.tol)
+            .max_passes(self.max_passes)
+            .bias(self.bias)
+            .seed(self.seed)
+            .threads(threads)
+            .n_classes(10)
+            .check()?)
     }
 }
 
@@ -148,7 +160,11 @@ impl<A: FeatureRows, B: FeatureRows> FeatureRows for Stacked<'_, A, B> {
     }
     fn row<'a>(&'a self, i: usize, buf: &'a mut [f32]) -> &'a [f32] {
         let n = self.first.n_rows();
-        if i < n { self.first.row(i, buf) } else { self.second.row(i - n, buf) }
+        if i < n {
+            self.first.row(i, buf)
+        } else {
+            self.second.row(i - n, buf)
+        }
     }
 }
 
@@ -180,7 +196,10 @@ impl SplitFeatures<'_> {
             scores.iter_mut().zip(mirrored).for_each(|(s, m)| *s = 0.5 * (*s + m));
         }
         let k = model.n_classes();
-        scores.chunks(k).map(|s| s.iter().enumerate().fold(0, |best, (c, v)| if *v > s[best] { c } else { best })).collect()
+        scores
+            .chunks(k)
+            .map(|s| s.iter().enumerate().fold(0, |best, (c, v)| if *v > s[best] { c } else { best }))
+            .collect()
     }
 
     pub fn all(&self) -> Vec<usize> {
@@ -216,7 +235,14 @@ pub fn validation_split(labels: &[usize], classes: usize, validation: usize, see
 }
 
 /// `per_class` members of each class drawn from `pool` (draw `draw` of the seed).
-pub fn draw_per_class(labels: &[usize], pool: &[usize], classes: usize, per_class: usize, seed: u64, draw: u64) -> Vec<usize> {
+pub fn draw_per_class(
+    labels: &[usize],
+    pool: &[usize],
+    classes: usize,
+    per_class: usize,
+    seed: u64,
+    draw: u64,
+) -> Vec<usize> {
     let pool_labels: Vec<usize> = pool.iter().map(|&i| labels[i]).collect();
     let mut picked = Vec::new();
     for members in shuffled_by_class(&pool_labels, classes, seed ^ (0xD4A3 + draw).wrapping_mul(0x9E37_79B9)) {
@@ -230,13 +256,27 @@ pub(crate) fn labels_of(images: &LabeledImages, what: &str) -> Result<Vec<usize>
     images
         .labels
         .iter()
-        .map(|&l| if (0..10).contains(&l) { Ok(l as usize) } else { bail!("{what}: label {l}, CIFAR-10 labels are 0..=9") })
+        .map(
+            |&l| {
+                if (0..10).contains(&l) {
+                    Ok(l as usize)
+                } else {
+                    bail!("{what}: label {l}, CIFAR-10 labels are 0..=9")
+                }
+            },
+        )
         .collect()
 }
 
 /// The images `indices`, in that order.
 pub fn select_images(images: &LabeledImages, indices: &[usize]) -> LabeledImages {
-    let mut out = LabeledImages { height: images.height, width: images.width, images: Vec::new(), labels: Vec::new(), classes: images.classes.clone() };
+    let mut out = LabeledImages {
+        height: images.height,
+        width: images.width,
+        images: Vec::new(),
+        labels: Vec::new(),
+        classes: images.classes.clone(),
+    };
     for &i in indices {
         out.images.extend_from_slice(images.image(i));
         out.labels.push(images.labels[i]);
@@ -365,7 +405,11 @@ pub fn load_splits(config: &CifarEvalConfig, input: &Path, test: TestSplit) -> R
     } else if config.holdout_test > 0 {
         let labels = labels_of(&train_images, "training split")?;
         let (keep, held) = validation_split(&labels, 10, config.holdout_test, config.seed ^ 0x7E57);
-        eprintln!("cifar-eval: no test split in {}; holding {} training images out as the test split", input.display(), held.len());
+        eprintln!(
+            "cifar-eval: no test split in {}; holding {} training images out as the test split",
+            input.display(),
+            held.len()
+        );
         let held_images = (test == TestSplit::Read).then(|| select_images(&train_images, &held));
         train_images = select_images(&train_images, &keep);
         (held_images, "held-out training images")
@@ -379,7 +423,8 @@ pub fn load_splits(config: &CifarEvalConfig, input: &Path, test: TestSplit) -> R
 
 /// Whether the cache in `output` holds the features of `split` computed with `key`.
 fn features_cached(config: &CifarEvalConfig, output: &Path, key: &str, split: &str) -> bool {
-    config.save_features && std::fs::read_to_string(output.join(format!("features-{split}.key"))).ok().as_deref() == Some(key)
+    config.save_features
+        && std::fs::read_to_string(output.join(format!("features-{split}.key"))).ok().as_deref() == Some(key)
 }
 
 /// One run of the protocol: its settings and where it reads and writes.
@@ -417,7 +462,11 @@ impl ProtocolFeatures {
     /// same images).
     fn normalize(&mut self, normalization: &Normalization) {
         if let Some(stats) = normalization.fit(&self.train, &self.layout) {
-            for x in [Some(&mut self.train), self.train_flipped.as_mut(), self.test.as_mut(), self.test_flipped.as_mut()].into_iter().flatten() {
+            for x in
+                [Some(&mut self.train), self.train_flipped.as_mut(), self.test.as_mut(), self.test_flipped.as_mut()]
+                    .into_iter()
+                    .flatten()
+            {
                 x.standardize(&stats);
             }
         }
@@ -496,21 +545,36 @@ impl ProtocolRun<'_> {
 
     /// BatchNorm's population statistics (unless every feature matrix comes from the cache), then
     /// the features of each split.
-    fn features(&self, mut extractor: FeatureExtractor, key: &str, splits: &Splits, timings: &mut Timings) -> Result<ProtocolFeatures> {
+    fn features(
+        &self,
+        mut extractor: FeatureExtractor,
+        key: &str,
+        splits: &Splits,
+        timings: &mut Timings,
+    ) -> Result<ProtocolFeatures> {
         let config = self.config;
         let cached = |split: &str| features_cached(config, self.output, key, split);
         let flip_cached = |split: &str| !config.flips || cached(&format!("{split}-flipped"));
-        let all_cached = cached("train") && flip_cached("train") && (splits.test.is_none() || (cached("test") && flip_cached("test")));
+        let all_cached = cached("train")
+            && flip_cached("train")
+            && (splits.test.is_none() || (cached("test") && flip_cached("test")));
         let t = Instant::now();
         if config.batch_norm == "recompute" && !all_cached {
-            let progress = Progress::new("cifar-eval: BatchNorm statistics (layers)", Some(extractor_layers(config)), self.log_every_s);
-            extractor.recompute_batch_norm(&splits.train, config.batch_norm_images, config.batch, |_, _| progress.inc(1))?;
+            let progress = Progress::new(
+                "cifar-eval: BatchNorm statistics (layers)",
+                Some(extractor_layers(config)),
+                self.log_every_s,
+            );
+            extractor
+                .recompute_batch_norm(&splits.train, config.batch_norm_images, config.batch, |_, _| progress.inc(1))?;
             progress.finish();
         }
         timings.batch_norm = t.elapsed().as_secs_f64();
 
         let t = Instant::now();
-        let features = |images: &LabeledImages, split: &str, flipped: bool| self.split_features(&extractor, images, split, flipped, key);
+        let features = |images: &LabeledImages, split: &str, flipped: bool| {
+            self.split_features(&extractor, images, split, flipped, key)
+        };
         let train = features(&splits.train, "train", false)?;
         let train_flipped = if config.flips { Some(features(&splits.train, "train", true)?) } else { None };
         let test = splits.test.as_ref().map(|images| features(images, "test", false)).transpose()?;
@@ -524,7 +588,14 @@ impl ProtocolRun<'_> {
     }
 
     /// Features of one split, from the cache in `output` when it matches `key`, else computed.
-    fn split_features(&self, extractor: &FeatureExtractor, images: &LabeledImages, split: &str, flipped: bool, key: &str) -> Result<FeatureMatrix> {
+    fn split_features(
+        &self,
+        extractor: &FeatureExtractor,
+        images: &LabeledImages,
+        split: &str,
+        flipped: bool,
+        key: &str,
+    ) -> Result<FeatureMatrix> {
         let (config, output) = (self.config, self.output);
         let split = &if flipped { format!("{split}-flipped") } else { split.to_owned() };
         let spec = FeatureSpec { point: config.feature_point, pooling: config.pooling, flipped };
@@ -537,7 +608,8 @@ impl ProtocolRun<'_> {
                 return Ok(m);
             }
         }
-        let progress = Progress::new(&format!("cifar-eval: {split} features"), Some(images.len() as u64), self.log_every_s);
+        let progress =
+            Progress::new(&format!("cifar-eval: {split} features"), Some(images.len() as u64), self.log_every_s);
         let mut done = 0;
         let m = extractor
             .extract_many(images, &[spec], config.batch, config.features_dtype, |d, _| {
@@ -550,7 +622,11 @@ impl ProtocolRun<'_> {
         if config.save_features {
             m.write_npy(&path)?;
             // The labels beside them, so that the features serve other tools (benches/svm_vs_sklearn.py).
-            crate::data::npy::write_array(&output.join(format!("labels-{split}.npy")), &[images.len() as u64], &images.labels)?;
+            crate::data::npy::write_array(
+                &output.join(format!("labels-{split}.npy")),
+                &[images.len() as u64],
+                &images.labels,
+            )?;
             fsutil::write_atomic(&key_path, key.as_bytes())?;
         }
         Ok(m)
@@ -573,7 +649,13 @@ impl ProtocolRun<'_> {
                 model.report.seconds,
                 if converged { "" } else { ", NOT converged" }
             );
-            grid.push(GridPoint { c, validation_accuracy: metrics.accuracy, fit_s: model.report.seconds, passes, converged });
+            grid.push(GridPoint {
+                c,
+                validation_accuracy: metrics.accuracy,
+                fit_s: model.report.seconds,
+                passes,
+                converged,
+            });
             Ok((metrics.accuracy, metrics))
         })?;
         let c = choice.c();
@@ -585,7 +667,12 @@ impl ProtocolRun<'_> {
     }
 
     /// The refit on the whole training split at C, scored once on the test split (None without one).
-    fn refit_and_test(&self, features: &ProtocolFeatures, labels: &ProtocolLabels, c: f64) -> Result<Option<ClassificationMetrics>> {
+    fn refit_and_test(
+        &self,
+        features: &ProtocolFeatures,
+        labels: &ProtocolLabels,
+        c: f64,
+    ) -> Result<Option<ClassificationMetrics>> {
         let (Some(test_f), Some(test_labels)) = (features.test(), &labels.test) else { return Ok(None) };
         let train_f = features.train();
         let model = train_f.fit(&self.config.svm(c, self.threads)?, &train_f.all(), &labels.train)?;
@@ -594,7 +681,12 @@ impl ProtocolRun<'_> {
 
     /// The paper's 400-per-class column: C chosen on the validation split with the first draw,
     /// then every draw fitted at that C and scored on the test split (else the validation split).
-    fn per_class_column(&self, features: &ProtocolFeatures, labels: &ProtocolLabels, chosen_c: f64) -> Result<PerClassColumn> {
+    fn per_class_column(
+        &self,
+        features: &ProtocolFeatures,
+        labels: &ProtocolLabels,
+        chosen_c: f64,
+    ) -> Result<PerClassColumn> {
         let config = self.config;
         if config.per_class == 0 || config.draws == 0 {
             return Ok(PerClassColumn { c: chosen_c, accuracies: Vec::new() });
@@ -609,7 +701,10 @@ impl ProtocolRun<'_> {
         let c = CSearch::grid(&config.c_grid)
             .choose(|c| {
                 let model = train_f.fit(&config.svm(c, self.threads)?, &first, &first_labels)?;
-                Ok((ClassificationMetrics::new(&labels.val, &train_f.predict(&model, &labels.val_idx), 10).accuracy, ()))
+                Ok((
+                    ClassificationMetrics::new(&labels.val, &train_f.predict(&model, &labels.val_idx), 10).accuracy,
+                    (),
+                ))
             })?
             .c();
         let mut accuracies = Vec::new();
@@ -628,7 +723,13 @@ impl ProtocolRun<'_> {
 
 /// Runs the protocol on CIFAR-10 at `input` (binary batches or class folders) and writes
 /// metrics.json, confusion.png and confusion.csv into `output`.
-pub fn evaluate(config: &CifarEvalConfig, input: &Path, output: &Path, threads: usize, log_every_s: f64) -> Result<CifarEvalReport> {
+pub fn evaluate(
+    config: &CifarEvalConfig,
+    input: &Path,
+    output: &Path,
+    threads: usize,
+    log_every_s: f64,
+) -> Result<CifarEvalReport> {
     config.validate().map_err(anyhow::Error::msg)?;
     let started = Instant::now();
     let device = parse_device(&config.device).map_err(anyhow::Error::msg)?;
@@ -733,14 +834,19 @@ pub fn table_1(report: &CifarEvalReport) -> String {
         out += &format!("| {model} (paper) | {acc} | {small} |\n");
     }
     let (acc, on, images) = match &report.test {
-        Some(m) => (m.accuracy, if report.test_source == "test split" { "test" } else { "held-out test" }, report.test_images.unwrap_or(0)),
+        Some(m) => (
+            m.accuracy,
+            if report.test_source == "test split" { "test" } else { "held-out test" },
+            report.test_images.unwrap_or(0),
+        ),
         None => (report.validation.accuracy, "validation", report.validation_images),
     };
     let small = match (report.per_class_mean, report.per_class_std) {
         (Some(m), Some(s)) => format!("{:.1}% (+-{:.1}%) on {}", 100.0 * m, 100.0 * s, report.per_class_scored_on),
         _ => "-".into(),
     };
-    let name = if report.discriminator == "random" { "random D".to_owned() } else { format!("D {}", report.discriminator) };
+    let name =
+        if report.discriminator == "random" { "random D".to_owned() } else { format!("D {}", report.discriminator) };
     let flips = if report.protocol["flips"] == json!(true) { " (with flips: not the paper's protocol)" } else { "" };
     out += &format!("| this run: {name} + L2-SVM{flips} | {:.1}% on {images} {on} images | {small} |\n", 100.0 * acc);
     out

@@ -20,12 +20,15 @@ use super::c_search::CSearch;
 use super::features::{FeatureExtractor, FeatureSpec};
 use super::matrix::FeatureMatrix;
 use super::metrics::ClassificationMetrics;
-use super::protocol::{draw_per_class, extractor_layers, labels_of, load_splits, select_images, validation_split, CifarEvalConfig, Splits, TestSplit};
+use super::protocol::{
+    draw_per_class, extractor_layers, labels_of, load_splits, select_images, validation_split, CifarEvalConfig, Splits,
+    TestSplit,
+};
 use crate::data::packed::LabeledImages;
 use crate::fsutil;
 use crate::gan::{list_snapshots, CheckpointState};
-use crate::torchutil::device::parse_device;
 use crate::stage::progress::Progress;
+use crate::torchutil::device::parse_device;
 
 /// One snapshot's row of the table.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -70,17 +73,22 @@ impl SnapshotTable {
     fn finish(&mut self) {
         self.rows.sort_by_key(|r| r.step);
         self.validation_by_epoch = self.rows.iter().map(|r| (r.epoch, r.validation_accuracy)).collect();
-        self.best = self.rows.iter().fold(None::<&SnapshotScore>, |best, r| match best {
-            Some(b) if b.validation_accuracy >= r.validation_accuracy => Some(b),
-            _ => Some(r),
-        }).cloned();
+        self.best = self
+            .rows
+            .iter()
+            .fold(None::<&SnapshotScore>, |best, r| match best {
+                Some(b) if b.validation_accuracy >= r.validation_accuracy => Some(b),
+                _ => Some(r),
+            })
+            .cloned();
     }
 
     /// The table as CSV: step, epoch, best C, validation accuracy, path.
     pub fn to_csv(&self) -> String {
         let mut out = String::from("step,epoch,best_c,validation_accuracy,path\n");
         for r in &self.rows {
-            out += &format!("{},{:.3},{},{:.6},{}\n", r.step, r.epoch, r.best_c, r.validation_accuracy, r.path.display());
+            out +=
+                &format!("{},{:.3},{},{:.6},{}\n", r.step, r.epoch, r.best_c, r.validation_accuracy, r.path.display());
         }
         out
     }
@@ -120,7 +128,10 @@ pub fn find_snapshots(path: &Path) -> Result<(PathBuf, Vec<(PathBuf, CheckpointS
     };
     let snapshots = list_snapshots(&run)?;
     if snapshots.is_empty() {
-        bail!("{}: no snapshots (train with --set train.snapshot_every_epochs=N writes them to snapshots/)", path.display());
+        bail!(
+            "{}: no snapshots (train with --set train.snapshot_every_epochs=N writes them to snapshots/)",
+            path.display()
+        );
     }
     Ok((run, snapshots))
 }
@@ -145,7 +156,11 @@ impl SnapshotSplits {
         if val_idx.is_empty() {
             bail!("cifar_eval.validation = {}: no validation images", config.validation);
         }
-        let fit_idx = if config.snapshot_fit_per_class > 0 { draw_per_class(&labels, &fit_idx, 10, config.snapshot_fit_per_class, config.seed, 0) } else { fit_idx };
+        let fit_idx = if config.snapshot_fit_per_class > 0 {
+            draw_per_class(&labels, &fit_idx, 10, config.snapshot_fit_per_class, config.seed, 0)
+        } else {
+            fit_idx
+        };
         let (fit_images, val_images) = (select_images(&train, &fit_idx), select_images(&train, &val_idx));
         let fit_labels = fit_idx.iter().map(|&i| labels[i]).collect();
         let val_labels = val_idx.iter().map(|&i| labels[i]).collect();
@@ -190,12 +205,18 @@ impl SnapshotScorer<'_> {
         let (config, splits) = (self.config, self.splits);
         let mut extractor = FeatureExtractor::load(d_path, config.preset, config.width(), self.device)?;
         if config.batch_norm == "recompute" {
-            let progress = Progress::new("cifar-eval: BatchNorm statistics (layers)", Some(extractor_layers(config)), self.log_every_s);
-            extractor.recompute_batch_norm(&splits.train, config.batch_norm_images, config.batch, |_, _| progress.inc(1))?;
+            let progress = Progress::new(
+                "cifar-eval: BatchNorm statistics (layers)",
+                Some(extractor_layers(config)),
+                self.log_every_s,
+            );
+            extractor
+                .recompute_batch_norm(&splits.train, config.batch_norm_images, config.batch, |_, _| progress.inc(1))?;
             progress.finish();
         }
         let total = (splits.fit_images.len() + splits.val_images.len()) as u64;
-        let progress = Progress::new(&format!("cifar-eval: snapshot step {step} features"), Some(total), self.log_every_s);
+        let progress =
+            Progress::new(&format!("cifar-eval: snapshot step {step} features"), Some(total), self.log_every_s);
         // Snapshots are compared without flips (cifar_eval.flips applies to the final score only).
         let spec = [FeatureSpec { point: config.feature_point, pooling: config.pooling, flipped: false }];
         let features_of = |images: &LabeledImages| -> Result<FeatureMatrix> {
@@ -245,7 +266,14 @@ impl SnapshotScorer<'_> {
 
 /// Scores every snapshot of the run at `snapshots_path` on the validation split of `input`;
 /// writes snapshots.json, snapshots.csv and snapshots.md into `output` after each snapshot.
-pub fn score_snapshots(config: &CifarEvalConfig, input: &Path, snapshots_path: &Path, output: &Path, threads: usize, log_every_s: f64) -> Result<SnapshotTable> {
+pub fn score_snapshots(
+    config: &CifarEvalConfig,
+    input: &Path,
+    snapshots_path: &Path,
+    output: &Path,
+    threads: usize,
+    log_every_s: f64,
+) -> Result<SnapshotTable> {
     config.validate().map_err(anyhow::Error::msg)?;
     let device = parse_device(&config.device).map_err(anyhow::Error::msg)?;
     let (run, snapshots) = find_snapshots(snapshots_path)?;
@@ -271,9 +299,19 @@ pub fn score_snapshots(config: &CifarEvalConfig, input: &Path, snapshots_path: &
     for (k, (dir, state)) in snapshots.iter().enumerate() {
         let d_path = dir.join("d.safetensors");
         let sha = fsutil::sha256_file(&d_path).with_context(|| format!("{}: cannot hash", d_path.display()))?;
-        let epoch = state.steps_per_epoch.filter(|&n| n > 0).map(|n| state.step as f64 / n as f64).unwrap_or(state.epoch as f64);
+        let epoch = state
+            .steps_per_epoch
+            .filter(|&n| n > 0)
+            .map(|n| state.step as f64 / n as f64)
+            .unwrap_or(state.epoch as f64);
         if let Some(row) = previous.iter().find(|r| r.discriminator_sha256 == sha) {
-            eprintln!("cifar-eval: snapshot {} of {}: step {} already scored ({:.2}%)", k + 1, snapshots.len(), state.step, 100.0 * row.validation_accuracy);
+            eprintln!(
+                "cifar-eval: snapshot {} of {}: step {} already scored ({:.2}%)",
+                k + 1,
+                snapshots.len(),
+                state.step,
+                100.0 * row.validation_accuracy
+            );
             table.rows.push(SnapshotScore { path: dir.clone(), epoch, ..row.clone() });
             continue;
         }

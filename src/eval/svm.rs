@@ -62,7 +62,16 @@ pub struct L2SvmParams(L2SvmValidParams);
 
 impl Default for L2SvmParams {
     fn default() -> Self {
-        Self(L2SvmValidParams { c: 1.0, tol: 0.1, max_passes: 1000, bias: 1.0, shrinking: true, threads: 0, seed: 0, n_classes: 0 })
+        Self(L2SvmValidParams {
+            c: 1.0,
+            tol: 0.1,
+            max_passes: 1000,
+            bias: 1.0,
+            shrinking: true,
+            threads: 0,
+            seed: 0,
+            n_classes: 0,
+        })
     }
 }
 
@@ -220,7 +229,13 @@ struct ClassState {
 }
 
 /// Solves the binary problems of `classes` together, reading each row once per pass for all of them.
-fn solve_classes(rows: &impl FeatureRows, labels: &[usize], classes: std::ops::Range<usize>, sq_norms: &[f64], p: &L2SvmValidParams) -> Vec<ClassState> {
+fn solve_classes(
+    rows: &impl FeatureRows,
+    labels: &[usize],
+    classes: std::ops::Range<usize>,
+    sq_norms: &[f64],
+    p: &L2SvmValidParams,
+) -> Vec<ClassState> {
     let n = rows.n_rows();
     let d = rows.n_cols();
     let diag = 0.5 / p.c; // D_ii of the L2-loss dual
@@ -344,17 +359,27 @@ impl L2SvmValidParams {
         let bias2 = (p.bias as f64).powi(2);
         let sq_norms: Vec<f64> = (0..n)
             .into_par_iter()
-            .map_init(|| vec![0f32; rows.n_cols()], |buf, i| {
-                let x = rows.row(i, buf);
-                x.iter().map(|v| (*v as f64).powi(2)).sum::<f64>() + bias2
-            })
+            .map_init(
+                || vec![0f32; rows.n_cols()],
+                |buf, i| {
+                    let x = rows.row(i, buf);
+                    x.iter().map(|v| (*v as f64).powi(2)).sum::<f64>() + bias2
+                },
+            )
             .collect();
         let threads = if p.threads == 0 { rayon::current_num_threads() } else { p.threads };
         let groups = threads.clamp(1, k);
         let bounds: Vec<std::ops::Range<usize>> = (0..groups).map(|g| g * k / groups..(g + 1) * k / groups).collect();
-        let pool = rayon::ThreadPoolBuilder::new().num_threads(groups).build().map_err(|e| SvmError::Params(e.to_string()))?;
+        let pool =
+            rayon::ThreadPoolBuilder::new().num_threads(groups).build().map_err(|e| SvmError::Params(e.to_string()))?;
         let states: Vec<ClassState> = pool.install(|| {
-            bounds.into_par_iter().map(|classes| solve_classes(rows, labels, classes, &sq_norms, p)).collect::<Vec<_>>().into_iter().flatten().collect()
+            bounds
+                .into_par_iter()
+                .map(|classes| solve_classes(rows, labels, classes, &sq_norms, p))
+                .collect::<Vec<_>>()
+                .into_iter()
+                .flatten()
+                .collect()
         });
         let report = FitReport {
             passes: states.iter().map(|s| s.passes).collect(),
@@ -483,7 +508,15 @@ mod tests {
     #[test]
     fn matches_a_brute_force_optimum_on_a_tiny_problem() {
         // Overlapping classes, so the loss term matters.
-        let points = [(0.2, 1.0, 0), (1.0, 0.4, 0), (0.6, 0.9, 0), (-0.3, -0.2, 1), (0.5, -0.8, 1), (0.7, 0.6, 1), (-1.0, 0.3, 1)];
+        let points = [
+            (0.2, 1.0, 0),
+            (1.0, 0.4, 0),
+            (0.6, 0.9, 0),
+            (-0.3, -0.2, 1),
+            (0.5, -0.8, 1),
+            (0.7, 0.6, 1),
+            (-1.0, 0.3, 1),
+        ];
         let x = Array2::from_shape_fn((points.len(), 2), |(i, j)| if j == 0 { points[i].0 } else { points[i].1 });
         let labels: Vec<usize> = points.iter().map(|p| p.2).collect();
         for c in [0.1, 1.0, 10.0] {
@@ -493,7 +526,10 @@ mod tests {
             for (class, &objective) in ours.iter().enumerate() {
                 let y: Vec<f64> = labels.iter().map(|&l| if l == class { 1.0 } else { -1.0 }).collect();
                 let best = brute_force_optimum(&x, &y, c);
-                assert!((objective - best).abs() <= 1e-4 * (1.0 + best), "C = {c}, class {class}: ours {objective} vs brute force {best}");
+                assert!(
+                    (objective - best).abs() <= 1e-4 * (1.0 + best),
+                    "C = {c}, class {class}: ours {objective} vs brute force {best}"
+                );
             }
         }
     }

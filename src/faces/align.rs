@@ -34,18 +34,10 @@ pub fn eyes_square(points: &Landmarks, margin: f64) -> TurnedSquare {
     let mouth = midpoint(mouth_right, mouth_left);
     let eye_line = [left_eye[0] - right_eye[0], left_eye[1] - right_eye[1]];
     let eye_to_mouth = [mouth[0] - eyes[0], mouth[1] - eyes[1]];
-    let size =
-        (2.0 * eye_line[0].hypot(eye_line[1])).max(1.8 * eye_to_mouth[0].hypot(eye_to_mouth[1]));
+    let size = (2.0 * eye_line[0].hypot(eye_line[1])).max(1.8 * eye_to_mouth[0].hypot(eye_to_mouth[1]));
     let side = (size * SIDE_PER_FACE_SIZE * (1.0 + margin as f32)).max(1.0);
-    let centre = [
-        eyes[0] + CENTRE_TOWARDS_MOUTH * eye_to_mouth[0],
-        eyes[1] + CENTRE_TOWARDS_MOUTH * eye_to_mouth[1],
-    ];
-    TurnedSquare {
-        centre,
-        side,
-        angle: eye_line[1].atan2(eye_line[0]),
-    }
+    let centre = [eyes[0] + CENTRE_TOWARDS_MOUTH * eye_to_mouth[0], eyes[1] + CENTRE_TOWARDS_MOUTH * eye_to_mouth[1]];
+    TurnedSquare { centre, side, angle: eye_line[1].atan2(eye_line[0]) }
 }
 
 fn midpoint(a: [f32; 2], b: [f32; 2]) -> [f32; 2] {
@@ -59,20 +51,13 @@ pub fn to_crop(square: &TurnedSquare, size: u32, point: [f32; 2]) -> [f32; 2] {
     let (dx, dy) = (point[0] - square.centre[0], point[1] - square.centre[1]);
     // Turning by -angle levels the eye line.
     let half = size as f32 / 2.0;
-    [
-        half + scale * (cos * dx + sin * dy),
-        half + scale * (-sin * dx + cos * dy),
-    ]
+    [half + scale * (cos * dx + sin * dy), half + scale * (-sin * dx + cos * dy)]
 }
 
 /// Cuts the turned square out of `image` into `size` x `size` (black outside the photo). The
 /// axis-aligned square around it is shrunk first with INTER_AREA (no aliasing however large the
 /// face), then turned with bilinear interpolation at about one to one.
-pub fn crop_rotated(
-    image: &RgbImage,
-    square: &TurnedSquare,
-    size: u32,
-) -> Result<Vec<u8>, opencv::Error> {
+pub fn crop_rotated(image: &RgbImage, square: &TurnedSquare, size: u32) -> Result<Vec<u8>, opencv::Error> {
     let (sin, cos) = square.angle.sin_cos();
     let spread = cos.abs() + sin.abs();
     let outer_side = (square.side * spread).ceil().max(1.0) as i64;
@@ -85,10 +70,7 @@ pub fn crop_rotated(
     let patch = crop_square(image, outer, outer_size)?;
     // Patch pixels per source pixel, and the square's centre in the patch.
     let k = outer_size as f32 / outer_side as f32;
-    let pc = [
-        (square.centre[0] - outer.x as f32) * k,
-        (square.centre[1] - outer.y as f32) * k,
-    ];
+    let pc = [(square.centre[0] - outer.x as f32) * k, (square.centre[1] - outer.y as f32) * k];
     let scale = size as f32 / (square.side * k);
     let half = size as f32 / 2.0;
     let (a, b) = (scale * cos, scale * sin);
@@ -100,15 +82,7 @@ pub fn crop_rotated(
     let src = flat.reshape(3, outer_size as i32)?;
     let mut dst = Mat::default();
     let dsize = Size::new(size as i32, size as i32);
-    imgproc::warp_affine(
-        &src,
-        &mut dst,
-        &matrix,
-        dsize,
-        imgproc::INTER_LINEAR,
-        BORDER_CONSTANT,
-        Scalar::all(0.0),
-    )?;
+    imgproc::warp_affine(&src, &mut dst, &matrix, dsize, imgproc::INTER_LINEAR, BORDER_CONSTANT, Scalar::all(0.0))?;
     Ok(dst.data_bytes()?.to_vec())
 }
 
@@ -120,29 +94,17 @@ mod tests {
     fn tilted_face() -> Landmarks {
         let (sin, cos) = 30f32.to_radians().sin_cos();
         let at = |x: f32, y: f32| [200.0 + cos * x - sin * y, 150.0 + sin * x + cos * y];
-        [
-            at(-20.0, 0.0),
-            at(20.0, 0.0),
-            at(0.0, 20.0),
-            at(-15.0, 40.0),
-            at(15.0, 40.0),
-        ]
+        [at(-20.0, 0.0), at(20.0, 0.0), at(0.0, 20.0), at(-15.0, 40.0), at(15.0, 40.0)]
     }
 
     #[test]
     fn the_eyes_come_out_level_and_the_face_upright() {
         let points = tilted_face();
         let square = eyes_square(&points, 0.0);
-        assert!(
-            (square.angle.to_degrees() - 30.0).abs() < 1e-3,
-            "{square:?}"
-        );
+        assert!((square.angle.to_degrees() - 30.0).abs() < 1e-3, "{square:?}");
         let [re, le, nose, _, _] = points.map(|p| to_crop(&square, 64, p));
         assert!((re[1] - le[1]).abs() < 1e-3, "eyes {re:?} {le:?}");
-        assert!(
-            re[0] < le[0] && nose[1] > re[1],
-            "right eye left of the left one, nose below"
-        );
+        assert!(re[0] < le[0] && nose[1] > re[1], "right eye left of the left one, nose below");
         // Size: max(2 x 40, 1.8 x 40) x 1.45 = 116 px; centre 0.35 x 40 px below the eyes.
         assert!((square.side - 116.0).abs() < 1e-3, "{square:?}");
         assert!((32.0 - re[1] - 14.0 * 64.0 / 116.0).abs() < 1e-3, "{re:?}");
@@ -166,11 +128,7 @@ mod tests {
         let crop = crop_rotated(&RgbImage::new(w, h, pixels), &square, 64).unwrap();
         let [ex, ey] = to_crop(&square, 64, points[0]);
         let at = |x: f32, y: f32| crop[((y.round() as usize) * 64 + x.round() as usize) * 3];
-        assert!(
-            at(ex, ey) > 150,
-            "the eye's disc is not where expected: {}",
-            at(ex, ey)
-        );
+        assert!(at(ex, ey) > 150, "the eye's disc is not where expected: {}", at(ex, ey));
         assert!(at(64.0 - ex, ey) < 30, "the left eye's place is dark");
     }
 }

@@ -61,12 +61,7 @@ impl Detection {
     /// A box without score or landmarks (the cascade's).
     pub fn from_box(face: FaceBox) -> Self {
         let exact = [face.x as f32, face.y as f32, face.w as f32, face.h as f32];
-        Self {
-            face,
-            exact,
-            score: None,
-            landmarks: None,
-        }
+        Self { face, exact, score: None, landmarks: None }
     }
 }
 
@@ -136,21 +131,14 @@ pub fn to_gray(image: &RgbImage) -> Vec<u8> {
     image
         .pixels
         .chunks_exact(3)
-        .map(|p| {
-            ((p[0] as u32 * 4899 + p[1] as u32 * 9617 + p[2] as u32 * 1868 + 8192) >> 14) as u8
-        })
+        .map(|p| ((p[0] as u32 * 4899 + p[1] as u32 * 9617 + p[2] as u32 * 1868 + 8192) >> 14) as u8)
         .collect()
 }
 
 fn load_cascade(path: &Path) -> Result<CascadeClassifier, DetectorError> {
-    let cascade_err = |why: String| DetectorError::Cascade {
-        path: path.to_owned(),
-        why,
-    };
+    let cascade_err = |why: String| DetectorError::Cascade { path: path.to_owned(), why };
     if !path.is_file() {
-        return Err(cascade_err(
-            "no such file; install Debian's opencv-data".into(),
-        ));
+        return Err(cascade_err("no such file; install Debian's opencv-data".into()));
     }
     let cascade = CascadeClassifier::new(path).map_err(|e| cascade_err(e.message))?;
     if cascade.empty().map_err(|e| cascade_err(e.message))? {
@@ -206,13 +194,7 @@ impl FaceDetector for HaarCascade {
         let mut boxes: Vec<FaceBox> = objects
             .iter()
             .zip(counts.iter())
-            .map(|(r, n)| FaceBox {
-                x: r.x,
-                y: r.y,
-                w: r.width,
-                h: r.height,
-                neighbours: n,
-            })
+            .map(|(r, n)| FaceBox { x: r.x, y: r.y, w: r.width, h: r.height, neighbours: n })
             .collect();
         // OpenCV's order depends on its grouping; a stable order keeps outputs reproducible.
         boxes.sort_by_key(|b| (b.y, b.x, b.w));

@@ -45,17 +45,10 @@ pub struct PhotoTruth {
 }
 
 /// Reads a ground-truth file, splitting each photo's boxes at `min_side`.
-pub fn read_ground_truth(
-    path: &Path,
-    min_side: f64,
-) -> Result<BTreeMap<String, PhotoTruth>, EvalError> {
-    let err = |why: String| EvalError::GroundTruth {
-        path: path.display().to_string(),
-        why,
-    };
+pub fn read_ground_truth(path: &Path, min_side: f64) -> Result<BTreeMap<String, PhotoTruth>, EvalError> {
+    let err = |why: String| EvalError::GroundTruth { path: path.display().to_string(), why };
     let text = std::fs::read_to_string(path).map_err(|e| err(e.to_string()))?;
-    let file: GtFile =
-        serde_json::from_str(&text).map_err(|e| err(format!("not a ground-truth file: {e}")))?;
+    let file: GtFile = serde_json::from_str(&text).map_err(|e| err(format!("not a ground-truth file: {e}")))?;
     let mut photos = BTreeMap::new();
     for image in file.images {
         let mut truth = PhotoTruth::default();
@@ -87,14 +80,8 @@ pub fn kept_boxes(rows: &[ManifestRow]) -> BTreeMap<String, Vec<Kept>> {
         if let Some(Value::Array(boxes)) = row.detail.get("boxes") {
             for b in boxes.iter().filter(|b| b["kept"] == Value::Bool(true)) {
                 let get = |k: &str| b[k].as_f64().unwrap_or(0.0);
-                let score = b
-                    .get("score")
-                    .and_then(Value::as_f64)
-                    .unwrap_or(f64::INFINITY);
-                kept.push(Kept {
-                    bbox: [get("x"), get("y"), get("w"), get("h")],
-                    score,
-                });
+                let score = b.get("score").and_then(Value::as_f64).unwrap_or(f64::INFINITY);
+                kept.push(Kept { bbox: [get("x"), get("y"), get("w"), get("h")], score });
             }
         }
         photos.insert(row.source.clone(), kept);
@@ -175,26 +162,14 @@ pub fn evaluate(
     run: &BTreeMap<String, Vec<Kept>>,
     thresholds: &[f64],
 ) -> (Vec<Counts>, Vec<String>) {
-    let missing: Vec<String> = truth
-        .keys()
-        .filter(|f| !run.contains_key(*f))
-        .cloned()
-        .collect();
+    let missing: Vec<String> = truth.keys().filter(|f| !run.contains_key(*f)).cloned().collect();
     let table = thresholds
         .iter()
         .map(|&t| {
-            let mut counts = Counts {
-                score_threshold: t,
-                ..Counts::default()
-            };
+            let mut counts = Counts { score_threshold: t, ..Counts::default() };
             for (file, photo) in truth {
                 counts.faces += photo.faces.len() as u64;
-                score_photo(
-                    photo,
-                    run.get(file).map_or(&[][..], Vec::as_slice),
-                    t,
-                    &mut counts,
-                );
+                score_photo(photo, run.get(file).map_or(&[][..], Vec::as_slice), t, &mut counts);
             }
             counts
         })
@@ -206,11 +181,7 @@ pub fn evaluate(
 pub fn format_table(table: &[Counts]) -> String {
     let mut out = String::from("score >=   right  wrong  ignored  faces  precision  recall\n");
     for c in table {
-        let t = if c.score_threshold.is_finite() {
-            format!("{:8.2}", c.score_threshold)
-        } else {
-            "     all".into()
-        };
+        let t = if c.score_threshold.is_finite() { format!("{:8.2}", c.score_threshold) } else { "     all".into() };
         out.push_str(&format!(
             "{t}  {:6}  {:5}  {:7}  {:5}  {:9.3}  {:6.3}\n",
             c.right,
@@ -229,18 +200,12 @@ mod tests {
     use super::*;
 
     fn kept(x: f64, y: f64, side: f64, score: f64) -> Kept {
-        Kept {
-            bbox: [x, y, side, side],
-            score,
-        }
+        Kept { bbox: [x, y, side, side], score }
     }
 
     #[test]
     fn right_wrong_ignored_and_duplicates() {
-        let truth = PhotoTruth {
-            faces: vec![[0.0, 0.0, 100.0, 100.0]],
-            ignore: vec![[300.0, 0.0, 40.0, 40.0]],
-        };
+        let truth = PhotoTruth { faces: vec![[0.0, 0.0, 100.0, 100.0]], ignore: vec![[300.0, 0.0, 40.0, 40.0]] };
         let photos = BTreeMap::from([("a.jpg".to_string(), truth)]);
         let boxes = vec![
             kept(5.0, 5.0, 100.0, 0.95),  // the face
@@ -251,14 +216,7 @@ mod tests {
         let run = BTreeMap::from([("a.jpg".to_string(), boxes)]);
         let (table, missing) = evaluate(&photos, &run, &[0.5, 0.8, 0.99]);
         assert!(missing.is_empty());
-        let at = |t: usize| {
-            (
-                table[t].right,
-                table[t].wrong,
-                table[t].ignored,
-                table[t].faces,
-            )
-        };
+        let at = |t: usize| (table[t].right, table[t].wrong, table[t].ignored, table[t].faces);
         assert_eq!(at(0), (1, 2, 1, 1));
         assert_eq!(at(1), (1, 1, 1, 1));
         assert_eq!(at(2), (0, 0, 0, 1));
@@ -277,18 +235,12 @@ mod tests {
         // sqrt(70 x 50) = 59 < 64: ignored; the invalid one too.
         assert_eq!(truth["x/a.jpg"].faces, vec![[0.0, 0.0, 64.0, 64.0]]);
         assert_eq!(truth["x/a.jpg"].ignore.len(), 2);
-        let run = BTreeMap::from([(
-            "x/a.jpg".to_string(),
-            vec![kept(0.0, 0.0, 64.0, f64::INFINITY)],
-        )]);
+        let run = BTreeMap::from([("x/a.jpg".to_string(), vec![kept(0.0, 0.0, 64.0, f64::INFINITY)])]);
         let (table, missing) = evaluate(&truth, &run, &[f64::NEG_INFINITY]);
         assert_eq!((table[0].right, table[0].faces), (1, 1));
         assert_eq!(missing, vec!["b.jpg".to_string()]);
         std::fs::write(&path, "[1, 2]").unwrap();
         let err = read_ground_truth(&path, 64.0).unwrap_err().to_string();
-        assert!(
-            err.contains("gt.json") && err.contains("not a ground-truth file"),
-            "{err}"
-        );
+        assert!(err.contains("gt.json") && err.contains("not a ground-truth file"), "{err}");
     }
 }

@@ -98,38 +98,22 @@ pub struct FacesStage {
 
 impl FacesStage {
     /// `output` receives `crops/*.png` when `save_png` is set.
-    pub fn new(
-        config: FacesConfig,
-        output: Option<&std::path::Path>,
-    ) -> Result<Self, detector::DetectorError> {
+    pub fn new(config: FacesConfig, output: Option<&std::path::Path>) -> Result<Self, detector::DetectorError> {
         // Our rayon threads spread images over the cores; OpenCV's pool would oversubscribe them.
         let _ = opencv::core::set_num_threads(1);
         let detector = build_detector(&config)?;
-        let png_dir = config
-            .save_png
-            .then(|| output.map(|o| o.join("crops")))
-            .flatten();
-        Ok(Self {
-            config,
-            detector,
-            png_dir,
-        })
+        let png_dir = config.save_png.then(|| output.map(|o| o.join("crops"))).flatten();
+        Ok(Self { config, detector, png_dir })
     }
 
     /// With a detector of one's own (tests, other detectors).
     pub fn with_detector(config: FacesConfig, detector: Box<dyn FaceDetector>) -> Self {
-        Self {
-            config,
-            detector,
-            png_dir: None,
-        }
+        Self { config, detector, png_dir: None }
     }
 }
 
 /// The configured detector, its files loaded and checked.
-pub fn build_detector(
-    config: &FacesConfig,
-) -> Result<Box<dyn FaceDetector>, detector::DetectorError> {
+pub fn build_detector(config: &FacesConfig) -> Result<Box<dyn FaceDetector>, detector::DetectorError> {
     match config.detector {
         DetectorKind::Haar => {
             let path = cascade_path(&config.cascade, std::path::Path::new(&config.cascade_dir));
@@ -161,9 +145,7 @@ pub fn build_detector(
 pub fn box_side(detection: &Detection) -> i32 {
     let face = &detection.face;
     if detection.score.is_some() {
-        ((face.w.max(0) as f64) * (face.h.max(0) as f64))
-            .sqrt()
-            .floor() as i32
+        ((face.w.max(0) as f64) * (face.h.max(0) as f64)).sqrt().floor() as i32
     } else {
         face.w.min(face.h)
     }
@@ -204,17 +186,8 @@ impl FacesStage {
                 "side": round_to(square.side, 1), "angle_deg": round_to(square.angle.to_degrees(), 2)});
             return Ok((crop, placed));
         }
-        let square = face_square(
-            &detection.face,
-            c.margin,
-            c.border,
-            image.width,
-            image.height,
-        );
-        Ok((
-            crop_square(image, square, c.size)?,
-            json!([square.x, square.y, square.side]),
-        ))
+        let square = face_square(&detection.face, c.margin, c.border, image.width, image.height);
+        Ok((crop_square(image, square, c.size)?, json!([square.x, square.y, square.side])))
     }
 }
 
@@ -230,18 +203,11 @@ impl PerImageStage for FacesStage {
     }
 
     fn process(&self, bytes: &[u8]) -> Result<Processed, Failure> {
-        let options = DecodeOptions {
-            max_pixels: self.config.max_pixels,
-            min_decoded_side: None,
-        };
+        let options = DecodeOptions { max_pixels: self.config.max_pixels, min_decoded_side: None };
         // libjpeg, as cv2.imread decodes: the same pixels give the same boxes.
-        let decoded =
-            decode_rgb_with_libjpeg(bytes, &options).map_err(|e| Failure::error(e.to_string()))?;
+        let decoded = decode_rgb_with_libjpeg(bytes, &options).map_err(|e| Failure::error(e.to_string()))?;
         let image = &decoded.image;
-        let detections = self
-            .detector
-            .detect(image)
-            .map_err(|e| Failure::error(e.to_string()))?;
+        let detections = self.detector.detect(image).map_err(|e| Failure::error(e.to_string()))?;
         let mut rows = Vec::new();
         let mut boxes = Vec::with_capacity(detections.len());
         for detection in &detections {
@@ -249,14 +215,9 @@ impl PerImageStage for FacesStage {
             let side = box_side(detection);
             if side < self.config.min_face_side as i32 {
                 entry["kept"] = json!(false);
-                entry["reason"] = json!(format!(
-                    "side {side} px < min_face_side {}",
-                    self.config.min_face_side
-                ));
+                entry["reason"] = json!(format!("side {side} px < min_face_side {}", self.config.min_face_side));
             } else {
-                let (crop, placed) = self
-                    .crop(image, detection)
-                    .map_err(|e| Failure::error(e.message))?;
+                let (crop, placed) = self.crop(image, detection).map_err(|e| Failure::error(e.message))?;
                 entry["kept"] = json!(true);
                 entry["output"] = json!(rows.len());
                 entry["crop"] = placed;
@@ -276,11 +237,7 @@ impl PerImageStage for FacesStage {
             } else {
                 format!("no face of at least {} px", self.config.min_face_side)
             };
-            return Err(Failure {
-                status: Status::Skipped,
-                reason,
-                detail,
-            });
+            return Err(Failure { status: Status::Skipped, reason, detail });
         }
         Ok(Processed { rows, detail })
     }
@@ -289,20 +246,14 @@ impl PerImageStage for FacesStage {
         let Some(dir) = &self.png_dir else {
             return Ok(());
         };
-        let stem: String = source
-            .chars()
-            .map(|c| if c == '/' || c == '\\' { '_' } else { c })
-            .collect();
+        let stem: String = source.chars().map(|c| if c == '/' || c == '\\' { '_' } else { c }).collect();
         std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
         for (k, row) in processed.rows.iter().enumerate() {
             let path = dir.join(format!("{stem}.{k}.png"));
-            let img = image::RgbImage::from_raw(self.config.size, self.config.size, row.clone())
-                .expect("row size");
+            let img = image::RgbImage::from_raw(self.config.size, self.config.size, row.clone()).expect("row size");
             let mut bytes = std::io::Cursor::new(Vec::new());
-            img.write_to(&mut bytes, image::ImageFormat::Png)
-                .map_err(|e| e.to_string())?;
-            crate::fsutil::write_atomic(&path, bytes.get_ref())
-                .map_err(|e| format!("{}: {e}", path.display()))?;
+            img.write_to(&mut bytes, image::ImageFormat::Png).map_err(|e| e.to_string())?;
+            crate::fsutil::write_atomic(&path, bytes.get_ref()).map_err(|e| format!("{}: {e}", path.display()))?;
         }
         Ok(())
     }
@@ -313,11 +264,7 @@ impl PerImageStage for FacesStage {
         let mut too_small = 0u64;
         let mut with_face = 0u64;
         for row in rows {
-            detections += row
-                .detail
-                .get("detections")
-                .and_then(Value::as_u64)
-                .unwrap_or(0);
+            detections += row.detail.get("detections").and_then(Value::as_u64).unwrap_or(0);
             let faces = row.detail.get("faces").and_then(Value::as_u64).unwrap_or(0);
             kept += faces;
             with_face += (faces > 0) as u64;

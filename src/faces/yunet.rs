@@ -27,8 +27,8 @@ const STRIDES: [usize; 3] = [8, 16, 32];
 /// The network's outputs in the order [`decode`] reads them: cls, obj, bbox, kps, each at the
 /// three strides.
 const OUTPUTS: [&str; 12] = [
-    "cls_8", "cls_16", "cls_32", "obj_8", "obj_16", "obj_32", "bbox_8", "bbox_16", "bbox_32",
-    "kps_8", "kps_16", "kps_32",
+    "cls_8", "cls_16", "cls_32", "obj_8", "obj_16", "obj_32", "bbox_8", "bbox_16", "bbox_32", "kps_8", "kps_16",
+    "kps_32",
 ];
 
 /// Detector settings.
@@ -62,19 +62,13 @@ thread_local! {
 /// Reads the model, checks its sha256 (unless `expected_sha256` is empty) and that OpenCV reads it
 /// as YuNet. Every failure is one line naming the file.
 pub fn load_model(path: &Path, expected_sha256: &str) -> Result<Vec<u8>, DetectorError> {
-    let err = |why: String| DetectorError::Model {
-        path: path.to_owned(),
-        why,
-    };
+    let err = |why: String| DetectorError::Model { path: path.to_owned(), why };
     let bytes = std::fs::read(path).map_err(|e| err(e.to_string()))?;
     if bytes.is_empty() {
         return Err(err("empty file".into()));
     }
     if !expected_sha256.is_empty() {
-        let got: String = Sha256::digest(&bytes)
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect();
+        let got: String = Sha256::digest(&bytes).iter().map(|b| format!("{b:02x}")).collect();
         if got != expected_sha256.to_ascii_lowercase() {
             return Err(err(format!(
                 "sha256 {got} is not the expected {expected_sha256} ({} bytes: truncated or another file; \
@@ -94,12 +88,8 @@ fn one_line(message: &str) -> String {
 
 fn build_net(model: &[u8]) -> Result<Net, String> {
     let buffer = Vector::<u8>::from_slice(model);
-    let net = dnn::read_net_from_onnx_buffer(&buffer).map_err(|e| {
-        format!(
-            "not an ONNX model OpenCV can read: {}",
-            one_line(&e.message)
-        )
-    })?;
+    let net = dnn::read_net_from_onnx_buffer(&buffer)
+        .map_err(|e| format!("not an ONNX model OpenCV can read: {}", one_line(&e.message)))?;
     if net.empty().unwrap_or(true) {
         return Err("not an ONNX model OpenCV can read (no layers)".into());
     }
@@ -113,17 +103,9 @@ fn build_net(model: &[u8]) -> Result<Net, String> {
 
 impl YuNet {
     /// Loads and checks the model once here, so that a bad file fails the stage at start.
-    pub fn new(
-        path: &Path,
-        expected_sha256: &str,
-        params: YuNetParams,
-    ) -> Result<Self, DetectorError> {
+    pub fn new(path: &Path, expected_sha256: &str, params: YuNetParams) -> Result<Self, DetectorError> {
         let model = load_model(path, expected_sha256)?;
-        Ok(Self {
-            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
-            model,
-            params,
-        })
+        Ok(Self { id: NEXT_ID.fetch_add(1, Ordering::Relaxed), model, params })
     }
 
     pub fn params(&self) -> &YuNetParams {
@@ -134,11 +116,7 @@ impl YuNet {
     /// pixels.
     fn detect_at_size(&self, image: &RgbImage) -> Result<Vec<RawFace>, DetectorError> {
         let (pad_w, pad_h) = (padded(image.width as usize), padded(image.height as usize));
-        let mut blob = Mat::new_nd_with_default(
-            &[1, 3, pad_h as i32, pad_w as i32],
-            CV_32F,
-            Scalar::all(0.0),
-        )?;
+        let mut blob = Mat::new_nd_with_default(&[1, 3, pad_h as i32, pad_w as i32], CV_32F, Scalar::all(0.0))?;
         fill_bgr_planes(image, blob.data_typed_mut::<f32>()?, pad_w, pad_h);
         let names: Vector<String> = OUTPUTS.iter().copied().collect();
         let mut outputs = Vector::<Mat>::new();
@@ -221,11 +199,7 @@ pub fn decode(
         let [cls, obj, bbox, kps] = [0, 1, 2, 3].map(|k| outputs[level + 3 * k]);
         for (k, data, per_cell) in [(0, cls, 1), (1, obj, 1), (2, bbox, 4), (3, kps, 10)] {
             if data.len() != cells * per_cell {
-                return Err(ShapeError {
-                    name: OUTPUTS[level + 3 * k],
-                    got: data.len(),
-                    want: cells * per_cell,
-                });
+                return Err(ShapeError { name: OUTPUTS[level + 3 * k], got: data.len(), want: cells * per_cell });
             }
         }
         let s = *stride as f32;
@@ -240,14 +214,7 @@ pub fn decode(
             let (w, h) = (b[2].exp() * s, b[3].exp() * s);
             let p = &kps[cell * 10..cell * 10 + 10];
             let landmarks = std::array::from_fn(|n| [(p[2 * n] + c) * s, (p[2 * n + 1] + r) * s]);
-            faces.push(RawFace {
-                x: cx - w / 2.0,
-                y: cy - h / 2.0,
-                w,
-                h,
-                landmarks,
-                score,
-            });
+            faces.push(RawFace { x: cx - w / 2.0, y: cy - h / 2.0, w, h, landmarks, score });
         }
     }
     Ok(faces)
@@ -264,21 +231,10 @@ fn nms(faces: Vec<RawFace>, params: &YuNetParams) -> Result<Vec<RawFace>, Detect
     if faces.len() < 2 {
         return Ok(faces);
     }
-    let boxes: Vector<Rect> = faces
-        .iter()
-        .map(|f| Rect::new(f.x as i32, f.y as i32, f.w as i32, f.h as i32))
-        .collect();
+    let boxes: Vector<Rect> = faces.iter().map(|f| Rect::new(f.x as i32, f.y as i32, f.w as i32, f.h as i32)).collect();
     let scores: Vector<f32> = faces.iter().map(|f| f.score).collect();
     let mut keep = Vector::<i32>::new();
-    dnn::nms_boxes(
-        &boxes,
-        &scores,
-        params.score_threshold,
-        params.nms_threshold,
-        &mut keep,
-        1.0,
-        params.top_k,
-    )?;
+    dnn::nms_boxes(&boxes, &scores, params.score_threshold, params.nms_threshold, &mut keep, 1.0, params.top_k)?;
     Ok(keep.iter().map(|i| faces[i as usize]).collect())
 }
 
@@ -295,18 +251,10 @@ pub fn shrunk_size(width: u32, height: u32, max_side: u32) -> (u32, u32) {
 
 /// `image` shrunk with OpenCV's INTER_AREA to `size`.
 fn shrink(image: &RgbImage, size: (u32, u32)) -> Result<RgbImage, opencv::Error> {
-    let flat =
-        Mat::new_rows_cols_with_data(image.height as i32, (image.width * 3) as i32, &image.pixels)?;
+    let flat = Mat::new_rows_cols_with_data(image.height as i32, (image.width * 3) as i32, &image.pixels)?;
     let src = flat.reshape(3, image.height as i32)?;
     let mut dst = Mat::default();
-    imgproc::resize(
-        &src,
-        &mut dst,
-        Size::new(size.0 as i32, size.1 as i32),
-        0.0,
-        0.0,
-        imgproc::INTER_AREA,
-    )?;
+    imgproc::resize(&src, &mut dst, Size::new(size.0 as i32, size.1 as i32), 0.0, 0.0, imgproc::INTER_AREA)?;
     Ok(RgbImage::new(size.0, size.1, dst.data_bytes()?.to_vec()))
 }
 
@@ -318,10 +266,7 @@ impl FaceDetector for YuNet {
         } else {
             self.detect_at_size(&shrink(image, size)?)?
         };
-        let (sx, sy) = (
-            image.width as f32 / size.0 as f32,
-            image.height as f32 / size.1 as f32,
-        );
+        let (sx, sy) = (image.width as f32 / size.0 as f32, image.height as f32 / size.1 as f32);
         Ok(faces.iter().map(|f| to_detection(f, sx, sy)).collect())
     }
 }
@@ -337,12 +282,7 @@ fn to_detection(face: &RawFace, sx: f32, sy: f32) -> Detection {
         h: exact[3].round() as i32,
         neighbours: 0,
     };
-    Detection {
-        face: face_box,
-        exact,
-        score: Some(face.score),
-        landmarks: Some(landmarks),
-    }
+    Detection { face: face_box, exact, score: Some(face.score), landmarks: Some(landmarks) }
 }
 
 /// Where the default model lives: models/ under the working folder, else under the source tree
@@ -391,18 +331,9 @@ mod tests {
         assert!((f.score - 0.9).abs() < 1e-6, "{f:?}");
         // Centre (0 + 0.5, 1 + 0.25) x 16 = (8, 20); size (16, 32).
         let close = |a: f32, b: f32| (a - b).abs() < 1e-4;
-        assert!(
-            close(f.x, 0.0) && close(f.y, 4.0) && close(f.w, 16.0) && close(f.h, 32.0),
-            "{f:?}"
-        );
-        assert!(
-            close(f.landmarks[0][0], 1.6) && close(f.landmarks[0][1], 19.2),
-            "{f:?}"
-        );
-        assert!(
-            close(f.landmarks[4][0], 14.4) && close(f.landmarks[4][1], 32.0),
-            "{f:?}"
-        );
+        assert!(close(f.x, 0.0) && close(f.y, 4.0) && close(f.w, 16.0) && close(f.h, 32.0), "{f:?}");
+        assert!(close(f.landmarks[0][0], 1.6) && close(f.landmarks[0][1], 19.2), "{f:?}");
+        assert!(close(f.landmarks[4][0], 14.4) && close(f.landmarks[4][1], 32.0), "{f:?}");
         assert!(decode(&views, 32, 32, 0.95).unwrap().is_empty());
     }
 

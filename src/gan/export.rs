@@ -45,7 +45,14 @@ pub fn source_checkpoint(run: &Path, dir: Option<&Path>) -> Result<(std::path::P
 /// Writes `network` of the checkpoint or snapshot `dir` (of the run in `run`) to `dest` as
 /// float16, and its record to `dest.json`. `data` overrides what the record says the run trained
 /// on (by default: the run's summary.json, and the summary of the packed set it read, if any).
-pub fn export_network(run: &Path, dir: &Path, state: &CheckpointState, network: Network, dest: &Path, data: Option<&str>) -> Result<Value> {
+pub fn export_network(
+    run: &Path,
+    dir: &Path,
+    state: &CheckpointState,
+    network: Network,
+    dest: &Path,
+    data: Option<&str>,
+) -> Result<Value> {
     let source = dir.join(network.file());
     let tensors: Vec<(String, Tensor)> = Tensor::read_safetensors(&source)
         .with_context(|| format!("{}: unreadable", source.display()))?
@@ -139,7 +146,11 @@ fn estimate_wall_s(run: &Path, step: u64) -> Option<f64> {
     let (mut last, mut total) = (0u64, 0.0);
     for line in text.lines().skip(1) {
         let f: Vec<&str> = line.split(',').collect();
-        let (Some(s), Some(ips)) = (f.first().and_then(|v| v.parse::<u64>().ok()), f.get(6).and_then(|v| v.parse::<f64>().ok())) else { continue };
+        let (Some(s), Some(ips)) =
+            (f.first().and_then(|v| v.parse::<u64>().ok()), f.get(6).and_then(|v| v.parse::<f64>().ok()))
+        else {
+            continue;
+        };
         if s > step || ips <= 0.0 {
             continue;
         }

@@ -84,7 +84,14 @@ pub struct ConvLayer {
 impl ConvLayer {
     fn new(vs: nn::Path, c_in: i64, c_out: i64, kernel: i64, stride: i64, padding: i64, norm: bool) -> Self {
         // A bias before BatchNorm is cancelled by its mean; leave it out there.
-        let config = nn::ConvConfig { stride, padding, bias: !norm, ws_init: INIT, bs_init: nn::Init::Const(0.0), ..Default::default() };
+        let config = nn::ConvConfig {
+            stride,
+            padding,
+            bias: !norm,
+            ws_init: INIT,
+            bs_init: nn::Init::Const(0.0),
+            ..Default::default()
+        };
         let conv = nn::conv2d(&vs / "conv", c_in, c_out, kernel, config);
         let norm = norm.then(|| batch_norm(&vs / "bn", c_out));
         Self { conv, norm, compute: Kind::Float, geometry: (stride, padding) }
@@ -294,9 +301,9 @@ impl Discriminator {
             Preset::Imagenet32 => {
                 //                     name  in     out    k  s  p  BatchNorm    -> output size
                 let layers = vec![
-                    ConvLayer::new(vs / "c1", 3, w, 3, 1, 1, false), //   32x32
-                    ConvLayer::new(vs / "c2", w, w, 3, 2, 1, true), //     16x16
-                    ConvLayer::new(vs / "c3", w, 2 * w, 3, 1, 1, true), // 16x16
+                    ConvLayer::new(vs / "c1", 3, w, 3, 1, 1, false),        //   32x32
+                    ConvLayer::new(vs / "c2", w, w, 3, 2, 1, true),         //     16x16
+                    ConvLayer::new(vs / "c3", w, 2 * w, 3, 1, 1, true),     // 16x16
                     ConvLayer::new(vs / "c4", 2 * w, 2 * w, 3, 2, 1, true), // 8x8
                     ConvLayer::new(vs / "c5", 2 * w, 4 * w, 3, 1, 1, true), // 8x8
                     ConvLayer::new(vs / "c6", 4 * w, 4 * w, 3, 2, 1, true), // 4x4
@@ -307,8 +314,8 @@ impl Discriminator {
             }
             Preset::Dcgan64 => {
                 let layers = vec![
-                    ConvLayer::new(vs / "c1", 3, w, 4, 2, 1, false), //    32x32
-                    ConvLayer::new(vs / "c2", w, 2 * w, 4, 2, 1, true), //  16x16
+                    ConvLayer::new(vs / "c1", 3, w, 4, 2, 1, false),        //    32x32
+                    ConvLayer::new(vs / "c2", w, 2 * w, 4, 2, 1, true),     //  16x16
                     ConvLayer::new(vs / "c3", 2 * w, 4 * w, 4, 2, 1, true), // 8x8
                     ConvLayer::new(vs / "c4", 4 * w, 8 * w, 4, 2, 1, true), // 4x4
                 ];
@@ -318,8 +325,8 @@ impl Discriminator {
             }
             Preset::Dcgan32 => {
                 let layers = vec![
-                    ConvLayer::new(vs / "c1", 3, w, 4, 2, 1, false), //    16x16
-                    ConvLayer::new(vs / "c2", w, 2 * w, 4, 2, 1, true), //  8x8
+                    ConvLayer::new(vs / "c1", 3, w, 4, 2, 1, false),        //    16x16
+                    ConvLayer::new(vs / "c2", w, 2 * w, 4, 2, 1, true),     //  8x8
                     ConvLayer::new(vs / "c3", 2 * w, 4 * w, 4, 2, 1, true), // 4x4
                 ];
                 let config = nn::ConvConfig { ws_init: INIT, bs_init: nn::Init::Const(0.0), ..Default::default() };
@@ -373,7 +380,8 @@ impl Discriminator {
 
     /// [`Discriminator::features`] from outputs already computed (one forward pass, many variants).
     pub fn pool_outputs(outputs: &[LayerOutputs], point: FeaturePoint, pooling: Pooling) -> Tensor {
-        let pooled: Vec<Tensor> = outputs.iter().map(|o| pool_to_4x4(o.at(point), pooling).to_kind(Kind::Float)).collect();
+        let pooled: Vec<Tensor> =
+            outputs.iter().map(|o| pool_to_4x4(o.at(point), pooling).to_kind(Kind::Float)).collect();
         Tensor::cat(&pooled, 1)
     }
 
@@ -439,8 +447,8 @@ impl Generator {
                 let layers = vec![
                     UpLayer::new(vs / "u1", 4 * w, 2 * w, 3, 2, 1, 1), // 8x8
                     UpLayer::new(vs / "u2", 2 * w, 2 * w, 3, 1, 1, 0), // 8x8
-                    UpLayer::new(vs / "u3", 2 * w, w, 3, 2, 1, 1), //     16x16
-                    UpLayer::new(vs / "u4", w, w, 3, 1, 1, 0), //         16x16
+                    UpLayer::new(vs / "u3", 2 * w, w, 3, 2, 1, 1),     //     16x16
+                    UpLayer::new(vs / "u4", w, w, 3, 1, 1, 0),         //         16x16
                 ];
                 let to_rgb = to_rgb(vs / "rgb", w, 3, 2, 1, 1); //        32x32, tanh
                 Self { preset, z_dim, stem, layers, to_rgb }
@@ -450,7 +458,7 @@ impl Generator {
                 let layers = vec![
                     UpLayer::new(vs / "u1", 8 * w, 4 * w, 4, 2, 1, 0), // 8x8x512
                     UpLayer::new(vs / "u2", 4 * w, 2 * w, 4, 2, 1, 0), // 16x16x256
-                    UpLayer::new(vs / "u3", 2 * w, w, 4, 2, 1, 0), //     32x32x128
+                    UpLayer::new(vs / "u3", 2 * w, w, 4, 2, 1, 0),     //     32x32x128
                 ];
                 let to_rgb = to_rgb(vs / "rgb", w, 4, 2, 1, 0); //        64x64x3, tanh
                 Self { preset, z_dim, stem, layers, to_rgb }
@@ -459,7 +467,7 @@ impl Generator {
                 let stem = Stem::Deconv(UpLayer::new(vs / "project", z_dim, 4 * w, 4, 1, 0, 0)); // 4x4x4w
                 let layers = vec![
                     UpLayer::new(vs / "u1", 4 * w, 2 * w, 4, 2, 1, 0), // 8x8x2w
-                    UpLayer::new(vs / "u2", 2 * w, w, 4, 2, 1, 0), //     16x16xw
+                    UpLayer::new(vs / "u2", 2 * w, w, 4, 2, 1, 0),     //     16x16xw
                 ];
                 let to_rgb = to_rgb(vs / "rgb", w, 4, 2, 1, 0); //        32x32x3, tanh
                 Self { preset, z_dim, stem, layers, to_rgb }
@@ -470,7 +478,9 @@ impl Generator {
     pub fn forward_t(&self, z: &Tensor, train: bool) -> Tensor {
         let n = z.size()[0];
         let mut x = match &self.stem {
-            Stem::Linear { linear, norm, channels } => z.apply(linear).apply_t(norm, train).relu_().view([n, *channels, 4, 4]),
+            Stem::Linear { linear, norm, channels } => {
+                z.apply(linear).apply_t(norm, train).relu_().view([n, *channels, 4, 4])
+            }
             Stem::Deconv(layer) => layer.forward_t(&z.view([n, self.z_dim, 1, 1]), train),
         };
         for layer in &self.layers {

@@ -48,7 +48,8 @@ impl TrainedGenerator {
         if !path.is_file() {
             return Err(unreadable("no such file".into()));
         }
-        let stored: HashMap<String, Tensor> = Tensor::read_safetensors(&path).map_err(|e| unreadable(e.to_string()))?.into_iter().collect();
+        let stored: HashMap<String, Tensor> =
+            Tensor::read_safetensors(&path).map_err(|e| unreadable(e.to_string()))?.into_iter().collect();
         let wrong = |why: String| SampleError::NotAGenerator { path: path.clone(), why };
         let shape = |name: &str| stored.get(name).map(|t| t.size());
         let rgb = shape("rgb.weight").ok_or_else(|| wrong("it has no tensor \"rgb.weight\"".into()))?;
@@ -59,7 +60,10 @@ impl TrainedGenerator {
             // dcgan64 and dcgan32 share the stem; dcgan64 has one more up layer.
             (if stored.contains_key("u3.deconv.weight") { Preset::Dcgan64 } else { Preset::Dcgan32 }, s[0])
         } else {
-            return Err(wrong("it has neither \"project.weight\" (imagenet32) nor \"project.deconv.weight\" (dcgan64, dcgan32)".into()));
+            return Err(wrong(
+                "it has neither \"project.weight\" (imagenet32) nor \"project.deconv.weight\" (dcgan64, dcgan32)"
+                    .into(),
+            ));
         };
         let vars = nn::VarStore::new(Device::Cpu);
         let g = Generator::new(&vars.root(), preset, z_dim, width);
@@ -161,7 +165,12 @@ pub fn write_pictures(generator: &Path, output: &Path, spec: &PictureSpec) -> an
     // Another stream than the grid's: the walk's points are not the grid's first images.
     let points = seeded_z(spec.prior, spec.walk_rows.max(1) + 1, g.z_dim(), spec.seed.wrapping_add(1_000_003));
     let walk = latent_walk(&points, spec.walk_steps);
-    super::plots::write_sample_grid(&g.generate(&walk), spec.walk_steps.max(2) as usize, scale, &output.join("walk.png"))?;
+    super::plots::write_sample_grid(
+        &g.generate(&walk),
+        spec.walk_steps.max(2) as usize,
+        scale,
+        &output.join("walk.png"),
+    )?;
     let walk_s = t.elapsed().as_secs_f64();
 
     let record: Option<serde_json::Value> =
@@ -225,7 +234,9 @@ mod tests {
     #[test]
     fn loads_both_presets_and_reads_their_shapes() {
         let dir = tempfile::tempdir().unwrap();
-        for (preset, z_dim, width, side) in [(Preset::Imagenet32, 20, 8, 32), (Preset::Dcgan64, 12, 4, 64), (Preset::Dcgan32, 12, 4, 32)] {
+        for (preset, z_dim, width, side) in
+            [(Preset::Imagenet32, 20, 8, 32), (Preset::Dcgan64, 12, 4, 64), (Preset::Dcgan32, 12, 4, 32)]
+        {
             let path = saved_generator(dir.path(), preset, z_dim, width);
             let g = TrainedGenerator::load(&path).unwrap();
             assert_eq!((g.preset, g.z_dim(), g.width), (preset, z_dim, width));
@@ -249,7 +260,8 @@ mod tests {
     fn a_wrong_file_is_named_in_the_error() {
         let dir = tempfile::tempdir().unwrap();
         let bad = dir.path().join("d.safetensors");
-        Tensor::write_safetensors(&[("c1.conv.weight", Tensor::zeros([2, 3, 3, 3], (Kind::Float, Device::Cpu)))], &bad).unwrap();
+        Tensor::write_safetensors(&[("c1.conv.weight", Tensor::zeros([2, 3, 3, 3], (Kind::Float, Device::Cpu)))], &bad)
+            .unwrap();
         let e = TrainedGenerator::load(&bad).err().unwrap().to_string();
         assert!(e.contains("d.safetensors") && e.contains("rgb.weight"), "{e}");
         let e = TrainedGenerator::load(&dir.path().join("none.safetensors")).err().unwrap().to_string();

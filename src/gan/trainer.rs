@@ -12,9 +12,9 @@ use super::checkpoints::{checkpoints_dir, latest_checkpoint, snapshots_dir, Chec
 use super::collapse::{CollapseCriteria, CollapseMonitor, CollapseReport};
 use super::models::{sample_z, Discriminator, Generator, Preset, Prior};
 use super::plots::write_sample_grid;
-use crate::plots::{write_line_plot, Legend, LinePlot, Panel, Series};
 use crate::data::LabeledImages;
 use crate::fsutil;
+use crate::plots::{write_line_plot, Legend, LinePlot, Panel, Series};
 use crate::stage::progress::Progress;
 use crate::torchutil::adam::Adam;
 use crate::torchutil::device::parse_device;
@@ -129,10 +129,18 @@ pub enum Precision {
 
 impl TrainConfig {
     pub fn z_dim(&self) -> i64 {
-        if self.z_dim > 0 { self.z_dim } else { self.preset.default_z_dim() }
+        if self.z_dim > 0 {
+            self.z_dim
+        } else {
+            self.preset.default_z_dim()
+        }
     }
     pub fn width(&self) -> i64 {
-        if self.width > 0 { self.width } else { self.preset.default_width() }
+        if self.width > 0 {
+            self.width
+        } else {
+            self.preset.default_width()
+        }
     }
 
     /// The settings a resumed run must share with the run it continues (not the length of
@@ -204,7 +212,11 @@ impl Gan {
     /// channels-last when the weights are.
     pub fn network_input(&self, images: &Tensor) -> Tensor {
         let real = to_network_input(images);
-        if self.channels_last { to_channels_last(&real) } else { real }
+        if self.channels_last {
+            to_channels_last(&real)
+        } else {
+            real
+        }
     }
 
     /// One D update then one G update on `real` (N x 3 x H x W in [-1, 1]). `seed` fixes z, so a
@@ -289,10 +301,8 @@ impl Gan {
     /// docs/gpu.md) leaves Adam's moments at zero; returns whether they were loaded.
     pub fn load(&mut self, dir: &Path) -> Result<bool> {
         let ctx = |name: &str| format!("{}: cannot load", dir.join(name).display());
-        load_vars(&mut self.g_vars, &dir.join("g.safetensors"))
-            .with_context(|| ctx("g.safetensors"))?;
-        load_vars(&mut self.d_vars, &dir.join("d.safetensors"))
-            .with_context(|| ctx("d.safetensors"))?;
+        load_vars(&mut self.g_vars, &dir.join("g.safetensors")).with_context(|| ctx("g.safetensors"))?;
+        load_vars(&mut self.d_vars, &dir.join("d.safetensors")).with_context(|| ctx("d.safetensors"))?;
         let [opt_g, opt_d] = ["opt_g.safetensors", "opt_d.safetensors"];
         if !dir.join(opt_g).exists() && !dir.join(opt_d).exists() {
             return Ok(false);
@@ -374,7 +384,12 @@ fn write_losses(rows: &[LossRow], output: &Path) -> Result<()> {
 }
 
 /// Losses on top, D's mean outputs (probabilities, 0 to 1) below, over the step.
-pub fn loss_plot<'a>(ld: &'a [(f64, f64)], lg: &'a [(f64, f64)], dx: &'a [(f64, f64)], dgz: &'a [(f64, f64)]) -> LinePlot<'a> {
+pub fn loss_plot<'a>(
+    ld: &'a [(f64, f64)],
+    lg: &'a [(f64, f64)],
+    dx: &'a [(f64, f64)],
+    dgz: &'a [(f64, f64)],
+) -> LinePlot<'a> {
     let (red, blue) = ([200, 30, 30], [30, 60, 200]);
     LinePlot {
         title: "Training: losses and D's outputs",
@@ -384,14 +399,20 @@ pub fn loss_plot<'a>(ld: &'a [(f64, f64)], lg: &'a [(f64, f64)], dx: &'a [(f64, 
                 y_title: "loss",
                 legend: Legend::UpperRight,
                 y_range: None,
-                series: vec![Series { name: "D loss", color: red, points: ld, dots: false }, Series { name: "G loss", color: blue, points: lg, dots: false }],
+                series: vec![
+                    Series { name: "D loss", color: red, points: ld, dots: false },
+                    Series { name: "G loss", color: blue, points: lg, dots: false },
+                ],
             },
             Panel {
                 y_title: "D's mean output",
                 // D(x) tends to 1 and D(G(z)) to 0: the middle is where neither curve usually is.
                 legend: Legend::MiddleRight,
                 y_range: Some((0.0, 1.0)),
-                series: vec![Series { name: "D(x), real", color: red, points: dx, dots: false }, Series { name: "D(G(z)), generated", color: blue, points: dgz, dots: false }],
+                series: vec![
+                    Series { name: "D(x), real", color: red, points: dx, dots: false },
+                    Series { name: "D(G(z)), generated", color: blue, points: dgz, dots: false },
+                ],
             },
         ],
     }
@@ -409,7 +430,15 @@ fn read_losses(path: &Path, up_to_step: u64) -> Result<Vec<LossRow>> {
         if f.len() != 7 {
             bail!("{}: row {line:?} does not have 7 columns", path.display());
         }
-        let row = LossRow { step: f[0] as u64, epoch: f[1] as u64, loss_d: f[2], loss_g: f[3], d_real: f[4], d_fake: f[5], images_per_s: f[6] };
+        let row = LossRow {
+            step: f[0] as u64,
+            epoch: f[1] as u64,
+            loss_d: f[2],
+            loss_g: f[3],
+            d_real: f[4],
+            d_fake: f[5],
+            images_per_s: f[6],
+        };
         if row.step <= up_to_step {
             rows.push(row);
         }
@@ -593,7 +622,13 @@ struct TrainingRun<'a> {
 impl<'a> TrainingRun<'a> {
     /// A new G and D, or those of `output`'s latest checkpoint; the images on the device; the
     /// fixed z of the sample grids; the collapse monitor's probe.
-    fn start(config: &'a TrainConfig, data: &LabeledImages, output: &'a Path, device: Device, log_every_s: f64) -> Result<Self> {
+    fn start(
+        config: &'a TrainConfig,
+        data: &LabeledImages,
+        output: &'a Path,
+        device: Device,
+        log_every_s: f64,
+    ) -> Result<Self> {
         let mut gan = Gan::new(config, device);
         let (start_step, wall_before, warmup_until) = resume(&mut gan, config, output)?;
         let rows = read_losses(&output.join("losses.csv"), start_step)?;
@@ -664,7 +699,9 @@ impl<'a> TrainingRun<'a> {
     fn train_step(&mut self) -> Result<()> {
         let real = self.next_batch();
         self.gan.set_lr(if self.step < self.warmup_until { 0.0 } else { self.config.lr });
-        let losses = self.gan.train_step(&real, (self.config.seed as i64).wrapping_mul(1_000_003).wrapping_add(self.step as i64));
+        let losses = self
+            .gan
+            .train_step(&real, (self.config.seed as i64).wrapping_mul(1_000_003).wrapping_add(self.step as i64));
         self.step += 1;
         self.progress.inc(1);
         self.window.1 += 1;
@@ -677,13 +714,18 @@ impl<'a> TrainingRun<'a> {
     /// (checkpoint, samples, summary), and a re-run resumes.
     fn stop_early_when_asked(&mut self) {
         let (config, step) = (self.config, self.step);
-        if config.max_minutes > 0.0 && step < self.total_steps && self.started.elapsed().as_secs_f64() >= config.max_minutes * 60.0 {
-            self.progress.note(&format!("train.max_minutes = {} reached at step {step}; a re-run resumes", config.max_minutes));
+        if config.max_minutes > 0.0
+            && step < self.total_steps
+            && self.started.elapsed().as_secs_f64() >= config.max_minutes * 60.0
+        {
+            self.progress
+                .note(&format!("train.max_minutes = {} reached at step {step}; a re-run resumes", config.max_minutes));
             self.total_steps = step;
         }
         if let Some(signal) = crate::stage::preemption::received().filter(|_| step < self.total_steps) {
             // Asked to stop (Slurm's requeue, preemption or time limit): save now, a re-run resumes.
-            self.progress.note(&format!("{signal} at step {step}: writing a checkpoint and stopping; a re-run resumes"));
+            self.progress
+                .note(&format!("{signal} at step {step}: writing a checkpoint and stopping; a re-run resumes"));
             self.total_steps = step;
         }
     }
@@ -711,7 +753,9 @@ impl<'a> TrainingRun<'a> {
         self.window = (Instant::now(), 0);
         if !(row.loss_d.is_finite() && row.loss_g.is_finite()) {
             write_losses(&self.rows, self.output)?;
-            let kept = latest_checkpoint(self.output)?.map(|(d, _)| d.display().to_string()).unwrap_or_else(|| "none yet".into());
+            let kept = latest_checkpoint(self.output)?
+                .map(|(d, _)| d.display().to_string())
+                .unwrap_or_else(|| "none yet".into());
             bail!("step {step}: loss is not finite (D {}, G {}); training stopped, the last good checkpoint is kept ({kept})", row.loss_d, row.loss_g);
         }
         self.rows.push(row);
@@ -727,7 +771,11 @@ impl<'a> TrainingRun<'a> {
         let (epoch_done, last) = (self.epoch_done(), step == self.total_steps);
         let sample_now = config.sample_every > 0 && step.is_multiple_of(config.sample_every);
         if epoch_done || sample_now || last {
-            let name = if epoch_done { format!("epoch-{:04}.png", step / self.steps_per_epoch) } else { format!("step-{step:08}.png") };
+            let name = if epoch_done {
+                format!("epoch-{:04}.png", step / self.steps_per_epoch)
+            } else {
+                format!("step-{step:08}.png")
+            };
             let samples = self.gan.sample(&self.fixed_z);
             write_sample_grid(&samples, 8, 2, &output.join("samples").join(name))?;
         }
@@ -740,7 +788,8 @@ impl<'a> TrainingRun<'a> {
         }
         let checkpoint_now = config.checkpoint_every > 0 && step.is_multiple_of(config.checkpoint_every);
         if epoch_done || checkpoint_now || last {
-            self.last_checkpoint = Some(save_checkpoint(&self.gan, output, &self.state_at(step), config.keep_checkpoints)?);
+            self.last_checkpoint =
+                Some(save_checkpoint(&self.gan, output, &self.state_at(step), config.keep_checkpoints)?);
             write_losses(&self.rows, output)?;
             if let Some(r) = self.rows.last() {
                 self.progress.note(&format!(
@@ -763,7 +812,9 @@ impl<'a> TrainingRun<'a> {
         let trained = self.step - self.start_step;
         if let Some((dir, _)) = latest_checkpoint(self.output)? {
             // The newest weights under stable names, for cifar-eval and for users.
-            for (from, to) in [("g.safetensors", "generator.safetensors"), ("d.safetensors", "discriminator.safetensors")] {
+            for (from, to) in
+                [("g.safetensors", "generator.safetensors"), ("d.safetensors", "discriminator.safetensors")]
+            {
                 let bytes = std::fs::read(dir.join(from))?;
                 fsutil::write_atomic(&self.output.join(to), &bytes)?;
             }
@@ -784,7 +835,13 @@ impl<'a> TrainingRun<'a> {
 }
 
 /// Trains on `data` into `output`, resuming from its latest checkpoint when there is one.
-pub fn train(config: &TrainConfig, data: &LabeledImages, output: &Path, force: bool, log_every_s: f64) -> Result<TrainReport> {
+pub fn train(
+    config: &TrainConfig,
+    data: &LabeledImages,
+    output: &Path,
+    force: bool,
+    log_every_s: f64,
+) -> Result<TrainReport> {
     let device = training_device(config)?;
     prepare_output(output, force)?;
     let mut run = TrainingRun::start(config, data, output, device, log_every_s)?;

@@ -103,10 +103,7 @@ pub fn exif_orientation(tiff: &[u8]) -> Option<u16> {
 /// the decoded shorter side at least `min_decoded_side` pixels. libjpeg rounds scaled sizes up.
 pub fn dct_scale_for(width: u32, height: u32, min_decoded_side: u32) -> u32 {
     let shorter = width.min(height);
-    [8, 4, 2]
-        .into_iter()
-        .find(|&d| shorter.div_ceil(d) >= min_decoded_side)
-        .unwrap_or(1)
+    [8, 4, 2].into_iter().find(|&d| shorter.div_ceil(d) >= min_decoded_side).unwrap_or(1)
 }
 
 #[cfg(test)]

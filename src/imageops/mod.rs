@@ -309,7 +309,8 @@ mod tests {
     #[test]
     fn orientation_moves_the_top_left_corner_where_exif_says() {
         // Where the stored top-left pixel is displayed, for each orientation.
-        let expected = [(1, (0, 0)), (2, (2, 0)), (3, (2, 1)), (4, (0, 1)), (5, (0, 0)), (6, (1, 0)), (7, (1, 2)), (8, (0, 2))];
+        let expected =
+            [(1, (0, 0)), (2, (2, 0)), (3, (2, 1)), (4, (0, 1)), (5, (0, 0)), (6, (1, 0)), (7, (1, 2)), (8, (0, 2))];
         for (code, (x, y)) in expected {
             let out = apply_orientation(tagged(), code);
             assert_eq!(out.pixel(x, y), [255, 0, 0], "orientation {code}");

@@ -45,9 +45,12 @@ pub fn min_resize_center_crop(image: &RgbImage, size: u32) -> RgbImage {
     let src = ImageRef::new(image.width, image.height, &image.pixels, PixelType::U8x3)
         .expect("buffer length matches its dimensions");
     let mut dst = Image::new(size, size, PixelType::U8x3);
-    let options = ResizeOptions::new()
-        .resize_alg(ResizeAlg::Convolution(FilterType::CatmullRom))
-        .crop(window.left, window.top, window.width, window.height);
+    let options = ResizeOptions::new().resize_alg(ResizeAlg::Convolution(FilterType::CatmullRom)).crop(
+        window.left,
+        window.top,
+        window.width,
+        window.height,
+    );
     Resizer::new().resize(&src, &mut dst, &options).expect("pixel types match");
     RgbImage::new(size, size, dst.into_vec())
 }

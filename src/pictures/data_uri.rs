@@ -14,7 +14,8 @@ pub fn png_data_uri(png: &[u8]) -> String {
 pub fn rgb_data_uri(pixels: &[u8], width: u32, height: u32) -> String {
     let mut png = Vec::new();
     let encoder = image::codecs::png::PngEncoder::new(&mut png);
-    image::ImageEncoder::write_image(encoder, pixels, width, height, image::ExtendedColorType::Rgb8).expect("PNG of an RGB buffer");
+    image::ImageEncoder::write_image(encoder, pixels, width, height, image::ExtendedColorType::Rgb8)
+        .expect("PNG of an RGB buffer");
     png_data_uri(&png)
 }
 

@@ -28,9 +28,7 @@ pub struct DrawnPhoto {
 /// be read (an archive input, a moved folder).
 pub fn drawn_photos(dir: &Path, input: &str, limit: usize) -> Vec<DrawnPhoto> {
     let text = std::fs::read_to_string(dir.join("manifest.jsonl")).unwrap_or_default();
-    let rows = text
-        .lines()
-        .filter_map(|l| serde_json::from_str::<Value>(l).ok());
+    let rows = text.lines().filter_map(|l| serde_json::from_str::<Value>(l).ok());
     rows.filter(|r| r["faces"].as_u64().unwrap_or(0) > 0)
         .filter_map(|row| draw_photo(Path::new(input), &row))
         .take(limit)
@@ -39,13 +37,7 @@ pub fn drawn_photos(dir: &Path, input: &str, limit: usize) -> Vec<DrawnPhoto> {
 
 fn face_box(b: &Value) -> FaceBox {
     let get = |k: &str| b[k].as_i64().unwrap_or(0) as i32;
-    FaceBox {
-        x: get("x"),
-        y: get("y"),
-        w: get("w"),
-        h: get("h"),
-        neighbours: 0,
-    }
+    FaceBox { x: get("x"), y: get("y"), w: get("w"), h: get("h"), neighbours: 0 }
 }
 
 fn landmarks(b: &Value) -> Option<[[f32; 2]; 5]> {
@@ -62,10 +54,7 @@ fn landmarks(b: &Value) -> Option<[[f32; 2]; 5]> {
 fn draw_photo(input: &Path, row: &Value) -> Option<DrawnPhoto> {
     let source = row["source"].as_str()?;
     let bytes = std::fs::read(input.join(source)).ok()?;
-    let options = DecodeOptions {
-        max_pixels: 1 << 28,
-        min_decoded_side: None,
-    };
+    let options = DecodeOptions { max_pixels: 1 << 28, min_decoded_side: None };
     let photo = decode_rgb_with_libjpeg(&bytes, &options).ok()?.image;
     let scale = (DRAWN_WIDTH as f32 / photo.width as f32).min(1.0);
     let mut small = shrink(&photo, scale)?;
@@ -77,23 +66,14 @@ fn draw_photo(input: &Path, row: &Value) -> Option<DrawnPhoto> {
         draw_rect(&mut small, &face, scale, colour);
         let points = landmarks(b);
         for (k, p) in points.iter().flatten().enumerate() {
-            const COLOURS: [[u8; 3]; 5] = [
-                [255, 60, 60],
-                [60, 120, 255],
-                [255, 220, 0],
-                [255, 0, 255],
-                [0, 230, 230],
-            ];
+            const COLOURS: [[u8; 3]; 5] = [[255, 60, 60], [60, 120, 255], [255, 220, 0], [255, 0, 255], [0, 230, 230]];
             draw_dot(&mut small, p[0] * scale, p[1] * scale, COLOURS[k]);
         }
         if kept {
             let square = face_square(&face, 0.0, Border::Clamp, photo.width, photo.height);
             let boxed = crop_square(&photo, square, CROP_SIDE).ok()?;
-            let eyes =
-                points.and_then(|p| crop_rotated(&photo, &eyes_square(&p, 0.0), CROP_SIDE).ok());
-            let score = b["score"]
-                .as_f64()
-                .map_or(String::new(), |s| format!("{s:.2}"));
+            let eyes = points.and_then(|p| crop_rotated(&photo, &eyes_square(&p, 0.0), CROP_SIDE).ok());
+            let score = b["score"].as_f64().map_or(String::new(), |s| format!("{s:.2}"));
             crops.push((
                 rgb_data_uri(&boxed, CROP_SIDE, CROP_SIDE),
                 eyes.map(|e| rgb_data_uri(&e, CROP_SIDE, CROP_SIDE)),
@@ -102,18 +82,12 @@ fn draw_photo(input: &Path, row: &Value) -> Option<DrawnPhoto> {
         }
     }
     let uri = rgb_data_uri(&small.pixels, small.width, small.height);
-    Some(DrawnPhoto {
-        source: source.to_string(),
-        uri,
-        crops,
-    })
+    Some(DrawnPhoto { source: source.to_string(), uri, crops })
 }
 
 fn shrink(photo: &RgbImage, scale: f32) -> Option<RgbImage> {
-    let (w, h) = (
-        ((photo.width as f32 * scale).round() as u32).max(1),
-        ((photo.height as f32 * scale).round() as u32).max(1),
-    );
+    let (w, h) =
+        (((photo.width as f32 * scale).round() as u32).max(1), ((photo.height as f32 * scale).round() as u32).max(1));
     let img = image::RgbImage::from_raw(photo.width, photo.height, photo.pixels.clone())?;
     let small = image::imageops::resize(&img, w, h, image::imageops::FilterType::Triangle);
     Some(RgbImage::new(w, h, small.into_raw()))
@@ -161,27 +135,10 @@ mod tests {
     #[test]
     fn outlines_and_dots_land_on_their_pixels() {
         let mut image = RgbImage::new(20, 20, vec![0; 20 * 20 * 3]);
-        draw_rect(
-            &mut image,
-            &FaceBox {
-                x: 4,
-                y: 4,
-                w: 10,
-                h: 8,
-                neighbours: 0,
-            },
-            1.0,
-            [0, 255, 0],
-        );
+        draw_rect(&mut image, &FaceBox { x: 4, y: 4, w: 10, h: 8, neighbours: 0 }, 1.0, [0, 255, 0]);
         let at = |img: &RgbImage, x: u32, y: u32| img.pixels[((y * 20 + x) * 3) as usize + 1];
-        assert_eq!(
-            (at(&image, 4, 4), at(&image, 14, 12), at(&image, 9, 8)),
-            (255, 255, 0)
-        );
+        assert_eq!((at(&image, 4, 4), at(&image, 14, 12), at(&image, 9, 8)), (255, 255, 0));
         draw_dot(&mut image, 9.2, 8.4, [0, 200, 0]);
-        assert_eq!(
-            (at(&image, 8, 7), at(&image, 10, 9), at(&image, 11, 8)),
-            (200, 200, 0)
-        );
+        assert_eq!((at(&image, 8, 7), at(&image, 10, 9), at(&image, 11, 8)), (200, 200, 0));
     }
 }

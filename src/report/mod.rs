@@ -241,7 +241,8 @@ pub fn render(run: &Path, title: &str) -> String {
     let sections = SECTIONS
         .iter()
         .map(|&(id, heading, names)| {
-            let found: Vec<&StageOutput> = names.iter().flat_map(|n| stages.iter().filter(move |s| s.stage == *n)).collect();
+            let found: Vec<&StageOutput> =
+                names.iter().flat_map(|n| stages.iter().filter(move |s| s.stage == *n)).collect();
             let outputs = found
                 .iter()
                 .map(|s| OutputView {
@@ -397,7 +398,10 @@ fn crop_view(s: &StageOutput) -> ImagesView {
 
 fn dedupe_view(s: &StageOutput) -> DedupeView {
     let v = &s.summary;
-    let measured = v.pointer("/eval/precision").and_then(Value::as_f64).map(|p| (format!("{p:.3}"), format!("{:.3}", num(v.pointer("/eval/recall")).unwrap_or(f64::NAN))));
+    let measured = v
+        .pointer("/eval/precision")
+        .and_then(Value::as_f64)
+        .map(|p| (format!("{p:.3}"), format!("{:.3}", num(v.pointer("/eval/recall")).unwrap_or(f64::NAN))));
     let text = std::fs::read_to_string(s.dir.join("clusters.jsonl")).unwrap_or_default();
     let found: Vec<Value> = text.lines().filter_map(|l| serde_json::from_str(l).ok()).take(8).collect();
     let crops = read_packed(&s.dir.join("crops")).ok();
@@ -414,7 +418,11 @@ fn dedupe_view(s: &StageOutput) -> DedupeView {
                     .flatten()
                     .take(10)
                     .filter_map(|m| {
-                        let i = m.get("crop_index").and_then(Value::as_u64).map(|i| i as usize).filter(|&i| i < crops.len())?;
+                        let i = m
+                            .get("crop_index")
+                            .and_then(Value::as_u64)
+                            .map(|i| i as usize)
+                            .filter(|&i| i < crops.len())?;
                         let source = m.get("source").and_then(Value::as_str).unwrap_or("").to_string();
                         Some(Thumb {
                             uri: rgb_data_uri(crops.image(i), crops.width, crops.height),
@@ -428,7 +436,13 @@ fn dedupe_view(s: &StageOutput) -> DedupeView {
             })
             .collect(),
     };
-    let own_page = s.dir.join("report.html").exists().then(|| if s.relative.is_empty() { "report.html".to_string() } else { format!("{}/report.html", s.relative) });
+    let own_page = s.dir.join("report.html").exists().then(|| {
+        if s.relative.is_empty() {
+            "report.html".to_string()
+        } else {
+            format!("{}/report.html", s.relative)
+        }
+    });
     DedupeView {
         figures: vec![
             figure("images", count(v, "/counts/cropped")),
@@ -454,25 +468,37 @@ fn train_view(s: &StageOutput) -> TrainView {
         figure("images/s", f("/images_per_s").map_or("-".into(), |x| format!("{x:.0}"))),
         figure("wall time (this run)", f("/wall_s").map_or("-".into(), |x| format!("{x:.0} s"))),
         figure("device", r.get("device").and_then(Value::as_str).unwrap_or("-").to_string()),
-        figure("final D(x) / D(G(z))", match (f("/final_losses/d_real"), f("/final_losses/d_fake")) {
-            (Some(a), Some(b)) => format!("{a:.2} / {b:.2}"),
-            _ => "-".into(),
-        }),
-        figure("collapse check", match r.pointer("/collapse/collapsed_at_end").and_then(Value::as_bool) {
-            Some(true) => "COLLAPSED".into(),
-            Some(false) if r.pointer("/collapse/episodes").and_then(Value::as_array).is_some_and(|e| !e.is_empty()) => "recovered".into(),
-            Some(false) => "no collapse".into(),
-            None => "-".into(),
-        }),
+        figure(
+            "final D(x) / D(G(z))",
+            match (f("/final_losses/d_real"), f("/final_losses/d_fake")) {
+                (Some(a), Some(b)) => format!("{a:.2} / {b:.2}"),
+                _ => "-".into(),
+            },
+        ),
+        figure(
+            "collapse check",
+            match r.pointer("/collapse/collapsed_at_end").and_then(Value::as_bool) {
+                Some(true) => "COLLAPSED".into(),
+                Some(false)
+                    if r.pointer("/collapse/episodes").and_then(Value::as_array).is_some_and(|e| !e.is_empty()) =>
+                {
+                    "recovered".into()
+                }
+                Some(false) => "no collapse".into(),
+                None => "-".into(),
+            },
+        ),
     ];
     let mut samples: Vec<PathBuf> = std::fs::read_dir(s.dir.join("samples"))
         .map(|e| e.flatten().map(|e| e.path()).filter(|p| p.extension().is_some_and(|x| x == "png")).collect())
         .unwrap_or_default();
     samples.sort();
-    let epochs: Vec<&PathBuf> = samples.iter().filter(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("epoch-"))).collect();
+    let epochs: Vec<&PathBuf> =
+        samples.iter().filter(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("epoch-"))).collect();
     let pool: Vec<&PathBuf> = if epochs.is_empty() { samples.iter().collect() } else { epochs };
     // Up to six grids spread over training, the last one always.
-    let picks: Vec<usize> = if pool.len() <= 6 { (0..pool.len()).collect() } else { (0..6).map(|k| k * (pool.len() - 1) / 5).collect() };
+    let picks: Vec<usize> =
+        if pool.len() <= 6 { (0..pool.len()).collect() } else { (0..6).map(|k| k * (pool.len() - 1) / 5).collect() };
     let grids = picks
         .into_iter()
         .filter_map(|k| {
@@ -487,7 +513,16 @@ fn train_view(s: &StageOutput) -> TrainView {
 
 /// "epoch 0007" -> "epoch 7".
 fn collapse_zeros(name: &str) -> String {
-    name.split(' ').map(|w| if w.chars().all(|c| c.is_ascii_digit()) && w.len() > 1 { w.trim_start_matches('0').to_string() } else { w.to_string() }).collect::<Vec<_>>().join(" ")
+    name.split(' ')
+        .map(|w| {
+            if w.chars().all(|c| c.is_ascii_digit()) && w.len() > 1 {
+                w.trim_start_matches('0').to_string()
+            } else {
+                w.to_string()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 fn sample_view(s: &StageOutput) -> SampleView {
@@ -521,16 +556,30 @@ fn sample_view(s: &StageOutput) -> SampleView {
 }
 
 fn digits_view(s: &StageOutput) -> DigitsView {
-    let m: Value = std::fs::read(s.dir.join("metrics.json")).ok().and_then(|b| serde_json::from_slice(&b).ok()).unwrap_or(Value::Null);
+    let m: Value = std::fs::read(s.dir.join("metrics.json"))
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or(Value::Null);
     let passed = m.get("passed").and_then(Value::as_bool).unwrap_or(false);
-    let failures: Vec<String> = m.get("failures").and_then(Value::as_array).into_iter().flatten().filter_map(|f| f.as_str().map(str::to_string)).collect();
+    let failures: Vec<String> = m
+        .get("failures")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|f| f.as_str().map(str::to_string))
+        .collect();
     let histogram = m.pointer("/histogram/check").map(|c| {
         let limit = c.get("largest_allowed").and_then(Value::as_u64).unwrap_or(0);
-        let counts: Vec<u64> = c.get("counts").and_then(Value::as_array).into_iter().flatten().filter_map(Value::as_u64).collect();
+        let counts: Vec<u64> =
+            c.get("counts").and_then(Value::as_array).into_iter().flatten().filter_map(Value::as_u64).collect();
         let scale = limit.max(counts.iter().copied().max().unwrap_or(0)).max(1) as f64;
         HistogramView {
             summary: m.pointer("/histogram/summary").and_then(Value::as_str).unwrap_or("").to_string(),
-            bars: counts.iter().enumerate().map(|(d, &n)| (d, n, 100.0 * n as f64 / scale, n > limit || n == 0)).collect(),
+            bars: counts
+                .iter()
+                .enumerate()
+                .map(|(d, &n)| (d, n, 100.0 * n as f64 / scale, n > limit || n == 0))
+                .collect(),
             limit,
         }
     });
@@ -547,9 +596,17 @@ fn digits_view(s: &StageOutput) -> DigitsView {
     let rows = rows_json
         .iter()
         .map(|r| {
-            let mut cells = vec![format!("{} ({} features)", r.get("name").and_then(Value::as_str).unwrap_or("?"), count(r, "/features"))];
+            let mut cells = vec![format!(
+                "{} ({} features)",
+                r.get("name").and_then(Value::as_str).unwrap_or("?"),
+                count(r, "/features")
+            )];
             for f in r.get("few").and_then(Value::as_array).into_iter().flatten() {
-                cells.push(format!("{:.1}% (+-{:.1}%)", 100.0 * num(f.get("mean")).unwrap_or(f64::NAN), 100.0 * num(f.get("std")).unwrap_or(f64::NAN)));
+                cells.push(format!(
+                    "{:.1}% (+-{:.1}%)",
+                    100.0 * num(f.get("mean")).unwrap_or(f64::NAN),
+                    100.0 * num(f.get("std")).unwrap_or(f64::NAN)
+                ));
             }
             cells.push(format!("{:.1}%", 100.0 * num(r.get("all_labels_accuracy")).unwrap_or(f64::NAN)));
             cells
@@ -574,7 +631,12 @@ fn read_metrics(s: &StageOutput) -> Option<Value> {
 /// All cifar-eval outputs of the run together: one Table 1 with a row per scored D, then each
 /// one's confusion matrix.
 fn cifar_view(outputs: &[&StageOutput]) -> CifarView {
-    let mut view = CifarView { unfinished: Vec::new(), paper: crate::eval::protocol::PAPER_TABLE_1.to_vec(), rows: Vec::new(), confusions: Vec::new() };
+    let mut view = CifarView {
+        unfinished: Vec::new(),
+        paper: crate::eval::protocol::PAPER_TABLE_1.to_vec(),
+        rows: Vec::new(),
+        confusions: Vec::new(),
+    };
     for s in outputs {
         let Some(m) = read_metrics(s) else {
             view.unfinished.push(s.dir.display().to_string());
@@ -587,7 +649,9 @@ fn cifar_view(outputs: &[&StageOutput]) -> CifarView {
             relative: s.relative.clone(),
             accuracy: format!("{:.1}% ({source})", 100.0 * acc),
             few: match (num(m.get("per_class_mean")), num(m.get("per_class_std"))) {
-                (Some(a), Some(b)) => format!("{:.1}% (+-{:.1}%) ({} per class)", 100.0 * a, 100.0 * b, count(&m, "/per_class_labels")),
+                (Some(a), Some(b)) => {
+                    format!("{:.1}% (+-{:.1}%) ({} per class)", 100.0 * a, 100.0 * b, count(&m, "/per_class_labels"))
+                }
                 _ => "-".into(),
             },
         });
@@ -608,7 +672,8 @@ fn confusion_view(s: &StageOutput, m: &Value) -> Option<ConfusionView> {
         .iter()
         .enumerate()
         .map(|(i, row)| {
-            let counts: Vec<f64> = row.as_array().map(|r| r.iter().filter_map(Value::as_f64).collect()).unwrap_or_default();
+            let counts: Vec<f64> =
+                row.as_array().map(|r| r.iter().filter_map(Value::as_f64).collect()).unwrap_or_default();
             let total: f64 = counts.iter().sum::<f64>().max(1.0);
             let cells = counts
                 .iter()
@@ -616,7 +681,11 @@ fn confusion_view(s: &StageOutput, m: &Value) -> Option<ConfusionView> {
                 .map(|(j, c)| {
                     let share = c / total;
                     let ink = if share > 0.5 { "#fff" } else { "inherit" };
-                    ConfusionCell { count: c.to_string(), style: format!("background:rgba(36,88,166,{share:.2});color:{ink}"), title: format!("{} as {}: {c}", name(i), name(j)) }
+                    ConfusionCell {
+                        count: c.to_string(),
+                        style: format!("background:rgba(36,88,166,{share:.2});color:{ink}"),
+                        title: format!("{} as {}: {c}", name(i), name(j)),
+                    }
                 })
                 .collect();
             let accuracy = counts.get(i).map_or(f64::NAN, |d| 100.0 * d / total);
@@ -658,7 +727,12 @@ fn overview(stages: &[StageOutput]) -> Vec<OverviewRow> {
                 rows.push(OverviewRow { id, stage: name.to_string(), output: None, wall: String::new() });
             }
             for s in found {
-                rows.push(OverviewRow { id, stage: name.to_string(), output: Some(s.dir.display().to_string()), wall: wall_seconds(s).map_or("-".into(), |t| format!("{t:.1} s")) });
+                rows.push(OverviewRow {
+                    id,
+                    stage: name.to_string(),
+                    output: Some(s.dir.display().to_string()),
+                    wall: wall_seconds(s).map_or("-".into(), |t| format!("{t:.1} s")),
+                });
             }
         }
     }
@@ -667,8 +741,14 @@ fn overview(stages: &[StageOutput]) -> Vec<OverviewRow> {
 
 fn timings_view(s: &StageOutput) -> TimingsView {
     let timings = s.summary.get("timings_s").or_else(|| s.summary.get("timings")).and_then(Value::as_object);
-    let steps = timings.into_iter().flatten().map(|(k, v)| (k.clone(), v.as_f64().map_or(v.to_string(), |x| format!("{x:.2}")))).collect();
-    let config = std::fs::read_to_string(s.dir.join("config.toml")).unwrap_or_else(|_| s.summary.get("config").map(|c| serde_json::to_string_pretty(c).unwrap_or_default()).unwrap_or_default());
+    let steps = timings
+        .into_iter()
+        .flatten()
+        .map(|(k, v)| (k.clone(), v.as_f64().map_or(v.to_string(), |x| format!("{x:.2}"))))
+        .collect();
+    let config = std::fs::read_to_string(s.dir.join("config.toml")).unwrap_or_else(|_| {
+        s.summary.get("config").map(|c| serde_json::to_string_pretty(c).unwrap_or_default()).unwrap_or_default()
+    });
     TimingsView {
         stage: s.stage.clone(),
         folder: (!s.relative.is_empty()).then(|| s.relative.clone()),

@@ -60,7 +60,13 @@ impl Holder {
     pub fn describe(&self) -> String {
         let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
         let job = self.slurm_job.as_deref().map(|j| format!(", Slurm job {j}")).unwrap_or_default();
-        format!("{} (host {}, pid {}{job}, started {} s ago)", self.what, self.host, self.pid, now.saturating_sub(self.since))
+        format!(
+            "{} (host {}, pid {}{job}, started {} s ago)",
+            self.what,
+            self.host,
+            self.pid,
+            now.saturating_sub(self.since)
+        )
     }
 }
 
@@ -111,9 +117,14 @@ impl OutputLock {
                     Err(e) => return Err(io_error(path)(e)),
                 }
                 match inspect(path) {
-                    State::Live(other) => return Err(LockError::Held { path: path.to_owned(), holder: other.describe() }),
+                    State::Live(other) => {
+                        return Err(LockError::Held { path: path.to_owned(), holder: other.describe() })
+                    }
                     State::Unknown => {
-                        return Err(LockError::Held { path: path.to_owned(), holder: "a run whose lock file is not readable yet".into() })
+                        return Err(LockError::Held {
+                            path: path.to_owned(),
+                            holder: "a run whose lock file is not readable yet".into(),
+                        })
                     }
                     State::Stale(old) => take_over(path, old.as_ref(), &holder)?,
                 }
@@ -125,10 +136,7 @@ impl OutputLock {
         let stop = Arc::new(AtomicBool::new(false));
         let heartbeat = {
             let (stop, path) = (stop.clone(), path.to_owned());
-            std::thread::Builder::new()
-                .name("lock-heartbeat".into())
-                .spawn(move || heartbeat(&path, &stop))
-                .ok()
+            std::thread::Builder::new().name("lock-heartbeat".into()).spawn(move || heartbeat(&path, &stop)).ok()
         };
         Ok(Self { path: path.to_owned(), holder, stop, heartbeat })
     }

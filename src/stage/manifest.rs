@@ -54,8 +54,11 @@ pub fn read_manifest(path: &Path) -> Result<Vec<ManifestRow>, ManifestError> {
         if line.trim().is_empty() {
             continue;
         }
-        let row = serde_json::from_str(&line)
-            .map_err(|e| ManifestError::Parse { path: name.clone(), line: i + 1, message: e.to_string() })?;
+        let row = serde_json::from_str(&line).map_err(|e| ManifestError::Parse {
+            path: name.clone(),
+            line: i + 1,
+            message: e.to_string(),
+        })?;
         rows.push(row);
     }
     Ok(rows)

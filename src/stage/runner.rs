@@ -14,9 +14,9 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 
+use super::lock::{live_locks, OutputLock};
 use super::manifest::{encode_manifest, read_manifest, ManifestRow, Status};
 use super::progress::Progress;
-use super::lock::{live_locks, OutputLock};
 use super::shard::ShardSpec;
 use crate::data::npy::{self, NpyRowWriter};
 use crate::data::source::{ImageSource, Record};
@@ -169,7 +169,12 @@ fn remove_stale_temporaries(dir: &Path, shard: ShardSpec) -> Result<()> {
             .or_else(|| target.strip_prefix("manifest-").and_then(|n| n.strip_suffix(".jsonl")))
             .and_then(|n| n.parse::<u64>().ok());
         let orphan = || {
-            entry.metadata().and_then(|m| m.modified()).ok().and_then(|t| t.elapsed().ok()).is_some_and(|age| age > ORPHAN_AFTER)
+            entry
+                .metadata()
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| t.elapsed().ok())
+                .is_some_and(|age| age > ORPHAN_AFTER)
         };
         if part.is_some_and(|p| shard.owns_part(p)) || orphan() {
             remove_if_present(&entry.path())?;
@@ -229,7 +234,9 @@ fn prepare_output(spec: &RunSpec) -> Result<()> {
     remove_stale_temporaries(output, spec.shard)?;
     remove_stale_temporaries(&parts_dir(output), spec.shard)?;
     let previous = std::fs::read_to_string(fingerprint_path(output)).ok();
-    let ours = |name: &str| name == "parts" || name == "config.toml" || name.starts_with("images-") || MERGED_FILES.contains(&name);
+    let ours = |name: &str| {
+        name == "parts" || name == "config.toml" || name.starts_with("images-") || MERGED_FILES.contains(&name)
+    };
     if previous.is_none() && !spec.force {
         let foreign: Vec<String> = std::fs::read_dir(output)?
             .filter_map(|e| e.ok().map(|e| e.file_name().to_string_lossy().into_owned()))
@@ -315,7 +322,6 @@ fn describe(source: &ImageSource, name: &str) -> String {
 }
 
 impl<'a, S: PerImageStage> Walk<'a, S> {
-
     fn process_batch(&mut self) -> Result<()> {
         if self.batch.is_empty() {
             return Ok(());
@@ -331,7 +337,9 @@ impl<'a, S: PerImageStage> Walk<'a, S> {
                     let bytes = record.load(max_bytes).map_err(Failure::error)?;
                     // A bug that panics on one odd input must not end a run of a million.
                     let processed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| stage.process(&bytes)))
-                        .unwrap_or_else(|panic| Err(Failure::error(format!("internal error: {}", panic_message(&panic)))))?;
+                        .unwrap_or_else(|panic| {
+                            Err(Failure::error(format!("internal error: {}", panic_message(&panic))))
+                        })?;
                     stage.save_extra(&record.name, &processed).map_err(Failure::error)?;
                     Ok(processed)
                 })
@@ -365,7 +373,11 @@ impl<'a, S: PerImageStage> Walk<'a, S> {
                     if failure.status == Status::Error {
                         self.report.errors += 1;
                         if self.report.errors <= MAX_WARNINGS {
-                            self.progress.note(&format!("warning: {}: {}", describe(self.spec.source, &row.source), failure.reason));
+                            self.progress.note(&format!(
+                                "warning: {}: {}",
+                                describe(self.spec.source, &row.source),
+                                failure.reason
+                            ));
                         } else if self.report.errors == MAX_WARNINGS + 1 {
                             self.progress.note("further bad inputs are only listed in the manifest");
                         }
@@ -714,7 +726,8 @@ pub fn merge<S: PerImageStage>(stage: &S, output: &Path) -> Result<RunSummary> {
         outputs: joined.outputs,
         summary_path: output.join("summary.json"),
     };
-    let merged = MergedRun { output, joined: &joined, classes: &classes, row_shape, first: &first, fingerprint: &fingerprint };
+    let merged =
+        MergedRun { output, joined: &joined, classes: &classes, row_shape, first: &first, fingerprint: &fingerprint };
     let document = merged.summary_json(stage, &summary, reports);
     fsutil::write_atomic(&summary.summary_path, &serde_json::to_vec_pretty(&document)?)?;
     Ok(summary)

@@ -12,7 +12,13 @@ use tch::Tensor;
 use torch_sys::C_tensor;
 
 extern "C" {
-    fn dcgan_leaky_relu(x: *const C_tensor, slope: f64, in_place: c_int, error: *mut c_char, error_len: usize) -> *mut C_tensor;
+    fn dcgan_leaky_relu(
+        x: *const C_tensor,
+        slope: f64,
+        in_place: c_int,
+        error: *mut c_char,
+        error_len: usize,
+    ) -> *mut C_tensor;
 }
 
 fn call(x: &Tensor, slope: f64, in_place: bool) -> Tensor {

@@ -140,8 +140,16 @@ pub fn folder_bytes(dir: &Path, skip: &[&str]) -> Vec<(String, Vec<u8>)> {
 /// two images are alike.
 pub fn class_image(class: u32, seed: u32) -> RgbImage {
     const PALETTE: [[f32; 3]; 10] = [
-        [200., 60., 60.], [60., 200., 60.], [60., 60., 200.], [200., 200., 60.], [200., 60., 200.],
-        [60., 200., 200.], [230., 140., 40.], [120., 120., 120.], [40., 90., 160.], [150., 210., 120.],
+        [200., 60., 60.],
+        [60., 200., 60.],
+        [60., 60., 200.],
+        [200., 200., 60.],
+        [200., 60., 200.],
+        [60., 200., 200.],
+        [230., 140., 40.],
+        [120., 120., 120.],
+        [40., 90., 160.],
+        [150., 210., 120.],
     ];
     let mut state = seed.wrapping_mul(0x9E37_79B9) ^ class.wrapping_mul(0x85EB_CA6B);
     let mut noise = move || {
@@ -164,10 +172,14 @@ pub fn class_image(class: u32, seed: u32) -> RgbImage {
 
 /// CIFAR-10-style class folders (`<split>/<class>/NNNN.png`) of [`class_image`]s.
 pub fn class_folders(root: &Path, split: &str, per_class: u32, seed: u32) {
-    const NAMES: [&str; 10] = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"];
+    const NAMES: [&str; 10] =
+        ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"];
     for (c, name) in NAMES.iter().enumerate() {
         for i in 0..per_class {
-            write(&root.join(split).join(name).join(format!("{i:04}.png")), &png_bytes(&class_image(c as u32, seed + i * 10 + c as u32)));
+            write(
+                &root.join(split).join(name).join(format!("{i:04}.png")),
+                &png_bytes(&class_image(c as u32, seed + i * 10 + c as u32)),
+            );
         }
     }
 }

@@ -16,9 +16,9 @@ use image::RgbImage as Image;
 use rayon::prelude::*;
 use serde::Serialize;
 
+use crate::data::ImageSource;
 use crate::dedupe::autoencoder::{downsample_to_input, Autoencoder, Threshold};
 use crate::dedupe::DedupeConfig;
-use crate::data::ImageSource;
 use crate::imageops::{decode_rgb, decode_rgb_with_libjpeg, min_resize_center_crop, DecodeOptions};
 
 /// The edits' generator (the crate's splitmix64).
@@ -26,7 +26,9 @@ pub use crate::rng::SplitMix as Rng;
 
 fn jpeg(image: &Image, quality: u8) -> Vec<u8> {
     let mut out = Vec::new();
-    image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, quality).encode_image(image).expect("JPEG encoding in memory");
+    image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, quality)
+        .encode_image(image)
+        .expect("JPEG encoding in memory");
     out
 }
 
@@ -41,7 +43,8 @@ pub fn edited_copy(photo: &Image, rng: &mut Rng) -> (Vec<u8>, String) {
     }
     if picks[0] {
         let s = rng.uniform(0.5, 2.0);
-        let (w, h) = (((image.width() as f64 * s).round() as u32).max(8), ((image.height() as f64 * s).round() as u32).max(8));
+        let (w, h) =
+            (((image.width() as f64 * s).round() as u32).max(8), ((image.height() as f64 * s).round() as u32).max(8));
         image = image::imageops::resize(&image, w, h, image::imageops::FilterType::Triangle);
         done.push(format!("scale {s:.2}"));
     }
@@ -97,7 +100,8 @@ pub enum EditKind {
 }
 
 impl EditKind {
-    pub const ALL: [EditKind; 6] = [Self::CropSmall, Self::CropLarge, Self::Border, Self::Rescale, Self::Reencode, Self::Mixed];
+    pub const ALL: [EditKind; 6] =
+        [Self::CropSmall, Self::CropLarge, Self::Border, Self::Rescale, Self::Reencode, Self::Mixed];
 
     /// A file-name word for the kind.
     pub fn slug(self) -> &'static str {
@@ -238,7 +242,13 @@ pub fn labelled_set(input: &Path, settings: &EvalSettings) -> Result<Vec<Item>> 
         .map(|(i, (name, photo))| {
             let mut rng = Rng::new(settings.seed ^ (i as u64).wrapping_mul(0x2545_F491_4F6C_DD1D));
             let split = i % 2;
-            let mut out = vec![Item { split, group: i, name: name.clone(), edits: "original (jpeg q95)".into(), bytes: jpeg(photo, 95) }];
+            let mut out = vec![Item {
+                split,
+                group: i,
+                name: name.clone(),
+                edits: "original (jpeg q95)".into(),
+                bytes: jpeg(photo, 95),
+            }];
             // Every other photo of a split gets copies; the rest stay single (distinct images).
             if (i / 2) % 2 == 0 {
                 for c in 0..settings.copies {
@@ -346,11 +356,15 @@ impl LabelledInputs {
     pub fn build(input: &Path, config: &DedupeConfig, settings: &EvalSettings) -> Result<Self> {
         let items = labelled_set(input, settings)?;
         let size = config.size;
-        let options = DecodeOptions { max_pixels: config.max_pixels, min_decoded_side: config.dct_scaling.then_some(size * config.min_decoded_factor) };
+        let options = DecodeOptions {
+            max_pixels: config.max_pixels,
+            min_decoded_side: config.dct_scaling.then_some(size * config.min_decoded_factor),
+        };
         let crops: Vec<Vec<u8>> = items
             .par_iter()
             .map(|item| {
-                let decoded = decode_rgb_with_libjpeg(&item.bytes, &options).map_err(|e| anyhow::anyhow!("{}: {e}", item.name))?;
+                let decoded = decode_rgb_with_libjpeg(&item.bytes, &options)
+                    .map_err(|e| anyhow::anyhow!("{}: {e}", item.name))?;
                 Ok(min_resize_center_crop(&decoded.image, size).pixels)
             })
             .collect::<Result<_>>()?;
@@ -363,10 +377,15 @@ impl LabelledInputs {
     /// exactly the same set.
     pub fn write(&self, dir: &Path) -> Result<()> {
         let side = crate::dedupe::autoencoder::INPUT_SIDE as u64;
-        crate::data::npy::write_array(&dir.join("eval-inputs.npy"), &[self.items.len() as u64, side, side, 3], &self.small)?;
+        crate::data::npy::write_array(
+            &dir.join("eval-inputs.npy"),
+            &[self.items.len() as u64, side, side, 3],
+            &self.small,
+        )?;
         let mut lines = String::new();
         for item in &self.items {
-            let line = serde_json::json!({"name": item.name, "group": item.group, "split": item.split, "edits": item.edits});
+            let line =
+                serde_json::json!({"name": item.name, "group": item.group, "split": item.split, "edits": item.edits});
             lines.push_str(&line.to_string());
             lines.push('\n');
         }
@@ -381,12 +400,18 @@ impl LabelledInputs {
 /// the images its model trained on (the paper fitted it on LSUN's training images), and a model
 /// trained on one split but applied to the other puts the radius chosen on the first in the
 /// wrong place for the second. No model sees a label.
-pub fn evaluate(input: &Path, labelled: &LabelledInputs, config: &DedupeConfig, settings: &EvalSettings) -> Result<EvalReport> {
+pub fn evaluate(
+    input: &Path,
+    labelled: &LabelledInputs,
+    config: &DedupeConfig,
+    settings: &EvalSettings,
+) -> Result<EvalReport> {
     let LabelledInputs { items, crops, small } = labelled;
     let size = config.size;
     let dim = crate::dedupe::autoencoder::INPUT_DIM;
     let device = config.device().map_err(anyhow::Error::msg)?;
-    let splits: Vec<Vec<usize>> = (0..2).map(|split| (0..items.len()).filter(|&i| items[i].split == split).collect()).collect();
+    let splits: Vec<Vec<usize>> =
+        (0..2).map(|split| (0..items.len()).filter(|&i| items[i].split == split).collect()).collect();
     // Per split: the codes of its items (threshold 0, median), in split order.
     let mut codes = Vec::new();
     for idx in &splits {
@@ -398,7 +423,10 @@ pub fn evaluate(input: &Path, labelled: &LabelledInputs, config: &DedupeConfig, 
     }
 
     let phasher = crate::dedupe::phash::phasher();
-    let phashes: Vec<u64> = crops.par_iter().map(|c| crate::dedupe::phash::phash64(&phasher, &Image::from_raw(size, size, c.clone()).expect("crop size"))).collect();
+    let phashes: Vec<u64> = crops
+        .par_iter()
+        .map(|c| crate::dedupe::phash::phash64(&phasher, &Image::from_raw(size, size, c.clone()).expect("crop size")))
+        .collect();
 
     let mut curves = Vec::new();
     let mut chosen = Vec::new();
@@ -441,7 +469,10 @@ const PHASH: &str = "pHash (image_hasher, DCT + median)";
 /// The point of highest recall among those with at least `target` precision (the smallest radius
 /// on ties): how far a curve reaches at that precision, whatever the radius.
 pub fn recall_at_precision(points: &[Point], target: f64) -> Option<&Point> {
-    points.iter().filter(|p| p.precision >= target && p.true_positives > 0).max_by(|a, b| a.recall.total_cmp(&b.recall).then(b.radius.cmp(&a.radius)))
+    points
+        .iter()
+        .filter(|p| p.precision >= target && p.true_positives > 0)
+        .max_by(|a, b| a.recall.total_cmp(&b.recall).then(b.radius.cmp(&a.radius)))
 }
 
 impl EvalReport {
@@ -452,11 +483,17 @@ impl EvalReport {
             "{} photos -> {} images ({} edited copies per photo for half of them); a tune split (radius choice) and a test split alternate; each split's autoencoder trains on that split's images.\n\n",
             self.photos, self.items, self.settings.copies
         ));
-        md.push_str(&format!("Radius chosen on the tune split (highest recall at precision >= {}), measured on the test split:\n\n", self.settings.target_precision));
+        md.push_str(&format!(
+            "Radius chosen on the tune split (highest recall at precision >= {}), measured on the test split:\n\n",
+            self.settings.target_precision
+        ));
         md.push_str("| method | radius | pairs called | precision | recall |\n|---|---:|---:|---:|---:|\n");
         for (method, radius, point) in &self.chosen {
             match (radius, point) {
-                (Some(r), Some(p)) => md.push_str(&format!("| {method} | {r} | {} | {:.4} | {:.4} |\n", p.predicted, p.precision, p.recall)),
+                (Some(r), Some(p)) => md.push_str(&format!(
+                    "| {method} | {r} | {} | {:.4} | {:.4} |\n",
+                    p.predicted, p.precision, p.recall
+                )),
                 _ => md.push_str(&format!("| {method} | none reaches the target | | | |\n")),
             }
         }
@@ -466,7 +503,10 @@ impl EvalReport {
         for c in self.curves.iter().filter(|c| c.split == "test") {
             let cells: Vec<String> = targets
                 .iter()
-                .map(|&t| recall_at_precision(&c.points, t).map_or("-".into(), |p| format!("{:.4} (r {})", p.recall, p.radius)))
+                .map(|&t| {
+                    recall_at_precision(&c.points, t)
+                        .map_or("-".into(), |p| format!("{:.4} (r {})", p.recall, p.radius))
+                })
                 .collect();
             md.push_str(&format!("| {} | {} |\n", c.method, cells.join(" | ")));
         }
@@ -478,7 +518,14 @@ impl EvalReport {
             ));
             for p in &c.points {
                 if p.radius <= 4 || p.radius % 2 == 0 {
-                    md.push_str(&format!("| {} | {} | {:.4} | {:.4} | {:.1} |\n", p.radius, p.predicted, p.precision, p.recall, p.false_pair_rate * 1e6));
+                    md.push_str(&format!(
+                        "| {} | {} | {:.4} | {:.4} | {:.1} |\n",
+                        p.radius,
+                        p.predicted,
+                        p.precision,
+                        p.recall,
+                        p.false_pair_rate * 1e6
+                    ));
                 }
             }
             md.push('\n');

@@ -19,15 +19,17 @@ use image::RgbImage as Image;
 use rayon::prelude::*;
 use serde::Serialize;
 
+use super::labelled::{planted_copy, EditKind, Rng};
+use crate::data::ImageSource;
 use crate::dedupe::autoencoder::{downsample_to_input, Autoencoder, INPUT_DIM};
 use crate::dedupe::clusters::{clusters_by, exact_groups, Cluster, ClusterRule, UnionFind};
-use super::labelled::{planted_copy, EditKind, Rng};
 use crate::dedupe::hash::Code128;
-use crate::dedupe::phash::PhashCheck;
 use crate::dedupe::index::{multi_index_pairs, NearPair};
-use crate::dedupe::windows::{aligned_correlation, grey_thumbnail, window_distance, window_hashes, window_pairs, WindowPair};
+use crate::dedupe::phash::PhashCheck;
+use crate::dedupe::windows::{
+    aligned_correlation, grey_thumbnail, window_distance, window_hashes, window_pairs, WindowPair,
+};
 use crate::dedupe::DedupeConfig;
-use crate::data::ImageSource;
 use crate::imageops::{decode_rgb_with_libjpeg, min_resize_center_crop, DecodeOptions};
 
 /// Settings of the evaluation at scale.
@@ -108,7 +110,10 @@ impl ScaleSet {
             }
         })?;
         let size = config.size;
-        let options = DecodeOptions { max_pixels: config.max_pixels, min_decoded_side: config.dct_scaling.then_some(size * config.min_decoded_factor) };
+        let options = DecodeOptions {
+            max_pixels: config.max_pixels,
+            min_decoded_side: config.dct_scaling.then_some(size * config.min_decoded_factor),
+        };
         let phasher = crate::dedupe::phash::phasher();
         let prepare = |bytes: &[u8]| -> Result<(Prepared, crate::imageops::RgbImage), String> {
             let decoded = decode_rgb_with_libjpeg(bytes, &options).map_err(|e| e.to_string())?;
@@ -210,7 +215,11 @@ impl ScaleSet {
         let mut failed = None;
         source.for_each_record(&|_| true, max_file_bytes, &mut |record| {
             if wanted.contains(record.name.as_str()) {
-                if let Err(e) = record.load(max_file_bytes).map_err(anyhow::Error::msg).and_then(|bytes| append(&record.name, &bytes)) {
+                if let Err(e) = record
+                    .load(max_file_bytes)
+                    .map_err(anyhow::Error::msg)
+                    .and_then(|bytes| append(&record.name, &bytes))
+                {
                     failed = Some(e);
                     return ControlFlow::Break(());
                 }
@@ -223,7 +232,12 @@ impl ScaleSet {
         for (name, bytes) in &self.copy_bytes {
             append(name, bytes)?;
         }
-        tar.into_inner().context("finishing the tar")?.into_inner().map_err(|e| e.into_error()).context("flushing the tar")?.sync_all()?;
+        tar.into_inner()
+            .context("finishing the tar")?
+            .into_inner()
+            .map_err(|e| e.into_error())
+            .context("flushing the tar")?
+            .sync_all()?;
         std::fs::rename(&tmp, path).with_context(|| format!("{}: cannot rename into place", path.display()))
     }
 
@@ -273,7 +287,9 @@ impl Truth {
         photo_pairs.dedup();
         let same: Vec<(u32, u32)> = photo_pairs
             .into_par_iter()
-            .filter(|&(a, b)| mad(set.input(set.original[a as usize]), set.input(set.original[b as usize])) <= same_photo_mad)
+            .filter(|&(a, b)| {
+                mad(set.input(set.original[a as usize]), set.input(set.original[b as usize])) <= same_photo_mad
+            })
             .collect();
         let mut sets = UnionFind::new(photos);
         for &(a, b) in &same {
@@ -297,7 +313,11 @@ impl Truth {
         for (p, &g) in photo_group.iter().enumerate() {
             planted[g as usize] |= set.planted[p];
         }
-        let kind = set.kind.iter().map(|k| k.map(|k| EditKind::ALL.iter().position(|&x| x == k).expect("a known kind") as u8)).collect();
+        let kind = set
+            .kind
+            .iter()
+            .map(|k| k.map(|k| EditKind::ALL.iter().position(|&x| x == k).expect("a known kind") as u8))
+            .collect();
         let original_image = set.photo.iter().map(|&p| set.original[p as usize]).collect();
         Self { group, photo: set.photo.clone(), size, planted, existing_pairs: same.len(), kind, original_image }
     }
@@ -380,7 +400,8 @@ pub fn score(radius: u32, clusters: &[Cluster], truth: &Truth) -> Score {
         }
     }
     let recall_by_kind = found_by_kind.iter().zip(&copies_by_kind).map(|(&f, &c)| f as f64 / c.max(1) as f64).collect();
-    let planted_removals: u64 = truth.size.iter().zip(&truth.planted).filter(|(_, &p)| p).map(|(&s, _)| s as u64 - 1).sum();
+    let planted_removals: u64 =
+        truth.size.iter().zip(&truth.planted).filter(|(_, &p)| p).map(|(&s, _)| s as u64 - 1).sum();
     let photos_lost = kept_in_group.iter().filter(|&&k| !k).count() as u64;
     Score {
         radius,
@@ -429,7 +450,8 @@ pub struct DetailRow {
 
 /// Images and removals binned by `value` (a removal by the smaller value of removed and keeper).
 fn by_signal(value: &[f32], bounds: &[f32], clusters: &[Cluster], truth: &Truth) -> Vec<DetailRow> {
-    let mut rows: Vec<DetailRow> = bounds.iter().map(|&below| DetailRow { below, images: 0, correct: 0, false_removals: 0 }).collect();
+    let mut rows: Vec<DetailRow> =
+        bounds.iter().map(|&below| DetailRow { below, images: 0, correct: 0, false_removals: 0 }).collect();
     let bin = |d: f32| bounds.iter().position(|&b| d < b).unwrap_or(bounds.len() - 1);
     for &d in value {
         rows[bin(d)].images += 1;
@@ -527,7 +549,6 @@ fn search(codes: &[Code128], max_radius: u32, scale: u32) -> Searched {
 }
 
 impl Searched {
-
     fn within(&self, radius: u32) -> &[NearPair] {
         &self.near[..self.near.partition_point(|p| p.distance <= radius)]
     }
@@ -545,7 +566,11 @@ impl Searched {
         let differing = |x: &u32, y: &u32| g(x) != g(y) && same.is_none_or(|c| c.same(*x, *y));
         for group in &self.groups {
             if same.is_some() {
-                by_distance[0] += group.iter().enumerate().map(|(i, x)| group[i + 1..].iter().filter(|y| differing(x, y)).count() as u64).sum::<u64>();
+                by_distance[0] += group
+                    .iter()
+                    .enumerate()
+                    .map(|(i, x)| group[i + 1..].iter().filter(|y| differing(x, y)).count() as u64)
+                    .sum::<u64>();
                 continue;
             }
             let mut count: HashMap<u32, u64> = HashMap::new();
@@ -557,7 +582,8 @@ impl Searched {
         }
         for p in &self.near {
             let (a, b) = (&self.groups[p.a as usize], &self.groups[p.b as usize]);
-            by_distance[p.distance as usize] += a.iter().map(|x| b.iter().filter(|y| differing(x, y)).count() as u64).sum::<u64>();
+            by_distance[p.distance as usize] +=
+                a.iter().map(|x| b.iter().filter(|y| differing(x, y)).count() as u64).sum::<u64>();
         }
         by_distance
             .iter()
@@ -612,8 +638,20 @@ impl Scoring<'_> {
         let (set, settings) = (self.set, self.settings);
         const BOTH: &[ClusterRule] = &[ClusterRule::AroundKeeper, ClusterRule::SingleLinkage];
         let mut runs = vec![
-            CurveRun { method: AE.into(), searched: self.ae, max_radius: settings.max_radius, check: None, rules: BOTH },
-            CurveRun { method: PHASH.into(), searched: phash, max_radius: settings.phash_max_radius, check: None, rules: BOTH },
+            CurveRun {
+                method: AE.into(),
+                searched: self.ae,
+                max_radius: settings.max_radius,
+                check: None,
+                rules: BOTH,
+            },
+            CurveRun {
+                method: PHASH.into(),
+                searched: phash,
+                max_radius: settings.phash_max_radius,
+                check: None,
+                rules: BOTH,
+            },
         ];
         // The autoencoder's candidates, each removal also within t bits of pHash of its keeper.
         let mut check_radii: Vec<u32> = CHECK_RADII.to_vec();
@@ -622,14 +660,26 @@ impl Scoring<'_> {
         check_radii.dedup();
         for t in check_radii {
             let check = Some(PhashCheck { hashes: &set.phash, radius: t });
-            runs.push(CurveRun { method: checked_method(t), searched: self.ae, max_radius: settings.max_radius, check, rules: &[ClusterRule::AroundKeeper] });
+            runs.push(CurveRun {
+                method: checked_method(t),
+                searched: self.ae,
+                max_radius: settings.max_radius,
+                check,
+                rules: &[ClusterRule::AroundKeeper],
+            });
         }
         for CurveRun { method, searched, max_radius, check, rules } in runs {
             let same = |a: u32, b: u32| check.is_none_or(|c| c.same(a, b));
             for &rule in rules {
                 let scores: Vec<Score> = (0..=max_radius)
                     .into_par_iter()
-                    .map(|r| score(r, &clusters_by(rule, set.len(), &searched.groups, searched.within(r), &set.pixels, &same), self.truth))
+                    .map(|r| {
+                        score(
+                            r,
+                            &clusters_by(rule, set.len(), &searched.groups, searched.within(r), &set.pixels, &same),
+                            self.truth,
+                        )
+                    })
                     .collect();
                 self.curves.push(ScaleCurve { method: method.clone(), rule, scores });
             }
@@ -642,10 +692,12 @@ impl Scoring<'_> {
     /// their aligned correlation.
     fn window_pairs(&self) -> WindowPairs {
         let (set, settings) = (self.set, self.settings);
-        let max_radius = settings.window_radii.iter().copied().chain([self.config.window_phash_radius]).max().unwrap_or(0);
+        let max_radius =
+            settings.window_radii.iter().copied().chain([self.config.window_phash_radius]).max().unwrap_or(0);
         let pairs: Vec<WindowPair> = window_pairs(&set.windows, max_radius);
         let thumb = |i: u32| grey_thumbnail(set.input(i));
-        let correlation = pairs.par_iter().map(|p| ((p.a, p.b), aligned_correlation(&thumb(p.a), &thumb(p.b)))).collect();
+        let correlation =
+            pairs.par_iter().map(|p| ((p.a, p.b), aligned_correlation(&thumb(p.a), &thumb(p.b)))).collect();
         WindowPairs { pairs, correlation, max_radius }
     }
 
@@ -654,7 +706,11 @@ impl Scoring<'_> {
         let group = &self.truth.group;
         (0..=windows.max_radius)
             .map(|d| {
-                let mut row = WindowRow { distance: d, true_pairs: vec![0; CORRELATION_BANDS.len()], false_pairs: vec![0; CORRELATION_BANDS.len()] };
+                let mut row = WindowRow {
+                    distance: d,
+                    true_pairs: vec![0; CORRELATION_BANDS.len()],
+                    false_pairs: vec![0; CORRELATION_BANDS.len()],
+                };
                 for p in windows.pairs.iter().filter(|p| p.distance == d) {
                     let c = windows.correlation[&(p.a, p.b)];
                     let band = CORRELATION_BANDS.iter().position(|&b| c < b).unwrap_or(CORRELATION_BANDS.len() - 1);
@@ -673,7 +729,8 @@ impl Scoring<'_> {
     /// least `rho`) at every window radius and correlation floor scored.
     fn crop_route_curves(&mut self, windows: &WindowPairs) {
         let (config, settings) = (self.config, self.settings);
-        let mut routes: Vec<(u32, f64)> = settings.window_radii.iter().flat_map(|&t| settings.correlations.iter().map(move |&c| (t, c))).collect();
+        let mut routes: Vec<(u32, f64)> =
+            settings.window_radii.iter().flat_map(|&t| settings.correlations.iter().map(move |&c| (t, c))).collect();
         routes.push((config.window_phash_radius, config.window_min_correlation));
         routes.sort_by(|a, b| a.0.cmp(&b.0).then(a.1.total_cmp(&b.1)));
         routes.dedup();
@@ -685,7 +742,14 @@ impl Scoring<'_> {
     }
 
     /// One crop route's curve and false pairs.
-    fn crop_route_curve(&mut self, windows: &WindowPairs, phash_check: &PhashCheck, code_route: &[u64], t: u32, rho: f64) {
+    fn crop_route_curve(
+        &mut self,
+        windows: &WindowPairs,
+        phash_check: &PhashCheck,
+        code_route: &[u64],
+        t: u32,
+        rho: f64,
+    ) {
         let (set, settings, truth, codes, ae) = (self.set, self.settings, self.truth, self.codes, self.ae);
         let n = set.len();
         let thumb = |i: u32| grey_thumbnail(set.input(i));
@@ -699,15 +763,25 @@ impl Scoring<'_> {
                 group_of[m as usize] = g as u32;
             }
         }
-        let passes_window = |a: u32, b: u32| window_distance(&set.windows, a, b) <= t && f64::from(correlation_of(a, b)) >= rho;
-        let passing: Vec<&WindowPair> = windows.pairs.iter().filter(|p| p.distance <= t && f64::from(windows.correlation[&(p.a, p.b)]) >= rho).collect();
+        let passes_window =
+            |a: u32, b: u32| window_distance(&set.windows, a, b) <= t && f64::from(correlation_of(a, b)) >= rho;
+        let passing: Vec<&WindowPair> = windows
+            .pairs
+            .iter()
+            .filter(|p| p.distance <= t && f64::from(windows.correlation[&(p.a, p.b)]) >= rho)
+            .collect();
         let extra: Vec<NearPair> = passing
             .iter()
             .map(|p| (group_of[p.a as usize], group_of[p.b as usize]))
             .filter(|(a, b)| a != b)
-            .map(|(a, b)| NearPair { a: a.min(b), b: a.max(b), distance: codes[p_first(&ae.groups, a)].hamming(&codes[p_first(&ae.groups, b)]) })
+            .map(|(a, b)| NearPair {
+                a: a.min(b),
+                b: a.max(b),
+                distance: codes[p_first(&ae.groups, a)].hamming(&codes[p_first(&ae.groups, b)]),
+            })
             .collect();
-        let code_passes = |a: u32, b: u32, r: u32| codes[a as usize].hamming(&codes[b as usize]) <= r && phash_check.same(a, b);
+        let code_passes =
+            |a: u32, b: u32, r: u32| codes[a as usize].hamming(&codes[b as usize]) <= r && phash_check.same(a, b);
         let scores: Vec<Score> = (0..=settings.max_radius)
             .into_par_iter()
             .map(|r| {
@@ -723,7 +797,11 @@ impl Scoring<'_> {
         let false_pairs: Vec<u64> = (0..=settings.max_radius)
             .map(|r| {
                 code_route[r as usize]
-                    + passing.iter().filter(|p| truth.group[p.a as usize] != truth.group[p.b as usize]).filter(|p| !code_passes(p.a, p.b, r)).count() as u64
+                    + passing
+                        .iter()
+                        .filter(|p| truth.group[p.a as usize] != truth.group[p.b as usize])
+                        .filter(|p| !code_passes(p.a, p.b, r))
+                        .count() as u64
             })
             .collect();
         self.add_pair_rate(method, false_pairs);
@@ -749,10 +827,19 @@ impl Scoring<'_> {
         let detail = crate::dedupe::autoencoder::detail(&set.small);
         let radius = settings.detail_radius.min(settings.max_radius);
         let always = |_: u32, _: u32| true;
-        let clusters = clusters_by(ClusterRule::AroundKeeper, set.len(), &self.ae.groups, self.ae.within(radius), &set.pixels, &always);
+        let clusters = clusters_by(
+            ClusterRule::AroundKeeper,
+            set.len(),
+            &self.ae.groups,
+            self.ae.within(radius),
+            &set.pixels,
+            &always,
+        );
         let rows = by_signal(&detail, &[4.0, 8.0, 12.0, 16.0, 24.0, 32.0, 48.0, f32::INFINITY], &clusters, self.truth);
-        let bits_set: Vec<f32> = self.codes.iter().map(|c| (c.0[0].count_ones() + c.0[1].count_ones()) as f32).collect();
-        let bit_rows = by_signal(&bits_set, &[8.0, 16.0, 24.0, 32.0, 40.0, 48.0, 64.0, f32::INFINITY], &clusters, self.truth);
+        let bits_set: Vec<f32> =
+            self.codes.iter().map(|c| (c.0[0].count_ones() + c.0[1].count_ones()) as f32).collect();
+        let bit_rows =
+            by_signal(&bits_set, &[8.0, 16.0, 24.0, 32.0, 40.0, 48.0, 64.0, f32::INFINITY], &clusters, self.truth);
         (rows, bit_rows)
     }
 }
@@ -778,7 +865,17 @@ pub fn evaluate(input: &Path, set: &ScaleSet, config: &DedupeConfig, settings: &
     let candidates: Vec<(u32, u32)> = ae.image_pairs().chain(phash.image_pairs()).collect();
     let truth = Truth::new(set, &candidates, settings.same_photo_mad);
     let distinct_pairs = truth.distinct_pairs();
-    let mut scoring = Scoring { set, config, settings, truth: &truth, codes: &codes, ae: &ae, distinct_pairs, curves: Vec::new(), pair_rates: Vec::new() };
+    let mut scoring = Scoring {
+        set,
+        config,
+        settings,
+        truth: &truth,
+        codes: &codes,
+        ae: &ae,
+        distinct_pairs,
+        curves: Vec::new(),
+        pair_rates: Vec::new(),
+    };
     scoring.hash_curves(&phash);
     let window_started = std::time::Instant::now();
     let windows = scoring.window_pairs();
@@ -826,7 +923,11 @@ impl ScaleReport {
     /// The highest recall at precision >= `target` of a curve, with its score.
     pub fn best_at(&self, method: &str, rule: ClusterRule, target: f64) -> Option<&Score> {
         let curve = self.curves.iter().find(|c| c.method == method && c.rule == rule)?;
-        curve.scores.iter().filter(|s| s.precision >= target && s.correct > 0).max_by(|a, b| a.recall.total_cmp(&b.recall).then(b.radius.cmp(&a.radius)))
+        curve
+            .scores
+            .iter()
+            .filter(|s| s.precision >= target && s.correct > 0)
+            .max_by(|a, b| a.recall.total_cmp(&b.recall).then(b.radius.cmp(&a.radius)))
     }
 
     pub fn markdown(&self) -> String {
@@ -861,12 +962,26 @@ impl ScaleReport {
             "---:|".repeat(kinds.len())
         ));
         for c in self.curves.iter().filter(|c| c.rule == ClusterRule::AroundKeeper) {
-            let s = if c.method == PHASH { self.best_at(&c.method, c.rule, 0.99) } else { c.scores.get(self.configured_radius as usize) };
+            let s = if c.method == PHASH {
+                self.best_at(&c.method, c.rule, 0.99)
+            } else {
+                c.scores.get(self.configured_radius as usize)
+            };
             if let Some(s) = s {
-                let name = if c.method == self.configured { format!("**{}** (configured)", c.method) } else { c.method.clone() };
+                let name = if c.method == self.configured {
+                    format!("**{}** (configured)", c.method)
+                } else {
+                    c.method.clone()
+                };
                 md.push_str(&format!(
                     "| {name} | {} | {:.4} | {:.4} | {} | {} ({:.3}%) | {} |\n",
-                    s.radius, s.precision, s.recall, kind_cells(s), s.photos_lost, 100.0 * s.photos_lost_fraction, s.largest_mixed_cluster
+                    s.radius,
+                    s.precision,
+                    s.recall,
+                    kind_cells(s),
+                    s.photos_lost,
+                    100.0 * s.photos_lost_fraction,
+                    s.largest_mixed_cluster
                 ));
             }
         }
@@ -881,7 +996,8 @@ impl ScaleReport {
             "---:|".repeat(CORRELATION_BANDS.len())
         ));
         for row in &self.window_candidates {
-            let cells: Vec<String> = row.true_pairs.iter().zip(&row.false_pairs).map(|(t, f)| format!("{t} / {f}")).collect();
+            let cells: Vec<String> =
+                row.true_pairs.iter().zip(&row.false_pairs).map(|(t, f)| format!("{t} / {f}")).collect();
             md.push_str(&format!("| {} | {} |\n", row.distance, cells.join(" | ")));
         }
         md.push('\n');
@@ -895,7 +1011,14 @@ impl ScaleReport {
                 .iter()
                 .map(|&t| {
                     self.best_at(&c.method, c.rule, t).map_or("-".into(), |s| {
-                        format!("r {}: recall {:.4}, lost {} ({:.3}%), mixed {}", s.radius, s.recall, s.photos_lost, 100.0 * s.photos_lost_fraction, s.largest_mixed_cluster)
+                        format!(
+                            "r {}: recall {:.4}, lost {} ({:.3}%), mixed {}",
+                            s.radius,
+                            s.recall,
+                            s.photos_lost,
+                            100.0 * s.photos_lost_fraction,
+                            s.largest_mixed_cluster
+                        )
                     })
                 })
                 .collect();
@@ -941,7 +1064,10 @@ impl ScaleReport {
     fn write_by_signal(&self, md: &mut String) {
         let radius = self.settings.detail_radius.min(self.settings.max_radius);
         for (title, rows) in [
-            ("detail (standard deviation of the 32x32 input, grey levels; the less detailed of removed and keeper)", &self.detail),
+            (
+                "detail (standard deviation of the 32x32 input, grey levels; the less detailed of removed and keeper)",
+                &self.detail,
+            ),
             ("bits set in the code (the fewer of removed and keeper)", &self.bits_set),
         ] {
             md.push_str(&format!(
