@@ -56,16 +56,23 @@ fn boxes(row: &serde_json::Value) -> Vec<FaceBox> {
         .collect()
 }
 
-#[test]
-fn finds_the_face_in_messi5_and_none_in_faceless_images() {
-    let dir = tempfile::tempdir().unwrap();
-    let input = dir.path().join("in");
+/// `root/in`: messi5.jpg (one face) beside four photos without a face (two opencv-doc photos,
+/// textured noise, a flat grey square).
+fn one_face_and_four_faceless(root: &Path) -> std::path::PathBuf {
+    let input = root.join("in");
     std::fs::create_dir_all(&input).unwrap();
     for name in ["messi5.jpg", "baboon.jpg", "fruits.jpg"] {
         std::fs::copy(opencv_sample(name), input.join(name)).unwrap();
     }
     write(&input.join("noise.png"), &png_bytes(&textured(300, 200, 7)));
     write(&input.join("flat.png"), &png_bytes(&RgbImage::from_pixel(200, 200, Rgb([120, 120, 120]))));
+    input
+}
+
+#[test]
+fn finds_the_face_in_messi5_and_none_in_faceless_images() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = one_face_and_four_faceless(dir.path());
     let output = dir.path().join("out");
     let out = run_haar(&input, &output, &["faces.min_face_side=32"]);
     assert!(out.status.success());
@@ -202,13 +209,7 @@ fn json_f32s(value: &serde_json::Value) -> Vec<f32> {
 #[test]
 fn yunet_keeps_messis_face_with_its_score_and_landmarks_and_nothing_in_faceless_images() {
     let dir = tempfile::tempdir().unwrap();
-    let input = dir.path().join("in");
-    std::fs::create_dir_all(&input).unwrap();
-    for name in ["messi5.jpg", "baboon.jpg", "fruits.jpg"] {
-        std::fs::copy(opencv_sample(name), input.join(name)).unwrap();
-    }
-    write(&input.join("noise.png"), &png_bytes(&textured(300, 200, 7)));
-    write(&input.join("flat.png"), &png_bytes(&RgbImage::from_pixel(200, 200, Rgb([120, 120, 120]))));
+    let input = one_face_and_four_faceless(dir.path());
     let output = dir.path().join("out");
     assert!(run_faces(&input, &output, &["faces.min_face_side=32"]).status.success());
     let rows = read_manifest(&output);

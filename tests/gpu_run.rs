@@ -36,24 +36,15 @@ fn python() -> String {
 /// Tiny ImageNet's layout: tiny-imagenet-32/train/<wnid>/<wnid>_<i>.JPEG (32x32 photos) beside
 /// words.txt, as a gzip-compressed tar.
 fn stand_in_tarball(path: &Path, classes: u32, per_class: u32) {
-    let file = std::fs::File::create(path).unwrap();
-    let mut tar = tar::Builder::new(flate2::write::GzEncoder::new(file, flate2::Compression::fast()));
-    let mut add = |name: &str, bytes: &[u8]| {
-        let mut header = tar::Header::new_gnu();
-        header.set_size(bytes.len() as u64);
-        header.set_mode(0o644);
-        header.set_cksum();
-        tar.append_data(&mut header, name, bytes).unwrap();
-    };
-    add("tiny-imagenet-32/words.txt", b"n00000000\tnot an image\n");
-    for c in 0..classes {
+    let words = ("tiny-imagenet-32/words.txt".to_string(), b"n00000000\tnot an image\n".to_vec());
+    let photos = (0..classes).flat_map(|c| {
         let wnid = format!("n0{c:07}");
-        for i in 0..per_class {
+        (0..per_class).map(move |i| {
             let jpeg = common::jpeg_bytes(&common::textured(32, 32, c * 1000 + i), 90);
-            add(&format!("tiny-imagenet-32/train/{wnid}/{wnid}_{i}.JPEG"), &jpeg);
-        }
-    }
-    tar.into_inner().unwrap().finish().unwrap();
+            (format!("tiny-imagenet-32/train/{wnid}/{wnid}_{i}.JPEG"), jpeg)
+        })
+    });
+    common::write_tar_gz(path, std::iter::once(words).chain(photos));
 }
 
 fn bash(script: &str, envs: &[(&str, &Path)], args: &[&str]) -> Output {

@@ -12,26 +12,17 @@ use common::*;
 /// `root/train/<wnid>/<wnid>_N.JPEG` photos of assorted sizes, plus the non-image wnids.txt, as
 /// a gzip-compressed tar.
 fn imagenet_tarball(path: &Path, classes: u32, per_class: u32) {
-    let file = std::fs::File::create(path).unwrap();
-    let mut tar = tar::Builder::new(flate2::write::GzEncoder::new(file, flate2::Compression::fast()));
-    let mut add = |name: &str, bytes: &[u8]| {
-        let mut header = tar::Header::new_gnu();
-        header.set_size(bytes.len() as u64);
-        header.set_mode(0o644);
-        header.set_cksum();
-        tar.append_data(&mut header, name, bytes).unwrap();
-    };
     let wnids: Vec<String> = (0..classes).map(|c| format!("n0{c:07}")).collect();
-    add("tiny/wnids.txt", wnids.join("\n").as_bytes());
-    for (c, wnid) in wnids.iter().enumerate() {
-        for i in 0..per_class {
+    let list = ("tiny/wnids.txt".to_string(), wnids.join("\n").into_bytes());
+    let photos = wnids.iter().enumerate().flat_map(|(c, wnid)| {
+        (0..per_class).map(move |i| {
             let seed = c as u32 * 1000 + i;
             // Some larger than 32x32 and not square, so that crop resizes and cuts.
             let (w, h) = if i % 3 == 0 { (48, 40) } else { (32, 32) };
-            add(&format!("tiny/train/{wnid}/{wnid}_{i}.JPEG"), &jpeg_bytes(&textured(w, h, seed), 90));
-        }
-    }
-    tar.into_inner().unwrap().finish().unwrap();
+            (format!("tiny/train/{wnid}/{wnid}_{i}.JPEG"), jpeg_bytes(&textured(w, h, seed), 90))
+        })
+    });
+    write_tar_gz(path, std::iter::once(list).chain(photos));
 }
 
 fn run(bin: &str, args: &[&str]) -> Output {

@@ -64,6 +64,12 @@ fn sample(args: &[&str]) -> std::process::Output {
     out
 }
 
+/// `sample` of `generator` into `output`: 12 samples in 4 columns and a walk of 3 rows x 5 steps.
+fn twelve_samples_and_a_walk(generator: &Path, output: &Path) -> std::process::Output {
+    let (g, o) = (generator.to_str().unwrap(), output.to_str().unwrap());
+    sample(&["-g", g, "-o", o, "--samples", "12", "--columns", "4", "--walk-rows", "3", "--walk-steps", "5"])
+}
+
 #[test]
 fn the_walk_ends_on_the_generators_images_of_its_points_and_float16_stays_close() {
     reproducible();
@@ -109,20 +115,7 @@ fn sample_writes_a_grid_a_walk_and_what_they_came_from() {
     let dir = tempfile::tempdir().unwrap();
     let (run, g16) = trained(dir.path());
     let out32 = dir.path().join("pictures32");
-    let out = sample(&[
-        "--generator",
-        run.to_str().unwrap(),
-        "--output",
-        out32.to_str().unwrap(),
-        "--samples",
-        "12",
-        "--columns",
-        "4",
-        "--walk-rows",
-        "3",
-        "--walk-steps",
-        "5",
-    ]);
+    let out = twelve_samples_and_a_walk(&run, &out32);
     assert!(out.status.success());
     // 32x32 images shown at twice their size with a 2-pixel gap: 4 x 3 and 5 x 3 tiles.
     let grid = image::open(out32.join("samples.png")).unwrap().to_rgb8();
@@ -140,40 +133,10 @@ fn sample_writes_a_grid_a_walk_and_what_they_came_from() {
 
     // The same seed, the same pictures; the float16 file gives nearly the same ones.
     let again = dir.path().join("again");
-    assert!(sample(&[
-        "-g",
-        run.to_str().unwrap(),
-        "-o",
-        again.to_str().unwrap(),
-        "--samples",
-        "12",
-        "--columns",
-        "4",
-        "--walk-rows",
-        "3",
-        "--walk-steps",
-        "5"
-    ])
-    .status
-    .success());
+    assert!(twelve_samples_and_a_walk(&run, &again).status.success());
     assert_eq!(std::fs::read(again.join("samples.png")).unwrap(), std::fs::read(out32.join("samples.png")).unwrap());
     let out16 = dir.path().join("pictures16");
-    assert!(sample(&[
-        "-g",
-        g16.to_str().unwrap(),
-        "-o",
-        out16.to_str().unwrap(),
-        "--samples",
-        "12",
-        "--columns",
-        "4",
-        "--walk-rows",
-        "3",
-        "--walk-steps",
-        "5"
-    ])
-    .status
-    .success());
+    assert!(twelve_samples_and_a_walk(&g16, &out16).status.success());
     let grid16 = image::open(out16.join("samples.png")).unwrap().to_rgb8();
     let worst = grid.as_raw().iter().zip(grid16.as_raw()).map(|(a, b)| a.abs_diff(*b)).max().unwrap();
     assert!(worst <= 2, "float16 changed a pixel by {worst} of 255");

@@ -560,14 +560,7 @@ impl ProtocolRun<'_> {
             && (splits.test.is_none() || (cached("test") && flip_cached("test")));
         let t = Instant::now();
         if config.batch_norm == "recompute" && !all_cached {
-            let progress = Progress::new(
-                "cifar-eval: BatchNorm statistics (layers)",
-                Some(extractor_layers(config)),
-                self.log_every_s,
-            );
-            extractor
-                .recompute_batch_norm(&splits.train, config.batch_norm_images, config.batch, |_, _| progress.inc(1))?;
-            progress.finish();
+            recompute_batch_norm_with_progress(&mut extractor, config, &splits.train, self.log_every_s)?;
         }
         timings.batch_norm = t.elapsed().as_secs_f64();
 
@@ -800,12 +793,23 @@ fn write_outputs(report: &CifarEvalReport, output: &Path) -> Result<()> {
     Ok(())
 }
 
-pub(crate) fn extractor_layers(config: &CifarEvalConfig) -> u64 {
-    match config.preset {
+/// Re-estimates D's BatchNorm statistics on `train` (cifar_eval.batch_norm = "recompute"), with a
+/// progress line per layer: the step both the final score and the snapshot scoring take.
+pub(crate) fn recompute_batch_norm_with_progress(
+    extractor: &mut FeatureExtractor,
+    config: &CifarEvalConfig,
+    train: &LabeledImages,
+    log_every_s: f64,
+) -> Result<()> {
+    let layers = match config.preset {
         Preset::Imagenet32 => 6,
         Preset::Dcgan64 => 4,
         Preset::Dcgan32 => 3,
-    }
+    };
+    let progress = Progress::new("cifar-eval: BatchNorm statistics (layers)", Some(layers), log_every_s);
+    extractor.recompute_batch_norm(train, config.batch_norm_images, config.batch, |_, _| progress.inc(1))?;
+    progress.finish();
+    Ok(())
 }
 
 fn mean_std(values: &[f64]) -> (Option<f64>, Option<f64>) {

@@ -21,8 +21,8 @@ use super::features::{FeatureExtractor, FeatureSpec};
 use super::matrix::FeatureMatrix;
 use super::metrics::ClassificationMetrics;
 use super::protocol::{
-    draw_per_class, extractor_layers, labels_of, load_splits, select_images, validation_split, CifarEvalConfig, Splits,
-    TestSplit,
+    draw_per_class, labels_of, load_splits, recompute_batch_norm_with_progress, select_images, validation_split,
+    CifarEvalConfig, Splits, TestSplit,
 };
 use crate::data::packed::LabeledImages;
 use crate::fsutil;
@@ -205,14 +205,7 @@ impl SnapshotScorer<'_> {
         let (config, splits) = (self.config, self.splits);
         let mut extractor = FeatureExtractor::load(d_path, config.preset, config.width(), self.device)?;
         if config.batch_norm == "recompute" {
-            let progress = Progress::new(
-                "cifar-eval: BatchNorm statistics (layers)",
-                Some(extractor_layers(config)),
-                self.log_every_s,
-            );
-            extractor
-                .recompute_batch_norm(&splits.train, config.batch_norm_images, config.batch, |_, _| progress.inc(1))?;
-            progress.finish();
+            recompute_batch_norm_with_progress(&mut extractor, config, &splits.train, self.log_every_s)?;
         }
         let total = (splits.fit_images.len() + splits.val_images.len()) as u64;
         let progress =

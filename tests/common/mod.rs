@@ -183,3 +183,17 @@ pub fn class_folders(root: &Path, split: &str, per_class: u32, seed: u32) {
         }
     }
 }
+
+/// A gzip-compressed tar of `members` (name, bytes), in the given order.
+pub fn write_tar_gz(path: &Path, members: impl IntoIterator<Item = (String, Vec<u8>)>) {
+    let file = std::fs::File::create(path).unwrap();
+    let mut tar = tar::Builder::new(flate2::write::GzEncoder::new(file, flate2::Compression::fast()));
+    for (name, bytes) in members {
+        let mut header = tar::Header::new_gnu();
+        header.set_size(bytes.len() as u64);
+        header.set_mode(0o644);
+        header.set_cksum();
+        tar.append_data(&mut header, &name, bytes.as_slice()).unwrap();
+    }
+    tar.into_inner().unwrap().finish().unwrap();
+}
