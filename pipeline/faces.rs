@@ -1,15 +1,13 @@
 //! `faces`: detect faces (OpenCV's YuNet CNN, or the paper's Haar cascade) and crop the
 //! sufficiently large ones.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use clap::Parser;
 use dcgan_pipeline::config::load_or_print;
-use dcgan_pipeline::faces::{eval, DetectorKind, FacesStage};
-use dcgan_pipeline::fsutil::write_atomic;
+use dcgan_pipeline::faces::{eval, FacesStage};
 use dcgan_pipeline::stage::cli::{exit_with, run_stage};
-use dcgan_pipeline::stage::manifest::read_manifest;
 use dcgan_pipeline::stage::{fingerprint, StageArgs};
 
 /// Face crops for the DCGAN faces model. faces.detector = "yunet" (default): OpenCV's YuNet CNN
@@ -63,54 +61,7 @@ fn run(args: StageArgs, eval_boxes: Option<PathBuf>) -> Result<i32> {
         fingerprint(&config.faces),
     )?;
     if let Some(gt) = eval_boxes {
-        evaluate_run(&gt, &output, &config.faces)?;
+        print!("{}", eval::score_run(&gt, &output, &config.faces)?);
     }
     Ok(status)
-}
-
-/// Scores the run in `output` against `gt`; prints the table, writes eval-boxes.json.
-fn evaluate_run(gt: &Path, output: &Path, faces: &dcgan_pipeline::faces::FacesConfig) -> Result<()> {
-    let truth = eval::read_ground_truth(gt, faces.min_face_side as f64)?;
-    let manifest = output.join("manifest.jsonl");
-    let rows = read_manifest(&manifest).with_context(|| format!("{}", manifest.display()))?;
-    let thresholds: Vec<f64> = match faces.detector {
-        DetectorKind::Haar => vec![f64::NEG_INFINITY],
-        DetectorKind::Yunet => {
-            let t = faces.score_threshold as f64;
-            let higher = [0.55, 0.6, 0.65, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95].into_iter().filter(|&h| h > t + 1e-9);
-            std::iter::once(t).chain(higher).collect()
-        }
-    };
-    let (table, missing) = eval::evaluate(&truth, &eval::kept_boxes(&rows), &thresholds);
-    println!(
-        "faces --eval-boxes {}: {} photos, faces of side >= {} px, IoU >= {}",
-        gt.display(),
-        truth.len() - missing.len(),
-        faces.min_face_side,
-        eval::MATCH_IOU
-    );
-    print!("{}", eval::format_table(&table));
-    if !missing.is_empty() {
-        println!(
-            "{} ground-truth photos are not in the run (their faces count as missed), e.g. {}",
-            missing.len(),
-            missing[0]
-        );
-    }
-    let record = serde_json::json!({
-        "ground_truth": gt.display().to_string(),
-        "min_face_side": faces.min_face_side,
-        "match_iou": eval::MATCH_IOU,
-        "detector": faces.detector,
-        "photos_missing_from_the_run": missing,
-        "table": table.iter().map(|c| serde_json::json!({
-            "score_threshold": if c.score_threshold.is_finite() { serde_json::json!(c.score_threshold) } else { serde_json::Value::Null },
-            "right": c.right, "wrong": c.wrong, "ignored": c.ignored, "faces": c.faces,
-            "precision": c.precision(), "recall": c.recall(),
-        })).collect::<Vec<_>>(),
-    });
-    let path = output.join("eval-boxes.json");
-    write_atomic(&path, serde_json::to_string_pretty(&record)?.as_bytes())
-        .with_context(|| format!("{}", path.display()))?;
-    Ok(())
 }

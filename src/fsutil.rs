@@ -86,6 +86,12 @@ pub fn remove_stale_temporaries(dir: &Path) -> io::Result<usize> {
     Ok(removed)
 }
 
+/// sha256 of bytes already in memory, hex (as [`sha256_file`] writes it).
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+    format!("{:x}", Sha256::digest(bytes))
+}
+
 /// sha256 of a file, hex: recorded with every result so that a number names its checkpoint.
 pub fn sha256_file(path: &Path) -> std::io::Result<String> {
     use sha2::{Digest, Sha256};

@@ -195,6 +195,58 @@ pub fn format_table(table: &[Counts]) -> String {
     out
 }
 
+/// The thresholds a run is scored at: Haar's boxes have no score (one row: every kept box);
+/// YuNet's at the configured threshold and each higher one of 0.55-0.95.
+pub fn thresholds_for(faces: &super::FacesConfig) -> Vec<f64> {
+    match faces.detector {
+        super::DetectorKind::Haar => vec![f64::NEG_INFINITY],
+        super::DetectorKind::Yunet => {
+            let t = faces.score_threshold as f64;
+            let higher = [0.55, 0.6, 0.65, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95].into_iter().filter(|&h| h > t + 1e-9);
+            std::iter::once(t).chain(higher).collect()
+        }
+    }
+}
+
+/// `faces --eval-boxes`: scores the run in `output` against `gt`, writes eval-boxes.json beside it
+/// and returns the table as printed.
+pub fn score_run(gt: &Path, output: &Path, faces: &super::FacesConfig) -> anyhow::Result<String> {
+    use anyhow::Context;
+    let truth = read_ground_truth(gt, faces.min_face_side as f64)?;
+    let manifest = output.join("manifest.jsonl");
+    let rows = crate::stage::manifest::read_manifest(&manifest).with_context(|| format!("{}", manifest.display()))?;
+    let (table, missing) = evaluate(&truth, &kept_boxes(&rows), &thresholds_for(faces));
+    let mut text = format!(
+        "faces --eval-boxes {}: {} photos, faces of side >= {} px, IoU >= {MATCH_IOU}\n",
+        gt.display(),
+        truth.len() - missing.len(),
+        faces.min_face_side,
+    );
+    text.push_str(&format_table(&table));
+    if let Some(first) = missing.first() {
+        let n = missing.len();
+        text.push_str(&format!(
+            "{n} ground-truth photos are not in the run (their faces count as missed), e.g. {first}\n"
+        ));
+    }
+    let record = serde_json::json!({
+        "ground_truth": gt.display().to_string(),
+        "min_face_side": faces.min_face_side,
+        "match_iou": MATCH_IOU,
+        "detector": faces.detector,
+        "photos_missing_from_the_run": missing,
+        "table": table.iter().map(|c| serde_json::json!({
+            "score_threshold": if c.score_threshold.is_finite() { serde_json::json!(c.score_threshold) } else { Value::Null },
+            "right": c.right, "wrong": c.wrong, "ignored": c.ignored, "faces": c.faces,
+            "precision": c.precision(), "recall": c.recall(),
+        })).collect::<Vec<_>>(),
+    });
+    let path = output.join("eval-boxes.json");
+    crate::fsutil::write_atomic(&path, serde_json::to_string_pretty(&record)?.as_bytes())
+        .with_context(|| format!("{}", path.display()))?;
+    Ok(text)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

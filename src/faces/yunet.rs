@@ -15,7 +15,6 @@ use opencv::core::{Mat, Rect, Scalar, Size, Vector, CV_32F};
 use opencv::dnn::{self, Net};
 use opencv::imgproc;
 use opencv::prelude::*;
-use sha2::{Digest, Sha256};
 
 use super::detector::{Detection, DetectorError, FaceBox, FaceDetector, Landmarks};
 use crate::imageops::RgbImage;
@@ -68,7 +67,7 @@ pub fn load_model(path: &Path, expected_sha256: &str) -> Result<Vec<u8>, Detecto
         return Err(err("empty file".into()));
     }
     if !expected_sha256.is_empty() {
-        let got: String = Sha256::digest(&bytes).iter().map(|b| format!("{b:02x}")).collect();
+        let got = crate::fsutil::sha256_hex(&bytes);
         if got != expected_sha256.to_ascii_lowercase() {
             return Err(err(format!(
                 "sha256 {got} is not the expected {expected_sha256} ({} bytes: truncated or another file; \
