@@ -105,7 +105,7 @@ demo: setup
 
 # The tests build their own binaries in the test-release profile (Cargo.toml): no release build needed.
 test: apt apt-test venv
-	cargo test --profile test-release
+	cargo test --profile test-release --no-fail-fast
 
 # Formatting (rustfmt.toml) and clippy with the project's lints (Cargo.toml's [lints], clippy.toml:
 # no function over 100 lines), warnings as errors. The test profile, so that the dependencies'

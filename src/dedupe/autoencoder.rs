@@ -102,6 +102,17 @@ fn scale(rows: &Tensor) -> Tensor {
     rows.to_kind(Kind::Float) / 127.5 - 1.0
 }
 
+/// `scale(rows)` minus each row's mean, computed on integers so that it is exact: `D * v - sum(v)`
+/// stays below 2^24 and is the same number for an image and a brightness-shifted copy of it, on every
+/// CPU and in every summation order. (Centring the scaled floats differed in the last bit between the
+/// two, which flipped code bits that sat near zero on another machine.)
+fn centred_scale(rows: &Tensor) -> Tensor {
+    let d = INPUT_DIM as f64;
+    let v = rows.to_kind(Kind::Float);
+    let sum = v.sum_dim_intlist(1, true, Kind::Float);
+    (v * d - sum) / (d * 127.5)
+}
+
 impl Autoencoder {
     /// An untrained model; `centre_images`: subtract each image's mean from its input.
     pub fn new(device: Device, centre_images: bool) -> Self {
@@ -146,12 +157,10 @@ impl Autoencoder {
 
     /// uint8 rows to [-1, 1], each minus its own mean when the model centres images.
     fn scaled(&self, rows: &Tensor) -> Tensor {
-        let x = scale(rows);
         if self.centre_images {
-            let mean = x.mean_dim(1, true, Kind::Float);
-            x - mean
+            centred_scale(rows)
         } else {
-            x
+            scale(rows)
         }
     }
 
