@@ -126,6 +126,7 @@ fn a_full_disk_names_the_file_and_a_rerun_with_space_gives_the_clean_runs_bytes(
     assert!(log.contains("No space left on device"), "{log}");
     let named = log.lines().any(|l| l.contains("No space left on device") && l.contains(output.to_str().unwrap()));
     assert!(named, "the line that reports the full disk names the file under the output: {log}");
+    assert_eq!(log.matches("No space left on device").count(), 1, "said once: {log}");
     disk.grow("4m");
     crop_ok(&input, &output, &sets);
     assert_eq!(outputs(&output), outputs(&clean), "the run resumed after the full disk differs from a clean run");

@@ -70,8 +70,48 @@ pub fn exit_with(name: &str, result: Result<i32>) -> ! {
     match result {
         Ok(code) => std::process::exit(code),
         Err(e) => {
-            eprintln!("{name}: error: {e:#}");
+            eprintln!("{name}: error: {}", one_line(&e));
             std::process::exit(1);
         }
+    }
+}
+
+/// The error chain on one line, `: `-joined like `{:#}`, without repeating a cause that the line
+/// already ends with (a typed error whose message holds its source, e.g. `{path}: {source}`,
+/// would otherwise print the source twice).
+pub fn one_line(error: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in error.chain() {
+        let text = cause.to_string();
+        if line.ends_with(&text) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(&text);
+    }
+    line
+}
+
+#[cfg(test)]
+mod tests {
+    use super::one_line;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("{path}: {source}")]
+    struct WithSource {
+        path: String,
+        source: std::io::Error,
+    }
+
+    #[test]
+    fn a_cause_already_in_the_message_is_not_repeated_and_context_is_kept() {
+        let full = std::io::Error::new(std::io::ErrorKind::StorageFull, "No space left on device");
+        let e =
+            anyhow::Error::new(WithSource { path: "out/x.npy".into(), source: full }).context("cannot write part 1");
+        assert_eq!(one_line(&e), "cannot write part 1: out/x.npy: No space left on device");
+        let plain = anyhow::anyhow!("inner").context("outer");
+        assert_eq!(one_line(&plain), "outer: inner");
     }
 }
