@@ -119,7 +119,11 @@ resubmit() {
     local line="submit: $stage (job $array, $shards tasks):"
     if [ ${#tasks[@]} -gt 0 ]; then line+=" resubmitting task(s) $(IFS=,; echo "${tasks[*]}");"; fi
     if [ ${#waiting[@]} -gt 0 ]; then line+=" the new merge also waits for ${waiting[*]}, still queued;"; fi
-    echo "$line then a new merge${report:+ and report}${new_train:+, train}" >&2
+    local next="a new merge"
+    [ -z "$report" ] || next+=", report"
+    [ -z "$new_train" ] || next+=", train"
+    [[ ${stale[*]} != *cifar-eval* ]] || next+=", cifar-eval"
+    echo "$line then $next" >&2
     local after=("${waiting[@]}")
     if [ ${#tasks[@]} -gt 0 ]; then
         submit "$stage-shards" --array="$(IFS=,; echo "${tasks[*]}")" -- "${shard_command[@]}"

@@ -652,7 +652,7 @@ fn submit_warns_when_shards_exceed_the_parts() {
     };
     // 49 inputs in parts of 4 (test.toml's crop.part_size): 13 parts.
     let warning =
-        "SHARDS=20 but crop's input (IMAGENET_DIR) holds at most 49 files: 13 part(s) of crop.part_size = 4, \
+        "SHARDS=20 but the input of crop (IMAGENET_DIR) holds at most 49 files: 13 part(s) of crop.part_size = 4, \
                    so 7 of its 20 tasks will have nothing to do; SHARDS=13 is enough";
     for input in [&folder, &archive] {
         let (text, commands) = dry_run(input, "20");
