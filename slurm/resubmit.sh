@@ -117,7 +117,11 @@ resubmit() {
     [ -n "$dry" ] || printf '# slurm/submit resubmit %s, %s\n' "$stage" "$(date -u +%FT%TZ)" >>"$record"
 
     local line="submit: $stage (job $array, $shards tasks):"
-    if [ ${#tasks[@]} -gt 0 ]; then line+=" resubmitting task(s) $(IFS=,; echo "${tasks[*]}");"; fi
+    if [ ${#tasks[@]} -gt 0 ]; then
+        line+=" resubmitting task(s) $(IFS=,; echo "${tasks[*]}");"
+    else
+        line+=" no task to resubmit, but merge $merge is no longer queued (it ended: see its log);"
+    fi
     if [ ${#waiting[@]} -gt 0 ]; then line+=" the new merge also waits for ${waiting[*]}, still queued;"; fi
     local next="a new merge"
     [ -z "$report" ] || next+=", report"
