@@ -1,8 +1,10 @@
 //! The pipeline under a real one-node Slurm cluster (slurm/local-cluster.sh: munged, slurmctld and
 //! slurmd in a temporary folder), through the job scripts that ship in slurm/: a 4-task crop array
 //! and its merge against a single run, a merge that waits for its array, a task cancelled mid-run
-//! and resubmitted, a training job requeued mid-run. Skipped, with a line saying so, only where
-//! Slurm is not installed (`make test` installs it) or the test does not run as root.
+//! and resubmitted with `slurm/submit resubmit`, a training job requeued mid-run, and what
+//! `slurm/submit` refuses (more CPUs, memory or GPUs than a node has, a cluster it cannot reach, a
+//! failed sbatch). Skipped, with a line saying so, only where Slurm is not installed (`make test`
+//! installs it) or the test does not run as root. The SHARDS warning needs no cluster (--dry-run).
 
 mod common;
 
@@ -21,12 +23,16 @@ fn bin_dir() -> PathBuf {
     Path::new(env!("CARGO_BIN_EXE_crop")).parent().unwrap().to_owned()
 }
 
+fn tool_path(tool: &str) -> Option<PathBuf> {
+    ["/usr/sbin", "/usr/bin", "/usr/local/sbin", "/usr/local/bin"]
+        .iter()
+        .map(|d| Path::new(d).join(tool))
+        .find(|p| p.exists())
+}
+
 fn slurm_missing() -> Option<String> {
-    for tool in ["munged", "mungekey", "slurmctld", "slurmd", "sbatch", "scontrol", "squeue", "scancel"] {
-        let found = ["/usr/sbin", "/usr/bin", "/usr/local/sbin", "/usr/local/bin"]
-            .iter()
-            .any(|d| Path::new(d).join(tool).exists());
-        if !found {
+    for tool in ["munged", "mungekey", "slurmctld", "slurmd", "sbatch", "sinfo", "scontrol", "squeue", "scancel"] {
+        if tool_path(tool).is_none() {
             return Some(format!(
                 "{tool} is not installed (apt-get install --no-install-recommends slurm-wlm munge; make test does)"
             ));
@@ -80,13 +86,6 @@ impl Cluster {
         let out = self.command(program).args(args).output().unwrap();
         assert!(out.status.success(), "{program} {args:?}: {}", String::from_utf8_lossy(&out.stderr));
         String::from_utf8_lossy(&out.stdout).trim().to_owned()
-    }
-
-    fn sbatch(&self, args: &[&str]) -> String {
-        let mut all = vec!["--parsable", "--cpus-per-task=1"];
-        all.extend_from_slice(args);
-        let id = self.run("sbatch", &all);
-        id.split(';').next().unwrap().to_owned()
     }
 
     /// (task, state, reason) of every task of `job` as scontrol reports it.
@@ -228,12 +227,16 @@ fn the_pipeline_runs_under_a_one_node_slurm_cluster() {
     let expected = crop_outputs(&reference);
 
     let started = Instant::now();
-    let mut step = Instant::now();
+    let mut up = Instant::now();
     let cluster = Cluster::up(&root.join("cluster"));
-    lap("cluster up", &mut step);
+    lap("cluster up", &mut up);
     let bin = bin_dir();
     let scene = Scene { cluster: &cluster, root, bin: &bin, conf: &conf, input: &input, expected: &expected };
-    // One cluster, brought up once (tens of seconds), runs the three scenarios in order.
+    // One cluster, brought up once (tens of seconds), runs the scenarios in order.
+    let mut step = Instant::now();
+    submit_refuses_what_no_node_can_run(&scene);
+    submit_stops_at_a_failed_sbatch(&scene);
+    lap("refusals and a failed sbatch", &mut step);
     preprocess_as_a_held_array_then_merge(&scene);
     a_cancelled_task_resumes_when_resubmitted(&scene);
     training_requeued_mid_run_resumes_to_the_same_weights(&scene);
@@ -257,6 +260,112 @@ impl Scene<'_> {
     fn script(&self, name: &str) -> String {
         Path::new(PROJECT).join("slurm").join(name).to_str().unwrap().to_owned()
     }
+
+    /// `slurm/submit ARGS` for the photos into `out` (crop only, 4 tasks of 1 CPU); `env` adds or
+    /// overrides variables. Returns the exit code and what it printed (stderr).
+    fn submit(&self, out: &Path, args: &[&str], env: &[(&str, &str)]) -> (Option<i32>, String) {
+        let mut cmd = self.cluster.command(&self.script("submit"));
+        cmd.args(args)
+            .env("BIN", self.bin)
+            .env("CONFIG", self.conf)
+            .env("OUT", out)
+            .env("IMAGENET_DIR", self.input)
+            .env("FACES_DIR", "")
+            .env("LSUN_DIR", "")
+            .env("SHARDS", "4")
+            .env("CPUS_PER_TASK", "1")
+            .env("MEM_PER_TASK", "")
+            .env("EXTRA_SBATCH", "");
+        for (key, value) in env {
+            cmd.env(key, value);
+        }
+        let done = cmd.output().unwrap();
+        (done.status.code(), String::from_utf8_lossy(&done.stderr).into_owned())
+    }
+}
+
+/// Scenario 0, before any job runs: slurm/submit refuses jobs that no node could run (they would
+/// pend forever) and a cluster it cannot reach, in one line with the numbers, queueing nothing.
+fn submit_refuses_what_no_node_can_run(scene: &Scene) {
+    let Scene { cluster, root, input, .. } = *scene;
+    let node = |format: &str| -> u64 {
+        let text = cluster.run("sinfo", &["-h", "-N", "-o", format]);
+        text.lines().next().unwrap_or("").trim().parse().unwrap_or_else(|_| panic!("sinfo {format}: {text}"))
+    };
+    let (cpus, mb) = (node("%c"), node("%m"));
+    let out = root.join("refused");
+    let (more_cpus, more_mem) = ((cpus + 1).to_string(), format!("{}M", mb + 1));
+    let lsun = input.to_str().unwrap();
+    let broken = root.join("broken-slurm.conf");
+    std::fs::write(&broken, "this is not a slurm.conf\n").unwrap();
+    let broken_s = broken.to_str().unwrap();
+    let cases: [(Vec<(&str, &str)>, String); 4] = [
+        (
+            vec![("CPUS_PER_TASK", &more_cpus)],
+            format!("CPUS_PER_TASK={more_cpus} but its largest node has {cpus} CPUs"),
+        ),
+        (
+            vec![("MEM_PER_TASK", &more_mem)],
+            format!("MEM_PER_TASK={more_mem} ({} MB) but its largest node has {mb} MB", mb + 1),
+        ),
+        // dedupe's merge is a GPU job; the node has one GPU.
+        (
+            vec![("LSUN_DIR", lsun), ("GPU_GRES", "gpu:2")],
+            "GPU_GRES=gpu:2 asks for 2 GPU(s) but its largest node has 1".into(),
+        ),
+        // A configuration sinfo cannot parse (a missing one costs a minute of DNS look-ups).
+        (
+            vec![("SLURM_CONF", broken_s)],
+            "cannot read the cluster's nodes with sinfo: Unable to process configuration file".into(),
+        ),
+    ];
+    for (env, expected) in &cases {
+        let (code, text) = scene.submit(&out, &["preprocess"], env);
+        assert_eq!(code, Some(1), "{env:?}: {text}");
+        assert!(text.starts_with("submit: error: ") && text.contains(expected.as_str()), "{env:?}: {text}");
+        assert_eq!(text.trim_end().lines().count(), 1, "one line: {text}");
+        assert!(text.contains("nothing was submitted"), "{text}");
+    }
+    assert_eq!(cluster.run("squeue", &["-h"]), "", "a refused submission queued jobs");
+    assert!(!out.join("slurm-logs/submitted.tsv").exists(), "a refused submission recorded jobs");
+}
+
+/// Scenario 0, continued: an sbatch that fails (here the second, a stand-in on PATH before the real
+/// one) stops slurm/submit at that job, naming it and sbatch's message; the array it had already
+/// queued is cancelled, and no job is ever given an empty dependency.
+fn submit_stops_at_a_failed_sbatch(scene: &Scene) {
+    let Scene { cluster, root, .. } = *scene;
+    let fake = root.join("fake-bin");
+    let calls = root.join("sbatch-calls");
+    let real = tool_path("sbatch").unwrap();
+    let stand_in = format!(
+        "#!/bin/sh\necho \"$*\" >>'{calls}'\nif [ -e '{calls}.once' ]; then\n  echo 'sbatch: error: Batch job \
+         submission failed: Invalid account or account/partition combination specified' >&2\n  exit 1\nfi\n\
+         touch '{calls}.once'\nexec '{real}' \"$@\"\n",
+        calls = calls.display(),
+        real = real.display()
+    );
+    write(&fake.join("sbatch"), stand_in.as_bytes());
+    std::fs::set_permissions(fake.join("sbatch"), std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let path = format!("{}:{}", fake.display(), std::env::var("PATH").unwrap_or_default());
+    let env = [("PATH", path.as_str()), ("EXTRA_SBATCH", "--hold")];
+    let (code, text) = scene.submit(&root.join("failed-sbatch"), &["preprocess"], &env);
+    assert_eq!(code, Some(1), "{text}");
+    assert!(
+        text.contains("submit: error: sbatch failed for crop-merge: Batch job submission failed: Invalid account"),
+        "{text}"
+    );
+    let array = job_of_in(&text, "crop-shards");
+    assert!(text.contains(&format!("cancelled what this run had queued: crop-shards {array}")), "{text}");
+    assert!(!text.lines().any(|l| l.starts_with("crop-merge ") || l.starts_with("report ")), "{text}");
+    let states = cluster.wait_done(&array);
+    assert!(states.iter().all(|s| s == "CANCELLED"), "{states:?}");
+    let made = read(&calls);
+    assert_eq!(made.lines().count(), 2, "stopped at the failed sbatch: {made}");
+    for after in made.split("afterok:").skip(1) {
+        assert!(after.starts_with(|c: char| c.is_ascii_digit()), "an empty dependency: {made}");
+    }
+    assert_eq!(cluster.run("squeue", &["-h"]), "", "jobs left queued");
 }
 
 /// Scenario 1, slurm/submit preprocess: a 4-task array and its merge (afterok), all held so that the test
@@ -285,6 +394,8 @@ fn preprocess_as_a_held_array_then_merge(scene: &Scene) {
         .unwrap();
     let text = String::from_utf8_lossy(&submitted.stderr).into_owned();
     assert!(submitted.status.success(), "slurm/submit: {text}");
+    // 13 parts for 4 tasks: every task has work.
+    assert!(!text.contains("warning"), "{text}");
     let job_of = |name: &str| {
         text.lines()
             .find_map(|l| l.strip_prefix(&format!("{name} ")))
@@ -327,59 +438,61 @@ fn preprocess_as_a_held_array_then_merge(scene: &Scene) {
     lap("4-task array, held merge, merge by hand, merge", &mut step);
 }
 
-/// Scenario 2: a task cancelled between its parts, then resubmitted: it resumes, outputs unchanged.
+/// Scenario 2: `slurm/submit preprocess`, then a task cancelled between its parts: the first
+/// submission's merge and report would wait for ever; `slurm/submit resubmit crop` cancels them,
+/// resubmits that task (it resumes, taking the dead task's lock over) and a new merge after it and
+/// the tasks still queued, then a new report; the outputs are those of a single run.
 fn a_cancelled_task_resumes_when_resubmitted(scene: &Scene) {
-    let Scene { cluster, root, bin, conf, input, expected } = *scene;
-    let crop_path = bin.join("crop");
-    let (crop, conf_s, input_s) = (crop_path.to_str().unwrap(), conf.to_str().unwrap(), input.to_str().unwrap());
-    let script = |name: &str| scene.script(name);
+    let Scene { cluster, root, expected, .. } = *scene;
     let mut step = Instant::now();
     let out2 = root.join("out2");
-    let log2 = root.join("shard1.out");
-    let args = |array: &str| {
-        vec![
-            format!("--array={array}"),
-            format!("--output={}", log2.display()),
-            script("stage.sbatch"),
-            crop.to_owned(),
-            "4".into(),
-            conf_s.into(),
-            input_s.into(),
-            out2.to_str().unwrap().into(),
-        ]
-    };
-    let submit = |array: &str| {
-        let a = args(array);
-        cluster.sbatch(&a.iter().map(String::as_str).collect::<Vec<_>>())
-    };
-    let first = submit("1");
-    let part1 = out2.join("parts/manifest-00001.jsonl");
-    assert!(poll(TIMEOUT, || part1.exists()), "shard 1 never finished part 1: {}", read(&log2));
-    cluster.run("scancel", &[&first]);
-    assert_eq!(cluster.wait_done(&first), ["CANCELLED"]);
-    let finished = out2.join("parts/shard-1-of-4.json");
+    let crops = out2.join("imagenet32");
+    let (code, text) = scene.submit(&out2, &["preprocess"], &[("EXTRA_SBATCH", "--hold")]);
+    assert_eq!(code, Some(0), "slurm/submit: {text}");
+    let (array, merge, report) =
+        (job_of_in(&text, "crop-shards"), job_of_in(&text, "crop-merge"), job_of_in(&text, "report"));
+    cluster.run("scontrol", &["release", &format!("{array}_1")]);
+    let log1 = out2.join(format!("slurm-logs/crop-{array}_1.out"));
+    let part1 = crops.join("parts/manifest-00001.jsonl");
+    assert!(poll(TIMEOUT, || part1.exists()), "shard 1 never finished part 1: {}", read(&log1));
+    cluster.run("scancel", &[&format!("{array}_1")]);
+    assert_eq!(cluster.wait_done(&format!("{array}_1")), ["CANCELLED"]);
     assert!(
-        !finished.exists() && !out2.join("parts/manifest-00009.jsonl").exists(),
+        !crops.join("parts/shard-1-of-4.json").exists() && !crops.join("parts/manifest-00009.jsonl").exists(),
         "cancelled too late: shard 1 had finished"
     );
-    assert!(out2.join("parts/lock-shard-1-of-4").exists(), "the killed task's lock is left behind (stale)");
-    let again = submit("1");
-    assert_eq!(cluster.wait_done(&again), ["COMPLETED"], "{}", read(&log2));
-    let log = read(&log2);
+    assert!(crops.join("parts/lock-shard-1-of-4").exists(), "the killed task's lock is left behind (stale)");
+    // The merge and report, no longer held, wait on a task that can never succeed.
+    cluster.run("scontrol", &["release", &merge]);
+    cluster.run("scontrol", &["release", &report]);
+    let (code, text) = scene.submit(&out2, &["resubmit", "crop"], &[]);
+    assert_eq!(code, Some(0), "slurm/submit resubmit: {text}");
+    assert!(
+        text.contains(&format!("resubmitting task(s) 1; the new merge also waits for {array}_0 {array}_2 {array}_3")),
+        "only the cancelled task, after the others still held: {text}"
+    );
+    assert!(
+        text.contains(&format!("cancelled the jobs that waited in vain: crop-merge {merge},report {report}")),
+        "{text}"
+    );
+    let (again, merge2, report2) =
+        (job_of_in(&text, "crop-shards"), job_of_in(&text, "crop-merge"), job_of_in(&text, "report"));
+    assert_eq!(cluster.wait_done(&merge), ["CANCELLED"]);
+    assert_eq!(cluster.wait_done(&report), ["CANCELLED"]);
+    cluster.run("scontrol", &["release", &format!("{array}_[0,2-3]")]);
+    let merge_log = out2.join(format!("slurm-logs/crop-merge-{merge2}.out"));
+    assert_eq!(cluster.wait_done(&merge2), ["COMPLETED"], "{}", read(&merge_log));
+    let log = read(&out2.join(format!("slurm-logs/crop-{again}_1.out")));
     assert!(log.contains("resuming:") && log.contains("parts already done"), "{log}");
     assert!(log.contains("taking over a stale lock of crop shard 1/4"), "{log}");
-    let rest = submit("0,2-3");
-    let merge2 = cluster.sbatch(&[
-        &format!("--dependency=afterok:{again}:{rest}"),
-        &format!("--output={}", root.join("merge2.out").display()),
-        &script("merge.sbatch"),
-        crop,
-        conf_s,
-        out2.to_str().unwrap(),
-    ]);
-    assert_eq!(cluster.wait_done(&merge2), ["COMPLETED"], "{}", read(&root.join("merge2.out")));
-    assert_eq!(crop_outputs(&out2), expected, "cancelled and resubmitted task vs a single crop run");
-    lap("task cancelled mid-run, resubmitted, merged", &mut step);
+    assert_eq!(crop_outputs(&crops), expected, "cancelled and resubmitted task vs a single crop run");
+    assert_eq!(
+        cluster.wait_done(&report2),
+        ["COMPLETED"],
+        "{}",
+        read(&out2.join(format!("slurm-logs/report-{report2}.out")))
+    );
+    lap("task cancelled mid-run, slurm/submit resubmit, merged", &mut step);
 }
 
 /// Scenario 3: training requeued mid-run: it checkpoints on the signal and resumes to the same weights;
@@ -505,4 +618,47 @@ fn job_of_in(text: &str, name: &str) -> String {
         .unwrap_or_else(|| panic!("no {name} job in {text}"))
         .trim()
         .to_owned()
+}
+
+/// slurm/submit warns when SHARDS is more than the parts of an input (the extra tasks would have
+/// nothing to do), for a folder and for a .tar.gz; --dry-run, so no cluster is needed.
+#[test]
+fn submit_warns_when_shards_exceed_the_parts() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    let folder = root.join("photos");
+    let members: Vec<(String, Vec<u8>)> = (0..49).map(|i| (format!("c0/{i:03}.jpg"), vec![0xff, 0xd8])).collect();
+    for (name, bytes) in &members {
+        write(&folder.join(name), bytes);
+    }
+    let archive = root.join("photos.tar.gz");
+    write_tar_gz(&archive, members);
+    let conf = root.join("test.toml");
+    config(&conf, 1.0);
+    let dry_run = |input: &Path, shards: &str| {
+        let done = Command::new(Path::new(PROJECT).join("slurm/submit"))
+            .args(["preprocess", "--dry-run"])
+            .env("CONFIG", &conf)
+            .env("OUT", root.join("out"))
+            .env("IMAGENET_DIR", input)
+            .env("FACES_DIR", "")
+            .env("LSUN_DIR", "")
+            .env("SHARDS", shards)
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&done.stderr).into_owned();
+        assert!(done.status.success(), "{text}");
+        (text, String::from_utf8_lossy(&done.stdout).into_owned())
+    };
+    // 49 inputs in parts of 4 (test.toml's crop.part_size): 13 parts.
+    let warning =
+        "SHARDS=20 but the input of crop (IMAGENET_DIR) holds at most 49 files: 13 part(s) of crop.part_size = 4, \
+                   so 7 of its 20 tasks will have nothing to do; SHARDS=13 is enough";
+    for input in [&folder, &archive] {
+        let (text, commands) = dry_run(input, "20");
+        assert!(text.contains(warning), "{}: {text}", input.display());
+        assert!(commands.contains("--array=0-19"), "the warning changes nothing: {commands}");
+        let (text, _) = dry_run(input, "13");
+        assert!(!text.contains("warning"), "{}: {text}", input.display());
+    }
 }
