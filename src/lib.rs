@@ -23,6 +23,7 @@ pub mod faces;
 pub mod fsutil;
 pub mod gan;
 pub mod imageops;
+pub mod integrity;
 pub mod pictures;
 pub mod plots;
 pub mod report;
