@@ -13,6 +13,7 @@
 //! - [`plots`]: line plots and the confusion matrix as PNG (plotters, a compiled-in font).
 //! - [`report`]: the run's HTML report.
 //! - [`torchutil`]: tensor pieces several stages use (device names, network input, Adam).
+//! - [`integrity`]: size and sha256 of what one stage hands to the next, recorded and checked.
 
 pub mod config;
 pub mod crop;
