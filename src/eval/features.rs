@@ -55,7 +55,7 @@ impl FeatureExtractor {
             return Err(unreadable("no such file".into()));
         }
         // Checked against its record (FILE.json, or its checkpoint's state.json) before it is used.
-        crate::integrity::verify_model_noting(&path)?;
+        crate::integrity::verify_model_noting(path)?;
         let stored: HashMap<String, Tensor> =
             Tensor::read_safetensors(path).map_err(|e| unreadable(e.to_string()))?.into_iter().collect();
         let extractor = Self::random(preset, width, 0, device);
