@@ -4,7 +4,7 @@
 //! existed is read with a note that it is unverified.
 
 use std::collections::BTreeMap;
-use std::io::{self, Read, Write};
+use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -140,37 +140,6 @@ impl<R: Read> Read for HashingReader<R> {
     }
 }
 
-/// A writer that hashes and counts what passes through it.
-pub struct HashingWriter<W> {
-    inner: W,
-    hasher: Sha256,
-    bytes: u64,
-}
-
-impl<W: Write> HashingWriter<W> {
-    pub fn new(inner: W) -> Self {
-        Self { inner, hasher: Sha256::new(), bytes: 0 }
-    }
-
-    /// The writer back, with the record of what went through it.
-    pub fn finish(self) -> (W, FileRecord) {
-        let record = FileRecord { bytes: self.bytes, sha256: format!("{:x}", self.hasher.finalize()), rows: None };
-        (self.inner, record)
-    }
-}
-
-impl<W: Write> Write for HashingWriter<W> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let n = self.inner.write(buf)?;
-        self.hasher.update(&buf[..n]);
-        self.bytes += n as u64;
-        Ok(n)
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        self.inner.flush()
-    }
-}
-
 /// Where a model file's record is: `FILE.json` beside it (an export's record, or train's record
 /// of generator.safetensors and discriminator.safetensors), or the `files` of the state.json of the
 /// checkpoint or snapshot folder it is in.
@@ -251,16 +220,6 @@ mod tests {
         std::fs::remove_file(&path).unwrap();
         let e = verify_file(&path, &record, "re-run it").unwrap_err();
         assert!(matches!(e, IntegrityError::Missing { .. }), "{e}");
-    }
-
-    #[test]
-    fn hashing_writer_records_what_went_through() {
-        let mut w = HashingWriter::new(Vec::new());
-        w.write_all(b"abc").unwrap();
-        w.write_all(b"def").unwrap();
-        let (bytes, record) = w.finish();
-        assert_eq!(record, FileRecord::of_bytes(&bytes));
-        assert_eq!(record.bytes, 6);
     }
 
     #[test]
