@@ -29,6 +29,12 @@ impl AtomicFile {
         Ok(Self { file: Some(file), tmp, path: path.to_owned() })
     }
 
+    /// Flushes the content to the disk without renaming: a caller staging several files finds a
+    /// full disk before it renames any.
+    pub fn sync(&mut self) -> io::Result<()> {
+        self.file().sync_data()
+    }
+
     pub fn commit(mut self) -> io::Result<()> {
         let file = self.file.take().expect("committed twice");
         file.sync_data()?;

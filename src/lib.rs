@@ -13,6 +13,7 @@
 //! - [`plots`]: line plots and the confusion matrix as PNG (plotters, a compiled-in font).
 //! - [`report`]: the run's HTML report.
 //! - [`torchutil`]: tensor pieces several stages use (device names, network input, Adam).
+//! - [`integrity`]: size and sha256 of what one stage hands to the next, recorded and checked.
 
 pub mod config;
 pub mod crop;
@@ -23,6 +24,7 @@ pub mod faces;
 pub mod fsutil;
 pub mod gan;
 pub mod imageops;
+pub mod integrity;
 pub mod pictures;
 pub mod plots;
 pub mod report;

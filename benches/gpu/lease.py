@@ -88,8 +88,15 @@ def seed(state, run):
     name = f"step-{checkpoint['step']:08d}"
     folder = os.path.join(run, "checkpoints", name)
     os.makedirs(folder, exist_ok=True)
+    # The folder holds the exported float16 weights, not the files the run's state.json recorded:
+    # train checks a checkpoint's files against its "files" before resuming, so record these.
+    checkpoint = dict(checkpoint)
+    checkpoint["files"] = {}
     for source, dest in zip(NETWORKS, ("d.safetensors", "g.safetensors")):
         shutil.copyfile(os.path.join(state, source), os.path.join(folder, dest))
+        with open(os.path.join(folder, dest), "rb") as f:
+            content = f.read()
+        checkpoint["files"][dest] = {"bytes": len(content), "sha256": hashlib.sha256(content).hexdigest()}
     write_json(os.path.join(folder, "state.json"), checkpoint)
     with open(os.path.join(run, "checkpoints", "latest"), "w") as f:
         f.write(name)

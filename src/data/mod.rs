@@ -18,7 +18,15 @@ use std::path::Path;
 pub fn open_labeled(path: &Path, split: cifar::Split, side: u32) -> anyhow::Result<(LabeledImages, cifar::Rejected)> {
     use anyhow::Context;
     if is_packed(path) {
-        return Ok((packed::read_packed(path)?, Vec::new()));
+        let (set, check) = packed::read_packed_checked(path)?;
+        if check == packed::PackedCheck::Unrecorded {
+            eprintln!(
+                "note: {}: its summary.json records no sizes and sha256 of its files (written before they were \
+                 recorded); read unverified",
+                path.display()
+            );
+        }
+        return Ok((set, Vec::new()));
     }
     if is_cifar_binary(path) {
         return Ok((cifar::read_cifar10_binary(path, split)?, Vec::new()));

@@ -10,6 +10,7 @@ use std::io::{BufWriter, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 use crate::fsutil::AtomicFile;
+use crate::integrity::{FileRecord, HashingReader};
 
 const MAGIC: &[u8] = b"\x93NUMPY";
 /// Total header length (magic + version + length field + dict), a multiple of 64 as numpy asks.
@@ -133,6 +134,16 @@ pub fn write_array<T: NpyElement>(path: &Path, shape: &[u64], values: &[T]) -> R
     atomic.commit().map_err(io)
 }
 
+/// A whole array as the bytes of a `.npy` file, for a caller that stages several files before it
+/// commits any (the merge).
+pub fn to_bytes<T: NpyElement>(shape: &[u64], values: &[T]) -> Vec<u8> {
+    let expected: u64 = shape.iter().product();
+    assert_eq!(expected as usize, values.len(), "shape {shape:?} does not match {} values", values.len());
+    let mut bytes = encode_header(T::DESCR, shape, None);
+    T::write_le(values, &mut bytes);
+    bytes
+}
+
 /// Streams `rows` of a fixed row shape into a `.npy`; the file appears under its final name only
 /// when [`NpyRowWriter::finish`] succeeds.
 pub struct NpyRowWriter {
@@ -183,6 +194,15 @@ impl NpyRowWriter {
         atomic.write_all(&encode_header(u8::DESCR, &shape, Some(STREAM_HEADER_LEN))).map_err(io)?;
         atomic.commit().map_err(io)?;
         Ok(self.rows)
+    }
+
+    /// [`NpyRowWriter::finish`], then the file's record (size, sha256, rows). The header is only
+    /// known at the end, so the file is hashed once it is complete, from the page cache.
+    pub fn finish_recorded(self) -> Result<FileRecord, NpyError> {
+        let path = self.path.clone();
+        let rows = self.finish()?;
+        let record = FileRecord::of_file(&path).map_err(|source| NpyError::Io { path, source })?;
+        Ok(record.with_rows(rows))
     }
 }
 
@@ -254,12 +274,18 @@ pub fn read_header(path: &Path) -> Result<NpyHeader, NpyError> {
 /// Reads a whole array of element type `T`, checking that the file holds exactly what its
 /// header announces.
 pub fn read_array<T: NpyElement>(path: &Path) -> Result<(Vec<u64>, Vec<T>), NpyError> {
+    read_array_recorded(path).map(|(shape, values, _)| (shape, values))
+}
+
+/// [`read_array`], with the record (size, sha256, rows) of the bytes it read: a reader checks a
+/// file against the record its writer left without reading it twice.
+pub fn read_array_recorded<T: NpyElement>(path: &Path) -> Result<(Vec<u64>, Vec<T>, FileRecord), NpyError> {
     let header = read_header(path)?;
     if header.descr != T::DESCR {
         return Err(NpyError::Dtype { path: path.to_owned(), found: header.descr, expected: T::DESCR });
     }
     let io = |source| NpyError::Io { path: path.to_owned(), source };
-    let mut file = File::open(path).map_err(io)?;
+    let file = File::open(path).map_err(io)?;
     let data_bytes = file.metadata().map_err(io)?.len().saturating_sub(header.data_offset);
     let want = header.len() * std::mem::size_of::<T>() as u64;
     if data_bytes != want {
@@ -268,7 +294,9 @@ pub fn read_array<T: NpyElement>(path: &Path) -> Result<(Vec<u64>, Vec<T>), NpyE
             why: format!("{data_bytes} data bytes, the header announces {want}"),
         });
     }
-    file.seek(SeekFrom::Start(header.data_offset)).map_err(io)?;
+    let mut file = HashingReader::new(file);
+    let mut head = vec![0u8; header.data_offset as usize];
+    file.read_exact(&mut head).map_err(io)?;
     // Converted in slices: reading a multi-GB file whole would hold it twice.
     let mut values = Vec::with_capacity(header.len() as usize);
     let mut chunk = vec![0u8; (1 << 24) / std::mem::size_of::<T>() * std::mem::size_of::<T>()];
@@ -279,7 +307,8 @@ pub fn read_array<T: NpyElement>(path: &Path) -> Result<(Vec<u64>, Vec<T>), NpyE
         values.extend(T::read_le(&chunk[..take]));
         left -= take;
     }
-    Ok((header.shape, values))
+    let rows = header.shape.first().copied().unwrap_or(1);
+    Ok((header.shape, values, file.record().with_rows(rows)))
 }
 
 #[cfg(test)]

@@ -4,6 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use super::npy::{self, NpyError};
+use crate::integrity::{self, FileRecord, FileRecords, IntegrityError};
 
 /// Images of one size with their labels: what training and evaluation consume.
 #[derive(Debug, Clone, PartialEq)]
@@ -27,6 +28,8 @@ pub enum PackedError {
     Inconsistent { path: PathBuf, why: String },
     #[error("{path}: {source}")]
     Io { path: PathBuf, source: std::io::Error },
+    #[error(transparent)]
+    Integrity(#[from] IntegrityError),
 }
 
 impl LabeledImages {
@@ -54,31 +57,140 @@ impl LabeledImages {
     }
 }
 
+fn is_image_shard(name: &str) -> bool {
+    name.starts_with("images") && name.ends_with(".npy")
+}
+
 fn list_image_shards(dir: &Path) -> Result<Vec<PathBuf>, PackedError> {
     let io = |source| PackedError::Io { path: dir.to_owned(), source };
     let mut shards: Vec<PathBuf> = std::fs::read_dir(dir)
         .map_err(io)?
         .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| {
-            let name = p.file_name().unwrap_or_default().to_string_lossy();
-            name.starts_with("images") && name.ends_with(".npy")
-        })
+        .filter(|p| is_image_shard(&p.file_name().unwrap_or_default().to_string_lossy()))
         .collect();
     shards.sort();
     Ok(shards)
 }
 
+/// What the stage that wrote a packed folder recorded of it in summary.json: every file's size and
+/// sha256 (`files`), and how to make it again.
+struct PackedRecord {
+    files: FileRecords,
+    output_rows: Option<u64>,
+    /// What to do about a file that does not match: re-run the stage that wrote the folder.
+    fix: String,
+}
+
+/// How a packed folder's files were checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PackedCheck {
+    /// Every file matched the record in summary.json.
+    Verified { files: usize },
+    /// summary.json records no files (written before records were kept): read unverified.
+    Unrecorded,
+}
+
+fn summary_record(dir: &Path) -> Result<Option<PackedRecord>, PackedError> {
+    let path = dir.join("summary.json");
+    let bytes = match std::fs::read(&path) {
+        Ok(bytes) => bytes,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && dir.join("parts").is_dir() => {
+            return Err(PackedError::Integrity(IntegrityError::Missing {
+                path,
+                fix: format!(
+                    "the stage's parts were never merged (or its summary was deleted): run the stage again \
+                     with --merge --output {}",
+                    dir.display()
+                ),
+            }));
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(source) => return Err(PackedError::Io { path, source }),
+    };
+    let summary: serde_json::Value = serde_json::from_slice(&bytes).map_err(|e| PackedError::Inconsistent {
+        path: path.clone(),
+        why: format!("not JSON ({e}); run the stage that wrote this folder again"),
+    })?;
+    let Some(files) = summary.get("files") else { return Ok(None) };
+    let files: FileRecords = serde_json::from_value(files.clone())
+        .map_err(|e| PackedError::Inconsistent { path: path.clone(), why: format!("its \"files\" record: {e}") })?;
+    let stage = summary["stage"].as_str().unwrap_or("the stage that wrote it");
+    let fix = match summary["input"].as_str() {
+        Some(input) => format!(
+            "re-run `{stage} --input {input} --output {}` (it redoes missing or damaged parts), or add --force to redo all",
+            dir.display()
+        ),
+        None => format!("re-run {stage} into {} (with --force to redo all)", dir.display()),
+    };
+    Ok(Some(PackedRecord { files, output_rows: summary["counts"]["output_rows"].as_u64(), fix }))
+}
+
+/// The images shards a record lists, in order; a shard in the folder that it does not list is an error.
+fn recorded_shards(dir: &Path, record: &PackedRecord) -> Result<Vec<PathBuf>, PackedError> {
+    let listed: Vec<PathBuf> = record.files.keys().filter(|n| is_image_shard(n)).map(|n| dir.join(n)).collect();
+    if let Some(extra) = list_image_shards(dir)?.into_iter().find(|p| !listed.contains(p)) {
+        return Err(IntegrityError::Inconsistent {
+            path: extra,
+            why: "not in the record of this folder's files (summary.json)".into(),
+            fix: record.fix.clone(),
+        }
+        .into());
+    }
+    if listed.is_empty() {
+        return Err(PackedError::NoImages(dir.to_owned()));
+    }
+    Ok(listed)
+}
+
+/// Reads one array, checked against its record when there is one: its size before reading, its
+/// hash and rows as read.
+fn read_checked<T: npy::NpyElement>(
+    path: &Path,
+    record: Option<(&FileRecord, &str)>,
+) -> Result<(Vec<u64>, Vec<T>), PackedError> {
+    let Some((expected, fix)) = record else { return Ok(npy::read_array(path)?) };
+    let metadata = std::fs::metadata(path).map_err(|source| match source.kind() {
+        std::io::ErrorKind::NotFound => IntegrityError::Missing { path: path.to_owned(), fix: fix.to_owned() },
+        _ => IntegrityError::Io { path: path.to_owned(), source },
+    })?;
+    if metadata.len() != expected.bytes {
+        let found = FileRecord { bytes: metadata.len(), sha256: "(not read)".into(), rows: None };
+        integrity::check(path, &found, expected, fix)?;
+    }
+    let (shape, values, found) = npy::read_array_recorded::<T>(path)?;
+    integrity::check(path, &found, expected, fix)?;
+    Ok((shape, values))
+}
+
 /// Reads a packed folder back: every images-*.npy in name order, labels.npy and classes.txt.
+/// Checked against the record in summary.json when it has one (see [`read_packed_checked`]).
 pub fn read_packed(dir: &Path) -> Result<LabeledImages, PackedError> {
-    let shards = list_image_shards(dir)?;
+    read_packed_checked(dir).map(|(set, _)| set)
+}
+
+/// [`read_packed`], saying how it was checked. With a record in summary.json, every shard it lists
+/// must be there with its size and sha256 (each hashed as it is read, not read twice), no other
+/// shard may be, labels.npy and classes.txt must match, and the rows must add up to the count
+/// recorded. A mismatch is an error naming the file and the stage to re-run.
+pub fn read_packed_checked(dir: &Path) -> Result<(LabeledImages, PackedCheck), PackedError> {
+    let record = summary_record(dir)?;
+    let shards = match &record {
+        Some(r) => recorded_shards(dir, r)?,
+        None => list_image_shards(dir)?,
+    };
     if shards.is_empty() {
         return Err(PackedError::NoImages(dir.to_owned()));
     }
+    let lookup = |path: &Path| {
+        let r = record.as_ref()?;
+        let name = path.file_name()?.to_string_lossy().into_owned();
+        r.files.get(&name).map(|f| (f, r.fix.as_str()))
+    };
     let mut images = Vec::new();
     let mut shape: Option<Vec<u64>> = None;
     let mut count = 0u64;
     for shard in &shards {
-        let (s, data) = npy::read_array::<u8>(shard)?;
+        let (s, data) = read_checked::<u8>(shard, lookup(shard))?;
         if s.len() != 4 || s[3] != 3 {
             return Err(PackedError::Inconsistent {
                 path: shard.clone(),
@@ -98,19 +210,48 @@ pub fn read_packed(dir: &Path) -> Result<LabeledImages, PackedError> {
         images.extend_from_slice(&data);
     }
     let shape = shape.expect("at least one shard");
+    if let Some(r) = &record {
+        if let Some(recorded) = r.output_rows.filter(|&n| n != count) {
+            return Err(IntegrityError::Inconsistent {
+                path: dir.join("summary.json"),
+                why: format!("records {recorded} images, the shards hold {count}"),
+                fix: r.fix.clone(),
+            }
+            .into());
+        }
+    }
     let labels_path = dir.join("labels.npy");
-    let labels = if labels_path.exists() { npy::read_array::<i64>(&labels_path)?.1 } else { vec![-1; count as usize] };
+    let labels_record = lookup(&labels_path);
+    let labels = if labels_path.exists() || labels_record.is_some() {
+        read_checked::<i64>(&labels_path, labels_record)?.1
+    } else {
+        vec![-1; count as usize]
+    };
     if labels.len() as u64 != count {
         return Err(PackedError::Inconsistent {
             path: labels_path,
             why: format!("{} labels for {count} images", labels.len()),
         });
     }
-    let classes_path = dir.join("classes.txt");
-    let classes = match std::fs::read_to_string(&classes_path) {
-        Ok(text) => text.lines().map(str::to_owned).collect(),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
-        Err(source) => return Err(PackedError::Io { path: classes_path, source }),
+    let classes = read_classes(&dir.join("classes.txt"), lookup(&dir.join("classes.txt")))?;
+    let check = match &record {
+        Some(r) => PackedCheck::Verified { files: r.files.len() },
+        None => PackedCheck::Unrecorded,
     };
-    Ok(LabeledImages { height: shape[1] as u32, width: shape[2] as u32, images, labels, classes })
+    Ok((LabeledImages { height: shape[1] as u32, width: shape[2] as u32, images, labels, classes }, check))
+}
+
+fn read_classes(path: &Path, record: Option<(&FileRecord, &str)>) -> Result<Vec<String>, PackedError> {
+    let bytes = match std::fs::read(path) {
+        Ok(bytes) => bytes,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => match record {
+            Some((_, fix)) => return Err(IntegrityError::Missing { path: path.to_owned(), fix: fix.to_owned() }.into()),
+            None => return Ok(Vec::new()),
+        },
+        Err(source) => return Err(PackedError::Io { path: path.to_owned(), source }),
+    };
+    if let Some((expected, fix)) = record {
+        integrity::check(path, &FileRecord::of_bytes(&bytes), expected, fix)?;
+    }
+    Ok(String::from_utf8_lossy(&bytes).lines().map(str::to_owned).collect())
 }

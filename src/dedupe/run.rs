@@ -747,6 +747,24 @@ fn write_page(
     Ok(())
 }
 
+/// Size and sha256 of the packed outputs (what train reads and checks), read back once written.
+fn packed_records(output: &Path) -> Result<crate::integrity::FileRecords> {
+    let mut files = crate::integrity::FileRecords::new();
+    for name in ["images-00000.npy", "labels.npy", "classes.txt", "manifest.jsonl"] {
+        let path = output.join(name);
+        if !path.exists() {
+            continue;
+        }
+        let mut record = crate::integrity::FileRecord::of_file(&path)
+            .with_context(|| format!("{}: cannot read back", path.display()))?;
+        if name.ends_with(".npy") {
+            record = record.with_rows(npy::read_header(&path)?.shape[0]);
+        }
+        files.insert(name.to_owned(), record);
+    }
+    Ok(files)
+}
+
 /// summary.json: the counts, the rules, the timings, the settings.
 #[allow(clippy::too_many_arguments)]
 fn write_summary(
@@ -795,6 +813,7 @@ fn write_summary(
             "phash": if check.phash.is_some() { json!("phash.npy") } else { Value::Null },
             "crops": "crops/",
         },
+        "files": packed_records(output)?,
         "timings_s": summary.timings_s,
         "crop_pass": crop_summary,
         "config": config,

@@ -18,6 +18,8 @@ use crate::torchutil::input::to_network_input;
 
 #[derive(Debug, thiserror::Error)]
 pub enum FeatureError {
+    #[error(transparent)]
+    Integrity(#[from] crate::integrity::IntegrityError),
     #[error("{path}: cannot read the checkpoint: {why}")]
     Unreadable { path: PathBuf, why: String },
     #[error("{path}: not a {preset} discriminator of width {width}: {why}")]
@@ -52,6 +54,8 @@ impl FeatureExtractor {
         if !path.is_file() {
             return Err(unreadable("no such file".into()));
         }
+        // Checked against its record (FILE.json, or its checkpoint's state.json) before it is used.
+        crate::integrity::verify_model_noting(path)?;
         let stored: HashMap<String, Tensor> =
             Tensor::read_safetensors(path).map_err(|e| unreadable(e.to_string()))?.into_iter().collect();
         let extractor = Self::random(preset, width, 0, device);

@@ -7,6 +7,7 @@ use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 
 use super::models::Preset;
+use crate::integrity::{self, FileRecord, FileRecords, IntegrityError};
 
 /// What a checkpoint directory's state.json says.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -26,6 +27,24 @@ pub struct CheckpointState {
     /// Steps per epoch of the run (absent in old ones): fractional epochs of a snapshot.
     #[serde(default)]
     pub steps_per_epoch: Option<u64>,
+    /// Size and sha256 of each file beside it (G, D, the optimisers' states), recorded when it was
+    /// written and checked before it is resumed from or exported (absent in old ones).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub files: Option<FileRecords>,
+}
+
+impl CheckpointState {
+    /// Records the files `names` of `dir` (written just before) in the state.
+    pub fn record_files(&mut self, dir: &Path, names: &[&str]) -> Result<()> {
+        let mut files = FileRecords::new();
+        for name in names {
+            let path = dir.join(name);
+            let record = FileRecord::of_file(&path).with_context(|| format!("{}: cannot read back", path.display()))?;
+            files.insert((*name).to_owned(), record);
+        }
+        self.files = Some(files);
+        Ok(())
+    }
 }
 
 /// Where a run keeps its checkpoints (checkpoints/step-N/ and `latest`).
@@ -64,4 +83,76 @@ pub fn latest_checkpoint(output: &Path) -> Result<Option<(PathBuf, CheckpointSta
     let dir = checkpoints_dir(output).join(name.trim());
     let state = read_state(&dir)?;
     Ok(Some((dir, state)))
+}
+
+/// Checks the files of the checkpoint or snapshot `dir` against the record in its state.json;
+/// returns whether there was a record (old checkpoints have none).
+pub fn verify_checkpoint(dir: &Path, state: &CheckpointState) -> Result<bool, IntegrityError> {
+    let Some(files) = &state.files else { return Ok(false) };
+    let fix = "it was altered or damaged after it was written";
+    // Weights without both optimiser states are a layout of their own (a GPU lease resumes from
+    // exported weights: Adam's moments restart); one state without the other is damage.
+    let weights_only = ["opt_g.safetensors", "opt_d.safetensors"].iter().all(|n| !dir.join(n).exists());
+    for (name, record) in files {
+        if weights_only && name.starts_with("opt_") {
+            continue;
+        }
+        integrity::verify_file(&dir.join(name), record, fix)?;
+    }
+    Ok(true)
+}
+
+/// The checkpoint a run resumes from: the newest that checks out, and the newer ones passed over.
+pub struct Resumable {
+    pub dir: PathBuf,
+    pub state: CheckpointState,
+    /// Whether its files matched their record (false: an old checkpoint without one).
+    pub verified: bool,
+    /// One line per newer checkpoint that was damaged, naming the file.
+    pub passed_over: Vec<String>,
+}
+
+/// The checkpoints `latest` and those before it, newest first.
+fn candidates(output: &Path, latest: &str) -> Vec<PathBuf> {
+    let root = checkpoints_dir(output);
+    let Ok(entries) = std::fs::read_dir(&root) else { return Vec::new() };
+    let mut dirs: Vec<PathBuf> = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.is_dir())
+        .filter(|p| {
+            p.file_name().is_some_and(|n| {
+                let n = n.to_string_lossy();
+                n.starts_with("step-") && n.as_ref() <= latest
+            })
+        })
+        .collect();
+    dirs.sort();
+    dirs.reverse();
+    dirs
+}
+
+/// The newest checkpoint whose files match their record, starting at `latest`: a damaged one (a
+/// file altered, missing or cut short; a state.json that does not parse) is never resumed from;
+/// the previous intact one is, and the damaged ones are named. None when there is no checkpoint;
+/// an error naming the damaged file when none is intact.
+pub fn latest_intact_checkpoint(output: &Path) -> Result<Option<Resumable>> {
+    let latest = checkpoints_dir(output).join("latest");
+    let Ok(name) = std::fs::read_to_string(&latest) else { return Ok(None) };
+    let mut passed_over = Vec::new();
+    for dir in candidates(output, name.trim()) {
+        let checked = read_state(&dir).and_then(|state| {
+            let verified = verify_checkpoint(&dir, &state)?;
+            Ok((state, verified))
+        });
+        match checked {
+            Ok((state, verified)) => return Ok(Some(Resumable { dir, state, verified, passed_over })),
+            Err(e) => passed_over.push(format!("{e:#}")),
+        }
+    }
+    match passed_over.first() {
+        None => anyhow::bail!("{}: names {}, which is not there", latest.display(), name.trim()),
+        Some(first) => anyhow::bail!(
+            "{first}; no earlier intact checkpoint to resume from: restore it, or pass --force to start over"
+        ),
+    }
 }

@@ -54,6 +54,8 @@ pub fn export_network(
     data: Option<&str>,
 ) -> Result<Value> {
     let source = dir.join(network.file());
+    // A damaged checkpoint is never published: its files are checked against its state.json.
+    crate::integrity::verify_model_noting(&source)?;
     let tensors: Vec<(String, Tensor)> = Tensor::read_safetensors(&source)
         .with_context(|| format!("{}: unreadable", source.display()))?
         .into_iter()
@@ -80,10 +82,13 @@ pub fn export_network(
         Some(d) => d.to_owned(),
         None => trained_on["description"].as_str().unwrap_or("unknown (the run has no summary.json)").to_owned(),
     };
+    let written =
+        crate::integrity::FileRecord::of_file(dest).with_context(|| format!("{}: unreadable", dest.display()))?;
     let record = json!({
         "file": dest.file_name().map(|n| n.to_string_lossy().into_owned()),
         "network": network.name(),
-        "sha256": crate::fsutil::sha256_file(dest)?,
+        "bytes": written.bytes,
+        "sha256": written.sha256,
         "dtype": "float16",
         "preset": state.preset,
         "width": state.width,

@@ -14,6 +14,8 @@ use super::models::{sample_z, Generator, Preset, Prior};
 
 #[derive(Debug, thiserror::Error)]
 pub enum SampleError {
+    #[error(transparent)]
+    Integrity(#[from] crate::integrity::IntegrityError),
     #[error("{path}: cannot read the generator: {why}")]
     Unreadable { path: PathBuf, why: String },
     #[error("{path}: not a generator of this project: {why}")]
@@ -48,6 +50,8 @@ impl TrainedGenerator {
         if !path.is_file() {
             return Err(unreadable("no such file".into()));
         }
+        // Checked against its record (FILE.json, or its checkpoint's state.json) before it is used.
+        crate::integrity::verify_model_noting(&path)?;
         let stored: HashMap<String, Tensor> =
             Tensor::read_safetensors(&path).map_err(|e| unreadable(e.to_string()))?.into_iter().collect();
         let wrong = |why: String| SampleError::NotAGenerator { path: path.clone(), why };

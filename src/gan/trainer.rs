@@ -8,7 +8,7 @@ use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 use tch::{nn, Device, Kind, Tensor};
 
-use super::checkpoints::{checkpoints_dir, latest_checkpoint, snapshots_dir, CheckpointState};
+use super::checkpoints::{checkpoints_dir, latest_intact_checkpoint, snapshots_dir, CheckpointState};
 use super::collapse::{CollapseCriteria, CollapseMonitor, CollapseReport};
 use super::models::{sample_z, Discriminator, Generator, Preset, Prior};
 use super::plots::write_sample_grid;
@@ -457,12 +457,17 @@ fn save_snapshot(gan: &Gan, output: &Path, state: &CheckpointState) -> Result<Pa
     std::fs::create_dir_all(&tmp)?;
     save_vars(&gan.g_vars, &tmp.join("g.safetensors"))?;
     save_vars(&gan.d_vars, &tmp.join("d.safetensors"))?;
-    fsutil::write_atomic(&tmp.join("state.json"), &serde_json::to_vec_pretty(state)?)?;
+    let mut state = state.clone();
+    state.record_files(&tmp, &["g.safetensors", "d.safetensors"])?;
+    fsutil::write_atomic(&tmp.join("state.json"), &serde_json::to_vec_pretty(&state)?)?;
     let dir = root.join(&name);
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::rename(&tmp, &dir)?;
     Ok(dir)
 }
+
+/// What [`Gan::save`] writes into a checkpoint: recorded in its state.json.
+const CHECKPOINT_FILES: [&str; 4] = ["g.safetensors", "d.safetensors", "opt_g.safetensors", "opt_d.safetensors"];
 
 /// Saves a checkpoint atomically: written under a temporary name, renamed, then `latest` moved.
 fn save_checkpoint(gan: &Gan, output: &Path, state: &CheckpointState, keep: usize) -> Result<PathBuf> {
@@ -472,7 +477,9 @@ fn save_checkpoint(gan: &Gan, output: &Path, state: &CheckpointState, keep: usiz
     let tmp = root.join(format!(".{name}{}", fsutil::TMP_SUFFIX));
     let _ = std::fs::remove_dir_all(&tmp);
     gan.save(&tmp)?;
-    fsutil::write_atomic(&tmp.join("state.json"), &serde_json::to_vec_pretty(state)?)?;
+    let mut state = state.clone();
+    state.record_files(&tmp, &CHECKPOINT_FILES)?;
+    fsutil::write_atomic(&tmp.join("state.json"), &serde_json::to_vec_pretty(&state)?)?;
     let dir = root.join(&name);
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::rename(&tmp, &dir)?;
@@ -488,6 +495,31 @@ fn save_checkpoint(gan: &Gan, output: &Path, state: &CheckpointState, keep: usiz
         std::fs::remove_dir_all(path)?;
     }
     Ok(dir)
+}
+
+/// The newest weights under stable names, for cifar-eval and for users: generator.safetensors and
+/// discriminator.safetensors, each checked against its checkpoint's record as it is copied, with a
+/// record beside it (FILE.json: size, sha256, step) that their loaders check.
+fn publish_newest(dir: &Path, output: &Path) -> Result<()> {
+    let state = super::checkpoints::read_state(dir)?;
+    for (from, to, network) in [
+        ("g.safetensors", "generator.safetensors", "generator"),
+        ("d.safetensors", "discriminator.safetensors", "discriminator"),
+    ] {
+        let source = dir.join(from);
+        let bytes = std::fs::read(&source).with_context(|| format!("{}: unreadable", source.display()))?;
+        let record = crate::integrity::FileRecord::of_bytes(&bytes);
+        if let Some(expected) = state.files.as_ref().and_then(|f| f.get(from)) {
+            crate::integrity::check(&source, &record, expected, "it was altered or damaged after it was written")?;
+        }
+        let dest = output.join(to);
+        fsutil::write_atomic(&dest, &bytes).with_context(|| format!("{}: cannot write", dest.display()))?;
+        let extra =
+            serde_json::json!({"network": network, "step": state.step, "checkpoint": dir.display().to_string()});
+        crate::integrity::write_model_record(&dest, &record, extra)
+            .with_context(|| format!("{}.json: cannot write", dest.display()))?;
+    }
+    Ok(())
 }
 
 /// What a training run did.
@@ -566,8 +598,18 @@ fn prepare_output(output: &Path, force: bool) -> Result<()> {
 /// Loads `output`'s latest checkpoint into `gan` when there is one (it must be of the same
 /// settings); returns the step it reached, the training wall time behind it, and the step until
 /// which Adam's moments are re-estimated at lr 0 (a checkpoint without optimiser state).
-fn resume(gan: &mut Gan, config: &TrainConfig, output: &Path) -> Result<(u64, f64, u64)> {
-    let Some((dir, state)) = latest_checkpoint(output)? else { return Ok((0, 0.0, 0)) };
+fn resume(gan: &mut Gan, config: &TrainConfig, output: &Path) -> Result<Resumed> {
+    let Some(found) = latest_intact_checkpoint(output)? else { return Ok(Resumed::default()) };
+    for line in &found.passed_over {
+        eprintln!("train: warning: {line}: not resumed from");
+    }
+    let (dir, state) = (found.dir, found.state);
+    if !found.verified {
+        eprintln!(
+            "train: note: {}: written before checkpoints recorded their files' sha256; resumed unverified",
+            dir.display()
+        );
+    }
     if state.fingerprint != config.resume_fingerprint() {
         bail!(
             "{}: holds a run with other settings ({} width {} z {}); pass --force to start over or choose another --output",
@@ -584,8 +626,19 @@ fn resume(gan: &mut Gan, config: &TrainConfig, output: &Path) -> Result<(u64, f6
         eprintln!("train: {}: no optimiser state; {note}", dir.display());
         warmup_until = state.step + n;
     }
-    eprintln!("train: resuming from {} (step {})", dir.display(), state.step);
-    Ok((state.step, state.train_wall_s.unwrap_or(0.0), warmup_until))
+    let which = if found.passed_over.is_empty() { "" } else { "the previous intact checkpoint " };
+    eprintln!("train: resuming from {which}{} (step {})", dir.display(), state.step);
+    Ok(Resumed { step: state.step, wall_s: state.train_wall_s.unwrap_or(0.0), warmup_until, dir: Some(dir) })
+}
+
+/// Where a run starts: the step, the training wall time behind it, the step until which Adam's
+/// moments are re-estimated at lr 0, and the checkpoint it was loaded from.
+#[derive(Default)]
+struct Resumed {
+    step: u64,
+    wall_s: f64,
+    warmup_until: u64,
+    dir: Option<PathBuf>,
 }
 
 /// A training run in progress: the networks, the images on the device, where it stands, and what
@@ -630,7 +683,8 @@ impl<'a> TrainingRun<'a> {
         log_every_s: f64,
     ) -> Result<Self> {
         let mut gan = Gan::new(config, device);
-        let (start_step, wall_before, warmup_until) = resume(&mut gan, config, output)?;
+        let resumed = resume(&mut gan, config, output)?;
+        let (start_step, wall_before, warmup_until) = (resumed.step, resumed.wall_s, resumed.warmup_until);
         let rows = read_losses(&output.join("losses.csv"), start_step)?;
         let n = if config.limit_images > 0 { data.len().min(config.limit_images) } else { data.len() };
         let steps_per_epoch = (n as i64 / config.batch) as u64;
@@ -663,7 +717,7 @@ impl<'a> TrainingRun<'a> {
             window: (Instant::now(), 0),
             order: None,
             rows,
-            last_checkpoint: None,
+            last_checkpoint: resumed.dir,
         })
     }
 
@@ -679,6 +733,7 @@ impl<'a> TrainingRun<'a> {
             train_wall_s: Some(self.wall_before + self.started.elapsed().as_secs_f64()),
             device: Some(format!("{:?}", self.device)),
             steps_per_epoch: Some(self.steps_per_epoch),
+            files: None,
         }
     }
 
@@ -753,9 +808,8 @@ impl<'a> TrainingRun<'a> {
         self.window = (Instant::now(), 0);
         if !(row.loss_d.is_finite() && row.loss_g.is_finite()) {
             write_losses(&self.rows, self.output)?;
-            let kept = latest_checkpoint(self.output)?
-                .map(|(d, _)| d.display().to_string())
-                .unwrap_or_else(|| "none yet".into());
+            let kept =
+                self.last_checkpoint.as_ref().map(|d| d.display().to_string()).unwrap_or_else(|| "none yet".into());
             bail!("step {step}: loss is not finite (D {}, G {}); training stopped, the last good checkpoint is kept ({kept})", row.loss_d, row.loss_g);
         }
         self.rows.push(row);
@@ -810,14 +864,8 @@ impl<'a> TrainingRun<'a> {
         }
         let wall_s = self.started.elapsed().as_secs_f64();
         let trained = self.step - self.start_step;
-        if let Some((dir, _)) = latest_checkpoint(self.output)? {
-            // The newest weights under stable names, for cifar-eval and for users.
-            for (from, to) in
-                [("g.safetensors", "generator.safetensors"), ("d.safetensors", "discriminator.safetensors")]
-            {
-                let bytes = std::fs::read(dir.join(from))?;
-                fsutil::write_atomic(&self.output.join(to), &bytes)?;
-            }
+        if let Some(dir) = &self.last_checkpoint {
+            publish_newest(dir, self.output)?;
         }
         Ok(TrainReport {
             device: format!("{:?}", self.device),

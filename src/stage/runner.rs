@@ -21,6 +21,7 @@ use super::shard::ShardSpec;
 use crate::data::npy::{self, NpyRowWriter};
 use crate::data::source::{ImageSource, Record};
 use crate::fsutil;
+use crate::integrity::{self, FileRecord, FileRecords, IntegrityError};
 
 /// What one input produced.
 #[derive(Debug, Default)]
@@ -118,6 +119,13 @@ fn parts_dir(output: &Path) -> PathBuf {
 fn part_manifest(output: &Path, part: u64) -> PathBuf {
     parts_dir(output).join(format!("manifest-{part:05}.jsonl"))
 }
+/// The record of a part's files (images and manifest: size, sha256), written before the manifest.
+fn part_record(output: &Path, part: u64) -> PathBuf {
+    parts_dir(output).join(format!("files-{part:05}.json"))
+}
+fn part_manifest_name(part: u64) -> String {
+    format!("parts/manifest-{part:05}.jsonl")
+}
 fn fingerprint_path(output: &Path) -> PathBuf {
     parts_dir(output).join("fingerprint")
 }
@@ -167,6 +175,7 @@ fn remove_stale_temporaries(dir: &Path, shard: ShardSpec) -> Result<()> {
             .strip_prefix("images-")
             .and_then(|n| n.strip_suffix(".npy"))
             .or_else(|| target.strip_prefix("manifest-").and_then(|n| n.strip_suffix(".jsonl")))
+            .or_else(|| target.strip_prefix("files-").and_then(|n| n.strip_suffix(".json")))
             .and_then(|n| n.parse::<u64>().ok());
         let orphan = || {
             entry
@@ -266,6 +275,7 @@ fn prepare_output(spec: &RunSpec) -> Result<()> {
         for part in parts {
             if !same_settings || spec.shard.owns_part(part) {
                 remove_if_present(&part_manifest(output, part))?;
+                remove_if_present(&part_record(output, part))?;
                 remove_if_present(&part_images(output, part))?;
             }
         }
@@ -277,9 +287,11 @@ fn prepare_output(spec: &RunSpec) -> Result<()> {
                 }
             }
         }
-    }
-    for name in MERGED_FILES {
-        remove_if_present(&output.join(name))?;
+        // Redone on request: what was merged from the old parts goes. Without --force the merged
+        // files stay until the merge replaces them, so a run that fails keeps them.
+        for name in MERGED_FILES {
+            remove_if_present(&output.join(name))?;
+        }
     }
     fsutil::write_atomic(&fingerprint_path(output), spec.fingerprint.as_bytes())?;
     fsutil::write_atomic(&output.join("config.toml"), spec.config_toml.as_bytes())?;
@@ -396,10 +408,7 @@ impl<'a, S: PerImageStage> Walk<'a, S> {
     fn close_part(&mut self) -> Result<()> {
         self.process_batch()?;
         if let Some(open) = self.open.take() {
-            open.writer.finish()?;
-            let path = part_manifest(self.spec.output, open.number);
-            fsutil::write_atomic(&path, &encode_manifest(&open.rows))
-                .with_context(|| format!("{}: cannot write", path.display()))?;
+            write_part_files(self.spec.output, open)?;
             self.report.parts_written += 1;
         }
         if let Some(done) = self.done_part.take() {
@@ -448,6 +457,95 @@ impl<'a, S: PerImageStage> Walk<'a, S> {
     }
 }
 
+/// Finishes a part: its images, the record of its files, then its manifest (which marks it done).
+fn write_part_files(output: &Path, open: OpenPart) -> Result<()> {
+    let part = open.number;
+    let images = open.writer.finish_recorded()?;
+    let manifest = encode_manifest(&open.rows);
+    let record: FileRecords =
+        [(part_images_name(part), images), (part_manifest_name(part), FileRecord::of_bytes(&manifest))].into();
+    let record_path = part_record(output, part);
+    fsutil::write_atomic(&record_path, &serde_json::to_vec_pretty(&record)?)
+        .with_context(|| format!("{}: cannot write", record_path.display()))?;
+    let path = part_manifest(output, part);
+    fsutil::write_atomic(&path, &manifest).with_context(|| format!("{}: cannot write", path.display()))
+}
+
+fn part_images_name(part: u64) -> String {
+    format!("images-{part:05}.npy")
+}
+
+/// How a finished part was checked.
+#[derive(Debug)]
+enum PartCheck {
+    /// Its files match their record; the images' record.
+    Verified(FileRecord),
+    /// Written before records were kept: its manifest parses and counts its images' rows.
+    Unrecorded,
+}
+
+/// Checks a finished part: its files against their record (parts/files-NNNNN.json), its manifest
+/// parsed and its rows counted against the images' header. `fix` says what to do about a mismatch.
+fn verify_part(output: &Path, part: u64, fix: &str) -> Result<PartCheck, IntegrityError> {
+    let record_path = part_record(output, part);
+    let mut images_record = None;
+    match std::fs::read(&record_path) {
+        Ok(bytes) => {
+            let record: FileRecords = serde_json::from_slice(&bytes).map_err(|e| IntegrityError::Inconsistent {
+                path: record_path.clone(),
+                why: format!("not a record of the part's files ({e})"),
+                fix: fix.to_owned(),
+            })?;
+            for (name, file) in &record {
+                integrity::verify_file(&output.join(name), file, fix)?;
+            }
+            images_record = record.get(&part_images_name(part)).cloned();
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(source) => return Err(IntegrityError::Io { path: record_path, source }),
+    }
+    let inconsistent = |path: PathBuf, why: String| IntegrityError::Inconsistent { path, why, fix: fix.to_owned() };
+    let manifest = part_manifest(output, part);
+    let rows = read_manifest(&manifest).map_err(|e| inconsistent(manifest.clone(), format!("unreadable ({e})")))?;
+    let images = part_images(output, part);
+    let header = npy::read_header(&images).map_err(|e| inconsistent(images.clone(), e.to_string()))?;
+    let outputs: u64 = rows.iter().map(|r| r.outputs as u64).sum();
+    if outputs != header.shape[0] {
+        return Err(inconsistent(images, format!("holds {} rows but its manifest lists {outputs}", header.shape[0])));
+    }
+    Ok(images_record.map_or(PartCheck::Unrecorded, PartCheck::Verified))
+}
+
+/// This shard's finished parts that check out; a damaged one (a file altered, a manifest that does
+/// not parse) is left out, so the walk redoes it, with a note naming the file.
+fn intact_done_parts(spec: &RunSpec, done: BTreeSet<u64>, progress: &Progress) -> BTreeSet<u64> {
+    let mut unrecorded = 0;
+    let mut intact = BTreeSet::new();
+    for part in done {
+        if !spec.shard.owns_part(part) {
+            intact.insert(part);
+            continue;
+        }
+        match verify_part(spec.output, part, "redoing the part") {
+            Ok(PartCheck::Verified(_)) => {
+                intact.insert(part);
+            }
+            Ok(PartCheck::Unrecorded) => {
+                unrecorded += 1;
+                intact.insert(part);
+            }
+            Err(e) => progress.note(&format!("warning: {e}")),
+        }
+    }
+    if unrecorded > 0 {
+        progress.note(&format!(
+            "note: {unrecorded} finished parts were written before their files' sizes and sha256 were recorded; \
+             resumed unverified"
+        ));
+    }
+    intact
+}
+
 fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
     panic
         .downcast_ref::<String>()
@@ -470,7 +568,6 @@ pub fn run_per_image<S: PerImageStage>(stage: &S, spec: &RunSpec) -> Result<(Sha
     let started = Instant::now();
     let _lock = lock_shard(spec.output, spec.shard, S::NAME)?;
     prepare_output(spec)?;
-    let done = done_parts(spec.output)?;
     let pool = rayon::ThreadPoolBuilder::new().num_threads(spec.threads).build()?;
     let total = spec.source.len_hint().map(|n| {
         // Records in this shard's parts.
@@ -485,18 +582,20 @@ pub fn run_per_image<S: PerImageStage>(stage: &S, spec: &RunSpec) -> Result<(Sha
         input: spec.source.path().display().to_string(),
         total_records: 0,
         part_size: spec.part_size,
-        parts_done_before: done.iter().filter(|p| spec.shard.owns_part(**p)).count() as u64,
+        parts_done_before: 0,
         parts_written: 0,
         records_processed: 0,
         errors: 0,
         wall_s: 0.0,
         records_per_s: None,
     };
+    let progress = Progress::new(&label, total, spec.log_every_s);
+    let done = intact_done_parts(spec, done_parts(spec.output)?, &progress);
     let mut walk = Walk {
         stage,
         spec,
         pool,
-        progress: Progress::new(&label, total, spec.log_every_s),
+        progress,
         done,
         open: None,
         done_part: None,
@@ -504,6 +603,7 @@ pub fn run_per_image<S: PerImageStage>(stage: &S, spec: &RunSpec) -> Result<(Sha
         report,
         failure: None,
     };
+    walk.report.parts_done_before = walk.done.iter().filter(|p| spec.shard.owns_part(**p)).count() as u64;
     if walk.report.parts_done_before > 0 {
         walk.progress.note(&format!("resuming: {} parts already done", walk.report.parts_done_before));
     }
@@ -598,23 +698,36 @@ struct JoinedParts {
     /// Output rows in all.
     outputs: u64,
     image_files: Vec<String>,
+    /// Each images file's record.
+    files: FileRecords,
 }
 
-fn join_parts(output: &Path, parts: u64, total: u64, row_shape: [u64; 3]) -> Result<JoinedParts> {
+/// Every part checked (see [`verify_part`]) and joined; nothing is written, so a damaged part
+/// fails the merge before any merged output is touched.
+fn join_parts(output: &Path, parts: u64, total: u64, row_shape: [u64; 3], stage: &str) -> Result<JoinedParts> {
     let mut rows: Vec<ManifestRow> = Vec::with_capacity(total as usize);
     let mut offset = 0u64;
     let mut image_files = Vec::new();
+    let mut files = FileRecords::new();
     for part in 0..parts {
         let images = part_images(output, part);
+        let fix = format!(
+            "re-run `{stage}` with the same --input and --output (and the --shard that holds part {part}): \
+             it redoes a damaged part; then --merge"
+        );
+        let images_record = match verify_part(output, part, &fix)? {
+            PartCheck::Verified(record) => record,
+            PartCheck::Unrecorded => FileRecord::of_file(&images)
+                .with_context(|| format!("{}: unreadable", images.display()))?
+                .with_rows(npy::read_header(&images)?.shape[0]),
+        };
         let header = npy::read_header(&images)?;
         if header.shape[1..] != row_shape {
             bail!("{}: rows of shape {:?}, expected {:?}", images.display(), &header.shape[1..], row_shape);
         }
         let mut part_rows = read_manifest(&part_manifest(output, part))?;
         let outputs: u64 = part_rows.iter().map(|r| r.outputs as u64).sum();
-        if outputs != header.shape[0] {
-            bail!("{}: holds {} rows but its manifest lists {outputs}", images.display(), header.shape[0]);
-        }
+        files.insert(part_images_name(part), images_record);
         for row in &mut part_rows {
             row.index = row.index.map(|i| i + offset);
         }
@@ -622,12 +735,12 @@ fn join_parts(output: &Path, parts: u64, total: u64, row_shape: [u64; 3]) -> Res
         rows.append(&mut part_rows);
         image_files.push(images.file_name().unwrap_or_default().to_string_lossy().into_owned());
     }
-    Ok(JoinedParts { rows, outputs: offset, image_files })
+    Ok(JoinedParts { rows, outputs: offset, image_files, files })
 }
 
-/// Writes labels.npy and classes.txt; returns the classes. Classes are sorted by name (ImageNet's
+/// labels.npy's and classes.txt's bytes, and the classes. Classes are sorted by name (ImageNet's
 /// wnid order), over every input so that a class whose images all failed still keeps its number.
-fn write_labels(output: &Path, joined: &JoinedParts) -> Result<Vec<String>> {
+fn encode_labels(joined: &JoinedParts) -> (Vec<u8>, Vec<u8>, Vec<String>) {
     let rows = &joined.rows;
     let classes: Vec<String> =
         rows.iter().filter_map(|r| r.class.clone()).collect::<BTreeSet<_>>().into_iter().collect();
@@ -637,10 +750,29 @@ fn write_labels(output: &Path, joined: &JoinedParts) -> Result<Vec<String>> {
         let label = row.class.as_deref().map_or(-1, |c| class_id[c]);
         labels.extend(std::iter::repeat_n(label, row.outputs as usize));
     }
-    npy::write_array(&output.join("labels.npy"), &[labels.len() as u64], &labels)?;
+    let labels_npy = npy::to_bytes(&[labels.len() as u64], &labels);
     let classes_text: String = classes.iter().map(|c| format!("{c}\n")).collect();
-    fsutil::write_atomic(&output.join("classes.txt"), classes_text.as_bytes())?;
-    Ok(classes)
+    (labels_npy, classes_text.into_bytes(), classes)
+}
+
+/// Writes every file under a temporary name first and renames them into place only once all are
+/// written, so a failure (a full disk) leaves the previous outputs as they were; the error names
+/// the file.
+fn write_all_or_none(output: &Path, files: &[(&str, &[u8])]) -> Result<()> {
+    use std::io::Write;
+    let mut staged = Vec::with_capacity(files.len());
+    for (name, bytes) in files {
+        let path = output.join(name);
+        let cannot = || format!("{}: cannot write", path.display());
+        let mut file = fsutil::AtomicFile::create(&path).with_context(cannot)?;
+        file.write_all(bytes).with_context(cannot)?;
+        file.sync().with_context(cannot)?;
+        staged.push((path, file));
+    }
+    for (path, file) in staged {
+        file.commit().with_context(|| format!("{}: cannot write", path.display()))?;
+    }
+    Ok(())
 }
 
 /// What the merged run holds, for summary.json: counts, the outputs, timings, the shards, the config.
@@ -651,6 +783,8 @@ struct MergedRun<'a> {
     row_shape: [u64; 3],
     first: &'a ShardReport,
     fingerprint: &'a str,
+    /// Every file's record: the images, labels.npy, classes.txt, manifest.jsonl.
+    files: &'a FileRecords,
 }
 
 impl MergedRun<'_> {
@@ -694,6 +828,7 @@ impl MergedRun<'_> {
                 "last_run_records_processed": processed,
                 "last_run_records_per_s": if wall_s > 0.0 && processed > 0 { Some(processed as f64 / wall_s) } else { None },
             },
+            "files": self.files,
             "shards": reports,
             "config": config,
             "config_fingerprint": self.fingerprint.trim(),
@@ -712,9 +847,13 @@ pub fn merge<S: PerImageStage>(stage: &S, output: &Path) -> Result<RunSummary> {
     let parts = first.total_records.div_ceil(first.part_size);
     every_part_done(output, parts)?;
     let row_shape = stage.row_shape();
-    let joined = join_parts(output, parts, first.total_records, row_shape)?;
-    let classes = write_labels(output, &joined)?;
-    fsutil::write_atomic(&output.join("manifest.jsonl"), &encode_manifest(&joined.rows))?;
+    let joined = join_parts(output, parts, first.total_records, row_shape, S::NAME)?;
+    let (labels_npy, classes_txt, classes) = encode_labels(&joined);
+    let manifest = encode_manifest(&joined.rows);
+    let mut files = joined.files.clone();
+    files.insert("labels.npy".into(), FileRecord::of_bytes(&labels_npy).with_rows(joined.outputs));
+    files.insert("classes.txt".into(), FileRecord::of_bytes(&classes_txt));
+    files.insert("manifest.jsonl".into(), FileRecord::of_bytes(&manifest));
 
     let count = |s: Status| joined.rows.iter().filter(|r| r.status == s).count() as u64;
     let summary = RunSummary {
@@ -726,10 +865,25 @@ pub fn merge<S: PerImageStage>(stage: &S, output: &Path) -> Result<RunSummary> {
         outputs: joined.outputs,
         summary_path: output.join("summary.json"),
     };
-    let merged =
-        MergedRun { output, joined: &joined, classes: &classes, row_shape, first: &first, fingerprint: &fingerprint };
-    let document = merged.summary_json(stage, &summary, reports);
-    fsutil::write_atomic(&summary.summary_path, &serde_json::to_vec_pretty(&document)?)?;
+    let merged = MergedRun {
+        output,
+        joined: &joined,
+        classes: &classes,
+        row_shape,
+        first: &first,
+        fingerprint: &fingerprint,
+        files: &files,
+    };
+    let document = serde_json::to_vec_pretty(&merged.summary_json(stage, &summary, reports))?;
+    write_all_or_none(
+        output,
+        &[
+            ("labels.npy", &labels_npy),
+            ("classes.txt", &classes_txt),
+            ("manifest.jsonl", &manifest),
+            ("summary.json", &document),
+        ],
+    )?;
     Ok(summary)
 }
 
