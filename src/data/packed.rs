@@ -1,5 +1,7 @@
 //! Packed labelled image sets in memory, and the packed folder a per-image stage writes:
-//! `images-NNNNN.npy` (uint8, N x H x W x 3), `labels.npy` (int64), `classes.txt`.
+//! `images-NNNNN.npy` (uint8, N x H x W x 3), `labels.npy` (int64), `classes.jsonl` (line i: the
+//! name of label i as a JSON string, so that no name can split into two lines; folders written
+//! before it held `classes.txt`, one plain name a line, which is still read).
 
 use std::path::{Path, PathBuf};
 
@@ -106,11 +108,75 @@ pub fn read_packed(dir: &Path) -> Result<LabeledImages, PackedError> {
             why: format!("{} labels for {count} images", labels.len()),
         });
     }
-    let classes_path = dir.join("classes.txt");
-    let classes = match std::fs::read_to_string(&classes_path) {
-        Ok(text) => text.lines().map(str::to_owned).collect(),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
-        Err(source) => return Err(PackedError::Io { path: classes_path, source }),
-    };
+    let classes = read_classes(dir)?;
     Ok(LabeledImages { height: shape[1] as u32, width: shape[2] as u32, images, labels, classes })
+}
+
+/// The class names file of a packed folder.
+pub const CLASSES_FILE: &str = "classes.jsonl";
+/// What packed folders held before [`CLASSES_FILE`]: one name a line (a name with a newline split).
+pub const OLD_CLASSES_FILE: &str = "classes.txt";
+
+/// `classes`, one JSON string a line: line i names label i.
+pub fn encode_classes(classes: &[String]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for class in classes {
+        serde_json::to_writer(&mut out, class).expect("a string serialises");
+        out.push(b'\n');
+    }
+    out
+}
+
+/// The class names of a packed folder: classes.jsonl, or an older folder's classes.txt; none when
+/// it has neither. A line of classes.jsonl that is not a JSON string is an error naming the line.
+pub fn read_classes(dir: &Path) -> Result<Vec<String>, PackedError> {
+    let path = dir.join(CLASSES_FILE);
+    match std::fs::read_to_string(&path) {
+        Ok(text) => {
+            return text
+                .lines()
+                .enumerate()
+                .map(|(i, line)| {
+                    serde_json::from_str::<String>(line).map_err(|e| PackedError::Inconsistent {
+                        path: path.clone(),
+                        why: format!("line {}: not a JSON string ({e})", i + 1),
+                    })
+                })
+                .collect();
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(source) => return Err(PackedError::Io { path, source }),
+    }
+    let old = dir.join(OLD_CLASSES_FILE);
+    match std::fs::read_to_string(&old) {
+        Ok(text) => Ok(text.lines().map(str::to_owned).collect()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
+        Err(source) => Err(PackedError::Io { path: old, source }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn class_names_with_newlines_keep_one_line_each() {
+        let dir = tempfile::tempdir().unwrap();
+        let classes: Vec<String> = ["a\nb", "c\u{1b}[31m", "d\\xff", "plain"].map(String::from).to_vec();
+        let bytes = encode_classes(&classes);
+        assert_eq!(bytes.iter().filter(|&&b| b == b'\n').count(), classes.len());
+        std::fs::write(dir.path().join(CLASSES_FILE), &bytes).unwrap();
+        assert_eq!(read_classes(dir.path()).unwrap(), classes);
+        std::fs::write(dir.path().join(CLASSES_FILE), b"\"ok\"\nnot json\n").unwrap();
+        let err = read_classes(dir.path()).unwrap_err().to_string();
+        assert!(err.contains("classes.jsonl") && err.contains("line 2"), "{err}");
+    }
+
+    #[test]
+    fn an_older_folders_classes_txt_is_read() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(read_classes(dir.path()).unwrap().is_empty());
+        std::fs::write(dir.path().join(OLD_CLASSES_FILE), "cats\ndogs\n").unwrap();
+        assert_eq!(read_classes(dir.path()).unwrap(), vec!["cats", "dogs"]);
+    }
 }

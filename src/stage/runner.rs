@@ -2,7 +2,7 @@
 //! `part_size` records; each part becomes `images-NNNNN.npy` plus `parts/manifest-NNNNN.jsonl`,
 //! both written atomically, the manifest last (it marks the part done). A re-run skips done parts;
 //! `--shard i/n` takes the parts p with p % n == i; the merge step joins the parts into
-//! `manifest.jsonl`, `labels.npy`, `classes.txt` and `summary.json`.
+//! `manifest.jsonl`, `labels.npy`, `classes.jsonl` and `summary.json`.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::ops::ControlFlow;
@@ -19,7 +19,8 @@ use super::manifest::{encode_manifest, read_manifest, ManifestRow, Status};
 use super::progress::Progress;
 use super::shard::ShardSpec;
 use crate::data::npy::{self, NpyRowWriter};
-use crate::data::source::{ImageSource, Record};
+use crate::data::packed;
+use crate::data::source::{ImageSource, Record, RecordData};
 use crate::fsutil;
 
 /// What one input produced.
@@ -54,8 +55,9 @@ pub trait PerImageStage: Sync {
     fn row_shape(&self) -> [u64; 3];
     fn max_file_bytes(&self) -> u64;
     fn process(&self, bytes: &[u8]) -> Result<Processed, Failure>;
-    /// Writes per-input extras beside the packed rows (PNG crops, say); runs on worker threads.
-    fn save_extra(&self, _source: &str, _processed: &Processed) -> Result<(), String> {
+    /// Writes per-input extras beside the packed rows (PNG crops, say), noting in `processed`'s
+    /// detail what it wrote; runs on worker threads.
+    fn save_extra(&self, _source: &str, _processed: &mut Processed) -> Result<(), String> {
         Ok(())
     }
     /// Stage-specific counts for summary.json.
@@ -121,7 +123,8 @@ fn part_manifest(output: &Path, part: u64) -> PathBuf {
 fn fingerprint_path(output: &Path) -> PathBuf {
     parts_dir(output).join("fingerprint")
 }
-const MERGED_FILES: &[&str] = &["manifest.jsonl", "labels.npy", "classes.txt", "summary.json"];
+// classes.txt: what the merge wrote before classes.jsonl; removed so no stale copy remains.
+const MERGED_FILES: &[&str] = &["manifest.jsonl", "labels.npy", "classes.jsonl", "classes.txt", "summary.json"];
 
 /// Parts whose manifest and images are both in place.
 fn done_parts(output: &Path) -> Result<BTreeSet<u64>> {
@@ -334,13 +337,14 @@ impl<'a, S: PerImageStage> Walk<'a, S> {
             batch
                 .par_iter()
                 .map(|record| {
-                    let bytes = record.load(max_bytes).map_err(Failure::error)?;
+                    let bytes = load_record(record, max_bytes)?;
                     // A bug that panics on one odd input must not end a run of a million.
                     let processed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| stage.process(&bytes)))
                         .unwrap_or_else(|panic| {
                             Err(Failure::error(format!("internal error: {}", panic_message(&panic))))
                         })?;
-                    stage.save_extra(&record.name, &processed).map_err(Failure::error)?;
+                    let mut processed = processed;
+                    stage.save_extra(&record.name, &mut processed).map_err(Failure::error)?;
                     Ok(processed)
                 })
                 .inspect(|_| progress.inc(1))
@@ -446,6 +450,15 @@ impl<'a, S: PerImageStage> Walk<'a, S> {
         }
         Ok(())
     }
+}
+
+/// A record's bytes, or why it has none: a skipped row for a record not read on purpose (a
+/// hidden file), a failed row for one that cannot be read.
+fn load_record(record: &Record, max_bytes: u64) -> Result<std::borrow::Cow<'_, [u8]>, Failure> {
+    if let RecordData::Skipped(reason) = &record.data {
+        return Err(Failure { status: Status::Skipped, reason: reason.clone(), detail: Map::new() });
+    }
+    record.load(max_bytes).map_err(Failure::error)
 }
 
 fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
@@ -625,7 +638,7 @@ fn join_parts(output: &Path, parts: u64, total: u64, row_shape: [u64; 3]) -> Res
     Ok(JoinedParts { rows, outputs: offset, image_files })
 }
 
-/// Writes labels.npy and classes.txt; returns the classes. Classes are sorted by name (ImageNet's
+/// Writes labels.npy and classes.jsonl; returns the classes. Classes are sorted by name (ImageNet's
 /// wnid order), over every input so that a class whose images all failed still keeps its number.
 fn write_labels(output: &Path, joined: &JoinedParts) -> Result<Vec<String>> {
     let rows = &joined.rows;
@@ -638,8 +651,7 @@ fn write_labels(output: &Path, joined: &JoinedParts) -> Result<Vec<String>> {
         labels.extend(std::iter::repeat_n(label, row.outputs as usize));
     }
     npy::write_array(&output.join("labels.npy"), &[labels.len() as u64], &labels)?;
-    let classes_text: String = classes.iter().map(|c| format!("{c}\n")).collect();
-    fsutil::write_atomic(&output.join("classes.txt"), classes_text.as_bytes())?;
+    fsutil::write_atomic(&output.join(packed::CLASSES_FILE), &packed::encode_classes(&classes))?;
     Ok(classes)
 }
 
@@ -685,7 +697,7 @@ impl MergedRun<'_> {
                 "images": self.joined.image_files,
                 "row_shape": self.row_shape,
                 "labels": "labels.npy",
-                "classes": "classes.txt",
+                "classes": packed::CLASSES_FILE,
                 "num_classes": self.classes.len(),
                 "manifest": "manifest.jsonl",
             },
