@@ -51,11 +51,14 @@ pub fn run_stage<S: PerImageStage>(
         let (report, summary) = run_per_image(stage, &spec)?;
         let Some(summary) = summary else {
             eprintln!(
-                "{name}: shard {} done: {} inputs processed, {} failed; once every shard has finished: {name} --merge --output {}",
-                report.shard,
-                report.records_processed,
-                report.errors,
-                output.display()
+                "{}",
+                for_terminal(&format!(
+                    "{name}: shard {} done: {} inputs processed, {} failed; once every shard has finished: {name} --merge --output {}",
+                    report.shard,
+                    report.records_processed,
+                    report.errors,
+                    output.display()
+                ))
             );
             return Ok(if report.errors > 0 { EXIT_SOME_INPUTS_FAILED } else { 0 });
         };
@@ -66,14 +69,17 @@ pub fn run_stage<S: PerImageStage>(
         bail!("{}: no inputs found; check --input", args.input.as_deref().unwrap_or(output).display());
     }
     eprintln!(
-        "{name}: {} inputs: {} ok, {} skipped, {} failed; {} rows -> {} (see {})",
-        summary.records,
-        summary.ok,
-        summary.skipped,
-        summary.errors,
-        summary.outputs,
-        output.display(),
-        summary.summary_path.display()
+        "{}",
+        for_terminal(&format!(
+            "{name}: {} inputs: {} ok, {} skipped, {} failed; {} rows -> {} (see {})",
+            summary.records,
+            summary.ok,
+            summary.skipped,
+            summary.errors,
+            summary.outputs,
+            output.display(),
+            summary.summary_path.display()
+        ))
     );
     Ok(if summary.errors > 0 { EXIT_SOME_INPUTS_FAILED } else { 0 })
 }
