@@ -9,7 +9,7 @@ use dcgan_pipeline::data::names::for_terminal;
 use dcgan_pipeline::data::{cifar::Split, open_labeled};
 use dcgan_pipeline::fsutil;
 use dcgan_pipeline::gan::trainer::{check_dataset, train, Gan, TrainConfig};
-use dcgan_pipeline::stage::cli::{exit_with, refuse_output_in_input};
+use dcgan_pipeline::stage::cli::{exit_with, refuse_output_equal_to_input};
 use dcgan_pipeline::stage::preemption;
 
 /// Trains the DCGAN (train.preset: imagenet32 or dcgan64) with the paper's settings: Adam lr 2e-4,
@@ -93,7 +93,7 @@ fn run(cli: Cli) -> Result<i32> {
     }
     let input = cli.input.expect("required");
     if let Some(output) = &cli.output {
-        refuse_output_in_input(&input, output)?;
+        refuse_output_equal_to_input(&input, output)?;
     }
     let side = config.train.preset.image_size() as u32;
     let (data, rejected) = open_labeled(&input, Split::Train, side)?;

@@ -103,15 +103,36 @@ fn resolved(path: &Path) -> std::io::Result<PathBuf> {
     }
 }
 
-/// Refuses an output folder that is the input folder or lies inside it: the run would read its
-/// own outputs back as inputs (a faces re-run with --force cropped its own crops).
+/// Refuses an output folder that is the input folder or lies inside it, for inputs that are walked
+/// through: the run would read its own outputs back as inputs (a faces re-run with --force cropped
+/// its own crops).
 pub fn refuse_output_in_input(input: &Path, output: &Path) -> Result<()> {
+    refuse_output_at_input(input, output, true)
+}
+
+/// Refuses an output folder that is the input folder, for inputs read by file name (a packed
+/// folder, CIFAR-10's batches): their outputs would overwrite the input's own files (summary.json,
+/// config.toml). A folder inside such an input is never read back, so it is allowed.
+pub fn refuse_output_equal_to_input(input: &Path, output: &Path) -> Result<()> {
+    refuse_output_at_input(input, output, false)
+}
+
+fn refuse_output_at_input(input: &Path, output: &Path, inside_too: bool) -> Result<()> {
     let real_input = resolved(input).with_context(|| format!("{}: cannot resolve", input.display()))?;
     let real_output = resolved(output).with_context(|| format!("{}: cannot resolve", output.display()))?;
-    if real_input.is_dir() && real_output.starts_with(&real_input) {
-        let how = if real_output == real_input { "is" } else { "lies inside" };
+    if !real_input.is_dir() {
+        return Ok(());
+    }
+    if real_output == real_input {
         bail!(
-            "--output {} {how} --input {}: the run would read its own outputs as inputs; choose an output folder outside the input",
+            "--output {} is --input {}: the run would write over its own inputs; choose another output folder",
+            output.display(),
+            input.display()
+        );
+    }
+    if inside_too && real_output.starts_with(&real_input) {
+        bail!(
+            "--output {} lies inside --input {}: the run would read its own outputs as inputs; choose an output folder outside the input",
             output.display(),
             input.display()
         );
