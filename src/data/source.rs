@@ -180,10 +180,7 @@ fn sniff_file(path: &Path) -> std::io::Result<bool> {
 /// Why the walk could not use the path of `error`: a dangling link, a loop, an unreadable folder.
 fn unusable_reason(error: &walkdir::Error) -> String {
     if let Some(ancestor) = error.loop_ancestor() {
-        return format!(
-            "symbolic link loop (back to {})",
-            super::names::for_terminal(&encode_os(ancestor.as_os_str()))
-        );
+        return format!("symbolic link loop (back to {})", encode_os(ancestor.as_os_str()));
     }
     let path = error.path().unwrap_or(Path::new(""));
     let dangling =

@@ -572,6 +572,15 @@ fn write_outputs(
     check: &Check,
     assignment: &Assignment,
 ) -> Result<OutputCounts> {
+    // What earlier versions wrote in place of classes.jsonl and kept.jsonl: not left beside them.
+    for old in [packed::OLD_CLASSES_FILE, "kept.txt"] {
+        match std::fs::remove_file(output.join(old)) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                return Err(e).with_context(|| format!("{}: cannot remove", output.join(old).display()));
+            }
+            _ => {}
+        }
+    }
     write_kept_images(output, crops, assignment)?;
     write_manifest(output, crops, hashes, check, assignment)?;
     write_clusters(output, crops, hashes, assignment)?;
