@@ -35,7 +35,7 @@ failed=$(for j in $(awk '$2 ~ /^[0-9]+$/ {print $2}' <<<"$jobs"); do scontrol sh
 
 same=yes
 for stage in faces imagenet32; do
-    for f in $(cd "$work/plain/$stage" && ls images-*.npy manifest.jsonl labels.npy classes.txt); do
+    for f in $(cd "$work/plain/$stage" && ls images-*.npy manifest.jsonl labels.npy classes.jsonl); do
         cmp -s "$work/plain/$stage/$f" "$work/slurm/$stage/$f" || { same=no; echo "differs: $stage/$f"; }
     done
 done

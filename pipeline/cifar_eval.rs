@@ -8,7 +8,7 @@ use dcgan_pipeline::config::load_or_print;
 use dcgan_pipeline::eval::protocol::{evaluate, table_1};
 use dcgan_pipeline::eval::select::score_snapshots;
 use dcgan_pipeline::fsutil;
-use dcgan_pipeline::stage::cli::exit_with;
+use dcgan_pipeline::stage::cli::{exit_with, refuse_output_equal_to_input};
 
 /// Scores a DCGAN discriminator the paper's way (Table 1): every conv layer's activation
 /// max-pooled to 4x4 and concatenated (28,672 features for imagenet32), standardised, and a
@@ -67,6 +67,7 @@ fn run(cli: Cli) -> Result<i32> {
         return Ok(0);
     };
     let (input, output) = (cli.input.expect("required"), cli.output.expect("required"));
+    refuse_output_equal_to_input(&input, &output)?;
     if config.run.threads > 0 {
         tch::set_num_threads(config.run.threads as i32);
     }

@@ -12,7 +12,8 @@ use dcgan_pipeline::stage::{fingerprint, StageArgs};
 /// names, sorted (ImageNet: wnids).
 ///
 /// Writes to --output: images-NNNNN.npy (uint8, N x size x size x 3), labels.npy (int64),
-/// classes.txt, manifest.jsonl (one row per input), summary.json, config.toml.
+/// classes.jsonl (label i: line i, a JSON string), manifest.jsonl (one row per input), summary.json,
+/// config.toml.
 /// Exit status: 0 all inputs cropped, 3 some inputs failed (listed in the manifest), 1 the stage
 /// could not run, 2 a bad command line.
 #[derive(Parser)]

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use anyhow::{Context, Result};
 use clap::Parser;
 use dcgan_pipeline::config::load_or_print;
+use dcgan_pipeline::data::names::for_terminal;
 use dcgan_pipeline::dedupe::quality::labelled::{evaluate, EvalSettings, LabelledInputs};
 use dcgan_pipeline::dedupe::quality::scale::{
     evaluate as scale_evaluate, ScaleSet, ScaleSettings, CORRELATIONS, WINDOW_RADII,
@@ -12,7 +13,7 @@ use dcgan_pipeline::dedupe::quality::scale::{
 use dcgan_pipeline::dedupe::run::crops_dir;
 use dcgan_pipeline::dedupe::{deduplicate, DedupeCrops};
 use dcgan_pipeline::fsutil::write_atomic;
-use dcgan_pipeline::stage::cli::{exit_with, run_stage};
+use dcgan_pipeline::stage::cli::{exit_with, refuse_output_in_input, run_stage};
 use dcgan_pipeline::stage::{fingerprint, StageArgs};
 
 /// Removes near duplicates the DCGAN paper's way: a 3072-128-3072 de-noising, dropout-regularised
@@ -22,9 +23,10 @@ use dcgan_pipeline::stage::{fingerprint, StageArgs};
 /// the image kept for it (dedupe.cluster_rule = "single_linkage": union-find, which chains).
 ///
 /// Writes to --output: images-00000.npy (the kept images, uint8, N x size x size x 3),
-/// labels.npy, manifest.jsonl (one row per input: kept, or skipped as a duplicate of which),
-/// kept.txt, clusters.jsonl, pairs.jsonl (with Hamming distances), report.html (largest
-/// clusters and pairs near the radius, for visual inspection), codes.npy (uint64, N x 2),
+/// labels.npy, classes.jsonl, manifest.jsonl (one row per input: kept, or skipped as a duplicate
+/// of which), kept.jsonl (one JSON string a line), clusters.jsonl, pairs.jsonl (with Hamming
+/// distances), report.html (largest clusters and pairs near the radius, for visual inspection),
+/// codes.npy (uint64, N x 2),
 /// model.safetensors (unless --model), summary.json; crops/ holds the crop pass (resumable,
 /// --shard, --merge).
 ///
@@ -106,6 +108,7 @@ fn run(cli: Cli) -> Result<i32> {
     let output = args.output.clone().expect("clap requires --output");
     if cli.eval {
         let input = args.input.as_deref().context("--eval needs --input (a folder of photos)")?;
+        refuse_output_in_input(input, &output)?;
         let settings = EvalSettings {
             copies: cli.copies,
             max_side: 256,
@@ -125,6 +128,7 @@ fn run(cli: Cli) -> Result<i32> {
     }
     if cli.eval_scale {
         let input = args.input.as_deref().context("--eval-scale needs --input (photos: a folder or an archive)")?;
+        refuse_output_in_input(input, &output)?;
         let settings = ScaleSettings {
             planted: cli.planted,
             copies: cli.copies,
@@ -140,7 +144,7 @@ fn run(cli: Cli) -> Result<i32> {
         let started = std::time::Instant::now();
         let set = ScaleSet::build(input, &config.dedupe, &settings)?;
         for (name, why) in &set.unreadable {
-            eprintln!("dedupe: warning: {name}: skipped, {why}");
+            eprintln!("dedupe: warning: {}", for_terminal(&format!("{name}: skipped, {why}")));
         }
         eprintln!(
             "dedupe: {} images ({} photos) prepared in {:.1} s",

@@ -20,7 +20,7 @@ use dcgan_pipeline::stage::{fingerprint, StageArgs};
 /// (turned so the eyes are level, from the landmarks), resized to faces.size (64).
 ///
 /// Writes to --output: images-NNNNN.npy (uint8, N x 64 x 64 x 3), labels.npy (the photo's folder
-/// as class), classes.txt, manifest.jsonl (one row per photo, with every box: position, score and
+/// as class), classes.jsonl, manifest.jsonl (one row per photo, with every box: position, score and
 /// landmarks (YuNet) or neighbours (Haar), kept or why not, output row, crop), summary.json,
 /// config.toml; crops/*.png with faces.save_png. Photos without a kept face are "skipped" rows.
 /// With --eval-boxes, also eval-boxes.json and a precision/recall table on stdout.

@@ -4,8 +4,10 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
 use clap::Parser;
-use dcgan_pipeline::report::{find_stages, write_report};
+use dcgan_pipeline::data::names::for_terminal;
+use dcgan_pipeline::report::{find_stages, unreadable_summaries, write_report};
 use dcgan_pipeline::stage::cli::exit_with;
+use dcgan_pipeline::stage::EXIT_SOME_INPUTS_FAILED;
 
 /// Writes <RUN>/report.html: a section per stage found under RUN (faces, dedupe, crop, train,
 /// cifar-eval, recognised by their summary.json), in pipeline order: face crops as a contact
@@ -14,7 +16,9 @@ use dcgan_pipeline::stage::cli::exit_with;
 /// matrix, and every stage's timings and configuration. Images are embedded; the page needs
 /// nothing beside it (except dedupe's own page, linked). Stages not run are marked, not errors.
 ///
-/// Exit status: 0 written, 1 RUN is not a folder or the page cannot be written, 2 a bad command line.
+/// Exit status: 0 written, 3 written but some stage output's summary.json could not be read (the
+/// page and a warning name it), 1 RUN is not a folder or the page cannot be written, 2 a bad
+/// command line.
 #[derive(Parser)]
 #[command(version, verbatim_doc_comment)]
 struct Cli {
@@ -42,6 +46,16 @@ fn run(cli: Cli) -> Result<i32> {
         .unwrap_or_default();
     let title = cli.title.unwrap_or_else(|| format!("dcgan-pipeline run {name}"));
     let stages = find_stages(&cli.run);
+    let unreadable = unreadable_summaries(&cli.run);
+    for (path, why) in &unreadable {
+        eprintln!(
+            "report: warning: {}",
+            for_terminal(&format!(
+                "{}: unreadable ({why}); its stage's section is left out of the page",
+                path.display()
+            ))
+        );
+    }
     let path =
         write_report(&cli.run, &title).with_context(|| format!("{}: cannot write report.html", cli.run.display()))?;
     let names: Vec<&str> = stages.iter().map(|s| s.stage.as_str()).collect();
@@ -51,5 +65,5 @@ fn run(cli: Cli) -> Result<i32> {
         names.len(),
         if names.is_empty() { "none".into() } else { names.join(", ") }
     );
-    Ok(0)
+    Ok(if unreadable.is_empty() { 0 } else { EXIT_SOME_INPUTS_FAILED })
 }

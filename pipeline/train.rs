@@ -5,10 +5,11 @@ use std::path::PathBuf;
 use anyhow::{Context, Result};
 use clap::Parser;
 use dcgan_pipeline::config::load_or_print;
+use dcgan_pipeline::data::names::for_terminal;
 use dcgan_pipeline::data::{cifar::Split, open_labeled};
 use dcgan_pipeline::fsutil;
 use dcgan_pipeline::gan::trainer::{check_dataset, train, Gan, TrainConfig};
-use dcgan_pipeline::stage::cli::exit_with;
+use dcgan_pipeline::stage::cli::{exit_with, refuse_output_equal_to_input};
 use dcgan_pipeline::stage::preemption;
 
 /// Trains the DCGAN (train.preset: imagenet32 or dcgan64) with the paper's settings: Adam lr 2e-4,
@@ -91,10 +92,13 @@ fn run(cli: Cli) -> Result<i32> {
         return export(&cli);
     }
     let input = cli.input.expect("required");
+    if let Some(output) = &cli.output {
+        refuse_output_equal_to_input(&input, output)?;
+    }
     let side = config.train.preset.image_size() as u32;
     let (data, rejected) = open_labeled(&input, Split::Train, side)?;
     for (name, reason) in rejected.iter().take(20) {
-        eprintln!("train: warning: {}: {name}: {reason} (left out)", input.display());
+        eprintln!("train: warning: {}", for_terminal(&format!("{}: {name}: {reason} (left out)", input.display())));
     }
     if rejected.len() > 20 {
         eprintln!("train: warning: {} more images left out (all named in summary.json)", rejected.len() - 20);

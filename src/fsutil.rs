@@ -10,8 +10,12 @@ use std::path::{Path, PathBuf};
 pub const TMP_SUFFIX: &str = ".partial";
 
 fn temporary_path(path: &Path) -> PathBuf {
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    path.with_file_name(format!(".{name}.{}{TMP_SUFFIX}", std::process::id()))
+    // Built from the name's bytes: a lossy name would give two files whose names differ only in
+    // bytes that are not UTF-8 the same temporary.
+    let mut name = std::ffi::OsString::from(".");
+    name.push(path.file_name().unwrap_or_default());
+    name.push(format!(".{}{TMP_SUFFIX}", std::process::id()));
+    path.with_file_name(name)
 }
 
 /// A file that appears under its final name only on [`AtomicFile::commit`]; dropped

@@ -112,8 +112,9 @@ fn exact_copies_collide_unrelated_photos_do_not() {
     // The packed kept set matches the manifest, rows in input order.
     let packed = read_packed(&output).unwrap();
     assert_eq!((packed.len(), packed.height, packed.width), (kept.len(), 64, 64));
-    let text = std::fs::read_to_string(output.join("kept.txt")).unwrap();
-    assert_eq!(text.lines().collect::<Vec<_>>(), kept);
+    let text = std::fs::read_to_string(output.join("kept.jsonl")).unwrap();
+    let listed: Vec<String> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(listed, kept);
     for (i, r) in rows.iter().filter(|r| r["status"] == "ok").enumerate() {
         assert_eq!(r["index"], i as u64);
     }

@@ -142,7 +142,7 @@ fn a_packed_folder_written_before_records_still_loads_with_a_note() {
     let summary_path = packed.join("summary.json");
     let mut summary: serde_json::Value = serde_json::from_slice(&std::fs::read(&summary_path).unwrap()).unwrap();
     let files = summary.as_object_mut().unwrap().remove("files").expect("the merge records the files");
-    for name in ["images-00000.npy", "images-00001.npy", "images-00002.npy", "labels.npy", "classes.txt"] {
+    for name in ["images-00000.npy", "images-00001.npy", "images-00002.npy", "labels.npy", "classes.jsonl"] {
         assert_eq!(files[name]["sha256"], dcgan_pipeline::fsutil::sha256_file(&packed.join(name)).unwrap(), "{name}");
         assert_eq!(files[name]["bytes"], std::fs::metadata(packed.join(name)).unwrap().len(), "{name}");
     }
@@ -159,7 +159,7 @@ fn garbage_in_a_part_manifest_keeps_the_merged_outputs_and_a_rerun_repairs_it() 
     let (input, packed) = cropped(dir.path());
     let clean = outputs(&packed);
     let merged = |d: &Path| -> Vec<Vec<u8>> {
-        ["manifest.jsonl", "labels.npy", "classes.txt", "summary.json"]
+        ["manifest.jsonl", "labels.npy", "classes.jsonl", "summary.json"]
             .iter()
             .map(|n| std::fs::read(d.join(n)).unwrap_or_else(|e| panic!("{n}: {e}")))
             .collect()
@@ -198,7 +198,7 @@ fn a_full_disk_while_the_merged_manifest_is_written_names_the_file_and_keeps_the
     assert!(e.contains(&format!("{}: cannot write", packed.join("manifest.jsonl").display())), "{e}");
     assert!(e.contains("No space left on device"), "{e}");
     let _ = std::fs::remove_file(&temporary);
-    assert_eq!(outputs(&packed), before, "labels.npy and classes.txt were staged, not renamed into place");
+    assert_eq!(outputs(&packed), before, "labels.npy and classes.jsonl were staged, not renamed into place");
     assert_eq!(std::fs::read(packed.join("summary.json")).unwrap(), summary_before);
 }
 

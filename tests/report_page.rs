@@ -59,7 +59,7 @@ fn run_folder(run: &Path) {
 
     // dedupe: one cluster of three over the crop stage's images.
     std::fs::create_dir_all(run.join("dedupe/crops")).unwrap();
-    for f in ["images-00000.npy", "labels.npy", "classes.txt"] {
+    for f in ["images-00000.npy", "labels.npy", "classes.jsonl"] {
         std::fs::copy(run.join("crop").join(f), run.join("dedupe/crops").join(f)).unwrap();
     }
     write_json(

@@ -2,12 +2,13 @@
 
 pub mod cifar;
 pub mod digits;
+pub mod names;
 pub mod npy;
 pub mod packed;
 pub mod source;
 
 pub use packed::LabeledImages;
-pub use source::{ImageSource, Record, RecordData};
+pub use source::{EntryKind, FolderEntry, ImageSource, Record, RecordData};
 
 use std::path::Path;
 

@@ -1,5 +1,7 @@
 //! Packed labelled image sets in memory, and the packed folder a per-image stage writes:
-//! `images-NNNNN.npy` (uint8, N x H x W x 3), `labels.npy` (int64), `classes.txt`.
+//! `images-NNNNN.npy` (uint8, N x H x W x 3), `labels.npy` (int64), `classes.jsonl` (line i: the
+//! name of label i as a JSON string, so that no name can split into two lines; folders written
+//! before it held `classes.txt`, one plain name a line, which is still read).
 
 use std::path::{Path, PathBuf};
 
@@ -162,7 +164,7 @@ fn read_checked<T: npy::NpyElement>(
     Ok((shape, values))
 }
 
-/// Reads a packed folder back: every images-*.npy in name order, labels.npy and classes.txt.
+/// Reads a packed folder back: every images-*.npy in name order, labels.npy and classes.jsonl.
 /// Checked against the record in summary.json when it has one (see [`read_packed_checked`]).
 pub fn read_packed(dir: &Path) -> Result<LabeledImages, PackedError> {
     read_packed_checked(dir).map(|(set, _)| set)
@@ -170,7 +172,7 @@ pub fn read_packed(dir: &Path) -> Result<LabeledImages, PackedError> {
 
 /// [`read_packed`], saying how it was checked. With a record in summary.json, every shard it lists
 /// must be there with its size and sha256 (each hashed as it is read, not read twice), no other
-/// shard may be, labels.npy and classes.txt must match, and the rows must add up to the count
+/// shard may be, labels.npy and classes.jsonl must match, and the rows must add up to the count
 /// recorded. A mismatch is an error naming the file and the stage to re-run.
 pub fn read_packed_checked(dir: &Path) -> Result<(LabeledImages, PackedCheck), PackedError> {
     let record = summary_record(dir)?;
@@ -233,7 +235,7 @@ pub fn read_packed_checked(dir: &Path) -> Result<(LabeledImages, PackedCheck), P
             why: format!("{} labels for {count} images", labels.len()),
         });
     }
-    let classes = read_classes(&dir.join("classes.txt"), lookup(&dir.join("classes.txt")))?;
+    let classes = read_classes_recorded(dir, |path: &Path| lookup(path))?;
     let check = match &record {
         Some(r) => PackedCheck::Verified { files: r.files.len() },
         None => PackedCheck::Unrecorded,
@@ -241,17 +243,86 @@ pub fn read_packed_checked(dir: &Path) -> Result<(LabeledImages, PackedCheck), P
     Ok((LabeledImages { height: shape[1] as u32, width: shape[2] as u32, images, labels, classes }, check))
 }
 
-fn read_classes(path: &Path, record: Option<(&FileRecord, &str)>) -> Result<Vec<String>, PackedError> {
-    let bytes = match std::fs::read(path) {
+/// The class names file of a packed folder.
+pub const CLASSES_FILE: &str = "classes.jsonl";
+/// What packed folders held before [`CLASSES_FILE`]: one name a line (a name with a newline split).
+pub const OLD_CLASSES_FILE: &str = "classes.txt";
+
+/// `classes`, one JSON string a line: line i names label i.
+pub fn encode_classes(classes: &[String]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for class in classes {
+        serde_json::to_writer(&mut out, class).expect("a string serialises");
+        out.push(b'\n');
+    }
+    out
+}
+
+/// The class names of a packed folder: classes.jsonl, or an older folder's classes.txt; none when
+/// it has neither. A line of classes.jsonl that is not a JSON string is an error naming the line.
+pub fn read_classes(dir: &Path) -> Result<Vec<String>, PackedError> {
+    read_classes_recorded(dir, |_: &Path| None)
+}
+
+/// [`read_classes`], the file checked against its record (from summary.json) when `record` gives
+/// one; a recorded file that is missing is an error, not an empty list.
+fn read_classes_recorded<'r>(
+    dir: &Path,
+    record: impl Fn(&Path) -> Option<(&'r FileRecord, &'r str)>,
+) -> Result<Vec<String>, PackedError> {
+    let jsonl = dir.join(CLASSES_FILE);
+    let old = dir.join(OLD_CLASSES_FILE);
+    // The file the record names, else whichever exists (classes.jsonl first).
+    let path = if record(&jsonl).is_some() || !old.exists() && record(&old).is_none() { jsonl } else { old };
+    let expected = record(&path);
+    let bytes = match std::fs::read(&path) {
         Ok(bytes) => bytes,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => match record {
-            Some((_, fix)) => return Err(IntegrityError::Missing { path: path.to_owned(), fix: fix.to_owned() }.into()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => match expected {
+            Some((_, fix)) => return Err(IntegrityError::Missing { path, fix: fix.to_owned() }.into()),
             None => return Ok(Vec::new()),
         },
-        Err(source) => return Err(PackedError::Io { path: path.to_owned(), source }),
+        Err(source) => return Err(PackedError::Io { path, source }),
     };
-    if let Some((expected, fix)) = record {
-        integrity::check(path, &FileRecord::of_bytes(&bytes), expected, fix)?;
+    if let Some((expected, fix)) = expected {
+        integrity::check(&path, &FileRecord::of_bytes(&bytes), expected, fix)?;
     }
-    Ok(String::from_utf8_lossy(&bytes).lines().map(str::to_owned).collect())
+    let text = String::from_utf8_lossy(&bytes);
+    if path.ends_with(OLD_CLASSES_FILE) {
+        return Ok(text.lines().map(str::to_owned).collect());
+    }
+    text.lines()
+        .enumerate()
+        .map(|(i, line)| {
+            serde_json::from_str::<String>(line).map_err(|e| PackedError::Inconsistent {
+                path: path.clone(),
+                why: format!("line {}: not a JSON string ({e})", i + 1),
+            })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn class_names_with_newlines_keep_one_line_each() {
+        let dir = tempfile::tempdir().unwrap();
+        let classes: Vec<String> = ["a\nb", "c\u{1b}[31m", "d\\xff", "plain"].map(String::from).to_vec();
+        let bytes = encode_classes(&classes);
+        assert_eq!(bytes.iter().filter(|&&b| b == b'\n').count(), classes.len());
+        std::fs::write(dir.path().join(CLASSES_FILE), &bytes).unwrap();
+        assert_eq!(read_classes(dir.path()).unwrap(), classes);
+        std::fs::write(dir.path().join(CLASSES_FILE), b"\"ok\"\nnot json\n").unwrap();
+        let err = read_classes(dir.path()).unwrap_err().to_string();
+        assert!(err.contains("classes.jsonl") && err.contains("line 2"), "{err}");
+    }
+
+    #[test]
+    fn an_older_folders_classes_txt_is_read() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(read_classes(dir.path()).unwrap().is_empty());
+        std::fs::write(dir.path().join(OLD_CLASSES_FILE), "cats\ndogs\n").unwrap();
+        assert_eq!(read_classes(dir.path()).unwrap(), vec!["cats", "dogs"]);
+    }
 }

@@ -5,10 +5,14 @@
 //! with a global index; resume and `--shard` rely on that order. Only the records a caller wants
 //! are loaded: the others are walked past without reading their bytes where the format allows.
 
+use std::ffi::OsStr;
 use std::fs::File;
 use std::io::{BufReader, Read};
 use std::ops::ControlFlow;
-use std::path::{Path, PathBuf};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Component, Path, PathBuf};
+
+use super::names::{encode_name, encode_os};
 
 /// File name extensions taken as images without looking at their content.
 pub const IMAGE_EXTENSIONS: &[&str] = &["jpg", "jpeg", "jpe", "jfif", "png", "webp", "gif", "bmp", "tif", "tiff"];
@@ -36,13 +40,16 @@ pub enum RecordData {
     NotLoaded,
     /// Could not be read; the reason names the problem, the record's name the file.
     Unreadable(String),
+    /// Not read on purpose (a hidden file); the reason says why. A skipped row, not an error.
+    Skipped(String),
 }
 
 #[derive(Debug)]
 pub struct Record {
     /// Position in the source's stable order, counted over all records.
     pub index: u64,
-    /// Path relative to the folder, path inside the archive, or LMDB key.
+    /// Path relative to the folder, path inside the archive, or LMDB key, kept exactly: bytes
+    /// that are not UTF-8 as `\xHH`, a backslash as `\\` ([`super::names`]).
     pub name: String,
     /// The record's class: the name of the folder that holds it, if any.
     pub class: Option<String>,
@@ -55,7 +62,7 @@ impl Record {
         match &self.data {
             RecordData::Bytes(b) => Ok(std::borrow::Cow::Borrowed(b)),
             RecordData::File(path) => {
-                let file = File::open(path).map_err(|e| e.to_string())?;
+                let file = open_regular(path).map_err(|e| format!("cannot read: {e}"))?;
                 let len = file.metadata().map_err(|e| e.to_string())?.len();
                 if len > max_bytes {
                     return Err(format!("file of {len} bytes exceeds the limit of {max_bytes}"));
@@ -65,14 +72,33 @@ impl Record {
                 Ok(std::borrow::Cow::Owned(bytes))
             }
             RecordData::NotLoaded => Err("record was not loaded".into()),
-            RecordData::Unreadable(why) => Err(why.clone()),
+            RecordData::Unreadable(why) | RecordData::Skipped(why) => Err(why.clone()),
         }
     }
 }
 
+/// What a folder walk found at one path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EntryKind {
+    /// A regular file taken as an image (by its extension or its first bytes).
+    File,
+    /// A name starting with "." (a file, or a folder not walked into): not read, a skipped record.
+    Hidden { folder: bool },
+    /// Found but not usable: a dangling symbolic link, a link loop, a FIFO or another special
+    /// file, a file or folder that cannot be read. A failed record, never an abort of the run.
+    Unusable(String),
+}
+
+/// One record of a folder source: its path relative to the root and what was found there.
+#[derive(Debug, Clone)]
+pub struct FolderEntry {
+    pub relative: PathBuf,
+    pub kind: EntryKind,
+}
+
 #[derive(Debug)]
 pub enum ImageSource {
-    Folder { root: PathBuf, files: Vec<PathBuf>, ignored: u64 },
+    Folder { root: PathBuf, entries: Vec<FolderEntry>, ignored: u64 },
     Tar { path: PathBuf },
     Lmdb { path: PathBuf },
 }
@@ -92,23 +118,81 @@ pub fn looks_like_image(head: &[u8]) -> bool {
     })
 }
 
-fn is_hidden(name: &str) -> bool {
+fn is_hidden(name: &OsStr) -> bool {
     // Dot files include macOS's AppleDouble "._x.jpg" companions, which are not images.
-    name.starts_with('.')
+    name.as_bytes().starts_with(b".")
+}
+
+/// Whether a path inside an archive is hidden or lies in a hidden folder.
+fn in_hidden_place(path: &Path) -> bool {
+    path.components().any(|c| matches!(c, Component::Normal(name) if is_hidden(name)))
+}
+
+fn hidden_reason(folder: bool) -> String {
+    let what = if folder { "hidden folder" } else { "hidden file" };
+    format!("{what} (its name starts with \".\"): not read")
 }
 
 /// The class of a record at `relative` path: the name of its immediate folder, if it has one.
 fn class_of(relative: &Path) -> Option<String> {
     let parent = relative.parent()?;
-    let name = parent.file_name()?.to_string_lossy().into_owned();
+    let name = encode_os(parent.file_name()?);
     (!name.is_empty()).then_some(name)
 }
 
-fn sniff_file(path: &Path) -> bool {
+/// Opens `path` for reading without blocking on a FIFO (a FIFO put in place of a file after the
+/// walk would otherwise wait forever for a writer), and refuses anything but a regular file.
+fn open_regular(path: &Path) -> std::io::Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    // O_NONBLOCK on Linux (every architecture this builds for); no effect on regular files.
+    const O_NONBLOCK: i32 = 0o4000;
+    let file = std::fs::OpenOptions::new().read(true).custom_flags(O_NONBLOCK).open(path)?;
+    let kind = file.metadata()?.file_type();
+    if !kind.is_file() {
+        return Err(std::io::Error::other(format!("{}, not a regular file", special_kind(kind))));
+    }
+    Ok(file)
+}
+
+/// What a file that is neither a regular file nor a folder is, in words.
+fn special_kind(kind: std::fs::FileType) -> &'static str {
+    use std::os::unix::fs::FileTypeExt;
+    if kind.is_fifo() {
+        "a FIFO (named pipe)"
+    } else if kind.is_socket() {
+        "a socket"
+    } else if kind.is_block_device() || kind.is_char_device() {
+        "a device"
+    } else if kind.is_dir() {
+        "a folder"
+    } else {
+        "a special file"
+    }
+}
+
+/// Whether the file's first bytes are an image's; an error when it cannot be read.
+fn sniff_file(path: &Path) -> std::io::Result<bool> {
     let mut head = [0u8; 16];
-    let Ok(mut f) = File::open(path) else { return false };
-    let n = f.read(&mut head).unwrap_or(0);
-    looks_like_image(&head[..n])
+    let n = open_regular(path)?.read(&mut head)?;
+    Ok(looks_like_image(&head[..n]))
+}
+
+/// Why the walk could not use the path of `error`: a dangling link, a loop, an unreadable folder.
+fn unusable_reason(error: &walkdir::Error) -> String {
+    if let Some(ancestor) = error.loop_ancestor() {
+        return format!("symbolic link loop (back to {})", encode_os(ancestor.as_os_str()));
+    }
+    let path = error.path().unwrap_or(Path::new(""));
+    let dangling =
+        std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink()) && std::fs::metadata(path).is_err();
+    let io = error.io_error().map_or_else(|| error.to_string(), ToString::to_string);
+    if dangling {
+        format!("dangling symbolic link (its target cannot be reached: {io})")
+    } else if std::fs::symlink_metadata(path).is_ok_and(|m| m.is_dir()) {
+        format!("cannot list the folder: {io}")
+    } else {
+        format!("cannot read: {io}")
+    }
 }
 
 fn is_gzip(path: &Path) -> std::io::Result<bool> {
@@ -142,37 +226,84 @@ impl ImageSource {
     }
 
     fn list_folder(root: &Path) -> Result<Self, SourceError> {
-        let mut files = Vec::new();
+        let mut entries = Vec::new();
         let mut ignored = 0;
-        let walker = walkdir::WalkDir::new(root)
-            .follow_links(true)
-            .sort_by_file_name()
-            .into_iter()
-            .filter_entry(|e| e.depth() == 0 || !is_hidden(&e.file_name().to_string_lossy()));
-        for entry in walker {
-            let entry = entry.map_err(|e| SourceError::Io {
-                path: e.path().unwrap_or(root).to_owned(),
-                source: e.into_io_error().unwrap_or_else(|| std::io::Error::other("symlink loop")),
-            })?;
-            if !entry.file_type().is_file() {
+        let mut walker = walkdir::WalkDir::new(root).follow_links(true).sort_by_file_name().into_iter();
+        let relative_of = |path: &Path| path.strip_prefix(root).unwrap_or(path).to_owned();
+        while let Some(entry) = walker.next() {
+            let entry = match entry {
+                Ok(entry) => entry,
+                Err(e) if e.depth() == 0 => {
+                    let source = e.into_io_error().unwrap_or_else(|| std::io::Error::other("symlink loop"));
+                    return Err(SourceError::Io { path: root.to_owned(), source });
+                }
+                Err(e) => {
+                    let relative = relative_of(e.path().unwrap_or(root));
+                    entries.push(FolderEntry { relative, kind: EntryKind::Unusable(unusable_reason(&e)) });
+                    continue;
+                }
+            };
+            if entry.depth() == 0 {
                 continue;
             }
-            let name = entry.file_name().to_string_lossy();
-            if has_image_extension(&name) || sniff_file(entry.path()) {
-                files.push(entry.path().strip_prefix(root).unwrap_or(entry.path()).to_owned());
-            } else {
-                ignored += 1;
+            let relative = relative_of(entry.path());
+            let kind = entry.file_type();
+            if is_hidden(entry.file_name()) {
+                if kind.is_dir() {
+                    walker.skip_current_dir();
+                }
+                entries.push(FolderEntry { relative, kind: EntryKind::Hidden { folder: kind.is_dir() } });
+                continue;
             }
+            if kind.is_dir() {
+                continue;
+            }
+            let found = if !kind.is_file() {
+                EntryKind::Unusable(format!("{}, not a regular file: not read", special_kind(kind)))
+            } else if has_image_extension(&entry.file_name().to_string_lossy()) {
+                EntryKind::File
+            } else {
+                match sniff_file(entry.path()) {
+                    Ok(true) => EntryKind::File,
+                    Ok(false) => {
+                        ignored += 1;
+                        continue;
+                    }
+                    Err(e) => EntryKind::Unusable(format!("cannot read: {e}")),
+                }
+            };
+            entries.push(FolderEntry { relative, kind: found });
         }
-        Ok(Self::Folder { root: root.to_owned(), files, ignored })
+        Ok(Self::Folder { root: root.to_owned(), entries, ignored })
     }
 
     /// The number of records, where it is known without reading the source through.
     pub fn len_hint(&self) -> Option<u64> {
         match self {
-            Self::Folder { files, .. } => Some(files.len() as u64),
+            Self::Folder { entries, .. } => Some(entries.len() as u64),
             Self::Tar { .. } => None,
             Self::Lmdb { path } => lmdb_len(path).ok(),
+        }
+    }
+
+    /// Records that are not hidden entries, where it is known without reading the source
+    /// through: zero means there is nothing to work on.
+    pub fn inputs_hint(&self) -> Option<u64> {
+        match self {
+            Self::Folder { entries, .. } => {
+                Some(entries.iter().filter(|e| !matches!(e.kind, EntryKind::Hidden { .. })).count() as u64)
+            }
+            other => other.len_hint(),
+        }
+    }
+
+    /// Hidden files and folders a folder walk passed over (each a skipped record).
+    pub fn hidden(&self) -> u64 {
+        match self {
+            Self::Folder { entries, .. } => {
+                entries.iter().filter(|e| matches!(e.kind, EntryKind::Hidden { .. })).count() as u64
+            }
+            _ => 0,
         }
     }
 
@@ -201,12 +332,9 @@ impl ImageSource {
         visit: &mut dyn FnMut(Record) -> ControlFlow<()>,
     ) -> Result<(), SourceError> {
         match self {
-            Self::Folder { root, files, .. } => {
-                for (index, rel) in files.iter().enumerate() {
-                    let index = index as u64;
-                    let data = if wanted(index) { RecordData::File(root.join(rel)) } else { RecordData::NotLoaded };
-                    let record = Record { index, name: rel.to_string_lossy().into_owned(), class: class_of(rel), data };
-                    if visit(record).is_break() {
+            Self::Folder { root, entries, .. } => {
+                for (index, entry) in entries.iter().enumerate() {
+                    if visit(folder_record(root, index as u64, entry, wanted)).is_break() {
                         break;
                     }
                 }
@@ -216,6 +344,28 @@ impl ImageSource {
             Self::Lmdb { path } => walk_lmdb(path, wanted, max_bytes, visit),
         }
     }
+}
+
+/// The record of one folder entry; its bytes are read later, by whoever processes it.
+fn folder_record(root: &Path, index: u64, entry: &FolderEntry, wanted: &dyn Fn(u64) -> bool) -> Record {
+    let mut name = encode_os(entry.relative.as_os_str());
+    let class = match entry.kind {
+        // Not inputs: they must not add a class (and so renumber the others).
+        EntryKind::Hidden { folder } => {
+            if folder {
+                name.push('/');
+            }
+            None
+        }
+        _ => class_of(&entry.relative),
+    };
+    let data = match &entry.kind {
+        _ if !wanted(index) => RecordData::NotLoaded,
+        EntryKind::File => RecordData::File(root.join(&entry.relative)),
+        EntryKind::Hidden { folder } => RecordData::Skipped(hidden_reason(*folder)),
+        EntryKind::Unusable(why) => RecordData::Unreadable(why.clone()),
+    };
+    Record { index, name, class, data }
 }
 
 fn walk_tar(
@@ -235,10 +385,17 @@ fn walk_tar(
         if !entry.header().entry_type().is_file() {
             continue;
         }
-        let entry_path = entry.path().map_err(io)?.into_owned();
-        let name = entry_path.to_string_lossy().into_owned();
+        let entry_bytes = entry.path_bytes().into_owned();
+        let entry_path = Path::new(OsStr::from_bytes(&entry_bytes)).to_owned();
+        let name = encode_name(&entry_bytes);
         let file_name = entry_path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-        if is_hidden(&file_name) {
+        if in_hidden_place(&entry_path) {
+            let data = if wanted(index) { RecordData::Skipped(hidden_reason(false)) } else { RecordData::NotLoaded };
+            let record = Record { index, name, class: None, data };
+            index += 1;
+            if visit(record).is_break() {
+                break;
+            }
             continue;
         }
         // Entries without an image extension are sniffed: their first bytes decide.
@@ -326,7 +483,7 @@ fn walk_lmdb(
         } else {
             RecordData::Bytes(value.to_vec())
         };
-        let name = String::from_utf8(key.to_vec()).unwrap_or_else(|_| key.iter().map(|b| format!("{b:02x}")).collect());
+        let name = encode_name(key);
         if visit(Record { index, name, class: None, data }).is_break() {
             break;
         }

@@ -20,6 +20,7 @@ use super::windows::{aligned_correlation, grey_thumbnail, window_distance, windo
 use super::{DedupeConfig, Verify};
 use crate::crop::CropStage;
 use crate::data::npy::{self, NpyRowWriter};
+use crate::data::packed;
 use crate::fsutil;
 use crate::stage::manifest::{encode_manifest, read_manifest};
 use crate::stage::{Failure, ManifestRow, PerImageStage, Processed, Status};
@@ -49,6 +50,9 @@ impl PerImageStage for DedupeCrops {
         self.crop.process(bytes)
     }
 }
+
+/// The kept inputs' names, one JSON string a line, in input order.
+pub const KEPT_FILE: &str = "kept.jsonl";
 
 /// Where the crop pass writes, inside the stage's output folder.
 pub fn crops_dir(output: &Path) -> PathBuf {
@@ -557,7 +561,7 @@ struct OutputCounts {
     window_pairs_passing: usize,
 }
 
-/// Step 7, the outputs: the kept images packed, the manifest, kept.txt, clusters and pairs
+/// Step 7, the outputs: the kept images packed, the manifest, kept.jsonl, clusters and pairs
 /// (JSONL), the page.
 fn write_outputs(
     config: &DedupeConfig,
@@ -568,6 +572,15 @@ fn write_outputs(
     check: &Check,
     assignment: &Assignment,
 ) -> Result<OutputCounts> {
+    // What earlier versions wrote in place of classes.jsonl and kept.jsonl: not left beside them.
+    for old in [packed::OLD_CLASSES_FILE, "kept.txt"] {
+        match std::fs::remove_file(output.join(old)) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                return Err(e).with_context(|| format!("{}: cannot remove", output.join(old).display()));
+            }
+            _ => {}
+        }
+    }
     write_kept_images(output, crops, assignment)?;
     write_manifest(output, crops, hashes, check, assignment)?;
     write_clusters(output, crops, hashes, assignment)?;
@@ -596,13 +609,15 @@ fn write_kept_images(output: &Path, crops: &CropSet, assignment: &Assignment) ->
     })?;
     writer.finish()?;
     npy::write_array(&output.join("labels.npy"), &[labels.len() as u64], &labels)?;
-    if let Ok(classes) = std::fs::read(crops.dir.join("classes.txt")) {
-        fsutil::write_atomic(&output.join("classes.txt"), &classes)?;
+    // The crops' class names, rewritten as classes.jsonl whichever form the crops hold.
+    let classes = packed::read_classes(&crops.dir)?;
+    if !classes.is_empty() {
+        fsutil::write_atomic(&output.join(packed::CLASSES_FILE), &packed::encode_classes(&classes))?;
     }
     Ok(())
 }
 
-/// One row per input (kept with its packed row, or skipped as a duplicate of which), and kept.txt.
+/// One row per input (kept with its packed row, or skipped as a duplicate of which), and kept.jsonl.
 fn write_manifest(
     output: &Path,
     crops: &CropSet,
@@ -648,11 +663,13 @@ fn write_manifest(
         manifest.push(out);
     }
     fsutil::write_atomic(&output.join("manifest.jsonl"), &encode_manifest(&manifest))?;
-    let kept_list: String = (0..crops.len() as u32)
-        .filter(|&i| assignment.kept[i as usize])
-        .map(|i| format!("{}\n", crops.source(i)))
-        .collect();
-    fsutil::write_atomic(&output.join("kept.txt"), kept_list.as_bytes())?;
+    // One JSON string a line: a name holding a newline stays one line.
+    let mut kept_list = Vec::new();
+    for i in (0..crops.len() as u32).filter(|&i| assignment.kept[i as usize]) {
+        serde_json::to_writer(&mut kept_list, crops.source(i))?;
+        kept_list.push(b'\n');
+    }
+    fsutil::write_atomic(&output.join(KEPT_FILE), &kept_list)?;
     Ok(())
 }
 
@@ -750,7 +767,7 @@ fn write_page(
 /// Size and sha256 of the packed outputs (what train reads and checks), read back once written.
 fn packed_records(output: &Path) -> Result<crate::integrity::FileRecords> {
     let mut files = crate::integrity::FileRecords::new();
-    for name in ["images-00000.npy", "labels.npy", "classes.txt", "manifest.jsonl"] {
+    for name in ["images-00000.npy", "labels.npy", crate::data::packed::CLASSES_FILE, "manifest.jsonl"] {
         let path = output.join(name);
         if !path.exists() {
             continue;
@@ -808,7 +825,7 @@ fn write_summary(
         "codes": {"constant_bits": dead, "mean_bits_set": usage.iter().sum::<f64>()},
         "model": {"path": summary.model, "trained_now": summary.model_trained},
         "outputs": {
-            "images": ["images-00000.npy"], "labels": "labels.npy", "manifest": "manifest.jsonl", "kept": "kept.txt",
+            "images": ["images-00000.npy"], "labels": "labels.npy", "manifest": "manifest.jsonl", "kept": KEPT_FILE,
             "clusters": "clusters.jsonl", "pairs": "pairs.jsonl", "report": "report.html", "codes": "codes.npy",
             "phash": if check.phash.is_some() { json!("phash.npy") } else { Value::Null },
             "crops": "crops/",

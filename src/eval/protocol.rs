@@ -386,7 +386,13 @@ pub fn load_splits(config: &CifarEvalConfig, input: &Path, test: TestSplit) -> R
     let mut rejected = RejectedImages::default();
     let note = |split: &str, list: cifar::Rejected, into: &mut Vec<RejectedImage>| {
         for (name, reason) in list {
-            eprintln!("cifar-eval: warning: {}: {name}: {reason} (left out of the {split} split)", input.display());
+            eprintln!(
+                "cifar-eval: warning: {}",
+                crate::data::names::for_terminal(&format!(
+                    "{}: {name}: {reason} (left out of the {split} split)",
+                    input.display()
+                ))
+            );
             into.push(RejectedImage { name, reason });
         }
     };

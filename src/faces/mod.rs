@@ -10,11 +10,13 @@ pub mod eval;
 pub mod geometry;
 pub mod yunet;
 
+use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 
+use crate::data::names::{decode_name, encode_name};
 use crate::imageops::{decode_rgb_with_libjpeg, DecodeOptions};
 use crate::stage::{Failure, ManifestRow, PerImageStage, Processed, Status};
 use detector::{cascade_path, Detection, FaceDetector, HaarCascade, HaarParams};
@@ -83,7 +85,7 @@ pub struct FacesConfig {
     pub border: geometry::Border,
     /// Side of the output crops.
     pub size: u32,
-    /// Also write each crop as crops/<source>.<k>.png.
+    /// Also write each crop as crops/<source>.<k>.png (see [`png_stem`]; the manifest lists them).
     pub save_png: bool,
     pub max_pixels: u64,
     pub max_file_bytes: u64,
@@ -137,6 +139,29 @@ pub fn build_detector(config: &FacesConfig) -> Result<Box<dyn FaceDetector>, det
             Ok(Box::new(YuNet::new(&path, &config.model_sha256, params)?))
         }
     }
+}
+
+/// The file name stem of a source's PNG crops: the source's own bytes, with `/`, `%` and control
+/// characters written `%XX` and a leading `.` as `%2E` (no hidden files), so that two sources never
+/// share a name, whatever bytes their names hold; a stem too long for a file name is cut and given
+/// a suffix of the source's hash. The manifest row lists the names written (its "png").
+pub fn png_stem(source: &str) -> Vec<u8> {
+    let bytes = decode_name(source).unwrap_or_else(|| source.as_bytes().to_vec());
+    let mut stem = Vec::with_capacity(bytes.len());
+    for (i, &b) in bytes.iter().enumerate() {
+        if b == b'/' || b == b'%' || b < 0x20 || b == 0x7f || (i == 0 && b == b'.') {
+            stem.extend_from_slice(format!("%{b:02X}").as_bytes());
+        } else {
+            stem.push(b);
+        }
+    }
+    // File names hold at most 255 bytes; ".NNN.png" must still fit.
+    if stem.len() > 200 {
+        stem.truncate(180);
+        stem.push(b'~');
+        stem.extend_from_slice(&crate::fsutil::sha256_hex(source.as_bytes()).as_bytes()[..16]);
+    }
+    stem
 }
 
 /// A box's side for the resolution bar. YuNet's boxes are taller than wide: sqrt(w x h) in whole
@@ -242,19 +267,24 @@ impl PerImageStage for FacesStage {
         Ok(Processed { rows, detail })
     }
 
-    fn save_extra(&self, source: &str, processed: &Processed) -> Result<(), String> {
+    fn save_extra(&self, source: &str, processed: &mut Processed) -> Result<(), String> {
         let Some(dir) = &self.png_dir else {
             return Ok(());
         };
-        let stem: String = source.chars().map(|c| if c == '/' || c == '\\' { '_' } else { c }).collect();
+        let stem = png_stem(source);
         std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        let mut written = Vec::with_capacity(processed.rows.len());
         for (k, row) in processed.rows.iter().enumerate() {
-            let path = dir.join(format!("{stem}.{k}.png"));
+            let mut name = stem.clone();
+            name.extend_from_slice(format!(".{k}.png").as_bytes());
+            let path = dir.join(std::ffi::OsStr::from_bytes(&name));
             let img = image::RgbImage::from_raw(self.config.size, self.config.size, row.clone()).expect("row size");
             let mut bytes = std::io::Cursor::new(Vec::new());
             img.write_to(&mut bytes, image::ImageFormat::Png).map_err(|e| e.to_string())?;
             crate::fsutil::write_atomic(&path, bytes.get_ref()).map_err(|e| format!("{}: {e}", path.display()))?;
+            written.push(format!("crops/{}", encode_name(&name)));
         }
+        processed.detail.insert("png".into(), json!(written));
         Ok(())
     }
 

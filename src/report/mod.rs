@@ -55,6 +55,28 @@ pub fn find_stages(run: &Path) -> Vec<StageOutput> {
         .collect()
 }
 
+/// The summary.json files under `run` (where [`find_stages`] looks) that exist but cannot be read
+/// as JSON, each with the reason: their stage's section is missing, which the page and the log
+/// must say rather than drop it without a word.
+pub fn unreadable_summaries(run: &Path) -> Vec<(PathBuf, String)> {
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir(run)
+        .map(|entries| entries.flatten().map(|e| e.path()).filter(|p| p.is_dir()).collect())
+        .unwrap_or_default();
+    dirs.sort();
+    dirs.insert(0, run.to_path_buf());
+    dirs.into_iter()
+        .map(|dir| dir.join("summary.json"))
+        .filter(|path| path.exists())
+        .filter_map(|path| {
+            let why = match std::fs::read(&path) {
+                Err(e) => e.to_string(),
+                Ok(bytes) => serde_json::from_slice::<Value>(&bytes).err()?.to_string(),
+            };
+            Some((path, why))
+        })
+        .collect()
+}
+
 /// The page (templates/report.html).
 #[derive(Template)]
 #[template(path = "report.html")]
@@ -63,6 +85,8 @@ struct ReportPage<'a> {
     run: String,
     nav: Vec<(&'static str, &'static str)>,
     overview: Vec<OverviewRow>,
+    /// summary.json files that could not be read: (path, why); their sections are missing.
+    unreadable: Vec<(String, String)>,
     sections: Vec<SectionView>,
     timings: Vec<TimingsView>,
 }
@@ -267,6 +291,7 @@ pub fn render(run: &Path, title: &str) -> String {
         run: run.display().to_string(),
         nav: SECTIONS.iter().map(|&(id, heading, _)| (id, heading.split(':').next().unwrap_or(heading))).collect(),
         overview: overview(&stages),
+        unreadable: unreadable_summaries(run).into_iter().map(|(p, why)| (p.display().to_string(), why)).collect(),
         sections,
         timings: stages.iter().map(timings_view).collect(),
     };

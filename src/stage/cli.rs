@@ -2,12 +2,13 @@
 //! one-line summary and choose the exit status. It takes the `[run]` settings and the config's
 //! text, never the whole configuration (config.rs composes the stages; the contract knows none).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 
 use super::runner::{merge, run_per_image, PerImageStage, RunSpec};
 use super::{RunSettings, StageArgs, EXIT_SOME_INPUTS_FAILED};
+use crate::data::names::for_terminal;
 use crate::data::ImageSource;
 
 /// Runs (or, with --merge, merges) `stage` as the command line asks; returns the exit status.
@@ -26,7 +27,15 @@ pub fn run_stage<S: PerImageStage>(
         merge(stage, output)?
     } else {
         let input = args.input.as_deref().context("--input is required")?;
+        refuse_output_in_input(input, output)?;
         let source = ImageSource::open(input).context("cannot open the input")?;
+        refuse_empty_input(&source)?;
+        if source.hidden() > 0 {
+            eprintln!(
+                "{name}: {} hidden entries (names starting with \".\") are not read; each is a skipped row of the manifest",
+                source.hidden()
+            );
+        }
         let spec = RunSpec {
             source: &source,
             output,
@@ -42,27 +51,113 @@ pub fn run_stage<S: PerImageStage>(
         let (report, summary) = run_per_image(stage, &spec)?;
         let Some(summary) = summary else {
             eprintln!(
-                "{name}: shard {} done: {} inputs processed, {} failed; once every shard has finished: {name} --merge --output {}",
-                report.shard,
-                report.records_processed,
-                report.errors,
-                output.display()
+                "{}",
+                for_terminal(&format!(
+                    "{name}: shard {} done: {} inputs processed, {} failed; once every shard has finished: {name} --merge --output {}",
+                    report.shard,
+                    report.records_processed,
+                    report.errors,
+                    output.display()
+                ))
             );
             return Ok(if report.errors > 0 { EXIT_SOME_INPUTS_FAILED } else { 0 });
         };
         summary
     };
+    if summary.records == 0 {
+        // An archive's records are only known once read through.
+        bail!("{}: no inputs found; check --input", args.input.as_deref().unwrap_or(output).display());
+    }
     eprintln!(
-        "{name}: {} inputs: {} ok, {} skipped, {} failed; {} rows -> {} (see {})",
-        summary.records,
-        summary.ok,
-        summary.skipped,
-        summary.errors,
-        summary.outputs,
-        output.display(),
-        summary.summary_path.display()
+        "{}",
+        for_terminal(&format!(
+            "{name}: {} inputs: {} ok, {} skipped, {} failed; {} rows -> {} (see {})",
+            summary.records,
+            summary.ok,
+            summary.skipped,
+            summary.errors,
+            summary.outputs,
+            output.display(),
+            summary.summary_path.display()
+        ))
     );
     Ok(if summary.errors > 0 { EXIT_SOME_INPUTS_FAILED } else { 0 })
+}
+
+/// `path` made absolute with its links resolved, as far as it exists; the rest appended as given.
+fn resolved(path: &Path) -> std::io::Result<PathBuf> {
+    let absolute = std::path::absolute(path)?;
+    let mut existing = absolute.as_path();
+    let mut rest = Vec::new();
+    loop {
+        match existing.canonicalize() {
+            Ok(real) => return Ok(rest.iter().rev().fold(real, |p, c| p.join(c))),
+            Err(_) => {
+                let (Some(parent), Some(name)) = (existing.parent(), existing.file_name()) else {
+                    return Ok(absolute);
+                };
+                rest.push(name.to_owned());
+                existing = parent;
+            }
+        }
+    }
+}
+
+/// Refuses an output folder that is the input folder or lies inside it, for inputs that are walked
+/// through: the run would read its own outputs back as inputs (a faces re-run with --force cropped
+/// its own crops).
+pub fn refuse_output_in_input(input: &Path, output: &Path) -> Result<()> {
+    refuse_output_at_input(input, output, true)
+}
+
+/// Refuses an output folder that is the input folder, for inputs read by file name (a packed
+/// folder, CIFAR-10's batches): their outputs would overwrite the input's own files (summary.json,
+/// config.toml). A folder inside such an input is never read back, so it is allowed.
+pub fn refuse_output_equal_to_input(input: &Path, output: &Path) -> Result<()> {
+    refuse_output_at_input(input, output, false)
+}
+
+fn refuse_output_at_input(input: &Path, output: &Path, inside_too: bool) -> Result<()> {
+    let real_input = resolved(input).with_context(|| format!("{}: cannot resolve", input.display()))?;
+    let real_output = resolved(output).with_context(|| format!("{}: cannot resolve", output.display()))?;
+    if !real_input.is_dir() {
+        return Ok(());
+    }
+    if real_output == real_input {
+        bail!(
+            "--output {} is --input {}: the run would write over its own inputs; choose another output folder",
+            output.display(),
+            input.display()
+        );
+    }
+    if inside_too && real_output.starts_with(&real_input) {
+        bail!(
+            "--output {} lies inside --input {}: the run would read its own outputs as inputs; choose an output folder outside the input",
+            output.display(),
+            input.display()
+        );
+    }
+    Ok(())
+}
+
+/// Refuses an input that holds nothing to work on (nothing, or only hidden entries): the chosen
+/// behaviour for an empty input is an error, before any output is written.
+fn refuse_empty_input(source: &ImageSource) -> Result<()> {
+    if source.inputs_hint() != Some(0) {
+        return Ok(());
+    }
+    let mut found = Vec::new();
+    if source.hidden() > 0 {
+        found.push(format!("{} hidden entries, not read", source.hidden()));
+    }
+    if source.ignored() > 0 {
+        found.push(format!("{} files that are not images", source.ignored()));
+    }
+    bail!(
+        "{}: no images found{}; check --input",
+        source.path().display(),
+        if found.is_empty() { " (it is empty)".to_owned() } else { format!(" ({})", found.join(", ")) }
+    )
 }
 
 /// Ends the process: the status of `result`, or 1 with the error chain on one line.
@@ -70,7 +165,8 @@ pub fn exit_with(name: &str, result: Result<i32>) -> ! {
     match result {
         Ok(code) => std::process::exit(code),
         Err(e) => {
-            eprintln!("{name}: error: {}", one_line(&e));
+            // One line whatever the error quotes (a file name with a newline or an ANSI escape).
+            eprintln!("{name}: error: {}", for_terminal(&one_line(&e)));
             std::process::exit(1);
         }
     }

@@ -56,8 +56,10 @@ impl Progress {
         }
     }
 
-    /// A message beside the bar, or a log line.
+    /// A message beside the bar, or a log line. Control characters (a file name's newline or ANSI
+    /// escape) are shown escaped, so a message is always one line and never drives the terminal.
     pub fn note(&self, message: &str) {
+        let message = crate::data::names::for_terminal(message);
         match &self.bar {
             Some(bar) => bar.println(format!("{}: {message}", self.label)),
             None => eprintln!("{}: {message}", self.label),

@@ -2,7 +2,7 @@
 //! `part_size` records; each part becomes `images-NNNNN.npy` plus `parts/manifest-NNNNN.jsonl`,
 //! both written atomically, the manifest last (it marks the part done). A re-run skips done parts;
 //! `--shard i/n` takes the parts p with p % n == i; the merge step joins the parts into
-//! `manifest.jsonl`, `labels.npy`, `classes.txt` and `summary.json`.
+//! `manifest.jsonl`, `labels.npy`, `classes.jsonl` and `summary.json`.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::ops::ControlFlow;
@@ -19,7 +19,8 @@ use super::manifest::{encode_manifest, read_manifest, ManifestRow, Status};
 use super::progress::Progress;
 use super::shard::ShardSpec;
 use crate::data::npy::{self, NpyRowWriter};
-use crate::data::source::{ImageSource, Record};
+use crate::data::packed;
+use crate::data::source::{ImageSource, Record, RecordData};
 use crate::fsutil;
 use crate::integrity::{self, FileRecord, FileRecords, IntegrityError};
 
@@ -55,8 +56,9 @@ pub trait PerImageStage: Sync {
     fn row_shape(&self) -> [u64; 3];
     fn max_file_bytes(&self) -> u64;
     fn process(&self, bytes: &[u8]) -> Result<Processed, Failure>;
-    /// Writes per-input extras beside the packed rows (PNG crops, say); runs on worker threads.
-    fn save_extra(&self, _source: &str, _processed: &Processed) -> Result<(), String> {
+    /// Writes per-input extras beside the packed rows (PNG crops, say), noting in `processed`'s
+    /// detail what it wrote; runs on worker threads.
+    fn save_extra(&self, _source: &str, _processed: &mut Processed) -> Result<(), String> {
         Ok(())
     }
     /// Stage-specific counts for summary.json.
@@ -129,7 +131,8 @@ fn part_manifest_name(part: u64) -> String {
 fn fingerprint_path(output: &Path) -> PathBuf {
     parts_dir(output).join("fingerprint")
 }
-const MERGED_FILES: &[&str] = &["manifest.jsonl", "labels.npy", "classes.txt", "summary.json"];
+// classes.txt: what the merge wrote before classes.jsonl; removed so no stale copy remains.
+const MERGED_FILES: &[&str] = &["manifest.jsonl", "labels.npy", "classes.jsonl", "classes.txt", "summary.json"];
 
 /// Parts whose manifest and images are both in place.
 fn done_parts(output: &Path) -> Result<BTreeSet<u64>> {
@@ -346,13 +349,14 @@ impl<'a, S: PerImageStage> Walk<'a, S> {
             batch
                 .par_iter()
                 .map(|record| {
-                    let bytes = record.load(max_bytes).map_err(Failure::error)?;
+                    let bytes = load_record(record, max_bytes)?;
                     // A bug that panics on one odd input must not end a run of a million.
                     let processed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| stage.process(&bytes)))
                         .unwrap_or_else(|panic| {
                             Err(Failure::error(format!("internal error: {}", panic_message(&panic))))
                         })?;
-                    stage.save_extra(&record.name, &processed).map_err(Failure::error)?;
+                    let mut processed = processed;
+                    stage.save_extra(&record.name, &mut processed).map_err(Failure::error)?;
                     Ok(processed)
                 })
                 .inspect(|_| progress.inc(1))
@@ -544,6 +548,14 @@ fn intact_done_parts(spec: &RunSpec, done: BTreeSet<u64>, progress: &Progress) -
         ));
     }
     intact
+
+/// A record's bytes, or why it has none: a skipped row for a record not read on purpose (a
+/// hidden file), a failed row for one that cannot be read.
+fn load_record(record: &Record, max_bytes: u64) -> Result<std::borrow::Cow<'_, [u8]>, Failure> {
+    if let RecordData::Skipped(reason) = &record.data {
+        return Err(Failure { status: Status::Skipped, reason: reason.clone(), detail: Map::new() });
+    }
+    record.load(max_bytes).map_err(Failure::error)
 }
 
 fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
@@ -738,7 +750,7 @@ fn join_parts(output: &Path, parts: u64, total: u64, row_shape: [u64; 3], stage:
     Ok(JoinedParts { rows, outputs: offset, image_files, files })
 }
 
-/// labels.npy's and classes.txt's bytes, and the classes. Classes are sorted by name (ImageNet's
+/// labels.npy's and classes.jsonl's bytes, and the classes. Classes are sorted by name (ImageNet's
 /// wnid order), over every input so that a class whose images all failed still keeps its number.
 fn encode_labels(joined: &JoinedParts) -> (Vec<u8>, Vec<u8>, Vec<String>) {
     let rows = &joined.rows;
@@ -751,8 +763,7 @@ fn encode_labels(joined: &JoinedParts) -> (Vec<u8>, Vec<u8>, Vec<String>) {
         labels.extend(std::iter::repeat_n(label, row.outputs as usize));
     }
     let labels_npy = npy::to_bytes(&[labels.len() as u64], &labels);
-    let classes_text: String = classes.iter().map(|c| format!("{c}\n")).collect();
-    (labels_npy, classes_text.into_bytes(), classes)
+    (labels_npy, packed::encode_classes(&classes), classes)
 }
 
 /// Writes every file under a temporary name first and renames them into place only once all are
@@ -783,7 +794,7 @@ struct MergedRun<'a> {
     row_shape: [u64; 3],
     first: &'a ShardReport,
     fingerprint: &'a str,
-    /// Every file's record: the images, labels.npy, classes.txt, manifest.jsonl.
+    /// Every file's record: the images, labels.npy, classes.jsonl, manifest.jsonl.
     files: &'a FileRecords,
 }
 
@@ -819,7 +830,7 @@ impl MergedRun<'_> {
                 "images": self.joined.image_files,
                 "row_shape": self.row_shape,
                 "labels": "labels.npy",
-                "classes": "classes.txt",
+                "classes": packed::CLASSES_FILE,
                 "num_classes": self.classes.len(),
                 "manifest": "manifest.jsonl",
             },
@@ -848,11 +859,11 @@ pub fn merge<S: PerImageStage>(stage: &S, output: &Path) -> Result<RunSummary> {
     every_part_done(output, parts)?;
     let row_shape = stage.row_shape();
     let joined = join_parts(output, parts, first.total_records, row_shape, S::NAME)?;
-    let (labels_npy, classes_txt, classes) = encode_labels(&joined);
+    let (labels_npy, classes_jsonl, classes) = encode_labels(&joined);
     let manifest = encode_manifest(&joined.rows);
     let mut files = joined.files.clone();
     files.insert("labels.npy".into(), FileRecord::of_bytes(&labels_npy).with_rows(joined.outputs));
-    files.insert("classes.txt".into(), FileRecord::of_bytes(&classes_txt));
+    files.insert(packed::CLASSES_FILE.into(), FileRecord::of_bytes(&classes_jsonl));
     files.insert("manifest.jsonl".into(), FileRecord::of_bytes(&manifest));
 
     let count = |s: Status| joined.rows.iter().filter(|r| r.status == s).count() as u64;
@@ -879,7 +890,7 @@ pub fn merge<S: PerImageStage>(stage: &S, output: &Path) -> Result<RunSummary> {
         output,
         &[
             ("labels.npy", &labels_npy),
-            ("classes.txt", &classes_txt),
+            (packed::CLASSES_FILE, &classes_jsonl),
             ("manifest.jsonl", &manifest),
             ("summary.json", &document),
         ],

@@ -208,7 +208,11 @@ impl ScaleSet {
             header.set_size(bytes.len() as u64);
             header.set_mode(0o644);
             header.set_cksum();
-            tar.append_data(&mut header, name, bytes).with_context(|| format!("{}: cannot write {name}", tmp.display()))
+            // The entry gets the name's own bytes back (names are kept as the source encodes them).
+            let raw = crate::data::names::decode_name(name).unwrap_or_else(|| name.as_bytes().to_vec());
+            let entry = Path::new(<std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(&raw));
+            tar.append_data(&mut header, entry, bytes)
+                .with_context(|| format!("{}: cannot write {name}", tmp.display()))
         };
         let wanted: std::collections::HashSet<&str> = self.records.iter().map(String::as_str).collect();
         let source = ImageSource::open(input).context("cannot open the evaluation photos")?;
