@@ -548,6 +548,7 @@ fn intact_done_parts(spec: &RunSpec, done: BTreeSet<u64>, progress: &Progress) -
         ));
     }
     intact
+}
 
 /// A record's bytes, or why it has none: a skipped row for a record not read on purpose (a
 /// hidden file), a failed row for one that cannot be read.
