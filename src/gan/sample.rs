@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 
 use tch::{nn, Device, Kind, Tensor};
 
-use super::models::{sample_z, Generator, Preset, Prior};
+use super::models::{Generator, Preset, Prior};
 
 #[derive(Debug, thiserror::Error)]
 pub enum SampleError {
@@ -107,8 +107,16 @@ impl TrainedGenerator {
 
 /// `n` draws of z from `prior`, the same for the same seed.
 pub fn seeded_z(prior: Prior, n: i64, z_dim: i64, seed: i64) -> Tensor {
-    tch::manual_seed(seed);
-    sample_z(prior, n, z_dim, Device::Cpu)
+    // The crate's own generator, not libtorch's global one: the same z on every platform, and no
+    // other thread that seeds or draws from the global generator can change it.
+    let mut rng = crate::rng::SplitMix::new(seed as u64);
+    let values: Vec<f32> = (0..n * z_dim)
+        .map(|_| match prior {
+            Prior::Uniform => rng.uniform(-1.0, 1.0) as f32,
+            Prior::Normal => rng.normal() as f32,
+        })
+        .collect();
+    Tensor::from_slice(&values).view([n, z_dim])
 }
 
 /// The paper's walk: for points p0..pR (the rows of `points`), row r goes from p(r) to p(r+1) in
