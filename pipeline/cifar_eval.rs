@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use clap::Parser;
 use dcgan_pipeline::config::load_or_print;
 use dcgan_pipeline::eval::protocol::{evaluate, table_1};
@@ -67,10 +67,12 @@ fn run(cli: Cli) -> Result<i32> {
         return Ok(0);
     };
     let (input, output) = (cli.input.expect("required"), cli.output.expect("required"));
+    // Before anything is read: a model, batch or feature matrix too big is refused with its estimate.
+    dcgan_pipeline::eval::footprint::check(&config.cifar_eval, config.run.max_memory_gb)?;
     if config.run.threads > 0 {
         tch::set_num_threads(config.run.threads as i32);
     }
-    std::fs::create_dir_all(&output)?;
+    std::fs::create_dir_all(&output).with_context(|| format!("--output {}: cannot create", output.display()))?;
     fsutil::write_atomic(&output.join("config.toml"), config.to_toml().as_bytes())?;
     if let Some(run) = &cli.snapshots {
         let table =

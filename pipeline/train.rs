@@ -7,6 +7,7 @@ use clap::Parser;
 use dcgan_pipeline::config::load_or_print;
 use dcgan_pipeline::data::{cifar::Split, open_labeled};
 use dcgan_pipeline::fsutil;
+use dcgan_pipeline::gan::footprint::check_training;
 use dcgan_pipeline::gan::trainer::{check_dataset, train, Gan, TrainConfig};
 use dcgan_pipeline::stage::cli::exit_with;
 use dcgan_pipeline::stage::preemption;
@@ -74,6 +75,8 @@ fn run(cli: Cli) -> Result<i32> {
     let Some(config) = load_or_print(cli.config.as_deref(), &cli.sets, cli.print_config)? else {
         return Ok(0);
     };
+    // Before anything is read or allocated: a model or batch too big is refused with its estimate.
+    check_training(&config.train, config.run.max_memory_gb)?;
     if let Some(steps) = cli.benchmark_steps {
         let rate = benchmark_steps(&config.train, steps)?;
         println!(
@@ -107,7 +110,7 @@ fn run(cli: Cli) -> Result<i32> {
     }
     let output = cli.output.expect("required");
     check_dataset(&config.train, &data, &input.display().to_string())?;
-    std::fs::create_dir_all(&output)?;
+    std::fs::create_dir_all(&output).with_context(|| format!("--output {}: cannot create", output.display()))?;
     fsutil::write_atomic(&output.join("config.toml"), config.to_toml().as_bytes())?;
     // A cluster's signal before it kills or requeues the job: checkpoint, then exit 75.
     preemption::install().context("cannot catch signals")?;

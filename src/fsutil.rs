@@ -64,11 +64,14 @@ impl Drop for AtomicFile {
     }
 }
 
-/// Writes `bytes` to `path` atomically.
+/// Writes `bytes` to `path` atomically; an error names `path` (a full disk, a folder in the way).
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
-    let mut file = AtomicFile::create(path)?;
-    file.write_all(bytes)?;
-    file.commit()
+    let write = || {
+        let mut file = AtomicFile::create(path)?;
+        file.write_all(bytes)?;
+        file.commit()
+    };
+    write().map_err(|e| io::Error::new(e.kind(), format!("{}: cannot write: {e}", path.display())))
 }
 
 /// Removes temporaries left in `dir` by an interrupted run; returns how many.

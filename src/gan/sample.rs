@@ -143,6 +143,27 @@ impl Default for PictureSpec {
     }
 }
 
+/// Refuses a sample count or grid too big for the memory available, before any image is made.
+fn check_memory(g: &TrainedGenerator, spec: &PictureSpec, scale: u32) -> anyhow::Result<()> {
+    let cell = (g.preset.image_size() * scale as i64 + 2) as f64;
+    let grid = |n: f64, cols: f64| (cols * cell + 2.0) * ((n / cols).ceil().max(1.0) * cell + 2.0);
+    let samples = spec.samples.max(1) as f64;
+    let walk = (spec.walk_rows.max(1) as f64) * (spec.walk_steps.max(2) as f64);
+    let budget = crate::memory::budget(0.0, None);
+    for (what, n, cols) in [
+        (format!("--samples {} --columns {}", spec.samples, spec.columns), samples, spec.columns.max(1) as f64),
+        (
+            format!("--walk-rows {} --walk-steps {}", spec.walk_rows, spec.walk_steps),
+            walk,
+            spec.walk_steps.max(2) as f64,
+        ),
+    ] {
+        let estimate = super::footprint::sampling_estimate(g.preset, g.z_dim(), g.width, n, grid(n, cols));
+        crate::memory::check(&what, &estimate, budget.as_ref(), "ask for fewer images")?;
+    }
+    Ok(())
+}
+
 /// Loads the generator at `generator` and writes `output`/samples.png (the grid), walk.png (the
 /// latent walk, one row per line in z) and summary.json (stage "sample": what was drawn from what;
 /// the report shows it next to the train stage). Returns the summary.
@@ -155,6 +176,7 @@ pub fn write_pictures(generator: &Path, output: &Path, spec: &PictureSpec) -> an
     std::fs::create_dir_all(output).with_context(|| format!("{}: cannot create", output.display()))?;
     // 32x32 images are shown twice their size: a grid of them is otherwise too small to judge.
     let scale = if g.preset.image_size() <= 32 { 2 } else { 1 };
+    check_memory(&g, spec, scale)?;
 
     let t = std::time::Instant::now();
     let z = seeded_z(spec.prior, spec.samples.max(1), g.z_dim(), spec.seed);
