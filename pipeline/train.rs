@@ -94,6 +94,10 @@ fn run(cli: Cli) -> Result<i32> {
         return export(&cli);
     }
     let input = cli.input.expect("required");
+    if let Some(output) = cli.output.as_ref().filter(|_| cli.export_images.is_none()) {
+        // Before the (maybe long) read of the input: an --output that cannot be a folder is named now.
+        std::fs::create_dir_all(output).with_context(|| format!("--output {}: cannot create", output.display()))?;
+    }
     let side = config.train.preset.image_size() as u32;
     let (data, rejected) = open_labeled(&input, Split::Train, side)?;
     for (name, reason) in rejected.iter().take(20) {
@@ -110,7 +114,6 @@ fn run(cli: Cli) -> Result<i32> {
     }
     let output = cli.output.expect("required");
     check_dataset(&config.train, &data, &input.display().to_string())?;
-    std::fs::create_dir_all(&output).with_context(|| format!("--output {}: cannot create", output.display()))?;
     fsutil::write_atomic(&output.join("config.toml"), config.to_toml().as_bytes())?;
     // A cluster's signal before it kills or requeues the job: checkpoint, then exit 75.
     preemption::install().context("cannot catch signals")?;

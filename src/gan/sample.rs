@@ -173,10 +173,10 @@ pub fn write_pictures(generator: &Path, output: &Path, spec: &PictureSpec) -> an
     let file = generator_file(generator);
     let g = TrainedGenerator::load(&file)?;
     let load_s = started.elapsed().as_secs_f64();
-    std::fs::create_dir_all(output).with_context(|| format!("{}: cannot create", output.display()))?;
     // 32x32 images are shown twice their size: a grid of them is otherwise too small to judge.
     let scale = if g.preset.image_size() <= 32 { 2 } else { 1 };
     check_memory(&g, spec, scale)?;
+    std::fs::create_dir_all(output).with_context(|| format!("{}: cannot create", output.display()))?;
 
     let t = std::time::Instant::now();
     let z = seeded_z(spec.prior, spec.samples.max(1), g.z_dim(), spec.seed);

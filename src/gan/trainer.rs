@@ -333,7 +333,7 @@ fn load_vars(vs: &mut nn::VarStore, path: &Path) -> Result<(), tch::TchError> {
 
 /// The first of G's and D's tensors (weights, BatchNorm statistics) holding a NaN or infinity,
 /// as "D's c3.bn.running_var"; one reduction per tensor and one read back.
-fn non_finite_parameter(gan: &Gan) -> Result<Option<String>> {
+pub fn non_finite_parameter(gan: &Gan) -> Result<Option<String>> {
     for (net, vars) in [("G", &gan.g_vars), ("D", &gan.d_vars)] {
         let mut named: Vec<(String, Tensor)> = vars.variables().into_iter().collect();
         named.sort_by(|a, b| a.0.cmp(&b.0));
@@ -393,6 +393,10 @@ fn write_losses(rows: &[LossRow], output: &Path) -> Result<()> {
         ));
     }
     fsutil::write_atomic(&output.join("losses.csv"), csv.as_bytes())?;
+    if rows.is_empty() {
+        // A checkpoint before the first loss row (train.checkpoint_every < train.log_every): no plot yet.
+        return Ok(());
+    }
     let pts = |f: fn(&LossRow) -> f64| rows.iter().map(|r| (r.step as f64, f(r))).collect::<Vec<_>>();
     let (ld, lg, dx, dgz) = (pts(|r| r.loss_d), pts(|r| r.loss_g), pts(|r| r.d_real), pts(|r| r.d_fake));
     Ok(write_line_plot(&loss_plot(&ld, &lg, &dx, &dgz), &output.join("losses.png"))?)
@@ -752,7 +756,7 @@ impl<'a> TrainingRun<'a> {
         write_losses(&self.rows, self.output)?;
         let kept =
             latest_checkpoint(self.output)?.map(|(d, _)| d.display().to_string()).unwrap_or_else(|| "none yet".into());
-        bail!("{what} (train.lr = {}); training stopped, the last good checkpoint is kept ({kept})", self.config.lr)
+        bail!("{what} (train.lr = {:e}); training stopped, the last good checkpoint is kept ({kept})", self.config.lr)
     }
 
     /// Out of time (train.max_minutes) or asked to stop by a signal: this step becomes the last
