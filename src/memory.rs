@@ -49,6 +49,19 @@ pub fn gib(bytes: f64) -> String {
     }
 }
 
+/// A count as 1.2k, 3.4M, 5.6G, 7.8T or 9.0e18.
+pub fn count(n: f64) -> String {
+    if n >= 1e15 {
+        return format!("{n:.1e}");
+    }
+    for (unit, scale) in [("T", 1e12), ("G", 1e9), ("M", 1e6), ("k", 1e3)] {
+        if n >= scale {
+            return format!("{:.1}{unit}", n / scale);
+        }
+    }
+    format!("{n:.0}")
+}
+
 /// MemAvailable of a /proc/meminfo text, in bytes.
 pub fn parse_mem_available(meminfo: &str) -> Option<f64> {
     let line = meminfo.lines().find(|l| l.starts_with("MemAvailable:"))?;
@@ -87,8 +100,8 @@ pub fn budget(max_memory_gb: f64, cuda: Option<usize>) -> Option<Budget> {
 /// Refuses `estimate` when it exceeds `budget` (no budget: nothing to check against).
 pub fn check(what: &str, estimate: &Estimate, budget: Option<&Budget>, hint: &str) -> Result<(), TooBig> {
     let Some(budget) = budget else { return Ok(()) };
-    // `!(a <= b)` so that an infinite or NaN estimate is refused too.
-    if !(estimate.bytes <= budget.bytes) {
+    // A NaN estimate is refused too (an infinite one is above any budget).
+    if estimate.bytes.is_nan() || estimate.bytes > budget.bytes {
         return Err(TooBig {
             what: what.to_owned(),
             bytes: estimate.bytes,
@@ -104,6 +117,11 @@ pub fn check(what: &str, estimate: &Estimate, budget: Option<&Budget>, hint: &st
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn counts_read_at_any_size() {
+        assert_eq!((count(2.5e9).as_str(), count(9e18).as_str(), count(512.0).as_str()), ("2.5G", "9.0e18", "512"));
+    }
 
     #[test]
     fn mem_available_is_read_in_bytes() {

@@ -231,7 +231,7 @@ impl FeatureExtractor {
         dtype: FeatureDtype,
     ) -> Result<(), FeatureError> {
         let limit = if dtype == FeatureDtype::Float16 { f32::from(half::f16::MAX) } else { f32::MAX };
-        let Some(i) = values.iter().position(|v| !(v.abs() <= limit)) else { return Ok(()) };
+        let Some(i) = values.iter().position(|v| v.is_nan() || v.abs() > limit) else { return Ok(()) };
         let why =
             if values[i].is_finite() { " (beyond float16: set cifar_eval.features_dtype = \"float32\")" } else { "" };
         Err(FeatureError::NonFiniteFeature {

@@ -3,8 +3,8 @@
 
 use super::matrix::FeatureDtype;
 use super::protocol::CifarEvalConfig;
-use crate::gan::footprint::{count, feature_count, Footprint};
-use crate::memory::{self, Estimate};
+use crate::gan::{feature_count, Footprint};
+use crate::memory::{self, count, Estimate};
 
 /// CIFAR-10's training and test images, the sizes assumed before the input is read.
 const CIFAR_TRAIN: f64 = 50_000.0;
@@ -51,8 +51,12 @@ pub fn check(config: &CifarEvalConfig, max_memory_gb: f64) -> anyhow::Result<()>
         config.preset,
         config.pooling
     );
-    let hint = "lower cifar_eval.width or cifar_eval.batch, use features_dtype float16 or limit_*_per_class, or set run.max_memory_gb";
-    Ok(memory::check(&what, &estimate(config), memory::budget(max_memory_gb, None).as_ref(), hint)?)
+    let half =
+        if config.features_dtype == FeatureDtype::Float32 { "cifar_eval.features_dtype = \"float16\", " } else { "" };
+    let hint = format!(
+        "lower cifar_eval.width or cifar_eval.batch, use {half}cifar_eval.limit_*_per_class, or set run.max_memory_gb"
+    );
+    Ok(memory::check(&what, &estimate(config), memory::budget(max_memory_gb, None).as_ref(), &hint)?)
 }
 
 #[cfg(test)]

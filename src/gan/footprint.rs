@@ -8,7 +8,7 @@
 
 use super::models::{Pooling, Preset};
 use super::trainer::TrainConfig;
-use crate::memory::{self, Estimate};
+use crate::memory::{self, count, Estimate};
 
 /// One conv or transposed conv layer: channels in and out, kernel side, output side, and
 /// whether a BatchNorm follows (then there is no bias).
@@ -191,19 +191,6 @@ pub fn sampling_estimate(preset: Preset, z_dim: i64, width: i64, images: f64, gr
     }
 }
 
-/// A count as 1.2k, 3.4M, 5.6G, 7.8T or 9.0e18.
-pub fn count(n: f64) -> String {
-    if n >= 1e15 {
-        return format!("{n:.1e}");
-    }
-    for (unit, scale) in [("T", 1e12), ("G", 1e9), ("M", 1e6), ("k", 1e3)] {
-        if n >= scale {
-            return format!("{:.1}{unit}", n / scale);
-        }
-    }
-    format!("{n:.0}")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -242,6 +229,5 @@ mod tests {
         assert!(paper.bytes < 2.0 * crate::memory::GIB, "{paper:?}");
         let hostile = training_estimate(Preset::Imagenet32, 256, 100_000, 128);
         assert!(hostile.bytes > 1e13 && hostile.bytes.is_finite(), "{hostile:?}");
-        assert!(count(2.5e9) == "2.5G" && count(9e18) == "9.0e18" && count(512.0) == "512");
     }
 }

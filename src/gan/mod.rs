@@ -10,7 +10,7 @@ pub mod sample;
 pub mod trainer;
 
 pub use checkpoints::{list_snapshots, CheckpointState};
-pub use footprint::Footprint;
+pub use footprint::{feature_count, Footprint};
 pub use models::{Discriminator, FeaturePoint, Generator, Pooling, Preset, Prior};
 pub use sample::{seeded_z, TrainedGenerator};
 pub use trainer::{train, Gan, TrainConfig};
