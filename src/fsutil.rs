@@ -64,14 +64,11 @@ impl Drop for AtomicFile {
     }
 }
 
-/// Writes `bytes` to `path` atomically; an error names `path` (a full disk, a folder in the way).
+/// Writes `bytes` to `path` atomically.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
-    let write = || {
-        let mut file = AtomicFile::create(path)?;
-        file.write_all(bytes)?;
-        file.commit()
-    };
-    write().map_err(|e| io::Error::new(e.kind(), format!("{}: cannot write: {e}", path.display())))
+    let mut file = AtomicFile::create(path)?;
+    file.write_all(bytes)?;
+    file.commit()
 }
 
 /// Removes temporaries left in `dir` by an interrupted run; returns how many.

@@ -392,7 +392,8 @@ fn write_losses(rows: &[LossRow], output: &Path) -> Result<()> {
             r.step, r.epoch, r.loss_d, r.loss_g, r.d_real, r.d_fake, r.images_per_s
         ));
     }
-    fsutil::write_atomic(&output.join("losses.csv"), csv.as_bytes())?;
+    fsutil::write_atomic(&output.join("losses.csv"), csv.as_bytes())
+        .with_context(|| format!("{}: cannot write", output.join("losses.csv").display()))?;
     if rows.is_empty() {
         // A checkpoint before the first loss row (train.checkpoint_every < train.log_every): no plot yet.
         return Ok(());
