@@ -150,6 +150,25 @@ fn set_errors_name_their_key() {
 }
 
 #[test]
+fn run_settings_beyond_their_bounds_are_refused_by_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let (input, out) = (dir.path().join("in"), dir.path().join("out"));
+    std::fs::create_dir(&input).unwrap();
+    let io = ["-i", input.to_str().unwrap(), "-o", out.to_str().unwrap()];
+    // run.batch is allocated up front (this one aborted in the allocator); every thread is spawned
+    // at start (this many hung).
+    for (set, key) in
+        [("run.batch=1000000000000", "run.batch = 1000000000000"), ("run.threads=100000", "run.threads = 100000")]
+    {
+        for bin in [env!("CARGO_BIN_EXE_crop"), env!("CARGO_BIN_EXE_faces"), TRAIN] {
+            let mut args = io.to_vec();
+            args.extend(set_args(&[set]));
+            assert_refused(&run(bin, &args), &[key]);
+        }
+    }
+}
+
+#[test]
 fn an_output_that_is_a_file_is_named() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("a-file");
