@@ -301,3 +301,52 @@ fn cifar_eval_refuses_non_finite_weights_and_features() {
         &[&inf_file, "feature", "no SVM is fitted"],
     );
 }
+
+#[test]
+fn cifar_eval_protocol_settings_at_their_extremes_end_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("cifar");
+    class_folders(&data, "train", 6, 0);
+    class_folders(&data, "test", 2, 100_000);
+    const HUGE: &str = "9223372036854775807";
+    for set in [
+        format!("cifar_eval.validation={HUGE}"),
+        format!("cifar_eval.per_class={HUGE}"),
+        format!("cifar_eval.holdout_test={HUGE}"),
+        format!("cifar_eval.batch_norm_images={HUGE}"),
+        format!("cifar_eval.limit_train_per_class={HUGE}"),
+        "cifar_eval.validation=0".into(),
+        "cifar_eval.draws=0".into(),
+    ] {
+        let out = dir.path().join("out");
+        let mut args = vec!["-i", data.to_str().unwrap(), "-o", out.to_str().unwrap(), "-d", "random"];
+        let base =
+            ["cifar_eval.width=8", "cifar_eval.device=\"cpu\"", "cifar_eval.validation=20", "cifar_eval.per_class=2"];
+        args.extend(set_args(&base));
+        args.extend(set_args(&[set.as_str()]));
+        let result = run(CIFAR_EVAL, &args);
+        let stderr = String::from_utf8_lossy(&result.stderr).into_owned();
+        assert!(!stderr.contains("panicked at"), "{set}: {stderr}");
+        match result.status.code() {
+            Some(0) => {}
+            Some(1) => {
+                let errors: Vec<&str> = stderr.lines().filter(|l| l.starts_with("cifar-eval: error: ")).collect();
+                assert_eq!(errors.len(), 1, "{set}: one error line: {stderr}");
+            }
+            other => panic!("{set}: exit {other:?}: {stderr}"),
+        }
+    }
+    // The solver's parameters are refused at load, by key, before any image is read.
+    for (set, key) in [
+        ("cifar_eval.tol=-1", "cifar_eval.tol = -1"),
+        ("cifar_eval.max_passes=0", "cifar_eval.max_passes = 0"),
+        ("cifar_eval.bias=-1", "cifar_eval.bias = -1"),
+    ] {
+        let args = ["-i", "no-such-input", "-o", "no-such-output", "--set", set];
+        assert_refused(&run(CIFAR_EVAL, &args), &[key]);
+    }
+    // A limit beyond the data takes it all: not counted as 1.8e19 images.
+    let limit = format!("cifar_eval.limit_train_per_class={HUGE}");
+    let config = Config::load(None, &[limit]).unwrap();
+    dcgan_pipeline::eval::footprint::check(&config.cifar_eval, 24.0).unwrap();
+}

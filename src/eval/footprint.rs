@@ -16,7 +16,8 @@ const CIFAR_TEST: f64 = 10_000.0;
 pub fn estimate(config: &CifarEvalConfig) -> Estimate {
     let width = config.width();
     let f = Footprint::of(config.preset, config.preset.default_z_dim(), width);
-    let per_class = |limit: usize, all: f64| if limit > 0 { (10 * limit) as f64 } else { all };
+    // A limit above CIFAR-10's size takes them all.
+    let per_class = |limit: usize, all: f64| if limit > 0 { (10.0 * limit as f64).min(all) } else { all };
     let images = (per_class(config.limit_train_per_class, CIFAR_TRAIN)
         + per_class(config.limit_test_per_class, CIFAR_TEST))
         * if config.flips { 2.0 } else { 1.0 };

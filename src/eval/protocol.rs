@@ -107,6 +107,13 @@ impl CifarEvalConfig {
         if self.batch == 0 {
             return Err("cifar_eval.batch must be at least 1".into());
         }
+        // The solver's own checks come only after the features are extracted: refuse at load.
+        if self.tol <= 0.0 || self.max_passes == 0 || self.bias < 0.0 {
+            return Err(format!(
+                "cifar_eval.tol = {} must be > 0, cifar_eval.max_passes = {} at least 1, cifar_eval.bias = {} >= 0",
+                self.tol, self.max_passes, self.bias
+            ));
+        }
         if !matches!(self.batch_norm.as_str(), "recompute" | "checkpoint") {
             return Err(format!("cifar_eval.batch_norm = {:?}: expected recompute or checkpoint", self.batch_norm));
         }

@@ -657,7 +657,7 @@ impl<'a> TrainingRun<'a> {
         let rows = read_losses(&output.join("losses.csv"), start_step)?;
         let n = if config.limit_images > 0 { data.len().min(config.limit_images) } else { data.len() };
         let steps_per_epoch = (n as i64 / config.batch) as u64;
-        let mut total_steps = config.epochs * steps_per_epoch;
+        let mut total_steps = config.epochs.saturating_mul(steps_per_epoch);
         if config.max_steps > 0 {
             total_steps = total_steps.min(config.max_steps);
         }
