@@ -54,6 +54,7 @@ fn sizes_too_big_for_the_machine_are_refused_with_the_estimate_before_any_work()
         (TRAIN, "train.batch=100000000", "train.batch = 100000000"),
         (CIFAR_EVAL, "cifar_eval.width=100000", "cifar_eval.width = 100000"),
         (CIFAR_EVAL, "cifar_eval.width=1000", "cifar_eval.width = 1000"),
+        (env!("CARGO_BIN_EXE_dedupe"), "dedupe.ae_batch=1000000000000", "dedupe.ae_batch = 1000000000000"),
     ] {
         let limit = if set.ends_with("=100000") { "run.max_memory_gb=0" } else { "run.max_memory_gb=24" };
         let mut args = io.to_vec();
