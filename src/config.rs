@@ -24,8 +24,8 @@ pub enum ConfigError {
     BadSet(String),
     #[error("--set {key}: {why}")]
     BadKey { key: String, why: String },
-    #[error("{key} = {value}: not a finite number (no setting takes NaN or infinity)")]
-    NotFinite { key: String, value: f64 },
+    #[error("{key} = {value} ({origin}): not a finite number (no setting takes NaN or infinity)")]
+    NotFinite { key: String, value: f64, origin: String },
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -105,7 +105,9 @@ fn apply_set(table: &mut toml::Table, assignment: &str) -> Result<(), ConfigErro
 fn refuse_non_finite(table: &toml::Table, prefix: &str) -> Result<(), ConfigError> {
     fn check(value: &toml::Value, key: &str) -> Result<(), ConfigError> {
         match value {
-            toml::Value::Float(f) if !f.is_finite() => Err(ConfigError::NotFinite { key: key.to_owned(), value: *f }),
+            toml::Value::Float(f) if !f.is_finite() => {
+                Err(ConfigError::NotFinite { key: key.to_owned(), value: *f, origin: String::new() })
+            }
             toml::Value::Table(t) => refuse_non_finite(t, key),
             toml::Value::Array(items) => {
                 items.iter().enumerate().try_for_each(|(i, v)| check(v, &format!("{key}[{i}]")))
@@ -164,7 +166,20 @@ impl Config {
         if !sets.is_empty() {
             origin = format!("{origin} with --set");
         }
-        refuse_non_finite(&table, "")?;
+        refuse_non_finite(&table, "").map_err(|e| match e {
+            // Which layer gave it: the last --set of that key, else the file.
+            ConfigError::NotFinite { key, value, .. } => {
+                let table_key = key.split('[').next().unwrap_or(&key);
+                let given = sets.iter().rev().find(|s| s.split_once('=').is_some_and(|(k, _)| k.trim() == table_key));
+                let origin = match (given, file) {
+                    (Some(assignment), _) => format!("--set {}", assignment.trim()),
+                    (None, Some(path)) => path.display().to_string(),
+                    (None, None) => "embedded default config".into(),
+                };
+                ConfigError::NotFinite { key, value, origin }
+            }
+            other => other,
+        })?;
         let config = deserialise(table, &origin, sets)?;
         config.validate()?;
         Ok(config)
@@ -286,6 +301,13 @@ mod tests {
             assert!(err.starts_with(&format!("{key} = ")) && err.contains("not a finite number"), "{set}: {err}");
         }
         assert!(Config::load(None, &["train.lr=0.001".into()]).is_ok());
+        let err = Config::load(None, &["train.lr=nan".into()]).unwrap_err().to_string();
+        assert!(err.contains("(--set train.lr=nan)"), "{err}");
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("c.toml");
+        std::fs::write(&file, "[train]\nbeta2 = inf\n").unwrap();
+        let err = Config::load(Some(&file), &[]).unwrap_err().to_string();
+        assert!(err.starts_with("train.beta2 = inf (") && err.contains("c.toml)"), "{err}");
     }
 
     #[test]
