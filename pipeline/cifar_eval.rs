@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use clap::Parser;
 use dcgan_pipeline::config::load_or_print;
 use dcgan_pipeline::eval::protocol::{evaluate, table_1};
@@ -68,11 +68,14 @@ fn run(cli: Cli) -> Result<i32> {
     };
     let (input, output) = (cli.input.expect("required"), cli.output.expect("required"));
     refuse_output_equal_to_input(&input, &output)?;
+    // Before anything is read: a model, batch or feature matrix too big is refused with its estimate.
+    dcgan_pipeline::eval::footprint::check(&config.cifar_eval, config.run.max_memory_gb)?;
     if config.run.threads > 0 {
         tch::set_num_threads(config.run.threads as i32);
     }
-    std::fs::create_dir_all(&output)?;
-    fsutil::write_atomic(&output.join("config.toml"), config.to_toml().as_bytes())?;
+    std::fs::create_dir_all(&output).with_context(|| format!("--output {}: cannot create", output.display()))?;
+    fsutil::write_atomic(&output.join("config.toml"), config.to_toml().as_bytes())
+        .with_context(|| format!("{}: cannot write", output.join("config.toml").display()))?;
     if let Some(run) = &cli.snapshots {
         let table =
             score_snapshots(&config.cifar_eval, &input, run, &output, config.run.threads, config.run.log_every_s)?;
@@ -98,7 +101,8 @@ fn run(cli: Cli) -> Result<i32> {
         "config": config,
         "versions": dcgan_pipeline::versions(),
     });
-    fsutil::write_atomic(&output.join("summary.json"), &serde_json::to_vec_pretty(&summary)?)?;
+    fsutil::write_atomic(&output.join("summary.json"), &serde_json::to_vec_pretty(&summary)?)
+        .with_context(|| format!("{}: cannot write", output.join("summary.json").display()))?;
     println!("{}", table_1(&report));
     if report.rejected_images.count > 0 {
         eprintln!(

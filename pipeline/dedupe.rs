@@ -106,6 +106,8 @@ fn run(cli: Cli) -> Result<i32> {
         return Ok(0);
     };
     let output = args.output.clone().expect("clap requires --output");
+    // Before any image is read: an autoencoder batch too big is refused with its estimate.
+    config.dedupe.check_memory(config.run.max_memory_gb)?;
     if cli.eval {
         let input = args.input.as_deref().context("--eval needs --input (a folder of photos)")?;
         refuse_output_in_input(input, &output)?;

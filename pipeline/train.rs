@@ -8,6 +8,7 @@ use dcgan_pipeline::config::load_or_print;
 use dcgan_pipeline::data::names::for_terminal;
 use dcgan_pipeline::data::{cifar::Split, open_labeled};
 use dcgan_pipeline::fsutil;
+use dcgan_pipeline::gan::footprint::check_training;
 use dcgan_pipeline::gan::trainer::{check_dataset, train, Gan, TrainConfig};
 use dcgan_pipeline::stage::cli::{exit_with, refuse_output_equal_to_input};
 use dcgan_pipeline::stage::preemption;
@@ -75,6 +76,8 @@ fn run(cli: Cli) -> Result<i32> {
     let Some(config) = load_or_print(cli.config.as_deref(), &cli.sets, cli.print_config)? else {
         return Ok(0);
     };
+    // Before anything is read or allocated: a model or batch too big is refused with its estimate.
+    check_training(&config.train, config.run.max_memory_gb)?;
     if let Some(steps) = cli.benchmark_steps {
         let rate = benchmark_steps(&config.train, steps)?;
         println!(
@@ -95,6 +98,10 @@ fn run(cli: Cli) -> Result<i32> {
     if let Some(output) = &cli.output {
         refuse_output_equal_to_input(&input, output)?;
     }
+    if let Some(output) = cli.output.as_ref().filter(|_| cli.export_images.is_none()) {
+        // Before the (maybe long) read of the input: an --output that cannot be a folder is named now.
+        std::fs::create_dir_all(output).with_context(|| format!("--output {}: cannot create", output.display()))?;
+    }
     let side = config.train.preset.image_size() as u32;
     let (data, rejected) = open_labeled(&input, Split::Train, side)?;
     for (name, reason) in rejected.iter().take(20) {
@@ -111,8 +118,8 @@ fn run(cli: Cli) -> Result<i32> {
     }
     let output = cli.output.expect("required");
     check_dataset(&config.train, &data, &input.display().to_string())?;
-    std::fs::create_dir_all(&output)?;
-    fsutil::write_atomic(&output.join("config.toml"), config.to_toml().as_bytes())?;
+    fsutil::write_atomic(&output.join("config.toml"), config.to_toml().as_bytes())
+        .with_context(|| format!("{}: cannot write", output.join("config.toml").display()))?;
     // A cluster's signal before it kills or requeues the job: checkpoint, then exit 75.
     preemption::install().context("cannot catch signals")?;
     let report = train(&config.train, &data, &output, cli.force, config.run.log_every_s)?;
@@ -125,7 +132,8 @@ fn run(cli: Cli) -> Result<i32> {
         "config": config,
         "versions": dcgan_pipeline::versions(),
     });
-    fsutil::write_atomic(&output.join("summary.json"), &serde_json::to_vec_pretty(&summary)?)?;
+    fsutil::write_atomic(&output.join("summary.json"), &serde_json::to_vec_pretty(&summary)?)
+        .with_context(|| format!("{}: cannot write", output.join("summary.json").display()))?;
     eprintln!(
         "train: steps {}..{} on {} images ({}), {:.1} s, {} -> {}",
         report.start_step,

@@ -24,6 +24,8 @@ pub enum ConfigError {
     BadSet(String),
     #[error("--set {key}: {why}")]
     BadKey { key: String, why: String },
+    #[error("{key} = {value} ({origin}): not a finite number (no setting takes NaN or infinity)")]
+    NotFinite { key: String, value: f64, origin: String },
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -98,6 +100,44 @@ fn apply_set(table: &mut toml::Table, assignment: &str) -> Result<(), ConfigErro
     Ok(())
 }
 
+/// Refuses NaN and infinity anywhere in `table` (TOML has both; no setting means anything by
+/// them, and `train.lr = nan` used to train into NaN losses), naming the key.
+fn refuse_non_finite(table: &toml::Table, prefix: &str) -> Result<(), ConfigError> {
+    fn check(value: &toml::Value, key: &str) -> Result<(), ConfigError> {
+        match value {
+            toml::Value::Float(f) if !f.is_finite() => {
+                Err(ConfigError::NotFinite { key: key.to_owned(), value: *f, origin: String::new() })
+            }
+            toml::Value::Table(t) => refuse_non_finite(t, key),
+            toml::Value::Array(items) => {
+                items.iter().enumerate().try_for_each(|(i, v)| check(v, &format!("{key}[{i}]")))
+            }
+            _ => Ok(()),
+        }
+    }
+    table.iter().try_for_each(|(k, v)| check(v, &if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") }))
+}
+
+/// The key a deserialisation error is about: toml writes it on a last line "in `table.key`".
+fn error_key(error: &toml::de::Error) -> Option<String> {
+    let text = error.to_string();
+    text.lines().rev().find_map(|l| l.strip_prefix("in `")?.strip_suffix('`').map(str::to_owned))
+}
+
+/// Deserialises the merged table; a value of the wrong type or an unknown word is named by its
+/// key, and by its `--set` when one of `sets` gave it.
+fn deserialise(table: toml::Table, origin: &str, sets: &[String]) -> Result<Config, ConfigError> {
+    toml::Value::Table(table).try_into().map_err(|e: toml::de::Error| {
+        let message = e.message().to_owned();
+        let Some(key) = error_key(&e) else { return ConfigError::Parse { origin: origin.to_owned(), message } };
+        let given = sets.iter().rev().find(|s| s.split_once('=').is_some_and(|(k, _)| k.trim() == key));
+        match given {
+            Some(assignment) => ConfigError::BadKey { key: assignment.trim().to_owned(), why: message },
+            None => ConfigError::Parse { origin: origin.to_owned(), message: format!("{key}: {message}") },
+        }
+    })
+}
+
 /// Loads the effective configuration (embedded default, --config, --set); with --print-config,
 /// prints it and returns None: the binary is done.
 pub fn load_or_print(file: Option<&Path>, sets: &[String], print: bool) -> Result<Option<Config>, ConfigError> {
@@ -122,11 +162,25 @@ impl Config {
         }
         for assignment in sets {
             apply_set(&mut table, assignment)?;
+        }
+        if !sets.is_empty() {
             origin = format!("{origin} with --set");
         }
-        let config: Config = toml::Value::Table(table)
-            .try_into()
-            .map_err(|e: toml::de::Error| ConfigError::Parse { origin, message: e.message().to_owned() })?;
+        refuse_non_finite(&table, "").map_err(|e| match e {
+            // Which layer gave it: the last --set of that key, else the file.
+            ConfigError::NotFinite { key, value, .. } => {
+                let table_key = key.split('[').next().unwrap_or(&key);
+                let given = sets.iter().rev().find(|s| s.split_once('=').is_some_and(|(k, _)| k.trim() == table_key));
+                let origin = match (given, file) {
+                    (Some(assignment), _) => format!("--set {}", assignment.trim()),
+                    (None, Some(path)) => path.display().to_string(),
+                    (None, None) => "embedded default config".into(),
+                };
+                ConfigError::NotFinite { key, value, origin }
+            }
+            other => other,
+        })?;
+        let config = deserialise(table, &origin, sets)?;
         config.validate()?;
         Ok(config)
     }
@@ -208,6 +262,52 @@ mod tests {
         std::fs::write(&file, "[crop]\ncolour = 1\n").unwrap();
         let err = Config::load(Some(&file), &[]).unwrap_err().to_string();
         assert!(err.contains("colour") && err.contains("c.toml"), "{err}");
+    }
+
+    #[test]
+    fn a_set_of_the_wrong_type_or_word_names_its_key() {
+        for (set, key) in [
+            ("crop.size=abc", "crop.size=abc"),
+            ("faces.align=\"foo\"", "faces.align"),
+            ("train.channels_last=\"sideways\"", "train.channels_last"),
+            ("train.preset=\"dcgan128\"", "train.preset"),
+            ("cifar_eval.c_grid=[\"a\"]", "cifar_eval.c_grid"),
+        ] {
+            let err = Config::load(None, &[set.into()]).unwrap_err().to_string();
+            assert!(err.starts_with("--set ") && err.contains(key), "{set}: {err}");
+            assert!(!err.contains('\n'), "one line: {err}");
+        }
+        // From a file: the key with the file's name.
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("c.toml");
+        std::fs::write(&file, "[faces]\nalign = \"foo\"\n").unwrap();
+        let err = Config::load(Some(&file), &[]).unwrap_err().to_string();
+        assert!(err.contains("c.toml") && err.contains("faces.align") && err.contains("foo"), "{err}");
+    }
+
+    #[test]
+    fn nan_and_infinity_are_refused_under_their_key() {
+        for (set, key) in [
+            ("train.lr=nan", "train.lr"),
+            ("train.lr=inf", "train.lr"),
+            ("train.beta1=-inf", "train.beta1"),
+            ("faces.margin=nan", "faces.margin"),
+            ("dedupe.ae_lr=inf", "dedupe.ae_lr"),
+            ("cifar_eval.tol=nan", "cifar_eval.tol"),
+            ("cifar_eval.c_grid=[0.1, nan]", "cifar_eval.c_grid[1]"),
+            ("run.log_every_s=inf", "run.log_every_s"),
+        ] {
+            let err = Config::load(None, &[set.into()]).unwrap_err().to_string();
+            assert!(err.starts_with(&format!("{key} = ")) && err.contains("not a finite number"), "{set}: {err}");
+        }
+        assert!(Config::load(None, &["train.lr=0.001".into()]).is_ok());
+        let err = Config::load(None, &["train.lr=nan".into()]).unwrap_err().to_string();
+        assert!(err.contains("(--set train.lr=nan)"), "{err}");
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("c.toml");
+        std::fs::write(&file, "[train]\nbeta2 = inf\n").unwrap();
+        let err = Config::load(Some(&file), &[]).unwrap_err().to_string();
+        assert!(err.starts_with("train.beta2 = inf (") && err.contains("c.toml)"), "{err}");
     }
 
     #[test]

@@ -190,4 +190,31 @@ impl DedupeConfig {
         }
         DeviceName::parse(&self.device).map(|_| ()).map_err(|e| format!("dedupe.device: {e}"))
     }
+
+    /// Refuses an autoencoder batch too big for the budget ([`crate::memory`]) before any work:
+    /// the autoencoder's values four times (value, gradient, Adam's moments) and per image of
+    /// `ae_batch` its 3,072 inputs eight times (the input, its noise, the reconstruction, their
+    /// gradients), float32, plus 0.5 GiB. `dedupe.ae_batch = 1e12` used to panic in libtorch after
+    /// the crops were made.
+    pub fn check_memory(&self, max_memory_gb: f64) -> anyhow::Result<()> {
+        use crate::memory::{budget, check, count, Estimate};
+        let input = autoencoder::INPUT_DIM as f64;
+        let values = 2.0 * input * hash::CODE_BITS as f64 + input + 2.0 * hash::CODE_BITS as f64;
+        let per_image = 8.0 * input;
+        let estimate = Estimate {
+            bytes: 4.0 * (4.0 * values + self.ae_batch as f64 * per_image) + 512.0 * 1048576.0,
+            formula: format!(
+                "{} parameters x 16 B + batch {} x {} values x 4 B + 0.5 GiB",
+                count(values),
+                self.ae_batch,
+                count(per_image)
+            ),
+        };
+        let cuda = match parse_device(&self.device).map_err(anyhow::Error::msg)? {
+            tch::Device::Cuda(i) => Some(i),
+            _ => None,
+        };
+        let what = format!("dedupe.ae_batch = {}", self.ae_batch);
+        Ok(check(&what, &estimate, budget(max_memory_gb, cuda).as_ref(), "lower dedupe.ae_batch")?)
+    }
 }

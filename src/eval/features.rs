@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 
 use tch::{nn, Device, Kind, Tensor};
 
-use super::matrix::{FeatureDtype, FeatureMatrix};
+use super::matrix::{FeatureDtype, FeatureMatrix, FeatureRows};
 use crate::data::LabeledImages;
 use crate::gan::{Discriminator, FeaturePoint, Pooling, Preset};
 use crate::torchutil::input::to_network_input;
@@ -28,6 +28,10 @@ pub enum FeatureError {
     WrongImageSize { height: u32, width: u32, preset: Preset, size: i64 },
     #[error("no images to extract features from")]
     NoImages,
+    #[error("{path}: {name} holds NaN or infinity: not a usable discriminator (training diverged?)")]
+    NonFiniteWeights { path: PathBuf, name: String },
+    #[error("{model}: feature {feature} of image {image} is {value}{why}; no SVM is fitted on it")]
+    NonFiniteFeature { model: String, image: usize, feature: usize, value: f32, why: &'static str },
 }
 
 /// A discriminator ready to hand out features.
@@ -35,6 +39,8 @@ pub struct FeatureExtractor {
     vars: nn::VarStore,
     d: Discriminator,
     pub device: Device,
+    /// Where D came from, for errors: its file, or "a random discriminator".
+    model: String,
 }
 
 impl FeatureExtractor {
@@ -44,7 +50,7 @@ impl FeatureExtractor {
         tch::manual_seed(seed);
         let vars = nn::VarStore::new(device);
         let d = Discriminator::new(&vars.root(), preset, width);
-        Self { vars, d, device }
+        Self { vars, d, device, model: format!("a random {preset} discriminator") }
     }
 
     /// Loads D's weights (and BatchNorm statistics) from a safetensors checkpoint written by
@@ -58,7 +64,8 @@ impl FeatureExtractor {
         crate::integrity::verify_model_noting(path)?;
         let stored: HashMap<String, Tensor> =
             Tensor::read_safetensors(path).map_err(|e| unreadable(e.to_string()))?.into_iter().collect();
-        let extractor = Self::random(preset, width, 0, device);
+        let mut extractor = Self::random(preset, width, 0, device);
+        extractor.model = path.display().to_string();
         let wrong = |why: String| FeatureError::WrongModel { path: path.to_owned(), preset, width, why };
         let mut variables: Vec<(String, Tensor)> = extractor.vars.variables().into_iter().collect();
         variables.sort_by(|a, b| a.0.cmp(&b.0));
@@ -75,6 +82,9 @@ impl FeatureExtractor {
                 let value = &stored[&name];
                 if value.size() != var.size() {
                     return Err(wrong(format!("{name} has shape {:?}, expected {:?}", value.size(), var.size())));
+                }
+                if !bool::try_from(value.isfinite().all()).unwrap_or(false) {
+                    return Err(FeatureError::NonFiniteWeights { path: path.to_owned(), name });
                 }
                 var.copy_(&value.to_kind(var.kind()));
             }
@@ -193,7 +203,7 @@ impl FeatureExtractor {
         let mut out: Vec<FeatureMatrix> =
             specs.iter().map(|s| FeatureMatrix::zeros(n, self.feature_count_with(s.pooling), dtype)).collect();
         let need = |flipped: bool| specs.iter().any(|s| s.flipped == flipped);
-        tch::no_grad(|| {
+        tch::no_grad(|| -> Result<(), FeatureError> {
             for start in (0..n).step_by(batch) {
                 let end = (start + batch).min(n);
                 let x = self.batch(images, start..end);
@@ -204,13 +214,37 @@ impl FeatureExtractor {
                             .to_device(Device::Cpu)
                             .contiguous();
                         let values: Vec<f32> = Vec::<f32>::try_from(features.view([-1])).expect("float features");
+                        self.check_finite(&values, start, matrix.n_cols(), dtype)?;
                         matrix.set_rows(start, &values);
                     }
                 }
                 progress(end, n);
             }
-        });
+            Ok(())
+        })?;
         Ok(out)
+    }
+
+    /// Refuses a NaN or infinite feature, or one too large for float16 (it would be stored as
+    /// infinity): the SVM would fit garbage (a D full of NaN once scored "10.0%").
+    fn check_finite(
+        &self,
+        values: &[f32],
+        first_image: usize,
+        cols: usize,
+        dtype: FeatureDtype,
+    ) -> Result<(), FeatureError> {
+        let limit = if dtype == FeatureDtype::Float16 { f32::from(half::f16::MAX) } else { f32::MAX };
+        let Some(i) = values.iter().position(|v| v.is_nan() || v.abs() > limit) else { return Ok(()) };
+        let why =
+            if values[i].is_finite() { " (beyond float16: set cifar_eval.features_dtype = \"float32\")" } else { "" };
+        Err(FeatureError::NonFiniteFeature {
+            model: self.model.clone(),
+            image: first_image + i / cols.max(1),
+            feature: i % cols.max(1),
+            value: values[i],
+            why,
+        })
     }
 
     /// Feature width with `pooling`.

@@ -3,6 +3,7 @@
 //!
 //! - [`matrix`]: feature matrices in float32 or float16, standardisation, `.npy`.
 //! - [`svm`]: the one-vs-rest L2-SVM, dual coordinate descent, behind linfa's `Fit`/`Predict`.
+//! - [`footprint`]: the memory a run needs, estimated from its settings before it starts.
 //! - [`features`]: loading D, BatchNorm population statistics, the pooled features.
 //! - [`c_search`]: choosing C on a validation split (the grid, its refinement), for every caller.
 //! - [`protocol`]: splits, the C grid, the refit, the 400-per-class draws, metrics.json.
@@ -13,6 +14,7 @@ pub mod c_search;
 pub mod crosscheck;
 pub mod digits;
 pub mod features;
+pub mod footprint;
 pub mod kernels;
 pub mod matrix;
 pub mod metrics;

@@ -107,6 +107,13 @@ impl CifarEvalConfig {
         if self.batch == 0 {
             return Err("cifar_eval.batch must be at least 1".into());
         }
+        // The solver's own checks come only after the features are extracted: refuse at load.
+        if self.tol <= 0.0 || self.max_passes == 0 || self.bias < 0.0 {
+            return Err(format!(
+                "cifar_eval.tol = {} must be > 0, cifar_eval.max_passes = {} at least 1, cifar_eval.bias = {} >= 0",
+                self.tol, self.max_passes, self.bias
+            ));
+        }
         if !matches!(self.batch_norm.as_str(), "recompute" | "checkpoint") {
             return Err(format!("cifar_eval.batch_norm = {:?}: expected recompute or checkpoint", self.batch_norm));
         }
@@ -626,7 +633,8 @@ impl ProtocolRun<'_> {
                 &[images.len() as u64],
                 &images.labels,
             )?;
-            fsutil::write_atomic(&key_path, key.as_bytes())?;
+            fsutil::write_atomic(&key_path, key.as_bytes())
+                .with_context(|| format!("{}: cannot write", key_path.display()))?;
         }
         Ok(m)
     }
@@ -793,9 +801,11 @@ pub fn evaluate(
 /// metrics.json, and the confusion matrix (test split, else validation) as PNG and CSV.
 fn write_outputs(report: &CifarEvalReport, output: &Path) -> Result<()> {
     let headline = report.test.as_ref().unwrap_or(&report.validation);
-    fsutil::write_atomic(&output.join("metrics.json"), &serde_json::to_vec_pretty(report)?)?;
+    fsutil::write_atomic(&output.join("metrics.json"), &serde_json::to_vec_pretty(report)?)
+        .with_context(|| format!("{}: cannot write", output.join("metrics.json").display()))?;
     headline.write_confusion_png(&CIFAR10_CLASSES, &output.join("confusion.png"))?;
-    fsutil::write_atomic(&output.join("confusion.csv"), headline.confusion_csv(&CIFAR10_CLASSES).as_bytes())?;
+    fsutil::write_atomic(&output.join("confusion.csv"), headline.confusion_csv(&CIFAR10_CLASSES).as_bytes())
+        .with_context(|| format!("{}: cannot write", output.join("confusion.csv").display()))?;
     Ok(())
 }
 

@@ -3,12 +3,14 @@
 pub mod checkpoints;
 pub mod collapse;
 pub mod export;
+pub mod footprint;
 pub mod models;
 pub mod plots;
 pub mod sample;
 pub mod trainer;
 
 pub use checkpoints::{list_snapshots, CheckpointState};
+pub use footprint::{feature_count, Footprint};
 pub use models::{Discriminator, FeaturePoint, Generator, Pooling, Preset, Prior};
 pub use sample::{seeded_z, TrainedGenerator};
 pub use trainer::{train, Gan, TrainConfig};

@@ -155,6 +155,27 @@ impl Default for PictureSpec {
     }
 }
 
+/// Refuses a sample count or grid too big for the memory available, before any image is made.
+fn check_memory(g: &TrainedGenerator, spec: &PictureSpec, scale: u32) -> anyhow::Result<()> {
+    let cell = (g.preset.image_size() * scale as i64 + 2) as f64;
+    let grid = |n: f64, cols: f64| (cols * cell + 2.0) * ((n / cols).ceil().max(1.0) * cell + 2.0);
+    let samples = spec.samples.max(1) as f64;
+    let walk = (spec.walk_rows.max(1) as f64) * (spec.walk_steps.max(2) as f64);
+    let budget = crate::memory::budget(0.0, None);
+    for (what, n, cols) in [
+        (format!("--samples {} --columns {}", spec.samples, spec.columns), samples, spec.columns.max(1) as f64),
+        (
+            format!("--walk-rows {} --walk-steps {}", spec.walk_rows, spec.walk_steps),
+            walk,
+            spec.walk_steps.max(2) as f64,
+        ),
+    ] {
+        let estimate = super::footprint::sampling_estimate(g.preset, g.z_dim(), g.width, n, grid(n, cols));
+        crate::memory::check(&what, &estimate, budget.as_ref(), "ask for fewer images")?;
+    }
+    Ok(())
+}
+
 /// Loads the generator at `generator` and writes `output`/samples.png (the grid), walk.png (the
 /// latent walk, one row per line in z) and summary.json (stage "sample": what was drawn from what;
 /// the report shows it next to the train stage). Returns the summary.
@@ -164,9 +185,10 @@ pub fn write_pictures(generator: &Path, output: &Path, spec: &PictureSpec) -> an
     let file = generator_file(generator);
     let g = TrainedGenerator::load(&file)?;
     let load_s = started.elapsed().as_secs_f64();
-    std::fs::create_dir_all(output).with_context(|| format!("{}: cannot create", output.display()))?;
     // 32x32 images are shown twice their size: a grid of them is otherwise too small to judge.
     let scale = if g.preset.image_size() <= 32 { 2 } else { 1 };
+    check_memory(&g, spec, scale)?;
+    std::fs::create_dir_all(output).with_context(|| format!("{}: cannot create", output.display()))?;
 
     let t = std::time::Instant::now();
     let z = seeded_z(spec.prior, spec.samples.max(1), g.z_dim(), spec.seed);
@@ -204,7 +226,8 @@ pub fn write_pictures(generator: &Path, output: &Path, spec: &PictureSpec) -> an
         "timings_s": {"load": load_s, "samples": samples_s, "walk": walk_s},
         "versions": crate::versions(),
     });
-    crate::fsutil::write_atomic(&output.join("summary.json"), &serde_json::to_vec_pretty(&summary)?)?;
+    crate::fsutil::write_atomic(&output.join("summary.json"), &serde_json::to_vec_pretty(&summary)?)
+        .with_context(|| format!("{}: cannot write", output.join("summary.json").display()))?;
     Ok(summary)
 }
 

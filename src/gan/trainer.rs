@@ -331,6 +331,21 @@ fn load_vars(vs: &mut nn::VarStore, path: &Path) -> Result<(), tch::TchError> {
     Ok(())
 }
 
+/// The first of G's and D's tensors (weights, BatchNorm statistics) holding a NaN or infinity,
+/// as "D's c3.bn.running_var"; one reduction per tensor and one read back.
+pub fn non_finite_parameter(gan: &Gan) -> Result<Option<String>> {
+    for (net, vars) in [("G", &gan.g_vars), ("D", &gan.d_vars)] {
+        let mut named: Vec<(String, Tensor)> = vars.variables().into_iter().collect();
+        named.sort_by(|a, b| a.0.cmp(&b.0));
+        let flags: Vec<Tensor> = named.iter().map(|(_, t)| t.isfinite().all()).collect();
+        let finite = Vec::<u8>::try_from(Tensor::stack(&flags, 0).to_kind(Kind::Uint8).to_device(Device::Cpu))?;
+        if let Some(i) = finite.iter().position(|f| *f == 0) {
+            return Ok(Some(format!("{net}'s {}", named[i].0)));
+        }
+    }
+    Ok(None)
+}
+
 /// The same values with channels-last (NHWC) strides.
 pub fn to_channels_last(t: &Tensor) -> Tensor {
     t.permute([0, 2, 3, 1]).contiguous().permute([0, 3, 1, 2])
@@ -377,7 +392,12 @@ fn write_losses(rows: &[LossRow], output: &Path) -> Result<()> {
             r.step, r.epoch, r.loss_d, r.loss_g, r.d_real, r.d_fake, r.images_per_s
         ));
     }
-    fsutil::write_atomic(&output.join("losses.csv"), csv.as_bytes())?;
+    fsutil::write_atomic(&output.join("losses.csv"), csv.as_bytes())
+        .with_context(|| format!("{}: cannot write", output.join("losses.csv").display()))?;
+    if rows.is_empty() {
+        // A checkpoint before the first loss row (train.checkpoint_every < train.log_every): no plot yet.
+        return Ok(());
+    }
     let pts = |f: fn(&LossRow) -> f64| rows.iter().map(|r| (r.step as f64, f(r))).collect::<Vec<_>>();
     let (ld, lg, dx, dgz) = (pts(|r| r.loss_d), pts(|r| r.loss_g), pts(|r| r.d_real), pts(|r| r.d_fake));
     Ok(write_line_plot(&loss_plot(&ld, &lg, &dx, &dgz), &output.join("losses.png"))?)
@@ -670,6 +690,9 @@ struct TrainingRun<'a> {
     order: Option<(u64, Tensor)>,
     rows: Vec<LossRow>,
     last_checkpoint: Option<PathBuf>,
+    /// The first step at which D's and G's loss was not finite (-1: not yet), kept on the device
+    /// so that watching every step costs no sync; read at each loss row.
+    first_non_finite: Tensor,
 }
 
 impl<'a> TrainingRun<'a> {
@@ -688,7 +711,7 @@ impl<'a> TrainingRun<'a> {
         let rows = read_losses(&output.join("losses.csv"), start_step)?;
         let n = if config.limit_images > 0 { data.len().min(config.limit_images) } else { data.len() };
         let steps_per_epoch = (n as i64 / config.batch) as u64;
-        let mut total_steps = config.epochs * steps_per_epoch;
+        let mut total_steps = config.epochs.saturating_mul(steps_per_epoch);
         if config.max_steps > 0 {
             total_steps = total_steps.min(config.max_steps);
         }
@@ -718,6 +741,7 @@ impl<'a> TrainingRun<'a> {
             order: None,
             rows,
             last_checkpoint: resumed.dir,
+            first_non_finite: Tensor::full([2], -1, (Kind::Int64, device)),
         })
     }
 
@@ -758,11 +782,36 @@ impl<'a> TrainingRun<'a> {
             .gan
             .train_step(&real, (self.config.seed as i64).wrapping_mul(1_000_003).wrapping_add(self.step as i64));
         self.step += 1;
+        self.watch_losses(&losses);
         self.progress.inc(1);
         self.window.1 += 1;
         self.stop_early_when_asked();
         self.log_losses(&losses)?;
         self.write_due_outputs()
+    }
+
+    /// Notes on the device whether this step's losses are finite (the first step each was not).
+    fn watch_losses(&mut self, losses: &StepLosses) {
+        let finite = Tensor::stack(&[losses.loss_d.isfinite(), losses.loss_g.isfinite()], 0);
+        let keep = finite.logical_or(&self.first_non_finite.ge(0));
+        self.first_non_finite = self.first_non_finite.where_scalarother(&keep, self.step as i64);
+    }
+
+    /// Stops the run at a non-finite loss (the first step it happened, which loss) or parameter
+    /// (which network and tensor), naming the last good checkpoint, which is kept.
+    fn stop_when_not_finite(&self) -> Result<()> {
+        let first = Vec::<i64>::try_from(self.first_non_finite.to_device(Device::Cpu))?;
+        let bad_loss = ["loss_d", "loss_g"].iter().zip(&first).filter(|(_, s)| **s >= 0).min_by_key(|(_, s)| **s);
+        let what = match bad_loss {
+            Some((name, step)) => format!("step {step}: {name} is not finite"),
+            None => match non_finite_parameter(&self.gan)? {
+                Some(name) => format!("step {}: parameter {name} is not finite", self.step),
+                None => return Ok(()),
+            },
+        };
+        write_losses(&self.rows, self.output)?;
+        let kept = self.last_checkpoint.as_ref().map(|d| d.display().to_string()).unwrap_or_else(|| "none yet".into());
+        bail!("{what} (train.lr = {:e}); training stopped, the last good checkpoint is kept ({kept})", self.config.lr)
     }
 
     /// Out of time (train.max_minutes) or asked to stop by a signal: this step becomes the last
@@ -806,12 +855,7 @@ impl<'a> TrainingRun<'a> {
             images_per_s: (self.window.1 as i64 * self.config.batch) as f64 / self.window.0.elapsed().as_secs_f64(),
         };
         self.window = (Instant::now(), 0);
-        if !(row.loss_d.is_finite() && row.loss_g.is_finite()) {
-            write_losses(&self.rows, self.output)?;
-            let kept =
-                self.last_checkpoint.as_ref().map(|d| d.display().to_string()).unwrap_or_else(|| "none yet".into());
-            bail!("step {step}: loss is not finite (D {}, G {}); training stopped, the last good checkpoint is kept ({kept})", row.loss_d, row.loss_g);
-        }
+        self.stop_when_not_finite()?;
         self.rows.push(row);
         if let Some(line) = self.collapse.observe(step, row.d_fake, &self.gan.sample(&self.fixed_z)) {
             self.progress.note(&line);
@@ -838,10 +882,13 @@ impl<'a> TrainingRun<'a> {
         let epochs_done = step / self.steps_per_epoch;
         let every = config.snapshot_every_epochs;
         if every > 0 && ((epoch_done && epochs_done.is_multiple_of(every)) || (last && !epoch_done)) {
+            self.stop_when_not_finite()?;
             save_snapshot(&self.gan, output, &self.state_at(step))?;
         }
         let checkpoint_now = config.checkpoint_every > 0 && step.is_multiple_of(config.checkpoint_every);
         if epoch_done || checkpoint_now || last {
+            // Never a checkpoint of non-finite weights.
+            self.stop_when_not_finite()?;
             self.last_checkpoint =
                 Some(save_checkpoint(&self.gan, output, &self.state_at(step), config.keep_checkpoints)?);
             write_losses(&self.rows, output)?;

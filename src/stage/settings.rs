@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-/// `[run]`: worker threads, records per batch, progress cadence.
+/// `[run]`: worker threads, records per batch, progress cadence, the memory limit.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct RunSettings {
@@ -13,12 +13,28 @@ pub struct RunSettings {
     pub batch: usize,
     /// Seconds between progress lines when stderr is not a terminal.
     pub log_every_s: f64,
+    /// GiB a model and its batches may take (train, cifar-eval; see crate::memory): work whose
+    /// estimate exceeds it is refused before it starts. 0: what the machine has (available host
+    /// memory, or the GPU's memory on CUDA).
+    pub max_memory_gb: f64,
 }
+
+/// The most records decoded between two writes, and worker threads, a run takes.
+pub const MAX_BATCH: usize = 1_000_000;
+pub const MAX_THREADS: usize = 1024;
 
 impl RunSettings {
     pub fn validate(&self) -> Result<(), String> {
-        if self.batch == 0 {
-            return Err("run.batch must be at least 1".into());
+        // Upper bounds: run.batch is allocated up front (1e12 aborted in the allocator), and every
+        // thread is spawned at start (100,000 hung for minutes).
+        if self.batch == 0 || self.batch > MAX_BATCH {
+            return Err(format!("run.batch = {} must be in 1..={MAX_BATCH}", self.batch));
+        }
+        if self.threads > MAX_THREADS {
+            return Err(format!("run.threads = {} must be at most {MAX_THREADS} (0: every core)", self.threads));
+        }
+        if self.max_memory_gb < 0.0 {
+            return Err(format!("run.max_memory_gb = {} must be 0 (the machine's) or more", self.max_memory_gb));
         }
         Ok(())
     }
