@@ -88,6 +88,13 @@ fn generator_file(dir: &Path) -> PathBuf {
     let path = dir.join("g.safetensors");
     let named: Vec<(String, Tensor)> = vars.variables().into_iter().collect();
     Tensor::write_safetensors(&named, &path).unwrap();
+    with_record(path)
+}
+
+/// The size and sha256 record train writes beside a model, so that the loader checks it quietly.
+fn with_record(path: PathBuf) -> PathBuf {
+    let record = dcgan_pipeline::integrity::FileRecord::of_file(&path).unwrap();
+    dcgan_pipeline::integrity::write_model_record(&path, &record, serde_json::json!({})).unwrap();
     path
 }
 
@@ -249,7 +256,7 @@ fn edited_discriminator(dir: &Path, name: &str, edit: impl Fn(&str, Tensor) -> T
     let named: Vec<(String, Tensor)> = vars.variables().into_iter().map(|(k, t)| (k.clone(), edit(&k, t))).collect();
     let path = dir.join(name);
     Tensor::write_safetensors(&named, &path).unwrap();
-    path
+    with_record(path)
 }
 
 #[test]
