@@ -38,14 +38,18 @@ pub struct StageOutput {
     pub summary: Value,
 }
 
-/// The stage folders directly under `run` (and `run` itself), by their summary.json, in name order.
-pub fn find_stages(run: &Path) -> Vec<StageOutput> {
+/// `run` itself, then the folders directly under it in name order: where stage outputs may be.
+fn stage_dirs(run: &Path) -> impl Iterator<Item = PathBuf> {
     let mut dirs: Vec<PathBuf> = std::fs::read_dir(run)
         .map(|entries| entries.flatten().map(|e| e.path()).filter(|p| p.is_dir()).collect())
         .unwrap_or_default();
     dirs.sort();
-    dirs.insert(0, run.to_path_buf());
-    dirs.into_iter()
+    std::iter::once(run.to_path_buf()).chain(dirs)
+}
+
+/// The stage folders directly under `run` (and `run` itself), by their summary.json, in name order.
+pub fn find_stages(run: &Path) -> Vec<StageOutput> {
+    stage_dirs(run)
         .filter_map(|dir| {
             let summary: Value = serde_json::from_slice(&std::fs::read(dir.join("summary.json")).ok()?).ok()?;
             let stage = summary.get("stage")?.as_str()?.to_string();
@@ -59,12 +63,7 @@ pub fn find_stages(run: &Path) -> Vec<StageOutput> {
 /// as JSON, each with the reason: their stage's section is missing, which the page and the log
 /// must say rather than drop it without a word.
 pub fn unreadable_summaries(run: &Path) -> Vec<(PathBuf, String)> {
-    let mut dirs: Vec<PathBuf> = std::fs::read_dir(run)
-        .map(|entries| entries.flatten().map(|e| e.path()).filter(|p| p.is_dir()).collect())
-        .unwrap_or_default();
-    dirs.sort();
-    dirs.insert(0, run.to_path_buf());
-    dirs.into_iter()
+    stage_dirs(run)
         .map(|dir| dir.join("summary.json"))
         .filter(|path| path.exists())
         .filter_map(|path| {
