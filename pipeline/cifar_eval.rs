@@ -74,8 +74,7 @@ fn run(cli: Cli) -> Result<i32> {
         tch::set_num_threads(config.run.threads as i32);
     }
     std::fs::create_dir_all(&output).with_context(|| format!("--output {}: cannot create", output.display()))?;
-    fsutil::write_atomic(&output.join("config.toml"), config.to_toml().as_bytes())
-        .with_context(|| format!("{}: cannot write", output.join("config.toml").display()))?;
+    fsutil::write_atomic(&output.join("config.toml"), config.to_toml().as_bytes())?;
     if let Some(run) = &cli.snapshots {
         let table =
             score_snapshots(&config.cifar_eval, &input, run, &output, config.run.threads, config.run.log_every_s)?;
@@ -101,8 +100,7 @@ fn run(cli: Cli) -> Result<i32> {
         "config": config,
         "versions": dcgan_pipeline::versions(),
     });
-    fsutil::write_atomic(&output.join("summary.json"), &serde_json::to_vec_pretty(&summary)?)
-        .with_context(|| format!("{}: cannot write", output.join("summary.json").display()))?;
+    fsutil::write_atomic(&output.join("summary.json"), &serde_json::to_vec_pretty(&summary)?)?;
     println!("{}", table_1(&report));
     if report.rejected_images.count > 0 {
         eprintln!(

@@ -118,8 +118,7 @@ fn run(cli: Cli) -> Result<i32> {
     }
     let output = cli.output.expect("required");
     check_dataset(&config.train, &data, &input.display().to_string())?;
-    fsutil::write_atomic(&output.join("config.toml"), config.to_toml().as_bytes())
-        .with_context(|| format!("{}: cannot write", output.join("config.toml").display()))?;
+    fsutil::write_atomic(&output.join("config.toml"), config.to_toml().as_bytes())?;
     // A cluster's signal before it kills or requeues the job: checkpoint, then exit 75.
     preemption::install().context("cannot catch signals")?;
     let report = train(&config.train, &data, &output, cli.force, config.run.log_every_s)?;
@@ -132,8 +131,7 @@ fn run(cli: Cli) -> Result<i32> {
         "config": config,
         "versions": dcgan_pipeline::versions(),
     });
-    fsutil::write_atomic(&output.join("summary.json"), &serde_json::to_vec_pretty(&summary)?)
-        .with_context(|| format!("{}: cannot write", output.join("summary.json").display()))?;
+    fsutil::write_atomic(&output.join("summary.json"), &serde_json::to_vec_pretty(&summary)?)?;
     eprintln!(
         "train: steps {}..{} on {} images ({}), {:.1} s, {} -> {}",
         report.start_step,

@@ -74,11 +74,15 @@ impl Drop for AtomicFile {
     }
 }
 
-/// Writes `bytes` to `path` atomically.
+/// Writes `bytes` to `path` atomically. An error names the file (`PATH: cannot write: ...`), so
+/// that no caller can let a bare "No space left on device" through.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
-    let mut file = AtomicFile::create(path)?;
-    file.write_all(bytes)?;
-    file.commit()
+    let write = || -> io::Result<()> {
+        let mut file = AtomicFile::create(path)?;
+        file.write_all(bytes)?;
+        file.commit()
+    };
+    write().map_err(|e| io::Error::new(e.kind(), format!("{}: cannot write: {e}", path.display())))
 }
 
 /// Removes temporaries left in `dir` by an interrupted run; returns how many.
@@ -126,6 +130,15 @@ mod tests {
         assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 0);
         write_atomic(&path, b"whole").unwrap();
         assert_eq!(fs::read(&path).unwrap(), b"whole");
+    }
+
+    #[test]
+    fn a_failed_write_names_its_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("missing-folder/summary.json");
+        let e = write_atomic(&path, b"{}").unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::NotFound);
+        assert!(e.to_string().starts_with(&format!("{}: cannot write: ", path.display())), "{e}");
     }
 
     #[test]

@@ -26,8 +26,9 @@ pub enum PlotError {
     Empty(&'static str),
     #[error("encoding the PNG: {0}")]
     Encode(#[from] image::ImageError),
-    #[error("{path}: cannot write: {source}")]
-    Write { path: String, source: std::io::Error },
+    /// The io error names the file (fsutil::write_atomic).
+    #[error(transparent)]
+    Write(#[from] std::io::Error),
 }
 
 fn draw_err<E: std::fmt::Display>(e: E) -> PlotError {
@@ -71,8 +72,7 @@ fn render(
 pub fn write_png(image: &RgbImage, path: &Path) -> Result<(), PlotError> {
     let mut bytes = std::io::Cursor::new(Vec::new());
     image.write_to(&mut bytes, image::ImageFormat::Png)?;
-    crate::fsutil::write_atomic(path, bytes.get_ref())
-        .map_err(|source| PlotError::Write { path: path.display().to_string(), source })
+    Ok(crate::fsutil::write_atomic(path, bytes.get_ref())?)
 }
 
 /// One curve.

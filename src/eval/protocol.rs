@@ -633,8 +633,7 @@ impl ProtocolRun<'_> {
                 &[images.len() as u64],
                 &images.labels,
             )?;
-            fsutil::write_atomic(&key_path, key.as_bytes())
-                .with_context(|| format!("{}: cannot write", key_path.display()))?;
+            fsutil::write_atomic(&key_path, key.as_bytes())?;
         }
         Ok(m)
     }
@@ -801,11 +800,9 @@ pub fn evaluate(
 /// metrics.json, and the confusion matrix (test split, else validation) as PNG and CSV.
 fn write_outputs(report: &CifarEvalReport, output: &Path) -> Result<()> {
     let headline = report.test.as_ref().unwrap_or(&report.validation);
-    fsutil::write_atomic(&output.join("metrics.json"), &serde_json::to_vec_pretty(report)?)
-        .with_context(|| format!("{}: cannot write", output.join("metrics.json").display()))?;
+    fsutil::write_atomic(&output.join("metrics.json"), &serde_json::to_vec_pretty(report)?)?;
     headline.write_confusion_png(&CIFAR10_CLASSES, &output.join("confusion.png"))?;
-    fsutil::write_atomic(&output.join("confusion.csv"), headline.confusion_csv(&CIFAR10_CLASSES).as_bytes())
-        .with_context(|| format!("{}: cannot write", output.join("confusion.csv").display()))?;
+    fsutil::write_atomic(&output.join("confusion.csv"), headline.confusion_csv(&CIFAR10_CLASSES).as_bytes())?;
     Ok(())
 }
 

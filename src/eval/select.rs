@@ -329,12 +329,9 @@ pub fn score_snapshots(
 
 fn write_table(table: &mut SnapshotTable, output: &Path) -> Result<()> {
     table.finish();
-    fsutil::write_atomic(&output.join("snapshots.json"), &serde_json::to_vec_pretty(table)?)
-        .with_context(|| format!("{}: cannot write", output.join("snapshots.json").display()))?;
-    fsutil::write_atomic(&output.join("snapshots.csv"), table.to_csv().as_bytes())
-        .with_context(|| format!("{}: cannot write", output.join("snapshots.csv").display()))?;
-    fsutil::write_atomic(&output.join("snapshots.md"), table.to_markdown().as_bytes())
-        .with_context(|| format!("{}: cannot write", output.join("snapshots.md").display()))?;
+    fsutil::write_atomic(&output.join("snapshots.json"), &serde_json::to_vec_pretty(table)?)?;
+    fsutil::write_atomic(&output.join("snapshots.csv"), table.to_csv().as_bytes())?;
+    fsutil::write_atomic(&output.join("snapshots.md"), table.to_markdown().as_bytes())?;
     if !table.validation_by_epoch.is_empty() {
         crate::plots::write_accuracy_by_epoch(&table.validation_by_epoch, &output.join("snapshots.png"))?;
     }

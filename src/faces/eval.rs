@@ -242,8 +242,7 @@ pub fn score_run(gt: &Path, output: &Path, faces: &super::FacesConfig) -> anyhow
         })).collect::<Vec<_>>(),
     });
     let path = output.join("eval-boxes.json");
-    crate::fsutil::write_atomic(&path, serde_json::to_string_pretty(&record)?.as_bytes())
-        .with_context(|| format!("{}", path.display()))?;
+    crate::fsutil::write_atomic(&path, serde_json::to_string_pretty(&record)?.as_bytes())?;
     Ok(text)
 }
 

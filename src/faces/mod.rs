@@ -281,7 +281,7 @@ impl PerImageStage for FacesStage {
             let img = image::RgbImage::from_raw(self.config.size, self.config.size, row.clone()).expect("row size");
             let mut bytes = std::io::Cursor::new(Vec::new());
             img.write_to(&mut bytes, image::ImageFormat::Png).map_err(|e| e.to_string())?;
-            crate::fsutil::write_atomic(&path, bytes.get_ref()).map_err(|e| format!("{}: {e}", path.display()))?;
+            crate::fsutil::write_atomic(&path, bytes.get_ref()).map_err(|e| e.to_string())?;
             written.push(format!("crops/{}", encode_name(&name)));
         }
         processed.detail.insert("png".into(), json!(written));

@@ -226,8 +226,7 @@ pub fn write_pictures(generator: &Path, output: &Path, spec: &PictureSpec) -> an
         "timings_s": {"load": load_s, "samples": samples_s, "walk": walk_s},
         "versions": crate::versions(),
     });
-    crate::fsutil::write_atomic(&output.join("summary.json"), &serde_json::to_vec_pretty(&summary)?)
-        .with_context(|| format!("{}: cannot write", output.join("summary.json").display()))?;
+    crate::fsutil::write_atomic(&output.join("summary.json"), &serde_json::to_vec_pretty(&summary)?)?;
     Ok(summary)
 }
 

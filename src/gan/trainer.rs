@@ -392,8 +392,7 @@ fn write_losses(rows: &[LossRow], output: &Path) -> Result<()> {
             r.step, r.epoch, r.loss_d, r.loss_g, r.d_real, r.d_fake, r.images_per_s
         ));
     }
-    fsutil::write_atomic(&output.join("losses.csv"), csv.as_bytes())
-        .with_context(|| format!("{}: cannot write", output.join("losses.csv").display()))?;
+    fsutil::write_atomic(&output.join("losses.csv"), csv.as_bytes())?;
     if rows.is_empty() {
         // A checkpoint before the first loss row (train.checkpoint_every < train.log_every): no plot yet.
         return Ok(());
@@ -533,7 +532,7 @@ fn publish_newest(dir: &Path, output: &Path) -> Result<()> {
             crate::integrity::check(&source, &record, expected, "it was altered or damaged after it was written")?;
         }
         let dest = output.join(to);
-        fsutil::write_atomic(&dest, &bytes).with_context(|| format!("{}: cannot write", dest.display()))?;
+        fsutil::write_atomic(&dest, &bytes)?;
         let extra =
             serde_json::json!({"network": network, "step": state.step, "checkpoint": dir.display().to_string()});
         crate::integrity::write_model_record(&dest, &record, extra)

@@ -469,10 +469,9 @@ fn write_part_files(output: &Path, open: OpenPart) -> Result<()> {
     let record: FileRecords =
         [(part_images_name(part), images), (part_manifest_name(part), FileRecord::of_bytes(&manifest))].into();
     let record_path = part_record(output, part);
-    fsutil::write_atomic(&record_path, &serde_json::to_vec_pretty(&record)?)
-        .with_context(|| format!("{}: cannot write", record_path.display()))?;
+    fsutil::write_atomic(&record_path, &serde_json::to_vec_pretty(&record)?)?;
     let path = part_manifest(output, part);
-    fsutil::write_atomic(&path, &manifest).with_context(|| format!("{}: cannot write", path.display()))
+    Ok(fsutil::write_atomic(&path, &manifest)?)
 }
 
 fn part_images_name(part: u64) -> String {
