@@ -146,6 +146,17 @@ fn a_fifo_is_a_failed_row_and_never_blocks_the_run() {
         assert!(reason.contains("FIFO"), "{reason}");
     }
     assert_eq!(status_of(&rows, "a.jpg").0, "ok");
+
+    // A FIFO given as the archive itself: refused at once, naming it, rather than read forever.
+    let archive = dir.path().join("photos.tar");
+    assert!(Command::new("mkfifo").arg(&archive).status().expect("mkfifo runs").success());
+    let output = dir.path().join("out-fifo");
+    let args: Vec<&OsStr> = vec!["-i".as_ref(), archive.as_os_str(), "-o".as_ref(), output.as_os_str()];
+    let out = run_within("crop", &args, Duration::from_secs(60));
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let text = stderr(&out);
+    assert!(text.contains("photos.tar: a FIFO (named pipe), not a regular file"), "{text}");
+    assert!(!output.exists(), "nothing written for an input that cannot be read");
 }
 
 #[test]

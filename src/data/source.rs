@@ -25,6 +25,8 @@ pub enum SourceError {
     Io { path: PathBuf, source: std::io::Error },
     #[error("{path}: not a folder, a .tar/.tar.gz archive or an LMDB folder (data.mdb)")]
     UnknownKind { path: PathBuf },
+    #[error("{path}: {kind}, not a regular file: give a folder, a .tar/.tar.gz archive or an LMDB folder")]
+    Special { path: PathBuf, kind: &'static str },
     #[error("{path}: LMDB: {message}")]
     Lmdb { path: PathBuf, message: String },
 }
@@ -214,6 +216,10 @@ impl ImageSource {
                 return Ok(Self::Lmdb { path: path.to_owned() });
             }
             return Self::list_folder(path);
+        }
+        if !meta.is_file() {
+            // A FIFO named x.tar would block the read of the archive forever.
+            return Err(SourceError::Special { path: path.to_owned(), kind: special_kind(meta.file_type()) });
         }
         let name = path.file_name().map(|n| n.to_string_lossy().to_lowercase()).unwrap_or_default();
         if name.ends_with(".mdb") {
