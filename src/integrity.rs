@@ -92,20 +92,28 @@ pub fn check(path: &Path, found: &FileRecord, record: &FileRecord, fix: &str) ->
 /// Reads `path` and checks it against `record`: a missing file, another size (checked first,
 /// without reading) or another hash is an error naming it.
 pub fn verify_file(path: &Path, record: &FileRecord, fix: &str) -> Result<(), IntegrityError> {
-    let io = |source: io::Error| {
-        if source.kind() == io::ErrorKind::NotFound {
-            IntegrityError::Missing { path: path.to_owned(), fix: fix.to_owned() }
-        } else {
-            IntegrityError::Io { path: path.to_owned(), source }
-        }
-    };
-    let size = std::fs::metadata(path).map_err(io)?.len();
-    if size != record.bytes {
-        let found = FileRecord { bytes: size, sha256: "(not read)".into(), rows: None };
-        return check(path, &found, record, fix);
-    }
-    let found = FileRecord::of_file(path).map_err(io)?;
+    check_size(path, record, fix)?;
+    let found = FileRecord::of_file(path).map_err(|source| io_error(path, source, fix))?;
     check(path, &found, record, fix)
+}
+
+/// The cheap half of the check, before a file is read: it exists and has the recorded size.
+pub fn check_size(path: &Path, record: &FileRecord, fix: &str) -> Result<(), IntegrityError> {
+    let size = std::fs::metadata(path).map_err(|source| io_error(path, source, fix))?.len();
+    if size == record.bytes {
+        return Ok(());
+    }
+    let found = FileRecord { bytes: size, sha256: "(not read)".into(), rows: None };
+    check(path, &found, record, fix)
+}
+
+/// A missing file is [`IntegrityError::Missing`] (its record lists it); anything else an io error.
+fn io_error(path: &Path, source: io::Error, fix: &str) -> IntegrityError {
+    if source.kind() == io::ErrorKind::NotFound {
+        IntegrityError::Missing { path: path.to_owned(), fix: fix.to_owned() }
+    } else {
+        IntegrityError::Io { path: path.to_owned(), source }
+    }
 }
 
 /// The first 16 hex digits: enough to tell two hashes apart on one line.

@@ -151,14 +151,7 @@ fn read_checked<T: npy::NpyElement>(
     record: Option<(&FileRecord, &str)>,
 ) -> Result<(Vec<u64>, Vec<T>), PackedError> {
     let Some((expected, fix)) = record else { return Ok(npy::read_array(path)?) };
-    let metadata = std::fs::metadata(path).map_err(|source| match source.kind() {
-        std::io::ErrorKind::NotFound => IntegrityError::Missing { path: path.to_owned(), fix: fix.to_owned() },
-        _ => IntegrityError::Io { path: path.to_owned(), source },
-    })?;
-    if metadata.len() != expected.bytes {
-        let found = FileRecord { bytes: metadata.len(), sha256: "(not read)".into(), rows: None };
-        integrity::check(path, &found, expected, fix)?;
-    }
+    integrity::check_size(path, expected, fix)?;
     let (shape, values, found) = npy::read_array_recorded::<T>(path)?;
     integrity::check(path, &found, expected, fix)?;
     Ok((shape, values))

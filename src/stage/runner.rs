@@ -478,18 +478,21 @@ fn part_images_name(part: u64) -> String {
     format!("images-{part:05}.npy")
 }
 
-/// How a finished part was checked.
+/// A finished part that checked out, with what the check read (the merge joins it without
+/// reading the manifest and the header again).
 #[derive(Debug)]
-enum PartCheck {
-    /// Its files match their record; the images' record.
-    Verified(FileRecord),
-    /// Written before records were kept: its manifest parses and counts its images' rows.
-    Unrecorded,
+struct CheckedPart {
+    /// The images' record; `None` for a part written before records were kept, whose manifest
+    /// parses and counts its images' rows.
+    images_record: Option<FileRecord>,
+    rows: Vec<ManifestRow>,
+    /// The images' shape (rows x H x W x C).
+    shape: Vec<u64>,
 }
 
 /// Checks a finished part: its files against their record (parts/files-NNNNN.json), its manifest
 /// parsed and its rows counted against the images' header. `fix` says what to do about a mismatch.
-fn verify_part(output: &Path, part: u64, fix: &str) -> Result<PartCheck, IntegrityError> {
+fn verify_part(output: &Path, part: u64, fix: &str) -> Result<CheckedPart, IntegrityError> {
     let record_path = part_record(output, part);
     let mut images_record = None;
     match std::fs::read(&record_path) {
@@ -516,7 +519,7 @@ fn verify_part(output: &Path, part: u64, fix: &str) -> Result<PartCheck, Integri
     if outputs != header.shape[0] {
         return Err(inconsistent(images, format!("holds {} rows but its manifest lists {outputs}", header.shape[0])));
     }
-    Ok(images_record.map_or(PartCheck::Unrecorded, PartCheck::Verified))
+    Ok(CheckedPart { images_record, rows, shape: header.shape })
 }
 
 /// This shard's finished parts that check out; a damaged one (a file altered, a manifest that does
@@ -530,11 +533,8 @@ fn intact_done_parts(spec: &RunSpec, done: BTreeSet<u64>, progress: &Progress) -
             continue;
         }
         match verify_part(spec.output, part, "redoing the part") {
-            Ok(PartCheck::Verified(_)) => {
-                intact.insert(part);
-            }
-            Ok(PartCheck::Unrecorded) => {
-                unrecorded += 1;
+            Ok(checked) => {
+                unrecorded += usize::from(checked.images_record.is_none());
                 intact.insert(part);
             }
             Err(e) => progress.note(&format!("warning: {e}")),
@@ -727,18 +727,18 @@ fn join_parts(output: &Path, parts: u64, total: u64, row_shape: [u64; 3], stage:
             "re-run `{stage}` with the same --input and --output (and the --shard that holds part {part}): \
              it redoes a damaged part; then --merge"
         );
-        let images_record = match verify_part(output, part, &fix)? {
-            PartCheck::Verified(record) => record,
-            PartCheck::Unrecorded => FileRecord::of_file(&images)
+        let CheckedPart { images_record, rows: mut part_rows, shape } = verify_part(output, part, &fix)?;
+        let images_record = match images_record {
+            Some(record) => record,
+            None => FileRecord::of_file(&images)
                 .with_context(|| format!("{}: unreadable", images.display()))?
-                .with_rows(npy::read_header(&images)?.shape[0]),
+                .with_rows(shape[0]),
         };
-        let header = npy::read_header(&images)?;
-        if header.shape[1..] != row_shape {
-            bail!("{}: rows of shape {:?}, expected {:?}", images.display(), &header.shape[1..], row_shape);
+        if shape[1..] != row_shape {
+            bail!("{}: rows of shape {:?}, expected {:?}", images.display(), &shape[1..], row_shape);
         }
-        let mut part_rows = read_manifest(&part_manifest(output, part))?;
-        let outputs: u64 = part_rows.iter().map(|r| r.outputs as u64).sum();
+        // verify_part checked that the manifest's outputs add up to the images' rows.
+        let outputs = shape[0];
         files.insert(part_images_name(part), images_record);
         for row in &mut part_rows {
             row.index = row.index.map(|i| i + offset);
