@@ -9,13 +9,6 @@ use dcgan_pipeline::data::npy;
 use dcgan_pipeline::data::packed::read_packed;
 use image::{Rgb, RgbImage};
 
-fn crop_ok(input: &Path, output: &Path, extra: &[&str]) {
-    let mut args = vec!["--input", input.to_str().unwrap(), "--output", output.to_str().unwrap()];
-    args.extend_from_slice(extra);
-    let out = run_crop(&args);
-    assert!(out.status.success(), "crop failed: {}", String::from_utf8_lossy(&out.stderr));
-}
-
 /// A white landscape with a black square in its middle, and red bars at the far left and right
 /// (outside the central square, so they must be cut away).
 fn centered_square(width: u32, height: u32, side: u32) -> RgbImage {

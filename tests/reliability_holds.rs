@@ -23,11 +23,6 @@ fn slow_photos(dir: &Path) {
 const SLOW: [&str; 8] =
     ["--set", "crop.part_size=2", "--set", "crop.dct_scaling=false", "--set", "run.threads=1", "--set", "run.batch=1"];
 
-fn crop_ok(input: &Path, output: &Path, extra: &[&str]) {
-    let run = run_crop(&[&["-i", input.to_str().unwrap(), "-o", output.to_str().unwrap()], extra].concat());
-    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
-}
-
 /// The bytes a reader of the output sees; the run's own timing records differ between runs.
 fn outputs(dir: &Path) -> Vec<(String, Vec<u8>)> {
     folder_bytes(dir, &["summary.json", "shard-0-of-1.json"])

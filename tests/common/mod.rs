@@ -109,6 +109,14 @@ pub fn run_crop(args: &[&str]) -> Output {
     out
 }
 
+/// Runs `crop --input INPUT --output OUTPUT EXTRA...` and asserts that it succeeded.
+pub fn crop_ok(input: &Path, output: &Path, extra: &[&str]) {
+    let mut args = vec!["--input", input.to_str().unwrap(), "--output", output.to_str().unwrap()];
+    args.extend_from_slice(extra);
+    let out = run_crop(&args);
+    assert!(out.status.success(), "crop failed: {}", String::from_utf8_lossy(&out.stderr));
+}
+
 pub fn read_manifest(dir: &Path) -> Vec<serde_json::Value> {
     std::fs::read_to_string(dir.join("manifest.jsonl"))
         .unwrap()
