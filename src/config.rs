@@ -124,14 +124,18 @@ fn error_key(error: &toml::de::Error) -> Option<String> {
     text.lines().rev().find_map(|l| l.strip_prefix("in `")?.strip_suffix('`').map(str::to_owned))
 }
 
+/// The last `--set` that gave `key` (the one that won), if any did.
+fn last_set_of<'a>(sets: &'a [String], key: &str) -> Option<&'a String> {
+    sets.iter().rev().find(|s| s.split_once('=').is_some_and(|(k, _)| k.trim() == key))
+}
+
 /// Deserialises the merged table; a value of the wrong type or an unknown word is named by its
 /// key, and by its `--set` when one of `sets` gave it.
 fn deserialise(table: toml::Table, origin: &str, sets: &[String]) -> Result<Config, ConfigError> {
     toml::Value::Table(table).try_into().map_err(|e: toml::de::Error| {
         let message = e.message().to_owned();
         let Some(key) = error_key(&e) else { return ConfigError::Parse { origin: origin.to_owned(), message } };
-        let given = sets.iter().rev().find(|s| s.split_once('=').is_some_and(|(k, _)| k.trim() == key));
-        match given {
+        match last_set_of(sets, &key) {
             Some(assignment) => ConfigError::BadKey { key: assignment.trim().to_owned(), why: message },
             None => ConfigError::Parse { origin: origin.to_owned(), message: format!("{key}: {message}") },
         }
@@ -170,8 +174,7 @@ impl Config {
             // Which layer gave it: the last --set of that key, else the file.
             ConfigError::NotFinite { key, value, .. } => {
                 let table_key = key.split('[').next().unwrap_or(&key);
-                let given = sets.iter().rev().find(|s| s.split_once('=').is_some_and(|(k, _)| k.trim() == table_key));
-                let origin = match (given, file) {
+                let origin = match (last_set_of(sets, table_key), file) {
                     (Some(assignment), _) => format!("--set {}", assignment.trim()),
                     (None, Some(path)) => path.display().to_string(),
                     (None, None) => "embedded default config".into(),
