@@ -465,24 +465,37 @@ fn read_losses(path: &Path, up_to_step: u64) -> Result<Vec<LossRow>> {
     Ok(rows)
 }
 
-/// Saves G and D (not the optimisers: a snapshot is for scoring and publishing, not resuming) as
-/// snapshots/step-N/, atomically.
-fn save_snapshot(gan: &Gan, output: &Path, state: &CheckpointState) -> Result<PathBuf> {
-    let root = snapshots_dir(output);
-    std::fs::create_dir_all(&root)?;
+/// Writes one step's folder under `root` atomically: `write` fills a temporary folder, the sizes
+/// and sha256 of `files` go into its state.json, and it is renamed to step-N (replacing one of
+/// that step). Checkpoints and snapshots both go through here.
+fn save_step_dir(
+    root: &Path,
+    state: &CheckpointState,
+    files: &[&str],
+    write: impl FnOnce(&Path) -> Result<()>,
+) -> Result<PathBuf> {
+    std::fs::create_dir_all(root)?;
     let name = format!("step-{:08}", state.step);
     let tmp = root.join(format!(".{name}{}", fsutil::TMP_SUFFIX));
     let _ = std::fs::remove_dir_all(&tmp);
     std::fs::create_dir_all(&tmp)?;
-    save_vars(&gan.g_vars, &tmp.join("g.safetensors"))?;
-    save_vars(&gan.d_vars, &tmp.join("d.safetensors"))?;
+    write(&tmp)?;
     let mut state = state.clone();
-    state.record_files(&tmp, &["g.safetensors", "d.safetensors"])?;
+    state.record_files(&tmp, files)?;
     fsutil::write_atomic(&tmp.join("state.json"), &serde_json::to_vec_pretty(&state)?)?;
     let dir = root.join(&name);
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::rename(&tmp, &dir)?;
     Ok(dir)
+}
+
+/// Saves G and D (not the optimisers: a snapshot is for scoring and publishing, not resuming) as
+/// snapshots/step-N/, atomically.
+fn save_snapshot(gan: &Gan, output: &Path, state: &CheckpointState) -> Result<PathBuf> {
+    save_step_dir(&snapshots_dir(output), state, &["g.safetensors", "d.safetensors"], |tmp| {
+        save_vars(&gan.g_vars, &tmp.join("g.safetensors"))?;
+        save_vars(&gan.d_vars, &tmp.join("d.safetensors"))
+    })
 }
 
 /// What [`Gan::save`] writes into a checkpoint: recorded in its state.json.
@@ -491,17 +504,8 @@ const CHECKPOINT_FILES: [&str; 4] = ["g.safetensors", "d.safetensors", "opt_g.sa
 /// Saves a checkpoint atomically: written under a temporary name, renamed, then `latest` moved.
 fn save_checkpoint(gan: &Gan, output: &Path, state: &CheckpointState, keep: usize) -> Result<PathBuf> {
     let root = checkpoints_dir(output);
-    std::fs::create_dir_all(&root)?;
-    let name = format!("step-{:08}", state.step);
-    let tmp = root.join(format!(".{name}{}", fsutil::TMP_SUFFIX));
-    let _ = std::fs::remove_dir_all(&tmp);
-    gan.save(&tmp)?;
-    let mut state = state.clone();
-    state.record_files(&tmp, &CHECKPOINT_FILES)?;
-    fsutil::write_atomic(&tmp.join("state.json"), &serde_json::to_vec_pretty(&state)?)?;
-    let dir = root.join(&name);
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::rename(&tmp, &dir)?;
+    let dir = save_step_dir(&root, state, &CHECKPOINT_FILES, |tmp| gan.save(tmp))?;
+    let name = dir.file_name().unwrap_or_default().to_string_lossy().into_owned();
     fsutil::write_atomic(&root.join("latest"), name.as_bytes())?;
     // Keep the newest `keep`.
     let mut old: Vec<PathBuf> = std::fs::read_dir(&root)?
