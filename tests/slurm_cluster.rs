@@ -782,3 +782,29 @@ fn submit_warns_when_shards_exceed_the_parts() {
         assert!(!text.contains("warning"), "{}: {text}", input.display());
     }
 }
+
+/// The slurm-* make targets run on a login node: they never install or build anything (no `setup`
+/// before them), and a missing binary is refused with the command that builds it. No cluster needed.
+#[test]
+fn slurm_make_targets_install_and_build_nothing() {
+    for target in ["slurm-preprocess", "slurm-train", "slurm-all", "slurm-status"] {
+        let done = Command::new("make").args(["-n", target]).current_dir(PROJECT).output().unwrap();
+        let text = String::from_utf8_lossy(&done.stdout);
+        assert!(done.status.success(), "make -n {target}: {}", String::from_utf8_lossy(&done.stderr));
+        assert!(text.contains("slurm/submit"), "{target}: {text}");
+        for word in ["apt-get", "pip", "cargo", "python"] {
+            assert!(!text.contains(word), "make {target} would run {word}: {text}");
+        }
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let done = Command::new(Path::new(PROJECT).join("slurm/submit"))
+        .arg("preprocess")
+        .env("BIN", tmp.path().join("nowhere"))
+        .env("OUT", tmp.path().join("out"))
+        .env("IMAGENET_DIR", tmp.path())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&done.stderr);
+    assert_eq!(done.status.code(), Some(1), "{text}");
+    assert!(text.contains("nowhere/crop is missing: build them first where the toolchain is: make build"), "{text}");
+}
