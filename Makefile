@@ -13,7 +13,7 @@ SUDO      := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 BIN       := target/release
 # Data set paths: configs/paper.toml's [paths], overridable on the make line
 # (make preprocess IMAGENET_DIR=/data/imagenet/train LSUN_DIR=... FACES_DIR=... OUT=...).
-paper_path = $(shell sed -n '/^\[paths\]/,/^\[/s/^$(1) *= *"\([^"]*\)".*/\1/p' configs/paper.toml)
+paper_path = $(shell tools/config-path configs/paper.toml $(1))
 OUT          ?= $(or $(call paper_path,out),out)
 FACES_DIR    ?= $(call paper_path,faces)
 LSUN_DIR     ?= $(call paper_path,lsun)
@@ -28,7 +28,7 @@ export PATH := $(VENV)/bin:$(PATH)
 export LIBTORCH_USE_PYTORCH := 1
 export DCGAN_PYTHON := $(VENV)/bin/python
 
-.PHONY: help setup apt apt-test venv build demo test lint slurm-preprocess slurm-train slurm-all bench bench-faces bench-train bench-svm bench-dedupe bench-dedupe-windows eval-dedupe eval-dedupe-scale preprocess train select-d cifar-data cifar-eval
+.PHONY: help setup apt apt-test venv build demo test lint slurm-preprocess slurm-train slurm-all slurm-status bench bench-faces bench-train bench-svm bench-dedupe bench-dedupe-windows eval-dedupe eval-dedupe-scale preprocess train select-d cifar-data cifar-eval
 
 help:
 	@echo "make demo        set up (apt, venv with torch, release build) and run the demo into $(OUT)/demo"
@@ -37,7 +37,8 @@ help:
 	@echo "make bench       crop stage vs Pillow on BENCH_DIR (default ../shared/data/imagenet-samples)"
 	@echo "make bench-faces faces stage vs cv2 (YuNet vs FaceDetectorYN on YUNET_BENCH_DIR, Haar vs CascadeClassifier), Haar accuracy on PASCAL VOC faces"
 	@echo "make preprocess  IMAGENET_DIR=/path/to/train (a folder or a .tar.gz)  crop ImageNet into $(OUT)/imagenet32"
-	@echo "make slurm-preprocess / slurm-train / slurm-all  the same as Slurm jobs (slurm/site.conf; docs/cluster.md)"
+	@echo "make slurm-preprocess / slurm-train / slurm-all  the same as Slurm jobs (slurm/site.conf; docs/cluster.md); nothing is built"
+	@echo "make slurm-status  where the Slurm run in $(OUT) stands, and what to do next"
 	@echo "make train       train imagenet32 (configs/paper.toml) on $(OUT)/imagenet32 into $(OUT)/train"
 	@echo "make select-d    score every D snapshot of $(OUT)/train on CIFAR_DIR's validation split into $(OUT)/select"
 	@echo "make bench-train one imagenet32 training step at batch 128 on the CPU: train vs PyTorch"
@@ -173,10 +174,14 @@ preprocess: setup
 	@mkdir -p $(OUT) && $(BIN)/report --run $(OUT) >/dev/null && echo "preprocess: report in $(OUT)/report.html"
 
 # make preprocess / train / cifar-eval as Slurm jobs with their dependencies (slurm/submit; partition,
-# account, times, GPU line and array size in slurm/site.conf). docs/cluster.md.
-slurm-preprocess slurm-train slurm-all: setup
-	OUT=$(OUT) IMAGENET_DIR=$(IMAGENET_DIR) FACES_DIR=$(FACES_DIR) LSUN_DIR=$(LSUN_DIR) CIFAR_DIR=$(CIFAR_DIR) \
+# account, times, GPU line and array size in slurm/site.conf). docs/cluster.md. No `setup`: these run
+# on a login node, where nothing is installed or built; slurm/submit says which command builds what
+# is missing (make build, where the toolchain is).
+slurm-preprocess slurm-train slurm-all:
+	OUT=$(OUT) IMAGENET_DIR=$(IMAGENET_DIR) FACES_DIR=$(FACES_DIR) LSUN_DIR=$(LSUN_DIR) CIFAR_DIR=$(CIFAR_DIR) BIN=$(BIN) \
 		slurm/submit $(@:slurm-%=%)
+slurm-status:
+	slurm/submit status $(OUT)
 
 train: setup
 	@if [ -z "$$(ls $(OUT)/imagenet32/images-*.npy 2>/dev/null)" ]; then \

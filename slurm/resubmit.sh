@@ -1,179 +1,205 @@
-# shellcheck shell=bash disable=SC2154
-# `slurm/submit resubmit STAGE [TASKS]`, sourced by slurm/submit (it uses its submit, abandon,
-# check_cluster, $record, $logs, $dry and the variables from site.conf).
+#!/usr/bin/env bash
+# After a task of STAGE failed or was cancelled: submits again what the run in OUT needs to finish
+# that stage (`slurm/submit resubmit STAGE [TASKS]` calls this with its OUT).
+#   slurm/resubmit.sh OUT STAGE [TASKS] [--dry-run]
 #
 # A merge waits for its whole array with afterok: once a task has failed or was cancelled it can
-# never start (Reason=DependencyNeverSatisfied), and the report (afterany on every merge), and with
-# `submit all` train and cifar-eval, wait behind it. Resubmitting replaces that chain: the tasks
-# again (they resume from the parts they had finished), a merge after them and after the first
-# array's tasks still queued, then the report, train and cifar-eval that were waiting. The jobs come
-# from OUT/slurm-logs/submitted.tsv (written by slurm/submit), the resources from site.conf now.
+# never start (Reason=DependencyNeverSatisfied), and the report, and with `submit all` train and
+# cifar-eval, wait behind it. Resubmitting replaces that chain: the tasks again (they resume from
+# the parts they had finished), a merge after them and after the stage's tasks still queued, then
+# the report, train and cifar-eval that were waiting. Everything comes from OUT/slurm-logs: the jobs
+# of every submission of the stage (submitted.tsv), and the settings the stage was submitted with
+# (settings-*.sh), never site.conf or the environment.
+# shellcheck source-path=SCRIPTDIR
+set -euo pipefail
 
-declare -A recorded=()   # job name -> its last record line (name, id, script, arguments; tabs)
+root=$(cd "$(dirname "$0")/.." && pwd)
+usage() { sed -n '4s/^# \{0,1\}//p' "$0" >&2; exit 2; }
+[ $# -ge 2 ] || usage
+OUT=$1 stage=$2
+run_out=$1
+shift 2
+wanted="" dry=""
+for arg in "$@"; do
+    if [ "$arg" = --dry-run ]; then dry=1
+    elif [ -z "$wanted" ] && [[ $arg =~ ^[0-9]+(-[0-9]+)?(,[0-9]+(-[0-9]+)?)*$ ]]; then wanted=$arg
+    else usage
+    fi
+done
+case $stage in crop | faces | dedupe) ;; *) usage ;; esac
 
-read_record() {
-    [ -f "$record" ] || die "$record: no submission recorded for OUT=$OUT (slurm/submit preprocess writes it; the same OUT= is needed)"
-    local line
-    while IFS= read -r line; do
-        [[ -z $line || $line == '#'* ]] && continue
-        recorded[${line%%$'\t'*}]=$line
-    done <"$record"
-}
+# shellcheck source=lib.sh
+. "$root/slurm/lib.sh"
+logs=$OUT/slurm-logs
+record=$logs/submitted.tsv
+[ -f "$record" ] || die "$record: no submission recorded for OUT=$OUT (slurm/submit preprocess writes it; the same OUT= is needed)"
+read_record "$record"
 
-# The id of the recorded job NAME, or nothing.
-recorded_id() {
-    local line=${recorded[$1]-}
-    [ -n "$line" ] || return 0
-    line=${line#*$'\t'}
-    echo "${line%%$'\t'*}"
-}
+# The stage's history: every array recorded for it with the last one's shards and output (an
+# earlier submission with another SHARDS writes other shards), oldest first, and its merges.
+arrays=() stage_merges=()
+last_array=$(records_of "$stage-shards" | tail -n 1)
+[ -n "$last_array" ] || die "$record: no $stage array recorded (slurm/submit preprocess with its input)"
+recorded_command "$last_array"
+shard_command=("${command[@]}")
+# stage.sbatch BINARY SHARDS CONFIG INPUT OUTPUT [--merge-queued]
+shards=${shard_command[2]} output=${shard_command[5]}
+for i in $(records_of "$stage-shards"); do
+    recorded_command "$i"
+    [ "${command[2]}" != "$shards" ] || [ "${command[5]}" != "$output" ] || arrays+=("${rec_id[i]}")
+done
+for i in $(records_of "$stage-merge"); do stage_merges+=("$i"); done
+[ ${#stage_merges[@]} -gt 0 ] || die "$record: no $stage merge recorded (submit the stage again: slurm/submit preprocess)"
 
-# The script and arguments of the recorded job NAME, into $command.
-recorded_command() {
-    local line=${recorded[$1]}
-    IFS=$'\t' read -r -a command <<<"$line"
-    command=("${command[@]:2}")
-}
+# The run's settings, as recorded, not the environment's.
+settings=${rec_settings[last_array]}
+if [ -n "$settings" ] && [ -f "$logs/$settings" ]; then
+    ignored=$(differing_environment "$logs/$settings")
+    # shellcheck disable=SC1090
+    . "$logs/$settings"
+    echo "submit: resubmit uses the settings recorded with the run ($logs/$settings), not the environment${ignored:+ (ignored here: $ignored)}" >&2
+else
+    # shellcheck source=site.conf
+    . "${SITE:-$root/slurm/site.conf}"
+    TIME_REPORT=${TIME_REPORT-00:30:00} RUN_NAME=${RUN_NAME-}
+    warn "$record: recorded by an older slurm/submit, without its settings: using slurm/site.conf and the environment"
+fi
+OUT=$run_out # the record's own folder, whatever the settings say
+logs=$OUT/slurm-logs
+record=$logs/submitted.tsv
+[ -x "${shard_command[1]}" ] || die "${shard_command[1]}: missing (the binary the first submission ran)"
+read_queue
 
-# "TASK STATE" for every task of ARRAY still in the queue (pending, running, completing...).
-queued_tasks() { squeue -h -r -j "$1" -o '%K %T' 2>/dev/null || true; }
-
-# The dependencies still to come of job ID when it is pending, else nothing.
-pending_dependencies() { [ -z "$1" ] || squeue -h -j "$1" -t PENDING -o '%E' 2>/dev/null || true; }
-
-is_pending() { [ -n "$1" ] && [ -n "$(squeue -h -j "$1" -t PENDING -o %i 2>/dev/null || true)" ]; }
-is_queued() { [ -n "$1" ] && [ -n "$(squeue -h -j "$1" -o %i 2>/dev/null || true)" ]; }
-
-# Array task list (5 or 1,4-6) -> one number a line.
-expand_tasks() {
-    local range
-    IFS=, read -r -a ranges <<<"$1"
-    for range in "${ranges[@]}"; do
-        if [[ $range == *-* ]]; then seq "${range%-*}" "${range#*-}"; else echo "$range"; fi
+# Which tasks to submit again, into $tasks; the stage's unfinished tasks still queued into $waiting.
+tasks=() waiting=()
+declare -A queued_as=() # task -> the ARRAY_TASK that holds it in the queue
+for array in "${arrays[@]}"; do
+    for ((t = 0; t < shards; t++)); do
+        ! queued_now "${array}_$t" || queued_as[$t]=${array}_$t
     done
-}
+done
+for ((t = 0; t < shards; t++)); do
+    [ -z "${queued_as[$t]-}" ] || shard_done "$stage" "$output" "$t" "$shards" || waiting+=("${queued_as[$t]}")
+done
+if [ -n "$wanted" ]; then
+    while read -r t; do
+        [ "$t" -lt "$shards" ] || die "task $t: $stage's array has tasks 0-$((shards - 1))"
+        [ -z "${queued_as[$t]-}" ] ||
+            die "task $t of $stage is still ${q_state[${queued_as[$t]}]} as ${queued_as[$t]}: scancel ${queued_as[$t]} first, or let it run"
+        tasks+=("$t")
+    done < <(IFS=,; for range in $wanted; do
+        if [[ $range == *-* ]]; then seq "${range%-*}" "${range#*-}"; else echo "$range"; fi
+    done | sort -n -u)
+else
+    for ((t = 0; t < shards; t++)); do
+        [ -n "${queued_as[$t]-}" ] || shard_done "$stage" "$output" "$t" "$shards" || tasks+=("$t")
+    done
+fi
 
-# Which tasks to submit again, into $tasks; the first array's tasks still queued into $waiting.
-choose_tasks() {
-    local stage=$1 wanted=$2 array=$3 shards=$4 output=$5 task state
-    declare -A queued_state=()
-    while read -r task state; do
-        [ -n "$task" ] && queued_state[$task]=$state
-    done < <(queued_tasks "$array")
-    tasks=() waiting=()
-    while read -r task; do
-        [ -n "$task" ] && waiting+=("${array}_$task")
-    done < <(printf '%s\n' "${!queued_state[@]}" | sort -n)
-    if [ -n "$wanted" ]; then
-        while read -r task; do
-            [ "$task" -lt "$shards" ] || die "task $task: $stage's array has tasks 0-$((shards - 1))"
-            state=${queued_state[$task]-}
-            [ -z "$state" ] || die "task $task of $stage's job $array is still $state: scancel ${array}_$task first, or let it run"
-            tasks+=("$task")
-        done < <(expand_tasks "$wanted" | sort -n -u)
-    else
-        for ((task = 0; task < shards; task++)); do
-            [ -z "${queued_state[$task]-}" ] || continue
-            [ -f "$output/parts/shard-$task-of-$shards.json" ] || tasks+=("$task")
-        done
+# A merge still queued that can start: nothing to replace while no task needs resubmitting.
+live_merge="" stale=()
+for i in "${stage_merges[@]}"; do
+    id=${rec_id[i]}
+    queued_now "$id" || continue
+    if never_starts "$id"; then stale+=("$stage-merge $id"); else live_merge=$id; fi
+done
+if [ ${#tasks[@]} -eq 0 ]; then
+    if [ -n "$live_merge" ]; then
+        echo "submit: nothing to resubmit: every task of $stage has finished or is queued${waiting[*]:+ (${waiting[*]})}, and merge $live_merge waits for them" >&2
+        exit 0
     fi
-}
-
-resubmit() {
-    local stage=$1 wanted=$2 array merge report train eval shards output
-    read_record
-    array=$(recorded_id "$stage-shards")
-    [ -n "$array" ] || die "$record: no $stage array recorded (slurm/submit preprocess with its input)"
-    recorded_command "$stage-shards"
-    local shard_command=("${command[@]}")
-    # stage.sbatch BINARY SHARDS CONFIG INPUT OUTPUT
-    shards=${shard_command[2]} output=${shard_command[5]}
-    [ -x "${shard_command[1]}" ] || die "${shard_command[1]}: missing (the binary the first submission ran)"
-    merge=$(recorded_id "$stage-merge")
-    [ -n "$merge" ] || die "$record: no $stage merge recorded (submit the stage again: slurm/submit preprocess)"
-    choose_tasks "$stage" "$wanted" "$array" "$shards" "$output"
-    if [ ${#tasks[@]} -eq 0 ] && is_queued "$merge"; then
-        echo "submit: nothing to resubmit: every task of $stage's job $array has finished or is queued, and its merge $merge waits for them" >&2
-        return 0
+    if merge_succeeded "$stage" "$output"; then
+        echo "submit: nothing to do: $stage has finished: its $shards shards and its merge succeeded ($output/summary.json)" >&2
+        exit 0
     fi
+fi
+[ -z "$live_merge" ] || stale+=("$stage-merge $live_merge")
 
-    # What waits in vain behind the merge: the report, and train then cifar-eval when they wait for it.
-    local stale=() new_train=""
-    report=$(recorded_id report)
-    train=$(recorded_id train)
-    eval=$(recorded_id cifar-eval)
-    is_queued "$merge" && stale+=("$stage-merge $merge")
-    [[ $(pending_dependencies "$report") == *":$merge("* ]] && stale+=("report $report")
-    if [[ $(pending_dependencies "$train") == *":$merge("* ]]; then
-        stale+=("train $train")
+# What waits in vain behind the replaced merges: the reports, and train then cifar-eval when they wait for one.
+latest() { records_of "$1" | tail -n 1; }
+waits_for_stale() {
+    local deps=${q_deps[$1]-} entry
+    queued_now "$1" || return 1
+    for entry in "${stale[@]}"; do [[ $deps != *":${entry#* }("* ]] || return 0; done
+    return 1
+}
+report_i=$(latest report) train_i=$(latest train) eval_i=$(latest cifar-eval)
+new_train="" new_eval=""
+for i in $(records_of report); do ! waits_for_stale "${rec_id[i]}" || stale+=("report ${rec_id[i]}"); done
+for i in $(records_of train); do
+    if waits_for_stale "${rec_id[i]}"; then
+        stale+=("train ${rec_id[i]}")
         new_train=1
-        [[ $(pending_dependencies "$eval") == *":$train("* ]] && stale+=("cifar-eval $eval")
     fi
+done
+if [ -n "$new_train" ]; then
+    for i in $(records_of cifar-eval); do ! waits_for_stale "${rec_id[i]}" || { stale+=("cifar-eval ${rec_id[i]}"); new_eval=1; }; done
+fi
 
-    local kinds=(cpu)
-    if [ "$stage" = dedupe ] || [ -n "$new_train" ]; then kinds+=(gpu); fi
-    check_cluster "${kinds[@]}"
-    [ -n "$dry" ] || mkdir -p "$logs"
-    [ -n "$dry" ] || printf '# slurm/submit resubmit %s, %s\n' "$stage" "$(date -u +%FT%TZ)" >>"$record"
+planned=("$stage-merge")
+[ ${#tasks[@]} -eq 0 ] || planned+=("$stage-shards")
+[ -z "$report_i" ] || planned+=(report)
+[ -z "$new_train" ] || planned+=(train)
+[ -z "$new_eval" ] || planned+=(cifar-eval)
+check_cluster "${planned[@]}"
+[ -n "$dry" ] || mkdir -p "$logs"
+record_header "resubmit $stage" "$settings"
 
-    local line="submit: $stage (job $array, $shards tasks):"
-    if [ ${#tasks[@]} -gt 0 ]; then
-        line+=" resubmitting task(s) $(IFS=,; echo "${tasks[*]}");"
-    else
-        line+=" no task to resubmit, but merge $merge is no longer queued (it ended: see its log);"
+line="submit: $stage ($shards tasks, job(s) $(IFS=,; echo "${arrays[*]}")):"
+if [ ${#tasks[@]} -gt 0 ]; then
+    line+=" resubmitting task(s) $(IFS=,; echo "${tasks[*]}");"
+else
+    line+=" no task to resubmit, but the merge did not succeed (no $output/summary.json newer than the shards) and none is queued;"
+fi
+[ ${#waiting[@]} -eq 0 ] || line+=" the new merge also waits for ${waiting[*]}, still queued;"
+next="a new merge"
+[ -z "$report_i" ] || next+=", report"
+[ -z "$new_train" ] || next+=", train"
+[ -z "$new_eval" ] || next+=", cifar-eval"
+echo "$line then $next" >&2
+
+after=("${waiting[@]}")
+if [ ${#tasks[@]} -gt 0 ]; then
+    submit "$stage-shards" --array="$(IFS=,; echo "${tasks[*]}")" -- "${shard_command[@]}"
+    after+=("$job")
+fi
+recorded_command "${stage_merges[${#stage_merges[@]} - 1]}"
+dependency=()
+[ ${#after[@]} -eq 0 ] || dependency=(--dependency="afterok:$(IFS=:; echo "${after[*]}")")
+submit "$stage-merge" "${dependency[@]}" -- "${command[@]}"
+new_merge=$job
+if [ -n "$report_i" ]; then
+    # After the new merge and the other stages' merges still queued.
+    merges_left=("$new_merge")
+    for other in crop faces dedupe; do
+        [ "$other" != "$stage" ] || continue
+        for i in $(records_of "$other-merge"); do ! queued_now "${rec_id[i]}" || merges_left+=("${rec_id[i]}"); done
+    done
+    recorded_command "$report_i"
+    submit report --dependency="afterany:$(IFS=:; echo "${merges_left[*]}")" -- "${command[@]}"
+fi
+if [ -n "$new_train" ]; then
+    recorded_command "$train_i"
+    submit train --dependency="afterok:$new_merge" -- "${command[@]}"
+    if [ -n "$new_eval" ]; then
+        new_train_job=$job
+        recorded_command "$eval_i"
+        submit cifar-eval --dependency="afterok:$new_train_job" -- "${command[@]}"
     fi
-    if [ ${#waiting[@]} -gt 0 ]; then line+=" the new merge also waits for ${waiting[*]}, still queued;"; fi
-    local next="a new merge"
-    [ -z "$report" ] || next+=", report"
-    [ -z "$new_train" ] || next+=", train"
-    [[ ${stale[*]} != *cifar-eval* ]] || next+=", cifar-eval"
-    echo "$line then $next" >&2
-    local after=("${waiting[@]}")
-    if [ ${#tasks[@]} -gt 0 ]; then
-        submit "$stage-shards" --array="$(IFS=,; echo "${tasks[*]}")" -- "${shard_command[@]}"
-        after+=("$job")
-    fi
-    recorded_command "$stage-merge"
-    local dependency=()
-    [ ${#after[@]} -eq 0 ] || dependency=(--dependency="afterok:$(IFS=:; echo "${after[*]}")")
-    submit "$stage-merge" "${dependency[@]}" -- "${command[@]}"
-    local new_merge=$job
-    if [ -n "$report" ]; then
-        # After the new merge and the other stages' merges still queued.
-        local merges_left=("$new_merge") other id
-        for other in crop faces dedupe; do
-            id=$(recorded_id "$other-merge")
-            [ "$other" != "$stage" ] && is_queued "$id" && merges_left+=("$id")
-        done
-        recorded_command report
-        submit report --dependency="afterany:$(IFS=:; echo "${merges_left[*]}")" -- "${command[@]}"
-    fi
-    if [ -n "$new_train" ]; then
-        recorded_command train
-        submit train --dependency="afterok:$new_merge" -- "${command[@]}"
-        if [ ${#stale[@]} -gt 0 ] && [[ ${stale[*]} == *"cifar-eval $eval"* ]]; then
-            local new_train_job=$job
-            recorded_command cifar-eval
-            submit cifar-eval --dependency="afterok:$new_train_job" -- "${command[@]}"
-        fi
-    fi
-    cancel_stale "${stale[@]}"
-    summary
-}
+fi
 
 # Cancels the replaced jobs, those that wait for the others first (so that the report never starts
 # on an unfinished merge).
-cancel_stale() {
-    [ $# -gt 0 ] || return 0
-    local jobs=("$@") ids=() i listed
-    for ((i = ${#jobs[@]} - 1; i >= 0; i--)); do ids+=("${jobs[i]#* }"); done
-    listed=$(IFS=,; echo "$*")
+if [ ${#stale[@]} -gt 0 ]; then
+    ids=()
+    for ((i = ${#stale[@]} - 1; i >= 0; i--)); do ids+=("${stale[i]#* }"); done
+    listed=$(IFS=,; echo "${stale[*]}")
     if [ -n "$dry" ]; then
         echo "scancel ${ids[*]}"
     elif scancel "${ids[@]}" 2>"$errors"; then
         echo "submit: cancelled the jobs that waited in vain: $listed" >&2
     else
-        echo "submit: error: could not cancel $listed ($(last_line "$(cat "$errors")")): scancel ${ids[*]}" >&2
-        exit 1
+        die "could not cancel $listed ($(last_line "$(cat "$errors")")): scancel ${ids[*]}"
     fi
-}
+fi
+summary

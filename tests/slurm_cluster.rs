@@ -282,6 +282,22 @@ impl Scene<'_> {
         let done = cmd.output().unwrap();
         (done.status.code(), String::from_utf8_lossy(&done.stderr).into_owned())
     }
+
+    /// `slurm/submit ARGS` with `OUT` alone set: what it printed, stdout then stderr.
+    fn submit_out(&self, out: &Path, args: &[&str]) -> (Option<i32>, String) {
+        let done = self.cluster.command(&self.script("submit")).args(args).env("OUT", out).output().unwrap();
+        let text = format!("{}{}", String::from_utf8_lossy(&done.stdout), String::from_utf8_lossy(&done.stderr));
+        (done.status.code(), text)
+    }
+
+    /// `slurm/submit status OUT`, which must succeed; its output.
+    fn status(&self, out: &Path) -> String {
+        let done =
+            self.cluster.command(&self.script("submit")).args(["status", out.to_str().unwrap()]).output().unwrap();
+        let text = String::from_utf8_lossy(&done.stdout).into_owned();
+        assert!(done.status.success(), "status: {text}{}", String::from_utf8_lossy(&done.stderr));
+        text
+    }
 }
 
 /// Scenario 0, before any job runs: slurm/submit refuses jobs that no node could run (they would
@@ -299,7 +315,12 @@ fn submit_refuses_what_no_node_can_run(scene: &Scene) {
     let broken = root.join("broken-slurm.conf");
     std::fs::write(&broken, "this is not a slurm.conf\n").unwrap();
     let broken_s = broken.to_str().unwrap();
-    let cases: [(Vec<(&str, &str)>, String); 4] = [
+    // A partition whose jobs may run an hour at most: site.conf's 4 hours for a task would pend for ever.
+    cluster.run(
+        "scontrol",
+        &["create", "PartitionName=short", "Nodes=ALL", "MaxTime=01:00:00", "DefaultTime=00:20:00", "State=UP"],
+    );
+    let cases: [(Vec<(&str, &str)>, String); 5] = [
         (
             vec![("CPUS_PER_TASK", &more_cpus)],
             format!("CPUS_PER_TASK={more_cpus} but its largest node has {cpus} CPUs"),
@@ -312,6 +333,12 @@ fn submit_refuses_what_no_node_can_run(scene: &Scene) {
         (
             vec![("LSUN_DIR", lsun), ("GPU_GRES", "gpu:2")],
             "GPU_GRES=gpu:2 asks for 2 GPU(s) but its largest node has 1".into(),
+        ),
+        (
+            vec![("PARTITION", "short")],
+            "crop-shards asks for TIME_SHARD=04:00:00 but partition short allows at most MaxTime=01:00:00: it would \
+             pend for ever (Reason=PartitionTimeLimit)"
+                .into(),
         ),
         // A configuration sinfo cannot parse (a missing one costs a minute of DNS look-ups).
         (
@@ -328,6 +355,18 @@ fn submit_refuses_what_no_node_can_run(scene: &Scene) {
     }
     assert_eq!(cluster.run("squeue", &["-h"]), "", "a refused submission queued jobs");
     assert!(!out.join("slurm-logs/submitted.tsv").exists(), "a refused submission recorded jobs");
+    // Within the limit, or the partition's DefaultTime (an empty TIME_SHARD), the times pass the check.
+    let env = [("PARTITION", "short"), ("TIME_SHARD", ""), ("TIME_MERGE", "00:59:00"), ("EXTRA_SBATCH", "--hold")];
+    let (code, text) = scene.submit(&root.join("within-limits"), &["preprocess"], &env);
+    assert_eq!(code, Some(0), "{text}");
+    let (array, merge, report) =
+        (job_of_in(&text, "crop-shards"), job_of_in(&text, "crop-merge"), job_of_in(&text, "report"));
+    let limit = |job: &str| {
+        let text = cluster.run("scontrol", &["show", "job", "-o", job]);
+        text.split_whitespace().find_map(|f| f.strip_prefix("TimeLimit=")).unwrap_or("").to_owned()
+    };
+    assert_eq!((limit(&array), limit(&merge)), ("00:20:00".to_owned(), "00:59:00".to_owned()));
+    cluster.run("scancel", &[&report, &merge, &array]);
 }
 
 /// Scenario 0, continued: an sbatch that fails (here the second, a stand-in on PATH before the real
@@ -404,6 +443,9 @@ fn preprocess_as_a_held_array_then_merge(scene: &Scene) {
             .to_owned()
     };
     let (array, merge) = (job_of("crop-shards"), job_of("crop-merge"));
+    // The job names carry the run (OUT's last folder) and the stage.
+    let names = cluster.run("squeue", &["-h", "-j", &format!("{array},{merge}"), "-o", "%j"]);
+    assert!(names.contains("out-crop") && names.contains("out-crop-merge"), "{names}");
     let crops = out.join("imagenet32");
     cluster.run("scontrol", &["release", &format!("{array}_0")]);
     cluster.run("scontrol", &["release", &job_of("report")]);
@@ -431,6 +473,10 @@ fn preprocess_as_a_held_array_then_merge(scene: &Scene) {
         read(&out.join(format!("slurm-logs/crop-merge-{merge}.out")))
     );
     assert_eq!(crop_outputs(&crops), expected, "4-task array + merge vs a single crop run");
+    // The shard's last word: its merge is queued already, not a command to run by hand.
+    let shard_log = read(&out.join(format!("slurm-logs/crop-{array}_0.out")));
+    assert!(shard_log.contains("its merge job runs once every shard has finished"), "{shard_log}");
+    assert!(!shard_log.contains("--merge --output"), "{shard_log}");
     let rows = read_manifest(&crops);
     let broken = row_for(&rows, "c1/zz-broken.png");
     assert_eq!(broken["status"], "error", "{broken}");
@@ -438,19 +484,25 @@ fn preprocess_as_a_held_array_then_merge(scene: &Scene) {
     lap("4-task array, held merge, merge by hand, merge", &mut step);
 }
 
-/// Scenario 2: `slurm/submit preprocess`, then a task cancelled between its parts: the first
-/// submission's merge and report would wait for ever; `slurm/submit resubmit crop` cancels them,
-/// resubmits that task (it resumes, taking the dead task's lock over) and a new merge after it and
-/// the tasks still queued, then a new report; the outputs are those of a single run.
+/// Scenario 2: `slurm/submit preprocess` (named `night`), then a task cancelled between its parts,
+/// and the merge let run early: it fails, and the report after it says so instead of reporting;
+/// `status` names the failed task and merge with their logs' last lines and the command to run.
+/// `slurm/submit resubmit crop` (with other settings in the environment: the recorded ones are used)
+/// resubmits that task and a new merge; that task cancelled too, a second resubmit takes every array
+/// of the stage into account (only task 1 again; the new merge waits for the first array's tasks
+/// still queued) and cancels the first resubmit's merge and report. The resubmitted task resumes,
+/// taking the dead task's lock over; the outputs are those of a single run; then `status` says it
+/// has finished, and `resubmit` that there is nothing to do (from the merge's output).
 fn a_cancelled_task_resumes_when_resubmitted(scene: &Scene) {
-    let Scene { cluster, root, expected, .. } = *scene;
+    let Scene { cluster, root, .. } = *scene;
     let mut step = Instant::now();
     let out2 = root.join("out2");
     let crops = out2.join("imagenet32");
-    let (code, text) = scene.submit(&out2, &["preprocess"], &[("EXTRA_SBATCH", "--hold")]);
+    let (code, text) = scene.submit(&out2, &["preprocess"], &[("EXTRA_SBATCH", "--hold"), ("RUN_NAME", "night")]);
     assert_eq!(code, Some(0), "slurm/submit: {text}");
     let (array, merge, report) =
         (job_of_in(&text, "crop-shards"), job_of_in(&text, "crop-merge"), job_of_in(&text, "report"));
+    assert_eq!(cluster.run("squeue", &["-h", "-j", &array, "-o", "%j"]), "night-crop");
     cluster.run("scontrol", &["release", &format!("{array}_1")]);
     let log1 = out2.join(format!("slurm-logs/crop-{array}_1.out"));
     let part1 = crops.join("parts/manifest-00001.jsonl");
@@ -462,37 +514,99 @@ fn a_cancelled_task_resumes_when_resubmitted(scene: &Scene) {
         "cancelled too late: shard 1 had finished"
     );
     assert!(crops.join("parts/lock-shard-1-of-4").exists(), "the killed task's lock is left behind (stale)");
-    // The merge and report, no longer held, wait on a task that can never succeed.
-    cluster.run("scontrol", &["release", &merge]);
-    cluster.run("scontrol", &["release", &report]);
-    let (code, text) = scene.submit(&out2, &["resubmit", "crop"], &[]);
+    a_failed_merge_stops_the_report(scene, &out2, &merge, &report);
+    let status = scene.status(&out2);
+    for line in [
+        "crop: 4 tasks: 0 done, 0 running, 3 pending (JobHeld".to_owned(),
+        ": 0 2 3), 1 failed (1)".to_owned(),
+        format!("  task 1 failed (job {array}_1, CANCELLED): slurmstepd"),
+        format!("  merge (job {merge}): failed: "),
+        format!("report (job {report}): failed: report: not written: the merge of crop did not succeed"),
+        format!("next: OUT={} slurm/submit resubmit crop", out2.display()),
+    ] {
+        assert!(status.contains(&line), "{line:?} in\n{status}");
+    }
+
+    // Other settings in the environment (8 CPUs: more than the node has) are ignored.
+    let (code, text) = scene.submit(&out2, &["resubmit", "crop"], &[("CPUS_PER_TASK", "8"), ("EXTRA_SBATCH", "")]);
     assert_eq!(code, Some(0), "slurm/submit resubmit: {text}");
-    assert!(
-        text.contains(&format!("resubmitting task(s) 1; the new merge also waits for {array}_0 {array}_2 {array}_3")),
-        "only the cancelled task, after the others still held: {text}"
-    );
-    assert!(
-        text.contains(&format!("cancelled the jobs that waited in vain: crop-merge {merge},report {report}")),
-        "{text}"
-    );
+    assert!(text.contains("resubmit uses the settings recorded with the run"), "{text}");
+    assert!(text.contains("ignored here: CPUS_PER_TASK=8 EXTRA_SBATCH="), "{text}");
+    let waits = format!("resubmitting task(s) 1; the new merge also waits for {array}_0 {array}_2 {array}_3");
+    assert!(text.contains(&waits), "only the cancelled task, after the others still held: {text}");
+    assert!(!text.contains("cancelled"), "the first merge and report had ended: {text}");
     let (again, merge2, report2) =
         (job_of_in(&text, "crop-shards"), job_of_in(&text, "crop-merge"), job_of_in(&text, "report"));
-    assert_eq!(cluster.wait_done(&merge), ["CANCELLED"]);
-    assert_eq!(cluster.wait_done(&report), ["CANCELLED"]);
-    cluster.run("scontrol", &["release", &format!("{array}_[0,2-3]")]);
-    let merge_log = out2.join(format!("slurm-logs/crop-merge-{merge2}.out"));
-    assert_eq!(cluster.wait_done(&merge2), ["COMPLETED"], "{}", read(&merge_log));
-    let log = read(&out2.join(format!("slurm-logs/crop-{again}_1.out")));
+    let shown = cluster.run("scontrol", &["show", "job", "-o", &again]);
+    assert!(shown.contains("MinCPUsNode=1 ") && shown.contains("Reason=JobHeldUser"), "the recorded settings: {shown}");
+
+    // That task cancelled too (before it ran): every array of the stage counts, not the last one.
+    cluster.run("scancel", &[&again]);
+    assert_eq!(cluster.wait_done(&again), ["CANCELLED"]);
+    let (code, text) = scene.submit(&out2, &["resubmit", "crop"], &[]);
+    assert_eq!(code, Some(0), "slurm/submit resubmit: {text}");
+    assert!(text.contains(&waits), "task 1 only, once: {text}");
+    let cancelled = format!("cancelled the jobs that waited in vain: crop-merge {merge2},report {report2}");
+    assert!(text.contains(&cancelled), "{text}");
+    let (third, merge3, report3) =
+        (job_of_in(&text, "crop-shards"), job_of_in(&text, "crop-merge"), job_of_in(&text, "report"));
+    assert_eq!(cluster.wait_done(&merge2), ["CANCELLED"]);
+    assert_eq!(cluster.wait_done(&report2), ["CANCELLED"]);
+
+    // The recorded settings hold the jobs (EXTRA_SBATCH=--hold): released, they finish the run.
+    cluster.run("scontrol", &["release", &third, &format!("{array}_[0,2-3]"), &merge3, &report3]);
+    let merge_log = out2.join(format!("slurm-logs/crop-merge-{merge3}.out"));
+    assert_eq!(cluster.wait_done(&merge3), ["COMPLETED"], "{}", read(&merge_log));
+    let log = read(&out2.join(format!("slurm-logs/crop-{third}_1.out")));
     assert!(log.contains("resuming:") && log.contains("parts already done"), "{log}");
     assert!(log.contains("taking over a stale lock of crop shard 1/4"), "{log}");
-    assert_eq!(crop_outputs(&crops), expected, "cancelled and resubmitted task vs a single crop run");
-    assert_eq!(
-        cluster.wait_done(&report2),
-        ["COMPLETED"],
-        "{}",
-        read(&out2.join(format!("slurm-logs/report-{report2}.out")))
-    );
-    lap("task cancelled mid-run, slurm/submit resubmit, merged", &mut step);
+    assert_eq!(crop_outputs(&crops), scene.expected, "cancelled and resubmitted task vs a single crop run");
+    let report_log = out2.join(format!("slurm-logs/report-{report3}.out"));
+    assert_eq!(cluster.wait_done(&report3), ["COMPLETED"], "{}", read(&report_log));
+    a_finished_run_has_nothing_to_resubmit(scene, &out2, &merge3, &report3);
+    lap("task cancelled mid-run, failed merge, slurm/submit resubmit twice, status, merged", &mut step);
+}
+
+/// The first merge, its dependency cleared, runs before the shards and fails; the report, which
+/// follows it with afterany (so that it never waits for ever), ends without a report and says which
+/// stage failed, in a log that starts with a header line.
+fn a_failed_merge_stops_the_report(scene: &Scene, out: &Path, merge: &str, report: &str) {
+    let cluster = scene.cluster;
+    cluster.run("scontrol", &["update", &format!("jobid={merge}"), "dependency="]);
+    cluster.run("scontrol", &["release", merge, report]);
+    assert_eq!(cluster.wait_done(merge), ["FAILED"]);
+    assert_eq!(cluster.wait_done(report), ["FAILED"]);
+    let log = read(&out.join(format!("slurm-logs/report-{report}.out")));
+    assert!(log.lines().next().unwrap_or("").contains(&format!("report of {} (job {report})", out.display())), "{log}");
+    assert!(log.contains("report: not written: the merge of crop did not succeed"), "{log}");
+    assert!(!out.join("report.html").exists());
+}
+
+/// After the run has finished: `status` says so, and `resubmit` has nothing to do, because the
+/// merge's output is complete (not because of its job: without that output, it submits a new merge).
+fn a_finished_run_has_nothing_to_resubmit(scene: &Scene, out: &Path, merge: &str, report: &str) {
+    let status = scene.status(out);
+    for line in [
+        "crop: 4 tasks: 4 done, 0 running, 0 pending, 0 failed".to_owned(),
+        format!("  merge (job {merge}): done ({}/imagenet32/summary.json)", out.display()),
+        format!("report (job {report}): written: {}/report.html", out.display()),
+        "next: nothing to do: the run has finished".to_owned(),
+    ] {
+        assert!(status.contains(&line), "{line:?} in\n{status}");
+    }
+    let recorded = read(&out.join("slurm-logs/submitted.tsv"));
+    let (code, text) = scene.submit(out, &["resubmit", "crop"], &[]);
+    assert_eq!(code, Some(0), "{text}");
+    assert!(text.contains("nothing to do: crop has finished: its 4 shards and its merge succeeded"), "{text}");
+    assert_eq!(read(&out.join("slurm-logs/submitted.tsv")), recorded, "nothing submitted");
+    let summary = out.join("imagenet32/summary.json");
+    let aside = out.join("summary.json.aside");
+    std::fs::rename(&summary, &aside).unwrap();
+    let (code, text) = scene.submit_out(out, &["resubmit", "crop", "--dry-run"]);
+    std::fs::rename(&aside, &summary).unwrap();
+    assert_eq!(code, Some(0), "{text}");
+    assert!(text.contains("no task to resubmit, but the merge did not succeed"), "{text}");
+    assert!(text.contains("slurm/merge.sbatch") && text.contains("slurm/report.sbatch"), "{text}");
 }
 
 /// Scenario 3: training requeued mid-run: it checkpoints on the signal and resumes to the same weights;
@@ -627,7 +741,10 @@ fn submit_warns_when_shards_exceed_the_parts() {
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path();
     let folder = root.join("photos");
-    let members: Vec<(String, Vec<u8>)> = (0..49).map(|i| (format!("c0/{i:03}.jpg"), vec![0xff, 0xd8])).collect();
+    // 49 images, and two members that are not (as Tiny ImageNet's wnids.txt and words.txt): not counted.
+    let mut members: Vec<(String, Vec<u8>)> = (0..49).map(|i| (format!("c0/{i:03}.jpg"), vec![0xff, 0xd8])).collect();
+    members.push(("wnids.txt".into(), b"n01443537\n".to_vec()));
+    members.push(("words.txt".into(), b"n01443537\tgoldfish\n".to_vec()));
     for (name, bytes) in &members {
         write(&folder.join(name), bytes);
     }
@@ -652,13 +769,42 @@ fn submit_warns_when_shards_exceed_the_parts() {
     };
     // 49 inputs in parts of 4 (test.toml's crop.part_size): 13 parts.
     let warning =
-        "SHARDS=20 but the input of crop (IMAGENET_DIR) holds at most 49 files: 13 part(s) of crop.part_size = 4, \
+        "SHARDS=20 but the input of crop (IMAGENET_DIR) holds at most 49 images: 13 part(s) of crop.part_size = 4, \
                    so 7 of its 20 tasks will have nothing to do; SHARDS=13 is enough";
     for input in [&folder, &archive] {
         let (text, commands) = dry_run(input, "20");
         assert!(text.contains(warning), "{}: {text}", input.display());
         assert!(commands.contains("--array=0-19"), "the warning changes nothing: {commands}");
+        // A stage without input names the configuration it read, not paper.toml.
+        let skipped = format!("no input for dedupe (LSUN_DIR= or [paths] in {}), skipping", conf.display());
+        assert!(text.contains(&skipped), "{text}");
         let (text, _) = dry_run(input, "13");
         assert!(!text.contains("warning"), "{}: {text}", input.display());
     }
+}
+
+/// The slurm-* make targets run on a login node: they never install or build anything (no `setup`
+/// before them), and a missing binary is refused with the command that builds it. No cluster needed.
+#[test]
+fn slurm_make_targets_install_and_build_nothing() {
+    for target in ["slurm-preprocess", "slurm-train", "slurm-all", "slurm-status"] {
+        let done = Command::new("make").args(["-n", target]).current_dir(PROJECT).output().unwrap();
+        let text = String::from_utf8_lossy(&done.stdout);
+        assert!(done.status.success(), "make -n {target}: {}", String::from_utf8_lossy(&done.stderr));
+        assert!(text.contains("slurm/submit"), "{target}: {text}");
+        for word in ["apt-get", "pip", "cargo", "python"] {
+            assert!(!text.contains(word), "make {target} would run {word}: {text}");
+        }
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let done = Command::new(Path::new(PROJECT).join("slurm/submit"))
+        .arg("preprocess")
+        .env("BIN", tmp.path().join("nowhere"))
+        .env("OUT", tmp.path().join("out"))
+        .env("IMAGENET_DIR", tmp.path())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&done.stderr);
+    assert_eq!(done.status.code(), Some(1), "{text}");
+    assert!(text.contains("nowhere/crop is missing: build them first where the toolchain is: make build"), "{text}");
 }

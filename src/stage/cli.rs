@@ -50,14 +50,17 @@ pub fn run_stage<S: PerImageStage>(
         };
         let (report, summary) = run_per_image(stage, &spec)?;
         let Some(summary) = summary else {
+            // Under slurm/submit the merge is already queued as a job of its own (slurm/stage.sbatch).
+            let next = if std::env::var_os("DCGAN_MERGE_QUEUED").is_some() {
+                "its merge job runs once every shard has finished".to_owned()
+            } else {
+                format!("once every shard has finished: {name} --merge --output {}", output.display())
+            };
             eprintln!(
                 "{}",
                 for_terminal(&format!(
-                    "{name}: shard {} done: {} inputs processed, {} failed; once every shard has finished: {name} --merge --output {}",
-                    report.shard,
-                    report.records_processed,
-                    report.errors,
-                    output.display()
+                    "{name}: shard {} done: {} inputs processed, {} failed; {next}",
+                    report.shard, report.records_processed, report.errors,
                 ))
             );
             return Ok(if report.errors > 0 { EXIT_SOME_INPUTS_FAILED } else { 0 });
