@@ -13,8 +13,10 @@ use std::path::Path;
 use std::time::Instant;
 
 use dcgan_pipeline::data::npy::read_array;
-use dcgan_pipeline::eval::{ClassificationMetrics, FeatureMatrix, FeatureRows, L2Svm, Subset};
-use linfa::ParamGuard;
+use dcgan_pipeline::eval::{ClassificationMetrics, FeatureMatrix, FeatureRows, L2Svm};
+use linfa::traits::{Fit, Predict};
+use linfa::{DatasetBase, ParamGuard};
+use ndarray::{Array1, ArrayView1};
 
 fn peak_rss_mib() -> f64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
@@ -69,9 +71,12 @@ fn main() {
     let y_train: Vec<usize> =
         if n_train < y_train.len() { train_idx.iter().map(|&i| y_train[i]).collect() } else { y_train };
     let y_test: Vec<usize> = test_idx.iter().map(|&i| y_test[i]).collect();
-    let model = L2Svm::params().c(c).tol(tol).n_classes(10).check().unwrap().fit_rows(&train, &y_train).unwrap();
-    let predicted = model.predict_rows(&Subset { rows: &test, indices: &(0..n_test).collect::<Vec<_>>() });
-    let accuracy = ClassificationMetrics::new(&y_test, &predicted, 10).accuracy;
+    // Through linfa's traits, as cifar-eval fits and predicts.
+    let fit_set = DatasetBase::new(&train, ArrayView1::from(&y_train));
+    let test_set = DatasetBase::new(&test, ArrayView1::from(&y_test));
+    let model = L2Svm::params().c(c).tol(tol).n_classes(10).check().unwrap().fit(&fit_set).unwrap();
+    let predicted: Array1<usize> = model.predict(&test_set);
+    let accuracy = ClassificationMetrics::new(&y_test, &predicted.to_vec(), 10).accuracy;
     println!(
         "{}",
         serde_json::json!({

@@ -119,7 +119,7 @@ fn histogram_check(
     }
     let images = generator_samples(&g, config.samples, config.seed as i64 + 7);
     let predicted = classifier.predict(&to_labeled(&images));
-    dcgan_pipeline::gan::plots::write_sample_grid(
+    dcgan_pipeline::gan::sample::write_sample_grid(
         &grid_by_class(&images, &predicted, 12),
         12,
         2,

@@ -1,11 +1,13 @@
 //! dcgan-pipeline: the data and evaluation side of the DCGAN paper (Radford, Metz, Chintala
-//! 2015), as a library under thin stage binaries (pipeline/).
+//! 2015), as a library under thin stage binaries (pipeline/). Which module may import which:
+//! docs/architecture.md (tests/architecture.rs checks every import against it).
 //!
+//! - [`config`]: the whole configuration (embedded default, `--config`, `--set`), composing the stages' tables.
 //! - [`stage`]: the contract every stage keeps (CLI shape, parts, resume, shards, manifests).
 //! - [`data`]: image sources (folder, tar, LMDB), CIFAR-10 readers, `.npy`, packed sets.
 //! - [`imageops`]: decoding real-world photos, min-resize and center crop.
 //! - [`crop`]: the crop stage.
-//! - [`faces`]: the faces stage (OpenCV Haar cascade).
+//! - [`faces`]: the faces stage (OpenCV's YuNet CNN by default, or the paper's Haar cascade).
 //! - [`dedupe`]: the dedupe stage (autoencoder semantic hashing, HNSW, clusters).
 //! - [`gan`]: the DCGAN presets and their training (tch).
 //! - [`eval`]: cifar-eval (features, the L2-SVM, the protocol).
@@ -15,6 +17,7 @@
 //! - [`memory`]: the memory a piece of work needs, checked against the machine before it starts.
 //! - [`torchutil`]: tensor pieces several stages use (device names, network input, Adam).
 //! - [`integrity`]: size and sha256 of what one stage hands to the next, recorded and checked.
+//! - [`fsutil`], [`rng`]: atomic writes and hashing; the seeded generator.
 
 pub mod config;
 pub mod crop;

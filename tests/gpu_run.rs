@@ -1,5 +1,5 @@
-//! The GPU lease (benches/gpu/imagenet_run.sh, docs/gpu.md) proven on the CPU: the carry made by
-//! benches/gpu/prepare_carry.sh as for the device (this build's `train`, stripped and xz-compressed,
+//! The GPU lease (gpu-runs/imagenet_run.sh, docs/gpu.md) proven on the CPU: the carry made by
+//! gpu-runs/prepare_carry.sh as for the device (this build's `train`, stripped and xz-compressed,
 //! and half of a stand-in for Tiny ImageNet's tarball in its layout), checked against the budget with
 //! the real data's and the real state's sizes; then two leases run from the carry alone with a tiny
 //! configuration, the second resuming what the first brought back and what was committed.
@@ -68,7 +68,7 @@ fn prepare(carry: &Path, state: &Path, data: &Path) -> String {
     // release build that the device gets is prepared without this allowance.
     let allow = if bin_dir.ends_with("release") { "" } else { "libopencv_core" };
     let out = bash(
-        "benches/gpu/prepare_carry.sh",
+        "gpu-runs/prepare_carry.sh",
         &[("CARRY", carry), ("STATE", state), ("DATA", data), ("ALLOW_NEEDED", Path::new(allow))],
         &[bin_dir.to_str().unwrap()],
     );
@@ -94,7 +94,7 @@ fn counted_mib(report: &str) -> f64 {
 fn run_lease(carry: &Path, state: &Path, out: &Path, max_steps: u64) -> Output {
     let extra = format!("--set train.width=8 --set train.batch=32 --set train.max_steps={max_steps}");
     let out = Command::new("bash")
-        .arg(repo().join("benches/gpu/imagenet_run.sh"))
+        .arg(repo().join("gpu-runs/imagenet_run.sh"))
         .env("CARRY", carry)
         .env("STATE", state)
         .env("OUT", out)
@@ -171,7 +171,7 @@ fn two_gpu_leases_run_on_the_cpu_from_the_carry_and_the_second_resumes_the_first
 
     // The session commits what came back.
     let commit = Command::new(python())
-        .arg(repo().join("benches/gpu/lease.py"))
+        .arg(repo().join("gpu-runs/lease.py"))
         .args(["commit"])
         .arg(&out1)
         .arg(&state)

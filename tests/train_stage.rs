@@ -193,7 +193,7 @@ fn save_then_load_is_exact() {
 
 #[test]
 fn float16_weights_without_optimiser_state_load_as_float32() {
-    // How a GPU lease resumes (benches/gpu/lease.py seed): exported float16 D and G, no Adam state.
+    // How a GPU lease resumes (gpu-runs/lease.py seed): exported float16 D and G, no Adam state.
     let _turn = torch_turn();
     let config = tiny(Preset::Imagenet32, 8, 8);
     let mut gan = Gan::new(&config, Device::Cpu);

@@ -11,6 +11,9 @@
 //!   chosen per row and label count on 500 validation digits held out of the training split.
 
 use anyhow::{Context, Result};
+use linfa::traits::{Fit, Predict};
+use linfa::DatasetBase;
+use ndarray::{Array1, ArrayView1};
 use serde::Serialize;
 use tch::{Device, Kind, Tensor};
 
@@ -115,15 +118,17 @@ impl PixelClassifier {
         let (x, y) = (pixel_features(train), labels(train));
         let (fit_idx, val_idx) = validation_split(&y, CLASSES, config.validation, config.seed);
         let c = choose_c(&x, &y, &fit_idx, &val_idx, config)?;
-        let all: Vec<usize> = (0..y.len()).collect();
-        let model = config.svm(c)?.fit_rows(&Subset { rows: &x, indices: &all }, &y)?;
-        let predicted = model.predict_rows(&pixel_features(test));
-        let test_accuracy = ClassificationMetrics::new(&labels(test), &predicted, CLASSES).accuracy;
+        let model = config.svm(c)?.fit(&DatasetBase::new(&x, ArrayView1::from(&y)))?;
+        let test_labels = labels(test);
+        let predicted: Array1<usize> =
+            model.predict(&DatasetBase::new(pixel_features(test), ArrayView1::from(&test_labels)));
+        let test_accuracy = ClassificationMetrics::new(&test_labels, &predicted.to_vec(), CLASSES).accuracy;
         Ok(Self { model, c, test_accuracy })
     }
 
     pub fn predict(&self, images: &LabeledImages) -> Vec<usize> {
-        self.model.predict_rows(&pixel_features(images))
+        let predicted: Array1<usize> = self.model.predict(&DatasetBase::new(pixel_features(images), ()));
+        predicted.to_vec()
     }
 }
 
@@ -131,13 +136,11 @@ impl PixelClassifier {
 fn choose_c(x: &FeatureMatrix, y: &[usize], fit: &[usize], val: &[usize], config: &DigitsEvalConfig) -> Result<f64> {
     let fit_labels: Vec<usize> = fit.iter().map(|&i| y[i]).collect();
     let val_labels: Vec<usize> = val.iter().map(|&i| y[i]).collect();
+    let fit_set = DatasetBase::new(Subset { rows: x, indices: fit }, ArrayView1::from(&fit_labels));
+    let val_set = DatasetBase::new(Subset { rows: x, indices: val }, ArrayView1::from(&val_labels));
     let choice = CSearch::grid(&config.c_grid).choose(|c| {
-        let model = config.svm(c)?.fit_rows(&Subset { rows: x, indices: fit }, &fit_labels)?;
-        Ok((
-            ClassificationMetrics::new(&val_labels, &model.predict_rows(&Subset { rows: x, indices: val }), CLASSES)
-                .accuracy,
-            (),
-        ))
+        let predicted: Array1<usize> = config.svm(c)?.fit(&fit_set)?.predict(&val_set);
+        Ok((ClassificationMetrics::new(&val_labels, &predicted.to_vec(), CLASSES).accuracy, ()))
     })?;
     Ok(choice.c())
 }
@@ -306,7 +309,11 @@ pub fn score_features(
     t.standardize(&stats);
     let (y, y_test) = (labels(train), labels(test));
     let (fit_idx, val_idx) = validation_split(&y, CLASSES, config.validation, config.seed);
-    let score = |model: &L2Svm| ClassificationMetrics::new(&y_test, &model.predict_rows(&t), CLASSES).accuracy;
+    let test_set = DatasetBase::new(&t, ArrayView1::from(&y_test));
+    let score = |model: &L2Svm| {
+        let predicted: Array1<usize> = model.predict(&test_set);
+        ClassificationMetrics::new(&y_test, &predicted.to_vec(), CLASSES).accuracy
+    };
     let mut few = Vec::new();
     for &k in &config.per_class {
         // C on the validation digits with the first draw, then every draw at that C.
@@ -316,14 +323,14 @@ pub fn score_features(
         for draw in 0..config.draws as u64 {
             let picked = draw_per_class(&y, &fit_idx, CLASSES, k, config.seed, draw);
             let picked_labels: Vec<usize> = picked.iter().map(|&i| y[i]).collect();
-            accuracies.push(score(&config.svm(c)?.fit_rows(&Subset { rows: &x, indices: &picked }, &picked_labels)?));
+            let picked_set = DatasetBase::new(Subset { rows: &x, indices: &picked }, ArrayView1::from(&picked_labels));
+            accuracies.push(score(&config.svm(c)?.fit(&picked_set)?));
         }
         let (mean, std) = mean_std(&accuracies);
         few.push(FewLabel { per_class: k, c, accuracies, mean, std });
     }
     let c_all = choose_c(&x, &y, &fit_idx, &val_idx, config)?;
-    let all: Vec<usize> = (0..y.len()).collect();
-    let all_labels_accuracy = score(&config.svm(c_all)?.fit_rows(&Subset { rows: &x, indices: &all }, &y)?);
+    let all_labels_accuracy = score(&config.svm(c_all)?.fit(&DatasetBase::new(&x, ArrayView1::from(&y)))?);
     let (src, preset, width) = match source {
         FeatureSource::Pixels => ("pixels".to_string(), None, None),
         FeatureSource::Trained { path, preset, width } => (path.display().to_string(), Some(*preset), Some(*width)),

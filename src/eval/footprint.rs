@@ -59,23 +59,3 @@ pub fn check(config: &CifarEvalConfig, max_memory_gb: f64) -> anyhow::Result<()>
     );
     Ok(memory::check(&what, &estimate(config), memory::budget(max_memory_gb, None).as_ref(), &hint)?)
 }
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::config::Config;
-
-    #[test]
-    fn the_papers_evaluation_fits_a_small_machine_and_a_hostile_width_does_not() {
-        let paper = Config::load(Some(std::path::Path::new("configs/paper.toml")), &[]).unwrap();
-        let e = estimate(&paper.cifar_eval);
-        // 28,672 float16 features of 60,000 images: 3.4 GB, the bulk of it.
-        assert!(e.bytes > 3.0e9 && e.bytes < 6.0e9, "{e:?}");
-        let mut wide = paper.cifar_eval.clone();
-        wide.width = 100_000;
-        assert!(estimate(&wide).bytes > 1e13);
-        wide.width = 128;
-        wide.flips = true;
-        assert!(estimate(&wide).bytes > 1.5 * e.bytes, "flips double the matrices");
-    }
-}

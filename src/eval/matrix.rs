@@ -21,6 +21,20 @@ pub trait FeatureRows: Sync {
     fn row<'a>(&'a self, i: usize, buf: &'a mut [f32]) -> &'a [f32];
 }
 
+/// A borrowed matrix reads as the matrix (linfa's records are borrowed alike: a `DatasetBase` of
+/// `&FeatureMatrix` fits without a copy).
+impl<R: FeatureRows + ?Sized> FeatureRows for &R {
+    fn n_rows(&self) -> usize {
+        (**self).n_rows()
+    }
+    fn n_cols(&self) -> usize {
+        (**self).n_cols()
+    }
+    fn row<'a>(&'a self, i: usize, buf: &'a mut [f32]) -> &'a [f32] {
+        (**self).row(i, buf)
+    }
+}
+
 impl<S: Data<Elem = f32> + Sync> FeatureRows for ArrayBase<S, Ix2> {
     fn n_rows(&self) -> usize {
         self.nrows()

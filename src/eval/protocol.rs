@@ -26,7 +26,10 @@ use crate::gan::{FeaturePoint, Pooling};
 use crate::rng::SplitMix;
 use crate::stage::progress::Progress;
 use crate::torchutil::device::{parse_device, DeviceName};
-use linfa::ParamGuard;
+use linfa::dataset::Records;
+use linfa::traits::Fit;
+use linfa::{DatasetBase, ParamGuard};
+use ndarray::{Array1, ArrayView1};
 
 /// `[cifar_eval]` in the config.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -152,6 +155,17 @@ impl<R: FeatureRows> FeatureRows for Subset<'_, R> {
     }
 }
 
+/// linfa's records, so that the SVM fits a `DatasetBase` of a subset (`Fit`).
+impl<R: FeatureRows> Records for Subset<'_, R> {
+    type Elem = f32;
+    fn nsamples(&self) -> usize {
+        self.n_rows()
+    }
+    fn nfeatures(&self) -> usize {
+        self.n_cols()
+    }
+}
+
 /// The rows of `first` then those of `second` (a training set with its mirrored copies).
 pub struct Stacked<'a, A, B> {
     pub first: &'a A,
@@ -175,6 +189,16 @@ impl<A: FeatureRows, B: FeatureRows> FeatureRows for Stacked<'_, A, B> {
     }
 }
 
+impl<A: FeatureRows, B: FeatureRows> Records for Stacked<'_, A, B> {
+    type Elem = f32;
+    fn nsamples(&self) -> usize {
+        self.n_rows()
+    }
+    fn nfeatures(&self) -> usize {
+        self.n_cols()
+    }
+}
+
 /// A split's features and, with `flips`, those of its mirrored images (row for row).
 pub struct SplitFeatures<'a> {
     pub x: &'a FeatureMatrix,
@@ -186,10 +210,11 @@ impl SplitFeatures<'_> {
     pub fn fit(&self, params: &L2SvmValidParams, indices: &[usize], labels: &[usize]) -> Result<L2Svm> {
         let rows = Subset { rows: self.x, indices };
         Ok(match self.flipped {
-            None => params.fit_rows(&rows, labels)?,
+            None => params.fit(&DatasetBase::new(rows, ArrayView1::from(labels)))?,
             Some(f) => {
-                let doubled: Vec<usize> = labels.iter().chain(labels).copied().collect();
-                params.fit_rows(&Stacked { first: &rows, second: &Subset { rows: f, indices } }, &doubled)?
+                let doubled: Array1<usize> = labels.iter().chain(labels).copied().collect();
+                params
+                    .fit(&DatasetBase::new(Stacked { first: &rows, second: &Subset { rows: f, indices } }, doubled))?
             }
         })
     }

@@ -29,6 +29,9 @@ use crate::fsutil;
 use crate::gan::{list_snapshots, CheckpointState};
 use crate::stage::progress::Progress;
 use crate::torchutil::device::parse_device;
+use linfa::traits::{Fit, Predict};
+use linfa::DatasetBase;
+use ndarray::{Array1, ArrayView1};
 
 /// One snapshot's row of the table.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -239,9 +242,12 @@ impl SnapshotScorer<'_> {
         let (fit_x, val_x) = self.features(&dir.join("d.safetensors"), state.step)?;
         let features_s = t.elapsed().as_secs_f64();
         let t = Instant::now();
+        let fit_set = DatasetBase::new(fit_x, ArrayView1::from(&splits.fit_labels));
+        let val_set = DatasetBase::new(val_x, ArrayView1::from(&splits.val_labels));
         let choice = CSearch::grid(&config.c_grid).choose(|c| {
-            let model = config.svm(c, self.threads)?.fit_rows(&fit_x, &splits.fit_labels)?;
-            Ok((ClassificationMetrics::new(&splits.val_labels, &model.predict_rows(&val_x), 10).accuracy, ()))
+            let model = config.svm(c, self.threads)?.fit(&fit_set)?;
+            let predicted: Array1<usize> = model.predict(&val_set);
+            Ok((ClassificationMetrics::new(&splits.val_labels, &predicted.to_vec(), 10).accuracy, ()))
         })?;
         Ok(SnapshotScore {
             step: state.step,

@@ -5,7 +5,6 @@ pub mod collapse;
 pub mod export;
 pub mod footprint;
 pub mod models;
-pub mod plots;
 pub mod sample;
 pub mod trainer;
 

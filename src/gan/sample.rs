@@ -136,6 +136,23 @@ pub fn latent_walk(points: &Tensor, steps: i64) -> Tensor {
     Tensor::stack(&walk, 0)
 }
 
+/// Lays images (N x 3 x H x W in [-1, 1]) out in a grid with `cols` columns and a 2-pixel gap,
+/// each image magnified `scale` times (nearest), and writes it as PNG (train's samples, `sample`'s
+/// grid and walk, the digits demo's samples by class).
+pub fn write_sample_grid(images: &Tensor, cols: usize, scale: u32, path: &Path) -> anyhow::Result<()> {
+    let images = ((images.to_device(tch::Device::Cpu).clamp(-1.0, 1.0) + 1.0) * 127.5)
+        .round()
+        .to_kind(tch::Kind::Uint8)
+        .permute([0, 2, 3, 1])
+        .contiguous();
+    let size = images.size();
+    let (n, h, w) = (size[0] as usize, size[1] as u32, size[2] as u32);
+    let pixels: Vec<u8> = Vec::<u8>::try_from(images.flatten(0, -1))?;
+    let tiles: Vec<&[u8]> = pixels.chunks_exact((h * w * 3) as usize).take(n).collect();
+    let grid = crate::pictures::grid::tile_grid(&tiles, w, h, cols, scale, 2);
+    Ok(crate::plots::write_png(&grid, path)?)
+}
+
 /// What [`write_pictures`] draws.
 #[derive(Debug, Clone)]
 pub struct PictureSpec {
@@ -192,19 +209,14 @@ pub fn write_pictures(generator: &Path, output: &Path, spec: &PictureSpec) -> an
 
     let t = std::time::Instant::now();
     let z = seeded_z(spec.prior, spec.samples.max(1), g.z_dim(), spec.seed);
-    super::plots::write_sample_grid(&g.generate(&z), spec.columns.max(1) as usize, scale, &output.join("samples.png"))?;
+    write_sample_grid(&g.generate(&z), spec.columns.max(1) as usize, scale, &output.join("samples.png"))?;
     let samples_s = t.elapsed().as_secs_f64();
 
     let t = std::time::Instant::now();
     // Another stream than the grid's: the walk's points are not the grid's first images.
     let points = seeded_z(spec.prior, spec.walk_rows.max(1) + 1, g.z_dim(), spec.seed.wrapping_add(1_000_003));
     let walk = latent_walk(&points, spec.walk_steps);
-    super::plots::write_sample_grid(
-        &g.generate(&walk),
-        spec.walk_steps.max(2) as usize,
-        scale,
-        &output.join("walk.png"),
-    )?;
+    write_sample_grid(&g.generate(&walk), spec.walk_steps.max(2) as usize, scale, &output.join("walk.png"))?;
     let walk_s = t.elapsed().as_secs_f64();
 
     let record: Option<serde_json::Value> =

@@ -11,7 +11,7 @@ use tch::{nn, Device, Kind, Tensor};
 use super::checkpoints::{checkpoints_dir, latest_intact_checkpoint, snapshots_dir, CheckpointState};
 use super::collapse::{CollapseCriteria, CollapseMonitor, CollapseReport};
 use super::models::{sample_z, Discriminator, Generator, Preset, Prior};
-use super::plots::write_sample_grid;
+use super::sample::write_sample_grid;
 use crate::data::LabeledImages;
 use crate::fsutil;
 use crate::plots::{write_line_plot, Legend, LinePlot, Panel, Series};

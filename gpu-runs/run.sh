@@ -13,13 +13,13 @@
 #
 # Prepare here (see docs/gpu.md): release `train`, `cifar-eval` and
 # ../shared/data/cifar10-train-jpeg.tar.gz in gpu-carry/ (git-ignored), then run with
-# carry=["gpu-carry"]:  bash benches/gpu/run.sh
+# carry=["gpu-carry"]:  bash gpu-runs/run.sh
 # Test it on a CPU with a tiny configuration:
 #   DEVICE=cpu EPOCHS=1 PROBE_STEPS=4 REF_SECONDS=5 EVAL="--set cifar_eval.limit_train_per_class=100 --set cifar_eval.width=8" \
 #   EXTRA="--set train.width=8 --set train.limit_images=512 --set train.batch=64" \
-#   REF_ARGS="--width 8 --limit 512 --batch 64 --workers 0" OUT=/tmp/gpu-out bash benches/gpu/run.sh
+#   REF_ARGS="--width 8 --limit 512 --batch 64 --workers 0" OUT=/tmp/gpu-out bash gpu-runs/run.sh
 set -uo pipefail
-cd "$(dirname "$0")/../.."
+cd "$(dirname "$0")/.."
 T0=$(date +%s)
 CARRY=${CARRY:-gpu-carry}
 OUT=${OUT:-/tmp/gpu-out}

@@ -13,13 +13,13 @@
 # $OUT gets 7 files, each under 16 MiB (D 8.8 MiB, G 12.8 MiB), each as soon as it is made: log.txt,
 # imagenet32-{d,g}.safetensors (+ .json), run.json, run.tar. Exit status 0 only when all were made.
 #
-# Prepare here: bash benches/gpu/prepare_carry.sh; then the device tool with carry=["gpu-carry"],
-# timeout_s 600: bash benches/gpu/imagenet_run.sh; then here:
-# python3 benches/gpu/lease.py commit <the files' folder> models/imagenet-run, and commit that folder.
+# Prepare here: bash gpu-runs/prepare_carry.sh; then the device tool with carry=["gpu-carry"],
+# timeout_s 600: bash gpu-runs/imagenet_run.sh; then here:
+# python3 gpu-runs/lease.py commit <the files' folder> models/imagenet-run, and commit that folder.
 # tests/gpu_run.rs runs it on the CPU (make test) from a carry prepared the same way, twice (the
 # second lease resumes the first), with a tiny configuration through TRAIN_EXTRA.
 set -uo pipefail
-cd "$(dirname "$0")/../.."
+cd "$(dirname "$0")/.."
 T0=$(date +%s)
 CARRY=${CARRY:-gpu-carry}
 STATE=${STATE:-models/imagenet-run}
@@ -39,8 +39,8 @@ run() { "$@" 2>&1 | tee -a "$LOG"; return "${PIPESTATUS[0]}"; }
 die() { say "FAILED: $*"; exit 1; }
 
 SHARD=$CARRY/imagenet-shard.tar.gz
-for f in "$CARRY/train.xz" "$SHARD" "$SHARD.json"; do [ -f "$f" ] || die "missing $f (benches/gpu/prepare_carry.sh)"; done
-run $PY benches/gpu/lease.py check-shard "$STATE" "$SHARD.json" || die "the carry does not fit the committed state"
+for f in "$CARRY/train.xz" "$SHARD" "$SHARD.json"; do [ -f "$f" ] || die "missing $f (gpu-runs/prepare_carry.sh)"; done
+run $PY gpu-runs/lease.py check-shard "$STATE" "$SHARD.json" || die "the carry does not fit the committed state"
 TORCH_LIB=$($PY -c "import os, torch; print(os.path.join(os.path.dirname(torch.__file__), 'lib'))") || die "no torch in $PY"
 export LD_LIBRARY_PATH=$TORCH_LIB${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
 TRAIN=$WORK/train
@@ -54,7 +54,7 @@ run $PY -c "import torch; print('torch', torch.__version__, 'cuda', torch.cuda.i
 DEVICE_NAME=$($PY -c "import torch; print(torch.cuda.get_device_name(0) if torch.cuda.is_available() else 'cpu')" 2>/dev/null || echo unknown)
 
 say "== resume"
-run $PY benches/gpu/lease.py seed "$STATE" "$WORK/run" || die "cannot resume from $STATE"
+run $PY gpu-runs/lease.py seed "$STATE" "$WORK/run" || die "cannot resume from $STATE"
 
 train_s=$((DEADLINE_S - ($(date +%s) - T0) - 40))
 say "== train on $SHARD ($TRAIN_MINUTES minutes, at most $train_s s in all)"
@@ -69,11 +69,11 @@ status=$?
 say "== export the newest checkpoint"
 run "$TRAIN" -o "$WORK/run" --input "$SHARD" --export-discriminator "$OUT/imagenet32-d.safetensors" \
   --export-generator "$OUT/imagenet32-g.safetensors" || die "export"
-run $PY benches/gpu/lease.py record "$STATE" "$WORK/run" "$OUT" "$SHARD.json" "$DEVICE_NAME" || die "run.json"
+run $PY gpu-runs/lease.py record "$STATE" "$WORK/run" "$OUT" "$SHARD.json" "$DEVICE_NAME" || die "run.json"
 
 say "== bring back"
 mkdir -p "$WORK/back"
-$PY benches/gpu/lease.py samples "$WORK/run" "$WORK/back/samples" 12
+$PY gpu-runs/lease.py samples "$WORK/run" "$WORK/back/samples" 12
 for f in losses.csv losses.png summary.json config.toml; do [ -f "$WORK/run/$f" ] && cp "$WORK/run/$f" "$WORK/back/"; done
 tar -C "$WORK/back" -cf "$OUT/run.tar" . || die "run.tar"
 say "run.tar $(du -h "$OUT/run.tar" | cut -f1); \$OUT: $(ls "$OUT" | tr '\n' ' ')"

@@ -1,22 +1,22 @@
 #!/usr/bin/env bash
-# Fills the carry (gpu-carry/, git-ignored) for benches/gpu/imagenet_run.sh and checks what travels
+# Fills the carry (gpu-carry/, git-ignored) for gpu-runs/imagenet_run.sh and checks what travels
 # against the budget (docs/gpu.md#what-travels):
 #   - train.xz: the train binary, stripped and xz-compressed (the run unpacks it with python's lzma);
 #     refused when it needs a library the GPU machine lacks (OpenCV, say);
 #   - imagenet-shard.tar.gz (+ .json): the half of Tiny ImageNet's photos this lease trains on
-#     (benches/gpu/shard.py; the lease after the committed ones in $STATE/run.json, rotating);
+#     (gpu-runs/shard.py; the lease after the committed ones in $STATE/run.json, rotating);
 #   - nothing else: the run's state ($STATE, committed) travels in the tree, and its D is scored at
 #     home (make cifar-eval), so neither CIFAR-10 nor cifar-eval travels.
 # What travels is the tracked tree, untracked files that are not ignored, and the carry; the device
 # tool refuses more than 64 MiB, this script more than $LIMIT_MIB (60), and it warns past
 # $TARGET_MIB (56). With stand-in data (the test), the shard counts as the real one would
 # ($REAL_SOURCE_BYTES / $SHARDS), so the check says whether the real carry would fit.
-#   bash benches/gpu/prepare_carry.sh [BIN_DIR]     # default target/release (the LTO build)
+#   bash gpu-runs/prepare_carry.sh [BIN_DIR]     # default target/release (the LTO build)
 # Environment: DATA (a folder with tiny-imagenet-32-train.tar.gz; ../shared/data), CARRY (gpu-carry),
 # STATE (models/imagenet-run), SHARDS (2), ALLOW_NEEDED (more libraries the binary may need: only for
 # the test's non-LTO build, see tests/gpu_run.rs).
 set -euo pipefail
-cd "$(dirname "$0")/../.."
+cd "$(dirname "$0")/.."
 BIN_DIR=${1:-target/release}
 DATA=${DATA:-../shared/data}
 CARRY=${CARRY:-gpu-carry}
@@ -43,7 +43,7 @@ fi
 shard=$((leases % SHARDS))
 
 rm -rf "$CARRY" && mkdir -p "$CARRY"
-python3 benches/gpu/shard.py "$SOURCE" "$shard" "$SHARDS" "$CARRY/imagenet-shard.tar.gz"
+python3 gpu-runs/shard.py "$SOURCE" "$shard" "$SHARDS" "$CARRY/imagenet-shard.tar.gz"
 
 cp "$BIN_DIR/train" "$CARRY/train"
 strip "$CARRY/train"
@@ -80,4 +80,4 @@ printf 'with the run state at its full size (%s MiB more until it is committed):
   "$(mib "$state_missing")" "$total" "$(mib "$total")" "$LIMIT_MIB" "$TARGET_MIB"
 [ "$total" -le $((LIMIT_MIB * 1048576)) ] || fail "over the limit: $(mib "$total") MiB of $LIMIT_MIB (docs/gpu.md#what-travels)"
 [ "$total" -le $((TARGET_MIB * 1048576)) ] || echo "prepare_carry: warning: over the $TARGET_MIB MiB target"
-echo "prepare_carry: ready; run with carry=[\"$CARRY\"]: bash benches/gpu/imagenet_run.sh"
+echo "prepare_carry: ready; run with carry=[\"$CARRY\"]: bash gpu-runs/imagenet_run.sh"

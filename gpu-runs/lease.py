@@ -1,6 +1,6 @@
 """The ImageNet run's bookkeeping across device leases (docs/gpu.md#the-imagenet-run-across-leases),
-for benches/gpu/imagenet_run.sh (on the GPU machine: python3's standard library only) and
-benches/gpu/commit_lease.sh (at home).
+for gpu-runs/imagenet_run.sh (on the GPU machine: python3's standard library only) and, at home,
+its own `commit` command (what a lease brought back, checked into STATE).
 
 The run's state (STATE, committed, e.g. models/imagenet-run): imagenet32-{d,g}.safetensors (float16)
 with their .json records, losses.csv (every lease), and run.json: the leases so far, their totals
@@ -73,7 +73,7 @@ def check_shard(state, shard_json):
     expected = len(leases_of(state)) % shard["shards"]
     if shard["shard"] != expected:
         fail(f"{shard_json}: shard {shard['shard']} of {shard['shards']}, but this lease trains on shard "
-             f"{expected} (run benches/gpu/prepare_carry.sh again)")
+             f"{expected} (run gpu-runs/prepare_carry.sh again)")
     print(f"shard {shard['shard']} of {shard['shards']}: {shard['images']} images (lease {len(leases_of(state)) + 1})")
 
 
