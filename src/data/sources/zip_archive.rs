@@ -10,6 +10,8 @@ use std::io::{BufReader, Read, Seek, SeekFrom};
 use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 
+use flate2::{Decompress, FlushDecompress};
+
 use super::Emitter;
 use crate::data::names::encode_name;
 use crate::data::source::{class_of, has_image_extension, in_hidden_place, looks_like_image, RecordData, SourceError};
@@ -95,7 +97,8 @@ impl ZipSource {
         let io = |source| SourceError::Io { path: self.path.clone(), source };
         let mut listing = BufReader::with_capacity(1 << 16, File::open(&self.path).map_err(io)?);
         listing.seek(SeekFrom::Start(self.directory)).map_err(io)?;
-        let mut data = File::open(&self.path).map_err(io)?;
+        let data = File::open(&self.path).map_err(io)?;
+        let mut inflater = Decompress::new(false);
         for number in 0..self.entries {
             let entry = read_entry(&mut listing).map_err(|e| {
                 io(std::io::Error::other(format!("central directory entry {number} of {}: {e}", self.entries)))
@@ -103,7 +106,7 @@ impl ZipSource {
             if entry.name.ends_with(b"/") {
                 continue;
             }
-            if visit_entry(&entry, &mut data, out).is_break() {
+            if visit_entry(&entry, &data, &mut inflater, out).is_break() {
                 break;
             }
         }
@@ -111,7 +114,7 @@ impl ZipSource {
     }
 }
 
-fn visit_entry(entry: &Entry, data: &mut File, out: &mut Emitter) -> ControlFlow<()> {
+fn visit_entry(entry: &Entry, data: &File, inflater: &mut Decompress, out: &mut Emitter) -> ControlFlow<()> {
     use std::os::unix::ffi::OsStrExt;
     let member = Path::new(std::ffi::OsStr::from_bytes(&entry.name));
     let name = encode_name(&entry.name);
@@ -126,7 +129,7 @@ fn visit_entry(entry: &Entry, data: &mut File, out: &mut Emitter) -> ControlFlow
     }
     let file_name = member.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     if !has_image_extension(&file_name) {
-        match read_member(entry, data, Some(16)) {
+        match read_member(entry, data, inflater, Some(16)) {
             Ok(head) if looks_like_image(&head) => {}
             Ok(_) => return ControlFlow::Continue(()),
             Err(e) => return out.emit_failed(name, e),
@@ -139,7 +142,7 @@ fn visit_entry(entry: &Entry, data: &mut File, out: &mut Emitter) -> ControlFlow
     let record = if entry.size > out.max_bytes {
         RecordData::Unreadable(format!("file of {} bytes exceeds the limit of {}", entry.size, out.max_bytes))
     } else {
-        match read_member(entry, data, None) {
+        match read_member(entry, data, inflater, None) {
             Ok(bytes) => RecordData::Bytes(bytes),
             Err(e) => RecordData::Unreadable(e),
         }
@@ -193,28 +196,39 @@ fn apply_zip64(entry: &mut Entry, mut extra: &[u8]) {
 }
 
 /// A member's bytes (at most `limit` of them when given), checked against its CRC-32 when whole.
-fn read_member(entry: &Entry, file: &mut File, limit: Option<u64>) -> Result<Vec<u8>, String> {
+/// Two positional reads (its local header, then its data), and one inflater reused for every
+/// member: a zip of small photos costs no more to read than their folder.
+fn read_member(entry: &Entry, file: &File, inflater: &mut Decompress, limit: Option<u64>) -> Result<Vec<u8>, String> {
+    use std::os::unix::fs::FileExt;
     if entry.flags & 1 != 0 {
         return Err("encrypted member: not read".into());
     }
-    let cannot = |e: std::io::Error| format!("cannot read the member: {e}");
+    if !matches!(entry.method, 0 | 8) {
+        return Err(format!("compression method {} is not read (only stored and deflate)", entry.method));
+    }
+    let cannot = |e: std::io::Error| format!("cannot read the member at offset {}: {e}", entry.local_header);
     let mut local = [0u8; 30];
-    file.seek(SeekFrom::Start(entry.local_header)).map_err(cannot)?;
-    file.read_exact(&mut local).map_err(cannot)?;
+    file.read_exact_at(&mut local, entry.local_header).map_err(cannot)?;
     if u32_at(&local, 0) != LOCAL_SIGNATURE {
         return Err(format!("no local header at offset {} (a damaged archive)", entry.local_header));
     }
-    let skip = u16_at(&local, 26) as i64 + u16_at(&local, 28) as i64;
-    file.seek(SeekFrom::Current(skip)).map_err(cannot)?;
-    let stored = BufReader::new(file.take(entry.compressed));
-    let reader: Box<dyn Read + '_> = match entry.method {
-        0 => Box::new(stored),
-        8 => Box::new(flate2::bufread::DeflateDecoder::new(stored)),
-        other => return Err(format!("compression method {other} is not read (only stored and deflate)")),
-    };
+    let data_at = entry.local_header + 30 + u16_at(&local, 26) as u64 + u16_at(&local, 28) as u64;
     let want = limit.unwrap_or(entry.size).min(entry.size);
-    let mut bytes = Vec::with_capacity(want as usize);
-    reader.take(want).read_to_end(&mut bytes).map_err(|e| format!("damaged member data: {e}"))?;
+    // The head of a deflated member needs only the first few hundred compressed bytes.
+    let compressed = if limit.is_some() && entry.method == 8 { entry.compressed.min(4096) } else { entry.compressed };
+    let compressed = if entry.method == 0 { compressed.min(want) } else { compressed };
+    let mut raw = vec![0u8; compressed as usize];
+    file.read_exact_at(&mut raw, data_at).map_err(cannot)?;
+    let bytes = if entry.method == 0 {
+        raw
+    } else {
+        inflater.reset(false);
+        let mut out = Vec::with_capacity(want as usize);
+        inflater
+            .decompress_vec(&raw, &mut out, FlushDecompress::Finish)
+            .map_err(|e| format!("damaged member data: {e}"))?;
+        out
+    };
     if limit.is_some() {
         return Ok(bytes);
     }
