@@ -32,7 +32,7 @@ declare -A input=(
   [parquet]="$dir/parquet" [webdataset]="$dir/wds/train-{000000..$wds_last}.tar"
 )
 names=(folder tar-of-tars zip parquet webdataset)
-echo "layout round images/s wall_s cpu_s peak_rss_MiB same_as_folder read_only"
+echo "layout round images/s wall_s cpu_s images_per_cpu_s peak_rss_MiB same_as_folder | read alone"
 for round in $(seq "$rounds"); do
   for k in "${!names[@]}"; do
     name=${names[$(( (k + round - 1) % ${#names[@]} ))]}
@@ -48,6 +48,7 @@ for round in $(seq "$rounds"); do
     done
     [ -d "$dir/out-folder" ] || same=n/a
     readonly_line=$(/usr/bin/time -f '%U+%S s CPU, %M KiB' "$layouts" read "${input[$name]}" 2>&1 | tr '\n' ' ')
-    echo "$name $round $rate $wall $(echo "$user + $sys" | bc) $(( rss / 1024 )) $same | $readonly_line"
+    cpu=$(echo "$user + $sys" | bc)
+    echo "$name $round $rate $wall $cpu $(echo "$n / $cpu" | bc) $(( rss / 1024 )) $same | $readonly_line"
   done
 done
