@@ -32,8 +32,10 @@ fn folder_of(dir: &Path) -> PathBuf {
     root
 }
 
-/// (name, class, bytes or the reason it has none) of every record.
-fn records(source: &ImageSource) -> Vec<(String, Option<String>, Result<Vec<u8>, String>)> {
+/// A record as read: name, class, bytes or the reason it has none.
+type Found = (String, Option<String>, Result<Vec<u8>, String>);
+
+fn records(source: &ImageSource) -> Vec<Found> {
     let mut out = Vec::new();
     source
         .for_each_record(&|_| true, u64::MAX, &mut |r| {
