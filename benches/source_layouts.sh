@@ -5,7 +5,7 @@
 # (images/s from summary.json, wall, CPU, peak RSS from /usr/bin/time) with its crops, labels and
 # classes compared byte for byte with the folder's, and the source read alone (source_layouts read).
 # ROUNDS rounds, the layouts' order rotating, so the load of a shared machine falls on all alike.
-#   bash benches/source_layouts.sh [N] [ROUNDS] [ARCHIVE] [DIR]
+#   bash benches/source_layouts.sh [N] [ROUNDS] [ARCHIVE] [DIR]   (LAYOUT_NAMES="folder zip": only those)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 n=${1:-100000}
@@ -31,7 +31,7 @@ declare -A input=(
   [folder]="$dir/folder" [tar-of-tars]="$dir/train.tar" [zip]="$dir/train.zip"
   [parquet]="$dir/parquet" [webdataset]="$dir/wds/train-{000000..$wds_last}.tar"
 )
-names=(folder tar-of-tars zip parquet webdataset)
+names=(${LAYOUT_NAMES:-folder tar-of-tars zip parquet webdataset})
 echo "layout round images/s wall_s cpu_s images_per_cpu_s peak_rss_MiB same_as_folder | read alone"
 for round in $(seq "$rounds"); do
   for k in "${!names[@]}"; do
