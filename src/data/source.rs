@@ -40,6 +40,8 @@ pub enum RecordData {
     File(PathBuf),
     /// Bytes already read from an archive or a database.
     Bytes(Vec<u8>),
+    /// A zip member's deflated bytes, inflated and checked when loaded (by a worker).
+    Deflated(super::sources::zip_archive::Deflated),
     /// A record the caller did not want; its bytes were not read.
     NotLoaded,
     /// Could not be read; the reason names the problem, the record's name the file.
@@ -75,6 +77,7 @@ impl Record {
                 file.take(max_bytes.saturating_add(1)).read_to_end(&mut bytes).map_err(|e| e.to_string())?;
                 Ok(std::borrow::Cow::Owned(bytes))
             }
+            RecordData::Deflated(member) => member.inflate().map(std::borrow::Cow::Owned),
             RecordData::NotLoaded => Err("record was not loaded".into()),
             RecordData::Unreadable(why) | RecordData::Skipped(why) => Err(why.clone()),
         }

@@ -129,7 +129,7 @@ fn visit_entry(entry: &Entry, data: &File, inflater: &mut Decompress, out: &mut 
     }
     let file_name = member.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     if !has_image_extension(&file_name) {
-        match read_member(entry, data, inflater, Some(16)) {
+        match read_head(entry, data, inflater, 16) {
             Ok(head) if looks_like_image(&head) => {}
             Ok(_) => return ControlFlow::Continue(()),
             Err(e) => return out.emit_failed(name, e),
@@ -142,10 +142,7 @@ fn visit_entry(entry: &Entry, data: &File, inflater: &mut Decompress, out: &mut 
     let record = if entry.size > out.max_bytes {
         RecordData::Unreadable(format!("file of {} bytes exceeds the limit of {}", entry.size, out.max_bytes))
     } else {
-        match read_member(entry, data, inflater, None) {
-            Ok(bytes) => RecordData::Bytes(bytes),
-            Err(e) => RecordData::Unreadable(e),
-        }
+        read_member(entry, data).unwrap_or_else(RecordData::Unreadable)
     };
     out.emit(name, class, record)
 }
@@ -195,10 +192,49 @@ fn apply_zip64(entry: &mut Entry, mut extra: &[u8]) {
     }
 }
 
-/// A member's bytes (at most `limit` of them when given), checked against its CRC-32 when whole.
-/// Two positional reads (its local header, then its data), and one inflater reused for every
-/// member: a zip of small photos costs no more to read than their folder.
-fn read_member(entry: &Entry, file: &File, inflater: &mut Decompress, limit: Option<u64>) -> Result<Vec<u8>, String> {
+/// A deflated member's data as stored, inflated and checked against its CRC-32 by whoever
+/// processes the record ([`crate::data::Record::load`]), so that inflating spreads over the
+/// workers as a folder's reads do, instead of holding up the one thread that reads the archive.
+#[derive(Debug)]
+pub struct Deflated {
+    raw: Vec<u8>,
+    size: u64,
+    crc: u32,
+}
+
+impl Deflated {
+    pub fn inflate(&self) -> Result<Vec<u8>, String> {
+        thread_local! {
+            static INFLATER: std::cell::RefCell<Decompress> = std::cell::RefCell::new(Decompress::new(false));
+        }
+        let bytes = INFLATER.with(|inflater| inflate(&self.raw, self.size, &mut inflater.borrow_mut()))?;
+        check(&bytes, self.size, self.crc)?;
+        Ok(bytes)
+    }
+}
+
+fn inflate(raw: &[u8], want: u64, inflater: &mut Decompress) -> Result<Vec<u8>, String> {
+    inflater.reset(false);
+    let mut out = Vec::with_capacity(want as usize);
+    inflater.decompress_vec(raw, &mut out, FlushDecompress::Finish).map_err(|e| format!("damaged member data: {e}"))?;
+    Ok(out)
+}
+
+/// Whether whole member data has its recorded size and CRC-32.
+fn check(bytes: &[u8], size: u64, recorded: u32) -> Result<(), String> {
+    if bytes.len() as u64 != size {
+        return Err(format!("member data ends after {} of {size} bytes (a damaged archive)", bytes.len()));
+    }
+    let crc = crc32(bytes);
+    if crc != recorded {
+        return Err(format!("CRC-32 {crc:08x} does not match the recorded {recorded:08x} (damaged data)"));
+    }
+    Ok(())
+}
+
+/// A member's data as stored (at most what `limit` bytes of content need, when given): two
+/// positional reads, its local header then its data.
+fn read_stored(entry: &Entry, file: &File, limit: Option<u64>) -> Result<Vec<u8>, String> {
     use std::os::unix::fs::FileExt;
     if entry.flags & 1 != 0 {
         return Err("encrypted member: not read".into());
@@ -213,33 +249,34 @@ fn read_member(entry: &Entry, file: &File, inflater: &mut Decompress, limit: Opt
         return Err(format!("no local header at offset {} (a damaged archive)", entry.local_header));
     }
     let data_at = entry.local_header + 30 + u16_at(&local, 26) as u64 + u16_at(&local, 28) as u64;
-    let want = limit.unwrap_or(entry.size).min(entry.size);
-    // The head of a deflated member needs only the first few hundred compressed bytes.
-    let compressed = if limit.is_some() && entry.method == 8 { entry.compressed.min(4096) } else { entry.compressed };
-    let compressed = if entry.method == 0 { compressed.min(want) } else { compressed };
+    let compressed = match (limit, entry.method) {
+        (None, _) => entry.compressed,
+        // The head of a deflated member needs only its first compressed bytes.
+        (Some(_), 8) => entry.compressed.min(4096),
+        (Some(limit), _) => entry.compressed.min(limit),
+    };
     let mut raw = vec![0u8; compressed as usize];
     file.read_exact_at(&mut raw, data_at).map_err(cannot)?;
-    let bytes = if entry.method == 0 {
-        raw
-    } else {
-        inflater.reset(false);
-        let mut out = Vec::with_capacity(want as usize);
-        inflater
-            .decompress_vec(&raw, &mut out, FlushDecompress::Finish)
-            .map_err(|e| format!("damaged member data: {e}"))?;
-        out
-    };
-    if limit.is_some() {
-        return Ok(bytes);
+    Ok(raw)
+}
+
+/// The first `limit` bytes of a member's content (to tell an image by its first bytes).
+fn read_head(entry: &Entry, file: &File, inflater: &mut Decompress, limit: u64) -> Result<Vec<u8>, String> {
+    let raw = read_stored(entry, file, Some(limit))?;
+    if entry.method == 0 {
+        return Ok(raw);
     }
-    if bytes.len() as u64 != entry.size {
-        return Err(format!("member data ends after {} of {} bytes (a damaged archive)", bytes.len(), entry.size));
+    inflate(&raw, limit.min(entry.size), inflater)
+}
+
+/// A whole member: stored data checked here, deflated data handed on to be inflated by a worker.
+fn read_member(entry: &Entry, file: &File) -> Result<RecordData, String> {
+    let raw = read_stored(entry, file, None)?;
+    if entry.method == 0 {
+        check(&raw, entry.size, entry.crc)?;
+        return Ok(RecordData::Bytes(raw));
     }
-    let crc = crc32(&bytes);
-    if crc != entry.crc {
-        return Err(format!("CRC-32 {crc:08x} does not match the recorded {:08x} (damaged data)", entry.crc));
-    }
-    Ok(bytes)
+    Ok(RecordData::Deflated(Deflated { raw, size: entry.size, crc: entry.crc }))
 }
 
 /// CRC-32 (IEEE), zip's checksum (flate2's, which uses the CPU's instructions where there are).
