@@ -239,6 +239,23 @@ fn a_cut_zip_is_one_line_naming_it_and_a_damaged_member_a_failed_row() {
     assert_eq!(row["status"], "error");
     assert!(row["reason"].as_str().unwrap().contains("CRC-32"), "{row}");
     assert_eq!(rows.iter().filter(|r| r["status"] == "ok").count(), 7);
+
+    // The same in a deflated zip: inflated and checked by the worker, still a failed row naming it.
+    let deflated = dir.path().join("deflated.zip");
+    zip_of(&folder, &deflated, "ZIP_DEFLATED");
+    let mut damaged = std::fs::read(&deflated).unwrap();
+    let at = damaged.windows(name.len()).position(|w| w == name).unwrap() + name.len() + 100;
+    damaged[at] ^= 0xFF;
+    std::fs::write(&deflated, &damaged).unwrap();
+    let output = dir.path().join("out-deflated");
+    assert_eq!(crop_layout(&deflated, &output, &[]).status.code(), Some(3));
+    let rows = read_manifest(&output);
+    let reason = row_for(&rows, "dogs/01.jpg")["reason"].as_str().unwrap().to_owned();
+    assert!(
+        reason.contains("damaged member data") || reason.contains("CRC-32") || reason.contains("ends after"),
+        "{reason}"
+    );
+    assert_eq!(rows.iter().filter(|r| r["status"] == "ok").count(), 7);
 }
 
 /// A Hub-style Parquet file: `image` {bytes, path} structs, an int64 `label`, the `huggingface`
