@@ -6,9 +6,11 @@ pub mod names;
 pub mod npy;
 pub mod packed;
 pub mod source;
+pub mod sources;
 
 pub use packed::LabeledImages;
 pub use source::{EntryKind, FolderEntry, ImageSource, Record, RecordData};
+pub use sources::SourceOptions;
 
 use std::path::Path;
 

@@ -1,5 +1,6 @@
 //! Image sources shared by every stage: a folder tree, a tar archive read as a stream (plain or
-//! gzip), and LSUN's LMDB export (key -> encoded image bytes).
+//! gzip), and LSUN's LMDB export (key -> encoded image bytes); the archive kinds of
+//! [`super::sources`] (a tar of tars, zip, Parquet, WebDataset) through one variant.
 //!
 //! A source hands out [`Record`]s in a stable order (sorted paths, archive order, key order), each
 //! with a global index; resume and `--shard` rely on that order. Only the records a caller wants
@@ -13,6 +14,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
 
 use super::names::{encode_name, encode_os};
+use super::sources::{self, ArchiveSource, SourceOptions};
 
 /// File name extensions taken as images without looking at their content.
 pub const IMAGE_EXTENSIONS: &[&str] = &["jpg", "jpeg", "jpe", "jfif", "png", "webp", "gif", "bmp", "tif", "tiff"];
@@ -23,7 +25,7 @@ pub enum SourceError {
     Missing { path: PathBuf },
     #[error("{path}: {source}")]
     Io { path: PathBuf, source: std::io::Error },
-    #[error("{path}: not a folder, a .tar/.tar.gz archive or an LMDB folder (data.mdb)")]
+    #[error("{path}: not a folder, a .tar/.tar.gz, .zip or .parquet file, or an LMDB folder (data.mdb)")]
     UnknownKind { path: PathBuf },
     #[error("{path}: {kind}, not a regular file: give a folder, a .tar/.tar.gz archive or an LMDB folder")]
     Special { path: PathBuf, kind: &'static str },
@@ -38,6 +40,8 @@ pub enum RecordData {
     File(PathBuf),
     /// Bytes already read from an archive or a database.
     Bytes(Vec<u8>),
+    /// A zip member's deflated bytes, inflated and checked when loaded (by a worker).
+    Deflated(super::sources::zip_archive::Deflated),
     /// A record the caller did not want; its bytes were not read.
     NotLoaded,
     /// Could not be read; the reason names the problem, the record's name the file.
@@ -73,6 +77,7 @@ impl Record {
                 file.take(max_bytes.saturating_add(1)).read_to_end(&mut bytes).map_err(|e| e.to_string())?;
                 Ok(std::borrow::Cow::Owned(bytes))
             }
+            RecordData::Deflated(member) => member.inflate().map(std::borrow::Cow::Owned),
             RecordData::NotLoaded => Err("record was not loaded".into()),
             RecordData::Unreadable(why) | RecordData::Skipped(why) => Err(why.clone()),
         }
@@ -100,12 +105,22 @@ pub struct FolderEntry {
 
 #[derive(Debug)]
 pub enum ImageSource {
-    Folder { root: PathBuf, entries: Vec<FolderEntry>, ignored: u64 },
-    Tar { path: PathBuf },
-    Lmdb { path: PathBuf },
+    Folder {
+        root: PathBuf,
+        entries: Vec<FolderEntry>,
+        ignored: u64,
+    },
+    Tar {
+        path: PathBuf,
+    },
+    Lmdb {
+        path: PathBuf,
+    },
+    /// A tar of tars, a zip, Parquet files, WebDataset shards ([`super::sources`]).
+    Archive(ArchiveSource),
 }
 
-fn has_image_extension(name: &str) -> bool {
+pub(crate) fn has_image_extension(name: &str) -> bool {
     Path::new(name)
         .extension()
         .and_then(|e| e.to_str())
@@ -126,17 +141,17 @@ fn is_hidden(name: &OsStr) -> bool {
 }
 
 /// Whether a path inside an archive is hidden or lies in a hidden folder.
-fn in_hidden_place(path: &Path) -> bool {
+pub(crate) fn in_hidden_place(path: &Path) -> bool {
     path.components().any(|c| matches!(c, Component::Normal(name) if is_hidden(name)))
 }
 
-fn hidden_reason(folder: bool) -> String {
+pub(crate) fn hidden_reason(folder: bool) -> String {
     let what = if folder { "hidden folder" } else { "hidden file" };
     format!("{what} (its name starts with \".\"): not read")
 }
 
 /// The class of a record at `relative` path: the name of its immediate folder, if it has one.
-fn class_of(relative: &Path) -> Option<String> {
+pub(crate) fn class_of(relative: &Path) -> Option<String> {
     let parent = relative.parent()?;
     let name = encode_os(parent.file_name()?);
     (!name.is_empty()).then_some(name)
@@ -207,6 +222,18 @@ impl ImageSource {
     /// Opens `path` as the kind of source it is: a folder with `data.mdb` is LMDB, another folder
     /// a folder tree, a file a tar archive (gzip-compressed or not).
     pub fn open(path: &Path) -> Result<Self, SourceError> {
+        Self::open_with(path, &SourceOptions::default())
+    }
+
+    /// [`Self::open`] with the settings that the archive kinds of [`super::sources`] take; those
+    /// kinds (a `.zip`, `.parquet`, a tar of tars or of WebDataset samples, a folder of Parquet
+    /// files or of tars, a brace pattern of shards) are recognised first.
+    pub fn open_with(path: &Path, options: &SourceOptions) -> Result<Self, SourceError> {
+        if !path.join("data.mdb").is_file() {
+            if let Some(archive) = sources::detect(path, options)? {
+                return Ok(Self::Archive(archive));
+            }
+        }
         let meta = std::fs::metadata(path).map_err(|source| match source.kind() {
             std::io::ErrorKind::NotFound => SourceError::Missing { path: path.to_owned() },
             _ => SourceError::Io { path: path.to_owned(), source },
@@ -289,6 +316,7 @@ impl ImageSource {
             Self::Folder { entries, .. } => Some(entries.len() as u64),
             Self::Tar { .. } => None,
             Self::Lmdb { path } => lmdb_len(path).ok(),
+            Self::Archive(archive) => archive.len_hint(),
         }
     }
 
@@ -325,6 +353,7 @@ impl ImageSource {
         match self {
             Self::Folder { root, .. } => root,
             Self::Tar { path } | Self::Lmdb { path } => path,
+            Self::Archive(archive) => archive.path(),
         }
     }
 
@@ -348,6 +377,7 @@ impl ImageSource {
             }
             Self::Tar { path } => walk_tar(path, wanted, max_bytes, visit),
             Self::Lmdb { path } => walk_lmdb(path, wanted, max_bytes, visit),
+            Self::Archive(archive) => archive.for_each_record(wanted, max_bytes, visit),
         }
     }
 }

@@ -28,8 +28,11 @@ pub fn run_stage<S: PerImageStage>(
     } else {
         let input = args.input.as_deref().context("--input is required")?;
         refuse_output_in_input(input, output)?;
-        let source = ImageSource::open(input).context("cannot open the input")?;
+        let source = ImageSource::open_with(input, &run.source_options()).context("cannot open the input")?;
         refuse_empty_input(&source)?;
+        if let ImageSource::Archive(archive) = &source {
+            eprintln!("{}", for_terminal(&format!("{name}: {} read as {}", input.display(), archive.kind())));
+        }
         if source.hidden() > 0 {
             eprintln!(
                 "{name}: {} hidden entries (names starting with \".\") are not read; each is a skipped row of the manifest",

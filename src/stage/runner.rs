@@ -625,13 +625,28 @@ pub fn run_per_image<S: PerImageStage>(stage: &S, spec: &RunSpec) -> Result<(Sha
         let part = index / spec.part_size;
         spec.shard.owns_part(part) && !done_before.contains(&part)
     };
-    spec.source.for_each_record(&wanted, stage.max_file_bytes(), &mut |record| match walk.visit(record) {
-        Ok(()) => ControlFlow::Continue(()),
-        Err(e) => {
-            walk.failure = Some(e);
-            ControlFlow::Break(())
+    // The source is read on a thread of its own, up to two batches ahead, so that reading an archive
+    // (inflating, parsing) overlaps the decoding of the batch before instead of idling the workers.
+    let (sender, receiver) = std::sync::mpsc::sync_channel::<Record>(spec.batch.saturating_mul(2).max(1));
+    let max_bytes = stage.max_file_bytes();
+    let walked = std::thread::scope(|scope| {
+        let reader = scope.spawn(move || {
+            spec.source.for_each_record(&wanted, max_bytes, &mut |record| match sender.send(record) {
+                Ok(()) => ControlFlow::Continue(()),
+                // The receiving side stopped on an error of its own.
+                Err(_) => ControlFlow::Break(()),
+            })
+        });
+        for record in &receiver {
+            if let Err(e) = walk.visit(record) {
+                walk.failure = Some(e);
+                break;
+            }
         }
-    })?;
+        drop(receiver);
+        reader.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+    });
+    walked?;
     if let Some(e) = walk.failure.take() {
         return Err(e);
     }

@@ -17,6 +17,15 @@ pub struct RunSettings {
     /// estimate exceeds it is refused before it starts. 0: what the machine has (available host
     /// memory, or the GPU's memory on CUDA).
     pub max_memory_gb: f64,
+    /// Parquet inputs: the column holding the images; empty: found by type.
+    #[serde(default)]
+    pub input_image_column: String,
+    /// Parquet inputs: the column used as the class; empty: the Hub's ClassLabel, or `label`.
+    #[serde(default)]
+    pub input_label_column: String,
+    /// WebDataset inputs: the field of a sample's `.json` used as its class when it has no `.cls`.
+    #[serde(default)]
+    pub input_class_field: String,
 }
 
 /// The most records decoded between two writes, and worker threads, a run takes.
@@ -24,6 +33,16 @@ pub const MAX_BATCH: usize = 1_000_000;
 pub const MAX_THREADS: usize = 1024;
 
 impl RunSettings {
+    /// What the archive sources take from `[run]` (an empty key: not set).
+    pub fn source_options(&self) -> crate::data::SourceOptions {
+        let set = |s: &String| (!s.trim().is_empty()).then(|| s.trim().to_owned());
+        crate::data::SourceOptions {
+            image_column: set(&self.input_image_column),
+            label_column: set(&self.input_label_column),
+            class_field: set(&self.input_class_field),
+        }
+    }
+
     pub fn validate(&self) -> Result<(), String> {
         // Upper bounds: run.batch is allocated up front (1e12 aborted in the allocator), and every
         // thread is spawned at start (100,000 hung for minutes).
