@@ -6,6 +6,7 @@ pub mod export;
 pub mod footprint;
 pub mod models;
 pub mod plots;
+pub mod resume_guard;
 pub mod sample;
 pub mod trainer;
 

@@ -24,12 +24,16 @@ pub fn run_stage<S: PerImageStage>(
 ) -> Result<i32> {
     let name = S::NAME;
     let summary = if args.merge {
+        if output.is_dir() {
+            super::owner::claim_output(output, name)?;
+        }
         merge(stage, output)?
     } else {
         let input = args.input.as_deref().context("--input is required")?;
         refuse_output_in_input(input, output)?;
         let source = ImageSource::open(input).context("cannot open the input")?;
         refuse_empty_input(&source)?;
+        super::owner::claim_output(output, name)?;
         if source.hidden() > 0 {
             eprintln!(
                 "{name}: {} hidden entries (names starting with \".\") are not read; each is a skipped row of the manifest",
