@@ -172,7 +172,8 @@ fn two_train_runs_into_one_output_do_not_both_run() {
         .spawn()
         .unwrap();
     let started = Instant::now();
-    while !t.join("stage.lock").exists() && started.elapsed() < Duration::from_secs(120) {
+    // Its first checkpoint: it is training (and catches signals) by then.
+    while !t.join("checkpoints/latest").exists() && started.elapsed() < Duration::from_secs(120) {
         std::thread::sleep(Duration::from_millis(100));
     }
     assert!(t.join("stage.lock").exists(), "the first run holds its lock");
