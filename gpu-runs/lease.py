@@ -92,6 +92,9 @@ def seed(state, run):
     # train checks a checkpoint's files against its "files" before resuming, so record these.
     checkpoint = dict(checkpoint)
     checkpoint["files"] = {}
+    # Each lease trains on its own shard on purpose: without the input record train resumes on it
+    # (it refuses a checkpoint recorded on other data).
+    checkpoint.pop("input", None)
     for source, dest in zip(NETWORKS, ("d.safetensors", "g.safetensors")):
         shutil.copyfile(os.path.join(state, source), os.path.join(folder, dest))
         with open(os.path.join(folder, dest), "rb") as f:

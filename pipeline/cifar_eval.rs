@@ -2,13 +2,14 @@
 
 use std::path::PathBuf;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use clap::Parser;
 use dcgan_pipeline::config::load_or_print;
 use dcgan_pipeline::eval::protocol::{evaluate, table_1};
 use dcgan_pipeline::eval::select::score_snapshots;
 use dcgan_pipeline::fsutil;
 use dcgan_pipeline::stage::cli::{exit_with, refuse_output_equal_to_input};
+use dcgan_pipeline::stage::owner::claim_and_lock;
 
 /// Scores a DCGAN discriminator the paper's way (Table 1): every conv layer's activation
 /// max-pooled to 4x4 and concatenated (28,672 features for imagenet32), standardised, and a
@@ -73,7 +74,8 @@ fn run(cli: Cli) -> Result<i32> {
     if config.run.threads > 0 {
         tch::set_num_threads(config.run.threads as i32);
     }
-    std::fs::create_dir_all(&output).with_context(|| format!("--output {}: cannot create", output.display()))?;
+    // Its own folder (never train's or sample's), and one cifar-eval at a time in it.
+    let _lock = claim_and_lock(&output, "cifar-eval")?;
     fsutil::write_atomic(&output.join("config.toml"), config.to_toml().as_bytes())?;
     if let Some(run) = &cli.snapshots {
         let table =

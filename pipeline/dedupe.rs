@@ -11,9 +11,10 @@ use dcgan_pipeline::dedupe::quality::scale::{
     evaluate as scale_evaluate, ScaleSet, ScaleSettings, CORRELATIONS, WINDOW_RADII,
 };
 use dcgan_pipeline::dedupe::run::crops_dir;
-use dcgan_pipeline::dedupe::{deduplicate, DedupeCrops};
+use dcgan_pipeline::dedupe::{deduplicate, Autoencoder, DedupeCrops};
 use dcgan_pipeline::fsutil::write_atomic;
 use dcgan_pipeline::stage::cli::{exit_with, refuse_output_in_input, run_stage};
+use dcgan_pipeline::stage::owner::{claim_output, refuse_other_stage};
 use dcgan_pipeline::stage::{fingerprint, StageArgs};
 
 /// Removes near duplicates the DCGAN paper's way: a 3072-128-3072 de-noising, dropout-regularised
@@ -111,6 +112,7 @@ fn run(cli: Cli) -> Result<i32> {
     if cli.eval {
         let input = args.input.as_deref().context("--eval needs --input (a folder of photos)")?;
         refuse_output_in_input(input, &output)?;
+        refuse_other_stage(&output, "dedupe")?;
         let settings = EvalSettings {
             copies: cli.copies,
             max_side: 256,
@@ -119,7 +121,7 @@ fn run(cli: Cli) -> Result<i32> {
             limit: cli.limit,
         };
         let labelled = LabelledInputs::build(input, &config.dedupe, &settings)?;
-        std::fs::create_dir_all(&output).with_context(|| format!("{}: cannot create", output.display()))?;
+        claim_output(&output, "dedupe")?;
         labelled.write(&output)?;
         let report = evaluate(input, &labelled, &config.dedupe, &settings)?;
         let md = report.markdown();
@@ -159,7 +161,7 @@ fn run(cli: Cli) -> Result<i32> {
             eprintln!("dedupe: the evaluated set written to {}", tar.display());
         }
         let report = scale_evaluate(input, &set, &config.dedupe, &settings)?;
-        std::fs::create_dir_all(&output).with_context(|| format!("{}: cannot create", output.display()))?;
+        claim_output(&output, "dedupe")?;
         let md = report.markdown();
         write_atomic(&output.join("eval-scale.md"), md.as_bytes())?;
         write_atomic(&output.join("eval-scale.json"), &serde_json::to_vec_pretty(&report)?)?;
@@ -167,6 +169,12 @@ fn run(cli: Cli) -> Result<i32> {
         eprintln!("dedupe: evaluation at scale done in {:.1} s", started.elapsed().as_secs_f64());
         return Ok(0);
     }
+    if let Some(model) = &cli.model {
+        // Before the crop pass (minutes on a large input): a file that is no autoencoder is named now.
+        Autoencoder::load(model, tch::Device::Cpu)
+            .with_context(|| format!("--model {}: not an autoencoder dedupe can hash with", model.display()))?;
+    }
+    refuse_other_stage(&output, "dedupe")?;
     let stage = DedupeCrops::new(&config.dedupe);
     let crops = crops_dir(&output);
     let status = run_stage(
@@ -182,6 +190,7 @@ fn run(cli: Cli) -> Result<i32> {
     if !crops.join("manifest.jsonl").is_file() {
         return Ok(status);
     }
+    claim_output(&output, "dedupe")?;
     let summary = deduplicate(&config.dedupe, &output, cli.model.as_deref(), args.force)?;
     eprintln!(
         "dedupe: {} images, {} kept, {} removed in {} clusters (radius {}); model {}{} -> {}",

@@ -14,6 +14,7 @@ use dcgan_pipeline::eval::digits::{
 use dcgan_pipeline::fsutil;
 use dcgan_pipeline::gan::TrainedGenerator;
 use dcgan_pipeline::stage::cli::exit_with;
+use dcgan_pipeline::stage::owner::{claim_output, refuse_other_stage};
 
 /// OpenCV's 5,000 handwritten digits (opencv-doc's digits.png: 50 rows of 100 tiles of 20x20, five
 /// rows per digit) with a fixed split: every fifth tile of each digit is a test tile (4,000
@@ -82,8 +83,10 @@ fn run(cli: Cli) -> Result<i32> {
     match cli.command {
         Command::Folders { input, output, side } => {
             let tiles = digits::read_sheet(&input)?;
+            // Class folders are a data set, not a stage's output: never into a stage's folder.
+            refuse_other_stage(&output, "digits folders")?;
             let written = digits::write_class_folders(&tiles, &output, side)
-                .with_context(|| format!("{}: cannot write", output.display()))?;
+                .with_context(|| format!("--output {}", output.display()))?;
             println!(
                 "digits: {} -> {} ({written} images written; 4,000 train + 1,000 test, {side}x{side})",
                 input.display(),
@@ -92,6 +95,12 @@ fn run(cli: Cli) -> Result<i32> {
             Ok(0)
         }
         Command::Eval { input, output, generator, discriminators, draws, samples, seed } => {
+            // Counts of 0 would be a check of nothing (a histogram of no samples, a mean of no draws).
+            for (option, value) in [("--draws", draws), ("--samples", samples)] {
+                if value == 0 {
+                    bail!("{option} 0: must be at least 1");
+                }
+            }
             let config = DigitsEvalConfig { draws, samples, seed, ..Default::default() };
             eval(&input, &output, generator, &discriminators, &config)
         }
@@ -196,7 +205,7 @@ fn eval(
     config: &DigitsEvalConfig,
 ) -> Result<i32> {
     let started = std::time::Instant::now();
-    std::fs::create_dir_all(output).with_context(|| format!("{}: cannot create", output.display()))?;
+    claim_output(output, "digits-eval")?;
     let tiles = digits::read_sheet(input)?;
     let (train, test) = (tiles.split(Split::Train, 32), tiles.split(Split::Test, 32));
     let mut failures = Vec::new();

@@ -16,8 +16,8 @@ use dcgan_pipeline::stage::EXIT_SOME_INPUTS_FAILED;
 /// matrix, and every stage's timings and configuration. Images are embedded; the page needs
 /// nothing beside it (except dedupe's own page, linked). Stages not run are marked, not errors.
 ///
-/// Exit status: 0 written, 3 written but some stage output's summary.json could not be read (the
-/// page and a warning name it), 1 RUN is not a folder or the page cannot be written, 2 a bad
+/// Exit status: 0 written, 3 written but some stage output's summary.json could not be read or
+/// names no stage (the page and a warning name it), 1 RUN is not a folder or the page cannot be written, 2 a bad
 /// command line.
 #[derive(Parser)]
 #[command(version, verbatim_doc_comment)]
@@ -50,10 +50,7 @@ fn run(cli: Cli) -> Result<i32> {
     for (path, why) in &unreadable {
         eprintln!(
             "report: warning: {}",
-            for_terminal(&format!(
-                "{}: unreadable ({why}); its stage's section is left out of the page",
-                path.display()
-            ))
+            for_terminal(&format!("{}: {why}; its stage's section is left out of the page", path.display()))
         );
     }
     let path =

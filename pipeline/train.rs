@@ -6,11 +6,13 @@ use anyhow::{Context, Result};
 use clap::Parser;
 use dcgan_pipeline::config::load_or_print;
 use dcgan_pipeline::data::names::for_terminal;
-use dcgan_pipeline::data::{cifar::Split, open_labeled};
+use dcgan_pipeline::data::{cifar::Split, content_records, open_labeled};
 use dcgan_pipeline::fsutil;
 use dcgan_pipeline::gan::footprint::check_training;
+use dcgan_pipeline::gan::resume_guard::{check_resumable, TrainInput};
 use dcgan_pipeline::gan::trainer::{check_dataset, train, Gan, TrainConfig};
 use dcgan_pipeline::stage::cli::{exit_with, refuse_output_equal_to_input};
+use dcgan_pipeline::stage::owner::claim_and_lock;
 use dcgan_pipeline::stage::preemption;
 
 /// Trains the DCGAN (train.preset: imagenet32 or dcgan64) with the paper's settings: Adam lr 2e-4,
@@ -98,10 +100,12 @@ fn run(cli: Cli) -> Result<i32> {
     if let Some(output) = &cli.output {
         refuse_output_equal_to_input(&input, output)?;
     }
-    if let Some(output) = cli.output.as_ref().filter(|_| cli.export_images.is_none()) {
-        // Before the (maybe long) read of the input: an --output that cannot be a folder is named now.
-        std::fs::create_dir_all(output).with_context(|| format!("--output {}: cannot create", output.display()))?;
-    }
+    // Before the (maybe long) read of the input: an --output that cannot be a folder, or that
+    // another stage wrote, is named now; the lock stops a second train into it until this one ends.
+    let _lock = match cli.output.as_ref().filter(|_| cli.export_images.is_none()) {
+        Some(output) => Some(claim_and_lock(output, "train")?),
+        None => None,
+    };
     let side = config.train.preset.image_size() as u32;
     let (data, rejected) = open_labeled(&input, Split::Train, side)?;
     for (name, reason) in rejected.iter().take(20) {
@@ -118,10 +122,16 @@ fn run(cli: Cli) -> Result<i32> {
     }
     let output = cli.output.expect("required");
     check_dataset(&config.train, &data, &input.display().to_string())?;
+    let trained_on = TrainInput { path: input.display().to_string(), files: content_records(&input, &data) };
+    if !cli.force {
+        // Before config.toml is replaced: other settings or other data are refused, naming what changed.
+        let settings = config.train.resume_settings();
+        check_resumable(&output, &settings, &config.train.resume_fingerprint(), &trained_on)?;
+    }
     fsutil::write_atomic(&output.join("config.toml"), config.to_toml().as_bytes())?;
     // A cluster's signal before it kills or requeues the job: checkpoint, then exit 75.
     preemption::install().context("cannot catch signals")?;
-    let report = train(&config.train, &data, &output, cli.force, config.run.log_every_s)?;
+    let report = train(&config.train, &data, &output, cli.force, config.run.log_every_s, &trained_on)?;
     let summary = serde_json::json!({
         "stage": "train",
         "input": input.display().to_string(),

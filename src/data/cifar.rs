@@ -1,6 +1,7 @@
 //! CIFAR-10 in the two layouts users have: the official binary batches (`cifar-10-batches-bin`)
 //! and class folders (`train/<class>/*.jpg`, `test/<class>/*.jpg`, as a folder or an archive).
 
+use std::collections::BTreeSet;
 use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 
@@ -53,6 +54,11 @@ pub enum CifarError {
     Source(#[from] SourceError),
     #[error("{path}: no {split}/<class>/ images found")]
     NoImages { path: PathBuf, split: &'static str },
+    #[error(
+        "{path}: the {split} split's class folders are not the training split's: {what}; labels are matched by \
+         class name (never by position), so every split needs the same class folders"
+    )]
+    ClassesDiffer { path: PathBuf, split: &'static str, what: String },
 }
 
 /// Reads the official binary batches of one split from `dir` (the `cifar-10-batches-bin` folder,
@@ -117,14 +123,39 @@ fn in_split(name: &str, split: Split) -> bool {
     parts.len() >= 3 && parts[parts.len() - 3] == split.folder_name()
 }
 
+/// The class names of another split, matched by name against the training split's: the training
+/// split's names, in sorted order. A class the training split has and this split lacks, or the
+/// other way round, is an error naming each (numbering this split's own classes shifted every
+/// label after a missing one).
+fn classes_by_training_split(
+    path: &Path,
+    split: Split,
+    own: &BTreeSet<String>,
+    training: &BTreeSet<String>,
+) -> Result<Vec<String>, CifarError> {
+    let name = split.folder_name();
+    let mut differences: Vec<String> =
+        training.difference(own).map(|c| format!("{name}/{c} is missing (train/{c} has images)")).collect();
+    differences.extend(own.difference(training).map(|c| format!("{name}/{c} is not a training class (no train/{c})")));
+    if !differences.is_empty() {
+        return Err(CifarError::ClassesDiffer { path: path.to_owned(), split: name, what: differences.join(", ") });
+    }
+    Ok(training.iter().cloned().collect())
+}
+
 /// Reads `<split>/<class>/<image>` from a folder or an archive. Every image must be
 /// `side` x `side`; images that are not (or do not decode) are returned as rejected, naming the
-/// file, and the rest is read. Classes are numbered in sorted order.
+/// file, and the rest is read. Classes are numbered in sorted order of the training split's class
+/// folders, and another split must hold the same ones ([`classes_by_training_split`]).
 pub fn read_class_folders(path: &Path, split: Split, side: u32) -> Result<(LabeledImages, Rejected), CifarError> {
     let source = ImageSource::open(path)?;
     let split_name = split.folder_name();
     let mut records: Vec<Record> = Vec::new();
+    let mut training = BTreeSet::new();
     source.for_each_record(&|_| true, 64 << 20, &mut |record| {
+        if let Some(class) = record.class.as_ref().filter(|_| in_split(&record.name, Split::Train)) {
+            training.insert(class.clone());
+        }
         if in_split(&record.name, split) && record.class.is_some() {
             records.push(record);
         }
@@ -133,9 +164,12 @@ pub fn read_class_folders(path: &Path, split: Split, side: u32) -> Result<(Label
     if records.is_empty() {
         return Err(CifarError::NoImages { path: path.to_owned(), split: split_name });
     }
-    let mut classes: Vec<String> = records.iter().filter_map(|r| r.class.clone()).collect();
-    classes.sort();
-    classes.dedup();
+    let own: BTreeSet<String> = records.iter().filter_map(|r| r.class.clone()).collect();
+    let classes: Vec<String> = if split == Split::Train || training.is_empty() {
+        own.into_iter().collect()
+    } else {
+        classes_by_training_split(path, split, &own, &training)?
+    };
     let decoded: Vec<Result<Vec<u8>, String>> = records
         .par_iter()
         .map(|record| {

@@ -142,17 +142,40 @@ impl DigitTiles {
 }
 
 /// Writes `<root>/{train,test}/<digit>/<sheet index>.png` (`side` x `side`, RGB); returns the
-/// number of images written. Files already there are left alone (a re-run is cheap).
+/// number of images written. Files already there are left alone (a re-run is cheap), but only
+/// when they are `side` x `side`: a folder written with another side is refused, naming a file,
+/// before anything is written (it said "64x64" over files that stayed 32x32).
 pub fn write_class_folders(tiles: &DigitTiles, root: &Path, side: u32) -> std::io::Result<usize> {
+    let path_of = |i: usize| {
+        let split = if is_test_tile(i) { Split::Test } else { Split::Train };
+        root.join(split.folder_name()).join(tiles.labels[i].to_string()).join(format!("{i:04}.png"))
+    };
+    for i in 0..tiles.len() {
+        let path = path_of(i);
+        if !path.exists() {
+            continue;
+        }
+        let found = image::image_dimensions(&path).map_err(|e| {
+            std::io::Error::other(format!("{}: already there but not a readable PNG ({e})", path.display()))
+        })?;
+        if found != (side, side) {
+            return Err(std::io::Error::other(format!(
+                "{} is {}x{}, and --side {side} asks for {side}x{side} (files already there are kept): choose \
+                 another --output, or remove this one",
+                path.display(),
+                found.0,
+                found.1
+            )));
+        }
+    }
     let mut written = 0;
     for i in 0..tiles.len() {
-        let split = if is_test_tile(i) { Split::Test } else { Split::Train };
-        let dir = root.join(split.folder_name()).join(tiles.labels[i].to_string());
-        let path = dir.join(format!("{i:04}.png"));
+        let path = path_of(i);
+        let dir = path.parent().expect("a class folder");
         if path.exists() {
             continue;
         }
-        std::fs::create_dir_all(&dir)?;
+        std::fs::create_dir_all(dir)?;
         let mut png = std::io::Cursor::new(Vec::new());
         image::RgbImage::from_raw(side, side, tiles.rgb(i, side))
             .expect("side x side x 3 bytes")

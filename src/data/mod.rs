@@ -41,6 +41,21 @@ pub fn open_labeled(path: &Path, split: cifar::Split, side: u32) -> anyhow::Resu
         .with_context(|| format!("{}: not a packed folder, CIFAR-10 batches or class folders", path.display()))
 }
 
+/// The name under which [`content_records`] records an input without records of its own.
+pub const IMAGES_AS_READ: &str = "(its images as read)";
+
+/// What identifies the content of the labelled set read from `path` as `data`: a packed folder's
+/// own records (its summary.json's sizes and sha256, which reading it checked); for any other input
+/// (CIFAR-10 batches, class folders, the digits sheet, a packed folder without records) one record
+/// of the images as read. Train compares them before it resumes a run.
+pub fn content_records(path: &Path, data: &LabeledImages) -> crate::integrity::FileRecords {
+    if let Some(files) = Some(path).filter(|p| is_packed(p)).and_then(packed::recorded_files) {
+        return files;
+    }
+    let record = crate::integrity::FileRecord::of_bytes(&data.images).with_rows(data.len() as u64);
+    [(IMAGES_AS_READ.to_owned(), record)].into()
+}
+
 /// A folder holding `images*.npy`: the output of crop, faces or dedupe.
 fn is_packed(path: &Path) -> bool {
     path.is_dir()

@@ -127,6 +127,12 @@ fn summary_record(dir: &Path) -> Result<Option<PackedRecord>, PackedError> {
     Ok(Some(PackedRecord { files, output_rows: summary["counts"]["output_rows"].as_u64(), fix }))
 }
 
+/// The records of a packed folder's files as its summary.json holds them (None: none recorded, or
+/// no readable summary).
+pub fn recorded_files(dir: &Path) -> Option<FileRecords> {
+    summary_record(dir).ok().flatten().map(|r| r.files)
+}
+
 /// The images shards a record lists, in order; a shard in the folder that it does not list is an error.
 fn recorded_shards(dir: &Path, record: &PackedRecord) -> Result<Vec<PathBuf>, PackedError> {
     let listed: Vec<PathBuf> = record.files.keys().filter(|n| is_image_shard(n)).map(|n| dir.join(n)).collect();

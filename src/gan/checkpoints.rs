@@ -31,6 +31,14 @@ pub struct CheckpointState {
     /// written and checked before it is resumed from or exported (absent in old ones).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub files: Option<FileRecords>,
+    /// The settings a resume must share, key by key (what `fingerprint` hashes; absent in old
+    /// ones): a refusal names the keys that changed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub settings: Option<serde_json::Value>,
+    /// What the run trained on (absent in old ones, and in a GPU lease's seeded state, which
+    /// resumes on another shard on purpose): a resume on other data is refused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub input: Option<super::resume_guard::TrainInput>,
 }
 
 impl CheckpointState {

@@ -5,6 +5,7 @@ pub mod collapse;
 pub mod export;
 pub mod footprint;
 pub mod models;
+pub mod resume_guard;
 pub mod sample;
 pub mod trainer;
 

@@ -172,6 +172,24 @@ impl Default for PictureSpec {
     }
 }
 
+impl PictureSpec {
+    /// Refuses counts that would be changed silently (0 images, 0 columns, a walk of one image):
+    /// named by the `sample` option that sets them.
+    pub fn check(&self) -> anyhow::Result<()> {
+        for (option, value, least) in [
+            ("--samples", self.samples, 1),
+            ("--columns", self.columns, 1),
+            ("--walk-rows", self.walk_rows, 1),
+            ("--walk-steps", self.walk_steps, 2),
+        ] {
+            if value < least {
+                anyhow::bail!("{option} {value}: must be at least {least}");
+            }
+        }
+        Ok(())
+    }
+}
+
 /// Refuses a sample count or grid too big for the memory available, before any image is made.
 fn check_memory(g: &TrainedGenerator, spec: &PictureSpec, scale: u32) -> anyhow::Result<()> {
     let cell = (g.preset.image_size() * scale as i64 + 2) as f64;
@@ -197,7 +215,7 @@ fn check_memory(g: &TrainedGenerator, spec: &PictureSpec, scale: u32) -> anyhow:
 /// latent walk, one row per line in z) and summary.json (stage "sample": what was drawn from what;
 /// the report shows it next to the train stage). Returns the summary.
 pub fn write_pictures(generator: &Path, output: &Path, spec: &PictureSpec) -> anyhow::Result<serde_json::Value> {
-    use anyhow::Context;
+    spec.check()?;
     let started = std::time::Instant::now();
     let file = generator_file(generator);
     let g = TrainedGenerator::load(&file)?;
@@ -205,7 +223,8 @@ pub fn write_pictures(generator: &Path, output: &Path, spec: &PictureSpec) -> an
     // 32x32 images are shown twice their size: a grid of them is otherwise too small to judge.
     let scale = if g.preset.image_size() <= 32 { 2 } else { 1 };
     check_memory(&g, spec, scale)?;
-    std::fs::create_dir_all(output).with_context(|| format!("{}: cannot create", output.display()))?;
+    // Never into another stage's folder (`-o` the train folder it samples would replace train's summary).
+    let _lock = crate::stage::owner::claim_and_lock(output, "sample")?;
 
     let t = std::time::Instant::now();
     let z = seeded_z(spec.prior, spec.samples.max(1), g.z_dim(), spec.seed);

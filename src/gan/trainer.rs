@@ -11,6 +11,7 @@ use tch::{nn, Device, Kind, Tensor};
 use super::checkpoints::{checkpoints_dir, latest_intact_checkpoint, snapshots_dir, CheckpointState};
 use super::collapse::{CollapseCriteria, CollapseMonitor, CollapseReport};
 use super::models::{sample_z, Discriminator, Generator, Preset, Prior};
+use super::resume_guard::{refuse_other_run, TrainInput};
 use super::sample::write_sample_grid;
 use crate::data::LabeledImages;
 use crate::fsutil;
@@ -146,11 +147,16 @@ impl TrainConfig {
     /// The settings a resumed run must share with the run it continues (not the length of
     /// training, the device or how often things are logged).
     pub fn resume_fingerprint(&self) -> String {
-        crate::stage::fingerprint(&serde_json::json!({
+        crate::stage::fingerprint(&self.resume_settings())
+    }
+
+    /// Those settings by key (recorded in each checkpoint, so that a refusal names what changed).
+    pub fn resume_settings(&self) -> serde_json::Value {
+        serde_json::json!({
             "preset": self.preset, "z_dim": self.z_dim(), "prior": self.prior, "width": self.width(),
             "batch": self.batch, "lr": self.lr, "beta1": self.beta1, "beta2": self.beta2, "seed": self.seed,
             "limit_images": self.limit_images,
-        }))
+        })
     }
 
     pub fn device(&self) -> Result<Device> {
@@ -621,7 +627,7 @@ fn prepare_output(output: &Path, force: bool) -> Result<()> {
 /// Loads `output`'s latest checkpoint into `gan` when there is one (it must be of the same
 /// settings); returns the step it reached, the training wall time behind it, and the step until
 /// which Adam's moments are re-estimated at lr 0 (a checkpoint without optimiser state).
-fn resume(gan: &mut Gan, config: &TrainConfig, output: &Path) -> Result<Resumed> {
+fn resume(gan: &mut Gan, config: &TrainConfig, output: &Path, input: &TrainInput) -> Result<Resumed> {
     let Some(found) = latest_intact_checkpoint(output)? else { return Ok(Resumed::default()) };
     for line in &found.passed_over {
         eprintln!("train: warning: {line}: not resumed from");
@@ -633,13 +639,11 @@ fn resume(gan: &mut Gan, config: &TrainConfig, output: &Path) -> Result<Resumed>
             dir.display()
         );
     }
-    if state.fingerprint != config.resume_fingerprint() {
-        bail!(
-            "{}: holds a run with other settings ({} width {} z {}); pass --force to start over or choose another --output",
-            output.display(),
-            state.preset,
-            state.width,
-            state.z_dim
+    refuse_other_run(output, &state, &config.resume_settings(), &config.resume_fingerprint(), input)?;
+    if state.input.is_none() {
+        eprintln!(
+            "train: note: {}: records no input (written before inputs were recorded); not checked",
+            dir.display()
         );
     }
     let mut warmup_until = 0;
@@ -668,6 +672,8 @@ struct Resumed {
 /// it has written.
 struct TrainingRun<'a> {
     config: &'a TrainConfig,
+    /// What it trains on, recorded in each checkpoint.
+    input: &'a TrainInput,
     output: &'a Path,
     device: Device,
     gan: Gan,
@@ -707,9 +713,10 @@ impl<'a> TrainingRun<'a> {
         output: &'a Path,
         device: Device,
         log_every_s: f64,
+        input: &'a TrainInput,
     ) -> Result<Self> {
         let mut gan = Gan::new(config, device);
-        let resumed = resume(&mut gan, config, output)?;
+        let resumed = resume(&mut gan, config, output, input)?;
         let (start_step, wall_before, warmup_until) = (resumed.step, resumed.wall_s, resumed.warmup_until);
         let rows = read_losses(&output.join("losses.csv"), start_step)?;
         let n = if config.limit_images > 0 { data.len().min(config.limit_images) } else { data.len() };
@@ -725,6 +732,7 @@ impl<'a> TrainingRun<'a> {
         let progress = Progress::new("train", Some(total_steps.saturating_sub(start_step)), log_every_s);
         Ok(Self {
             config,
+            input,
             output,
             device,
             gan,
@@ -761,6 +769,8 @@ impl<'a> TrainingRun<'a> {
             device: Some(format!("{:?}", self.device)),
             steps_per_epoch: Some(self.steps_per_epoch),
             files: None,
+            settings: Some(config.resume_settings()),
+            input: Some(self.input.clone()),
         }
     }
 
@@ -790,7 +800,7 @@ impl<'a> TrainingRun<'a> {
         self.window.1 += 1;
         self.stop_early_when_asked();
         self.log_losses(&losses)?;
-        self.write_due_outputs()
+        self.write_due_outputs(&losses)
     }
 
     /// Notes on the device whether this step's losses are finite (the first step each was not).
@@ -848,15 +858,7 @@ impl<'a> TrainingRun<'a> {
         if !(step.is_multiple_of(self.config.log_every.max(1)) || self.epoch_done() || step == self.total_steps) {
             return Ok(());
         }
-        let row = LossRow {
-            step,
-            epoch: (step - 1) / self.steps_per_epoch,
-            loss_d: f64::try_from(&losses.loss_d)?,
-            loss_g: f64::try_from(&losses.loss_g)?,
-            d_real: f64::try_from(&losses.d_real)?,
-            d_fake: f64::try_from(&losses.d_fake)?,
-            images_per_s: (self.window.1 as i64 * self.config.batch) as f64 / self.window.0.elapsed().as_secs_f64(),
-        };
+        let row = self.loss_row(losses)?;
         self.window = (Instant::now(), 0);
         self.stop_when_not_finite()?;
         self.rows.push(row);
@@ -866,8 +868,21 @@ impl<'a> TrainingRun<'a> {
         Ok(())
     }
 
+    /// This step's losses read back from the device, with the images/s since the last row.
+    fn loss_row(&self, losses: &StepLosses) -> Result<LossRow> {
+        Ok(LossRow {
+            step: self.step,
+            epoch: (self.step - 1) / self.steps_per_epoch,
+            loss_d: f64::try_from(&losses.loss_d)?,
+            loss_g: f64::try_from(&losses.loss_g)?,
+            d_real: f64::try_from(&losses.d_real)?,
+            d_fake: f64::try_from(&losses.d_fake)?,
+            images_per_s: (self.window.1 as i64 * self.config.batch) as f64 / self.window.0.elapsed().as_secs_f64(),
+        })
+    }
+
     /// The sample grid, the snapshot and the checkpoint that are due at this step.
-    fn write_due_outputs(&mut self) -> Result<()> {
+    fn write_due_outputs(&mut self, losses: &StepLosses) -> Result<()> {
         let (config, step, output) = (self.config, self.step, self.output);
         let (epoch_done, last) = (self.epoch_done(), step == self.total_steps);
         let sample_now = config.sample_every > 0 && step.is_multiple_of(config.sample_every);
@@ -895,12 +910,16 @@ impl<'a> TrainingRun<'a> {
             self.last_checkpoint =
                 Some(save_checkpoint(&self.gan, output, &self.state_at(step), config.keep_checkpoints)?);
             write_losses(&self.rows, output)?;
-            if let Some(r) = self.rows.last() {
-                self.progress.note(&format!(
-                    "step {step} (epoch {}): loss D {:.3} G {:.3}, D(x) {:.3} D(G(z)) {:.3}, {:.0} images/s",
-                    r.epoch, r.loss_d, r.loss_g, r.d_real, r.d_fake, r.images_per_s
-                ));
-            }
+            // This step's own losses: a checkpoint between two loss rows (checkpoint_every below
+            // log_every) printed the last row's, as if nothing had moved since.
+            let r = match self.rows.last().filter(|r| r.step == step) {
+                Some(row) => *row,
+                None => self.loss_row(losses)?,
+            };
+            self.progress.note(&format!(
+                "step {step} (epoch {}): loss D {:.3} G {:.3}, D(x) {:.3} D(G(z)) {:.3}, {:.0} images/s",
+                r.epoch, r.loss_d, r.loss_g, r.d_real, r.d_fake, r.images_per_s
+            ));
         }
         Ok(())
     }
@@ -932,17 +951,19 @@ impl<'a> TrainingRun<'a> {
     }
 }
 
-/// Trains on `data` into `output`, resuming from its latest checkpoint when there is one.
+/// Trains on `data` (read from `input`) into `output`, resuming from its latest checkpoint when
+/// there is one of the same settings and input.
 pub fn train(
     config: &TrainConfig,
     data: &LabeledImages,
     output: &Path,
     force: bool,
     log_every_s: f64,
+    input: &TrainInput,
 ) -> Result<TrainReport> {
     let device = training_device(config)?;
     prepare_output(output, force)?;
-    let mut run = TrainingRun::start(config, data, output, device, log_every_s)?;
+    let mut run = TrainingRun::start(config, data, output, device, log_every_s, input)?;
     while run.step < run.total_steps {
         run.train_step()?;
     }

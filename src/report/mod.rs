@@ -60,20 +60,48 @@ pub fn find_stages(run: &Path) -> Vec<StageOutput> {
 }
 
 /// The summary.json files under `run` (where [`find_stages`] looks) that exist but cannot be read
-/// as JSON, each with the reason: their stage's section is missing, which the page and the log
-/// must say rather than drop it without a word.
+/// as JSON, or whose "stage" names no stage the page shows (`42`, an array, `{}`), each with the
+/// reason: their stage's section is missing, which the page and the log must say rather than
+/// drop it without a word.
 pub fn unreadable_summaries(run: &Path) -> Vec<(PathBuf, String)> {
     stage_dirs(run)
         .map(|dir| dir.join("summary.json"))
         .filter(|path| path.exists())
         .filter_map(|path| {
             let why = match std::fs::read(&path) {
-                Err(e) => e.to_string(),
-                Ok(bytes) => serde_json::from_slice::<Value>(&bytes).err()?.to_string(),
+                Err(e) => format!("unreadable ({e})"),
+                Ok(bytes) => match serde_json::from_slice::<Value>(&bytes) {
+                    Err(e) => format!("unreadable ({e})"),
+                    Ok(summary) => not_a_stage(&summary)?,
+                },
             };
             Some((path, why))
         })
         .collect()
+}
+
+/// Why a summary that parses is no stage's the page shows; None when it is one.
+fn not_a_stage(summary: &Value) -> Option<String> {
+    let known: Vec<&str> = SECTIONS.iter().flat_map(|(_, _, stages)| stages.iter().copied()).collect();
+    let why = match summary.get("stage") {
+        _ if !summary.is_object() => format!("a JSON {}, not an object", json_kind(summary)),
+        None => "no \"stage\" in it".to_owned(),
+        Some(Value::String(name)) if known.contains(&name.as_str()) => return None,
+        Some(Value::String(name)) => format!("its \"stage\" {name:?} is none of {}", known.join(", ")),
+        Some(other) => format!("its \"stage\" is {other}, not a stage's name"),
+    };
+    Some(format!("not a stage's summary: {why}"))
+}
+
+fn json_kind(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "boolean",
+        Value::Number(_) => "number",
+        Value::String(_) => "string",
+        Value::Array(_) => "array",
+        Value::Object(_) => "object",
+    }
 }
 
 /// The page (templates/report.html).

@@ -24,6 +24,9 @@ pub fn run_stage<S: PerImageStage>(
 ) -> Result<i32> {
     let name = S::NAME;
     let summary = if args.merge {
+        if output.is_dir() {
+            super::owner::claim_output(output, name)?;
+        }
         merge(stage, output)?
     } else {
         let input = args.input.as_deref().context("--input is required")?;
@@ -33,6 +36,7 @@ pub fn run_stage<S: PerImageStage>(
         if let ImageSource::Archive(archive) = &source {
             eprintln!("{}", for_terminal(&format!("{name}: {} read as {}", input.display(), archive.kind())));
         }
+        super::owner::claim_output(output, name)?;
         if source.hidden() > 0 {
             eprintln!(
                 "{name}: {} hidden entries (names starting with \".\") are not read; each is a skipped row of the manifest",

@@ -4,6 +4,7 @@
 pub mod cli;
 pub mod lock;
 pub mod manifest;
+pub mod owner;
 pub mod preemption;
 pub mod progress;
 pub mod runner;
