@@ -28,7 +28,7 @@ export PATH := $(VENV)/bin:$(PATH)
 export LIBTORCH_USE_PYTORCH := 1
 export DCGAN_PYTHON := $(VENV)/bin/python
 
-.PHONY: help setup apt apt-test venv build demo test lint slurm-preprocess slurm-train slurm-all slurm-status bench bench-faces bench-train bench-svm bench-dedupe bench-dedupe-windows eval-dedupe eval-dedupe-scale preprocess train select-d cifar-data cifar-eval
+.PHONY: help setup apt apt-test venv build demo test lint slurm-preprocess slurm-train slurm-all slurm-status bench bench-faces bench-train bench-svm bench-dedupe bench-dedupe-windows bench-copy eval-dedupe eval-dedupe-scale preprocess train select-d cifar-data cifar-eval
 
 help:
 	@echo "make demo        set up (apt, venv with torch, release build) and run the demo into $(OUT)/demo"
@@ -48,6 +48,7 @@ help:
 	@echo "make bench-dedupe 1,000,000 codes indexed and searched (time, memory); index vs brute force on 100,000"
 	@echo "make eval-dedupe  dedupe's labelled near-duplicate evaluation on EVAL_DIR (default ../shared/data/imagenet-samples)"
 	@echo "make eval-dedupe-scale  dedupe's removals scored on DEDUPE_SCALE_INPUT (default Tiny ImageNet's 100,000) with planted copies"
+	@echo "make bench-copy  the data-copying test at scale: 10,000 samples against COPY_BENCH_INPUT (default Tiny ImageNet's 100,000 crops), vs NumPy"
 	@echo "make bench-dedupe-windows  the crop route's window search (3 vs 4 chunks) on 25%/50%/100% of DEDUPE_SCALE_INPUT"
 
 setup: apt venv build
@@ -95,7 +96,8 @@ demo: setup
 	$(BIN)/faces --input $(DEMO_PHOTOS) --output $(DEMO)/faces --set faces.save_png=true
 	$(BIN)/dedupe --input $(DEMO_PHOTOS) --output $(DEMO)/dedupe --set dedupe.ae_steps=500
 	$(BIN)/train --input $(DIGITS) --output $(DEMO)/train $(DEMO_TRAIN)
-	$(BIN)/sample --generator $(DEMO)/train --output $(DEMO)/samples
+	@# Does G copy its training set? The data-copying test against the sheet's held-out test digits.
+	$(BIN)/sample --generator $(DEMO)/train --output $(DEMO)/samples --copy-test --training $(DIGITS) --cells 10
 	@# The checks (G's samples by class, D's features with few labels) fail the demo, after the report is written.
 	$(BIN)/digits eval --input $(DIGITS) --output $(DEMO)/digits --generator $(DEMO)/train \
 		--discriminator "demo D=$(DEMO)/train/discriminator.safetensors" \
@@ -157,6 +159,14 @@ eval-dedupe-scale: setup
 bench-dedupe-windows: setup
 	$(BIN)/dedupe --input $(DEDUPE_SCALE_INPUT) --output $(OUT)/dedupe-scale-input --set dedupe.device=cpu
 	cargo run --release --example dedupe_window_search -- $(OUT)/dedupe-scale-input/crops
+
+# The copy test at scale (docs/train.md): crop the set, 10,000 samples (training images replayed with
+# noise) against its images less 5,000 held out, then NumPy's brute force on the same samples.
+COPY_BENCH_INPUT ?= ../shared/data/tiny-imagenet-32-train.tar.gz
+bench-copy: setup
+	$(BIN)/crop --input $(COPY_BENCH_INPUT) --output $(OUT)/copy-bench-crops
+	cargo run --release --example copy_test_bench -- $(OUT)/copy-bench-crops $(OUT)/copy-bench 10000 5000
+	$(VENV)/bin/python benches/copy_test_reference.py $(OUT)/copy-bench-crops $(OUT)/copy-bench 5000
 
 bench-train: setup
 	bash benches/train_step_cpu.sh 5 3

@@ -14,6 +14,7 @@
 //! - [`pictures`]: image grids and PNG data URIs, shared by the stages' pages and pictures.
 //! - [`plots`]: line plots and the confusion matrix as PNG (plotters, a compiled-in font).
 //! - [`report`]: the run's HTML report.
+//! - [`neighbours`]: nearest training images in pixel space and the data-copying test (C_T).
 //! - [`memory`]: the memory a piece of work needs, checked against the machine before it starts.
 //! - [`torchutil`]: tensor pieces several stages use (device names, network input, Adam).
 //! - [`integrity`]: size and sha256 of what one stage hands to the next, recorded and checked.
@@ -30,6 +31,7 @@ pub mod gan;
 pub mod imageops;
 pub mod integrity;
 pub mod memory;
+pub mod neighbours;
 pub mod pictures;
 pub mod plots;
 pub mod report;

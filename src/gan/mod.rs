@@ -2,9 +2,11 @@
 
 pub mod checkpoints;
 pub mod collapse;
+pub mod copying;
 pub mod export;
 pub mod footprint;
 pub mod models;
+pub mod nn_watch;
 pub mod resume_guard;
 pub mod sample;
 pub mod trainer;

@@ -11,6 +11,7 @@ use tch::{nn, Device, Kind, Tensor};
 use super::checkpoints::{checkpoints_dir, latest_intact_checkpoint, snapshots_dir, CheckpointState};
 use super::collapse::{CollapseCriteria, CollapseMonitor, CollapseReport};
 use super::models::{sample_z, Discriminator, Generator, Preset, Prior};
+use super::nn_watch::NnWatch;
 use super::resume_guard::{refuse_other_run, TrainInput};
 use super::sample::write_sample_grid;
 use crate::data::LabeledImages;
@@ -617,7 +618,7 @@ fn prepare_output(output: &Path, force: bool) -> Result<()> {
         let _ = std::fs::remove_dir_all(snapshots_dir(output));
         let _ = std::fs::remove_dir_all(output.join("samples"));
         std::fs::create_dir_all(output.join("samples"))?;
-        for name in ["losses.csv", "losses.png", "summary.json"] {
+        for name in ["losses.csv", "losses.png", "summary.json", super::nn_watch::CSV, super::nn_watch::PNG] {
             let _ = std::fs::remove_file(output.join(name));
         }
     }
@@ -690,6 +691,8 @@ struct TrainingRun<'a> {
     /// The z of every sample grid, so that grids compare across epochs.
     fixed_z: Tensor,
     collapse: CollapseMonitor,
+    /// The mean distance of G(fixed z) to a subset of the training set, every epoch.
+    nn_watch: NnWatch,
     progress: Progress,
     started: Instant,
     wall_before: f64,
@@ -729,6 +732,7 @@ impl<'a> TrainingRun<'a> {
         tch::manual_seed(config.seed as i64 ^ 0x5EED);
         let fixed_z = sample_z(config.prior, 64, config.z_dim(), device);
         let collapse = CollapseMonitor::new(&collapse_probe(&images, config.seed), CollapseCriteria::default());
+        let nn_watch = NnWatch::new(&images, config.seed as u64, output, start_step)?;
         let progress = Progress::new("train", Some(total_steps.saturating_sub(start_step)), log_every_s);
         Ok(Self {
             config,
@@ -745,6 +749,7 @@ impl<'a> TrainingRun<'a> {
             warmup_until,
             fixed_z,
             collapse,
+            nn_watch,
             progress,
             started: Instant::now(),
             wall_before,
@@ -894,6 +899,9 @@ impl<'a> TrainingRun<'a> {
             };
             let samples = self.gan.sample(&self.fixed_z);
             write_sample_grid(&samples, 8, 2, &output.join("samples").join(name))?;
+            if epoch_done || last {
+                self.nn_watch.observe(step, (step - 1) / self.steps_per_epoch, &samples)?;
+            }
         }
         // Snapshots at every snapshot_every_epochs-th epoch's end, and at the end of a run that
         // stopped within an epoch (max_steps, max_minutes), so that the last D is scored too.
@@ -910,6 +918,7 @@ impl<'a> TrainingRun<'a> {
             self.last_checkpoint =
                 Some(save_checkpoint(&self.gan, output, &self.state_at(step), config.keep_checkpoints)?);
             write_losses(&self.rows, output)?;
+            self.nn_watch.write(output)?;
             // This step's own losses: a checkpoint between two loss rows (checkpoint_every below
             // log_every) printed the last row's, as if nothing had moved since.
             let r = match self.rows.last().filter(|r| r.step == step) {

@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use askama::Template;
 use serde_json::Value;
 
+mod copying;
 mod faces;
 
 use crate::data::packed::read_packed;
@@ -208,6 +209,8 @@ struct TrainView {
     /// The collapse check's verdict (absent in runs from before it), and whether it is a collapse.
     collapse: Option<String>,
     collapsed: bool,
+    /// G's samples' distance to the training set by epoch (nn_distance.png).
+    nn_distance: Option<String>,
 }
 
 struct Grid {
@@ -222,6 +225,8 @@ struct SampleView {
     samples_caption: String,
     walk: Option<String>,
     walk_caption: String,
+    /// The data-copying test, when `sample --copy-test` ran.
+    copying: Option<copying::CopyingView>,
 }
 
 /// The digits demo's checks (`digits eval`): G's samples labelled by a pixel classifier, and the
@@ -560,7 +565,14 @@ fn train_view(s: &StageOutput) -> TrainView {
         .collect();
     let collapse = r.pointer("/collapse/verdict").and_then(Value::as_str).map(str::to_string);
     let collapsed = r.pointer("/collapse/collapsed_at_end").and_then(Value::as_bool).unwrap_or(false);
-    TrainView { figures, grids, losses: png_file_data_uri(&s.dir.join("losses.png")), collapse, collapsed }
+    TrainView {
+        figures,
+        grids,
+        losses: png_file_data_uri(&s.dir.join("losses.png")),
+        collapse,
+        collapsed,
+        nn_distance: png_file_data_uri(&s.dir.join(crate::gan::nn_watch::PNG)),
+    }
 }
 
 /// "epoch 0007" -> "epoch 7".
@@ -624,6 +636,7 @@ fn sample_view(s: &StageOutput) -> SampleView {
             "The latent walk (the paper's section 6.1): each row is {} steps on a straight line in z between two random points, each row starting where the one above ended. Smooth change means the generator learned a space; sudden jumps mean it memorised.",
             count(v, "/walk/steps")
         ),
+        copying: copying::copying_view(&s.dir),
     }
 }
 
