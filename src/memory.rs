@@ -118,7 +118,7 @@ pub fn check(what: &str, estimate: &Estimate, budget: Option<&Budget>, hint: &st
 /// (at least one: a single worker is what a run cannot do without).
 pub fn workers_within(wanted: usize, per_worker: f64, budget: Option<&Budget>) -> usize {
     let Some(budget) = budget else { return wanted.max(1) };
-    if !(per_worker > 0.0) {
+    if per_worker.is_nan() || per_worker <= 0.0 {
         return wanted.max(1);
     }
     let fit = (budget.bytes / per_worker).floor();

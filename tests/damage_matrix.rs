@@ -252,13 +252,19 @@ fn damaged_photos_are_failed_rows_or_clean_decodes_in_crop_faces_and_dedupe() {
     assert!(!log.contains("panicked") && !log.contains("internal error"), "{log}");
     let summary: Value =
         serde_json::from_str(&std::fs::read_to_string(crop_out.join("summary.json")).unwrap()).unwrap();
-    assert_eq!(summary["errors"].as_u64(), Some(failed.len() as u64), "failed rows are counted");
+    assert_eq!(summary["counts"]["error"].as_u64(), Some(failed.len() as u64), "failed rows are counted");
 
+    faces_agree(&input, dir.path(), &failed);
+    dedupe_agrees(&input, dir.path(), &failed, &crops);
+}
+
+/// faces over the matrix: crop's verdicts, thin photos skipped, no invented box, the same rows twice.
+fn faces_agree(input: &Path, dir: &Path, failed: &[String]) {
     // faces: the same verdicts (one checked decode), thin photos skipped with a reason, the same
     // boxes on a second run.
-    let faces_out = dir.path().join("faces");
+    let faces_out = dir.join("faces");
     let faces_sets = ["faces.min_face_side=16", "faces.keep_damaged=false"];
-    let out = run("faces", &input, &faces_out, &faces_sets);
+    let out = run("faces", input, &faces_out, &faces_sets);
     assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
     let face_rows = read_manifest(&faces_out);
     let faces_log = stderr(&out);
@@ -295,8 +301,8 @@ fn damaged_photos_are_failed_rows_or_clean_decodes_in_crop_faces_and_dedupe() {
         assert_eq!(row["status"], "skipped", "{row}");
         assert!(row["reason"].as_str().unwrap().contains("thinner than"), "{row}");
     }
-    let again = dir.path().join("faces-again");
-    assert_eq!(run("faces", &input, &again, &faces_sets).status.code(), Some(3));
+    let again = dir.join("faces-again");
+    assert_eq!(run("faces", input, &again, &faces_sets).status.code(), Some(3));
     let strip = |rows: Vec<Value>| -> Vec<Value> {
         rows.into_iter()
             .map(|mut r| {
@@ -306,9 +312,12 @@ fn damaged_photos_are_failed_rows_or_clean_decodes_in_crop_faces_and_dedupe() {
             .collect()
     };
     assert_eq!(strip(read_manifest(&again)), strip(face_rows), "the same boxes on every run");
+}
 
+/// dedupe's crop pass over the matrix: crop's verdicts and crop's crops.
+fn dedupe_agrees(input: &Path, dir: &Path, failed: &[String], crops: &BTreeMap<String, Vec<u8>>) {
     // dedupe's crop pass: the same verdicts and the same crops as crop's.
-    let dedupe_out = dir.path().join("dedupe");
+    let dedupe_out = dir.join("dedupe");
     let dedupe_sets = [
         "dedupe.size=32",
         "dedupe.dct_scaling=false",
@@ -317,7 +326,7 @@ fn damaged_photos_are_failed_rows_or_clean_decodes_in_crop_faces_and_dedupe() {
         "dedupe.ae_batch=8",
         "dedupe.device=cpu",
     ];
-    let out = run("dedupe", &input, &dedupe_out, &dedupe_sets);
+    let out = run("dedupe", input, &dedupe_out, &dedupe_sets);
     assert!(matches!(out.status.code(), Some(0 | 3)), "{}", stderr(&out));
     let crop_rows = read_manifest(&dedupe_out.join("crops"));
     let dedupe_crops = crops_by_source(&dedupe_out.join("crops"), &crop_rows);
@@ -325,7 +334,7 @@ fn damaged_photos_are_failed_rows_or_clean_decodes_in_crop_faces_and_dedupe() {
         let name = row["source"].as_str().unwrap();
         assert_eq!(row["status"] == "error", failed.iter().any(|f| f == name), "{name}: dedupe and crop disagree");
     }
-    assert_eq!(dedupe_crops, crops, "dedupe's crops are crop's");
+    assert_eq!(&dedupe_crops, crops, "dedupe's crops are crop's");
 }
 
 #[test]

@@ -61,7 +61,7 @@ pub fn decode(bytes: &[u8], scale_denom: u32, frame: (u32, u32)) -> Outcome {
     pixels.truncate((width as usize) * (height as usize) * 3);
     match status {
         0 => Outcome::Whole { width, height, pixels },
-        1 => Outcome::Damaged { width, height, pixels, warnings: warnings as u64, first: text },
+        1 => Outcome::Damaged { width, height, pixels, warnings, first: text },
         _ => Outcome::Failed(text),
     }
 }
