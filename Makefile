@@ -1,6 +1,7 @@
 # dcgan-pipeline: set-up, demo, tests and benchmarks on a fresh Debian 12 machine.
 #   make demo    set everything up, then run the pipeline on its embedded default data
 #   make test    set everything up, then run the test suite
+#   make fuzz    the fuzz targets (tests/fuzz.rs), FUZZ_SECONDS each (default 1800), niced
 #   make lint    formatting and clippy, as CI runs them
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
@@ -8,7 +9,7 @@ SHELL := /bin/bash
 VENV      := $(CURDIR)/.venv
 PYTHON    ?= python3
 TORCH     := torch==2.11.0
-APT_PACKAGES := libopencv-dev opencv-data opencv-doc clang libclang-dev pkg-config python3-venv
+APT_PACKAGES := libopencv-dev libjpeg-dev opencv-data opencv-doc clang libclang-dev pkg-config python3-venv
 SUDO      := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 BIN       := target/release
 # Data set paths: configs/paper.toml's [paths], overridable on the make line
@@ -28,7 +29,7 @@ export PATH := $(VENV)/bin:$(PATH)
 export LIBTORCH_USE_PYTORCH := 1
 export DCGAN_PYTHON := $(VENV)/bin/python
 
-.PHONY: help setup apt apt-test venv build demo test lint slurm-preprocess slurm-train slurm-all slurm-status bench bench-faces bench-train bench-svm bench-dedupe bench-dedupe-windows bench-copy eval-dedupe eval-dedupe-scale preprocess train select-d cifar-data cifar-eval
+.PHONY: help setup apt apt-test venv build demo test fuzz lint slurm-preprocess slurm-train slurm-all slurm-status bench bench-faces bench-train bench-svm bench-dedupe bench-dedupe-windows bench-copy eval-dedupe eval-dedupe-scale preprocess train select-d cifar-data cifar-eval
 
 help:
 	@echo "make demo        set up (apt, venv with torch, release build) and run the demo into $(OUT)/demo"
@@ -109,6 +110,16 @@ demo: setup
 # The tests build their own binaries in the test-release profile (Cargo.toml): no release build needed.
 test: apt apt-test venv
 	cargo test --profile test-release --no-fail-fast
+
+# Fuzzing (tests/fuzz.rs, docs/reliability.md): each target for FUZZ_SECONDS, niced, not part of
+# `make test`. A failure prints the shrunk case; commit it as a test at the end of tests/fuzz.rs.
+FUZZ_SECONDS ?= 1800
+FUZZ_TARGETS ?= fuzz_tar_reader fuzz_lmdb_reader fuzz_folder_names fuzz_decoders fuzz_face_boxes
+fuzz: apt apt-test venv
+	cargo test --profile test-release --test fuzz --no-run
+	for t in $(FUZZ_TARGETS); do \
+		FUZZ_SECONDS=$(FUZZ_SECONDS) nice -n 19 cargo test --profile test-release --test fuzz -- --ignored --exact $$t --nocapture || exit 1; \
+	done
 
 # Formatting (rustfmt.toml) and clippy with the project's lints (Cargo.toml's [lints], clippy.toml:
 # no function over 100 lines), warnings as errors. The test profile, so that the dependencies'

@@ -9,7 +9,8 @@
 //! all: loading libtorch costs ~0.5 s at start-up, which the image stages (crop, faces) should not
 //! pay when they never touch a tensor.
 //!
-//! It also compiles src/torchutil/leaky_relu.cpp (LeakyReLU with a slope, which tch's API cannot
+//! It compiles src/imageops/libjpeg_checked.c against the system's libjpeg(-turbo), and
+//! src/torchutil/leaky_relu.cpp (LeakyReLU with a slope, which tch's API cannot
 //! pass) against the same libtorch's headers, as torch-sys compiles its own C++.
 use std::path::{Path, PathBuf};
 
@@ -17,6 +18,7 @@ use std::path::{Path, PathBuf};
 const TORCH_BINS: &[&str] = &["train", "cifar-eval", "dedupe", "sample"];
 
 fn main() {
+    compile_libjpeg_shim();
     println!("cargo:rerun-if-env-changed=DEP_TCH_LIBTORCH_LIB");
     let Ok(lib) = std::env::var("DEP_TCH_LIBTORCH_LIB") else {
         return;
@@ -34,6 +36,15 @@ fn main() {
             }
         }
     }
+}
+
+/// The C half of src/imageops/libjpeg.rs: libjpeg-turbo (the system's, as OpenCV uses) with an
+/// error manager that reports corrupt data instead of printing it.
+fn compile_libjpeg_shim() {
+    const SOURCE: &str = "src/imageops/libjpeg_checked.c";
+    println!("cargo:rerun-if-changed={SOURCE}");
+    cc::Build::new().file(SOURCE).flag("-std=c99").compile("dcgan_libjpeg_checked");
+    println!("cargo:rustc-link-lib=jpeg");
 }
 
 /// The C++ half of src/torchutil/leaky_relu.rs, with libtorch's headers (`<libtorch>/include`, next

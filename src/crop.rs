@@ -20,9 +20,16 @@ pub struct CropConfig {
     pub max_pixels: u64,
     /// Refuse files larger than this many bytes.
     pub max_file_bytes: u64,
+    /// Keep photos whose decoder reported corrupt or missing data (a JPEG with a hole or a cut
+    /// tail, which libjpeg fills with grey) as ok rows marked "damaged"; false: a failed row.
+    pub keep_damaged: bool,
     /// Inputs per output shard (images-NNNNN.npy); also the unit of resume and of --shard.
     pub part_size: u64,
 }
+
+/// Bytes per pixel a decode may hold at its peak: a 16-bit RGB PNG decodes to 6 B, is widened to
+/// 16-bit RGBA (8 B) beside it, then narrowed to RGB (3 B); a JPEG needs 3 B and its turned copy 3.
+pub const DECODE_BYTES_PER_PIXEL: f64 = 14.0;
 
 pub struct CropStage {
     pub config: CropConfig,
@@ -39,6 +46,7 @@ impl CropStage {
         DecodeOptions {
             max_pixels: self.config.max_pixels,
             min_decoded_side: self.config.dct_scaling.then_some(self.config.size * self.config.min_decoded_factor),
+            keep_damaged: self.config.keep_damaged,
         }
     }
 }
@@ -52,6 +60,12 @@ impl PerImageStage for CropStage {
 
     fn max_file_bytes(&self) -> u64 {
         self.config.max_file_bytes
+    }
+
+    fn peak_bytes_per_image(&self) -> (f64, String) {
+        let c = &self.config;
+        let bytes = c.max_file_bytes as f64 + c.max_pixels as f64 * DECODE_BYTES_PER_PIXEL;
+        (bytes, format!("crop.max_file_bytes + crop.max_pixels {} x {DECODE_BYTES_PER_PIXEL} B decoding", c.max_pixels))
     }
 
     fn process(&self, bytes: &[u8]) -> Result<Processed, Failure> {
@@ -68,6 +82,9 @@ impl PerImageStage for CropStage {
         if decoded.orientation > 1 {
             detail.insert("orientation".into(), json!(decoded.orientation));
         }
+        if let Some(damage) = decoded.damage {
+            detail.insert("damaged".into(), json!(damage));
+        }
         // Smaller than the crop: it was upscaled, which a user may want to filter out.
         if decoded.source_width.min(decoded.source_height) < self.config.size {
             detail.insert("upscaled".into(), json!(true));
@@ -82,6 +99,7 @@ impl PerImageStage for CropStage {
             let scale = row.detail.get("dct_scale").and_then(Value::as_u64).unwrap_or(1);
             *scales.entry(format!("1/{scale}")).or_default() += 1;
         }
-        json!({ "upscaled": flagged("upscaled"), "decode_scales": scales })
+        let damaged = rows.iter().filter(|r| r.detail.contains_key("damaged")).count();
+        json!({ "upscaled": flagged("upscaled"), "decode_scales": scales, "kept_damaged": damaged })
     }
 }

@@ -114,9 +114,34 @@ pub fn check(what: &str, estimate: &Estimate, budget: Option<&Budget>, hint: &st
     Ok(())
 }
 
+/// How many of `wanted` workers fit in `budget` when each may hold `per_worker` bytes at once
+/// (at least one: a single worker is what a run cannot do without).
+pub fn workers_within(wanted: usize, per_worker: f64, budget: Option<&Budget>) -> usize {
+    let Some(budget) = budget else { return wanted.max(1) };
+    if per_worker.is_nan() || per_worker <= 0.0 {
+        return wanted.max(1);
+    }
+    let fit = (budget.bytes / per_worker).floor();
+    if fit >= wanted as f64 {
+        wanted.max(1)
+    } else {
+        (fit as usize).max(1)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn workers_are_as_many_as_fit() {
+        let budget = Budget { bytes: 6.0 * GIB, source: "x".into() };
+        assert_eq!(workers_within(12, 1.5 * GIB, Some(&budget)), 4);
+        assert_eq!(workers_within(2, 1.5 * GIB, Some(&budget)), 2);
+        assert_eq!(workers_within(12, 10.0 * GIB, Some(&budget)), 1);
+        assert_eq!(workers_within(12, 1.5 * GIB, None), 12);
+        assert_eq!(workers_within(12, f64::NAN, Some(&budget)), 12);
+    }
 
     #[test]
     fn counts_read_at_any_size() {

@@ -36,7 +36,7 @@ fn detect_all(max_side: u32, threshold: f32) -> Vec<(String, Vec<Vec<f32>>)> {
     let yunet = YuNet::new(Path::new(MODEL), MODEL_SHA256, params).unwrap();
     let fixture: Value = serde_json::from_str(FIXTURE).unwrap();
     let run = fixture["runs"].as_array().unwrap().iter().find(|r| r["max_side"] == max_side).unwrap();
-    let options = DecodeOptions { max_pixels: 1 << 28, min_decoded_side: None };
+    let options = DecodeOptions::checked(1 << 28);
     run["photos"]
         .as_object()
         .unwrap()

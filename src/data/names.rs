@@ -57,6 +57,25 @@ pub fn decode_name(encoded: &str) -> Option<Vec<u8>> {
     Some(out)
 }
 
+/// The key of the `n`-th record (n >= 2) of a source that repeats `name` (a tar may hold two members
+/// of one name), for outputs named after their source: `name\#n`. [`encode_name`] never writes a
+/// backslash followed by `#`, so the key meets no real name.
+pub fn nth_occurrence(name: &str, n: u32) -> String {
+    format!("{name}\\#{n}")
+}
+
+/// A key of [`nth_occurrence`] split back into the name and its occurrence; other names whole.
+pub fn split_occurrence(key: &str) -> (&str, Option<u32>) {
+    if let Some((name, n)) = key.rsplit_once("\\#") {
+        // The backslash must not be the second of an escaped `\\`.
+        let escaped = name.bytes().rev().take_while(|&b| b == b'\\').count() % 2 == 1;
+        if let (false, Ok(n)) = (escaped, n.parse()) {
+            return (name, Some(n));
+        }
+    }
+    (key, None)
+}
+
 /// The string form of an OS path or name (Unix: its bytes).
 pub fn encode_os(name: &std::ffi::OsStr) -> String {
     use std::os::unix::ffi::OsStrExt;
@@ -107,6 +126,8 @@ mod tests {
         let encoded: Vec<String> = names.iter().map(|n| encode_name(n)).collect();
         for (name, text) in names.iter().zip(&encoded) {
             assert_eq!(decode_name(text).as_deref(), Some(*name), "{text}");
+            assert_eq!(split_occurrence(text), (text.as_str(), None), "{text}");
+            assert_eq!(split_occurrence(&nth_occurrence(text, 3)), (text.as_str(), Some(3)));
         }
         assert_eq!(encoded[0], "plain.jpg", "ordinary names are unchanged");
         assert_eq!(encoded[1], "café.jpg");

@@ -111,6 +111,8 @@ pub struct DedupeConfig {
     pub min_decoded_factor: u32,
     pub max_pixels: u64,
     pub max_file_bytes: u64,
+    /// Keep photos whose decoder reported corrupt or missing data (see crop.keep_damaged).
+    pub keep_damaged: bool,
     /// Inputs per crops/images-NNNNN.npy; the unit of resume and --shard.
     pub part_size: u64,
 }
@@ -124,6 +126,7 @@ impl DedupeConfig {
             min_decoded_factor: self.min_decoded_factor,
             max_pixels: self.max_pixels,
             max_file_bytes: self.max_file_bytes,
+            keep_damaged: self.keep_damaged,
             part_size: self.part_size,
         }
     }

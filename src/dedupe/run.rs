@@ -46,6 +46,10 @@ impl PerImageStage for DedupeCrops {
     fn max_file_bytes(&self) -> u64 {
         self.crop.max_file_bytes()
     }
+    fn peak_bytes_per_image(&self) -> (f64, String) {
+        let (bytes, formula) = self.crop.peak_bytes_per_image();
+        (bytes, formula.replace("crop.", "dedupe."))
+    }
     fn process(&self, bytes: &[u8]) -> Result<Processed, Failure> {
         self.crop.process(bytes)
     }

@@ -16,11 +16,11 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 
-use crate::data::names::{decode_name, encode_name};
+use crate::data::names::{decode_name, encode_name, split_occurrence};
 use crate::imageops::{decode_rgb_with_libjpeg, DecodeOptions};
 use crate::stage::{Failure, ManifestRow, PerImageStage, Processed, Status};
 use detector::{cascade_path, Detection, FaceDetector, HaarCascade, HaarParams};
-use geometry::{crop_square, face_square};
+use geometry::{crop_square, face_square, invalid_box, too_thin};
 use yunet::{resolve_model_path, YuNet, YuNetParams};
 
 /// Which face detector runs.
@@ -89,6 +89,8 @@ pub struct FacesConfig {
     pub save_png: bool,
     pub max_pixels: u64,
     pub max_file_bytes: u64,
+    /// Keep photos whose decoder reported corrupt or missing data (see crop.keep_damaged).
+    pub keep_damaged: bool,
     pub part_size: u64,
 }
 
@@ -146,6 +148,9 @@ pub fn build_detector(config: &FacesConfig) -> Result<Box<dyn FaceDetector>, det
 /// share a name, whatever bytes their names hold; a stem too long for a file name is cut and given
 /// a suffix of the source's hash. The manifest row lists the names written (its "png").
 pub fn png_stem(source: &str) -> Vec<u8> {
+    // The second member of one name in an archive gets "%#2": `%` is otherwise always followed by
+    // two hex digits here, so the suffix meets no other source's stem.
+    let (source, occurrence) = split_occurrence(source);
     let bytes = decode_name(source).unwrap_or_else(|| source.as_bytes().to_vec());
     let mut stem = Vec::with_capacity(bytes.len());
     for (i, &b) in bytes.iter().enumerate() {
@@ -160,6 +165,9 @@ pub fn png_stem(source: &str) -> Vec<u8> {
         stem.truncate(180);
         stem.push(b'~');
         stem.extend_from_slice(&crate::fsutil::sha256_hex(source.as_bytes()).as_bytes()[..16]);
+    }
+    if let Some(n) = occurrence {
+        stem.extend_from_slice(format!("%#{n}").as_bytes());
     }
     stem
 }
@@ -196,6 +204,14 @@ fn round_to(value: f32, decimals: i32) -> f64 {
 }
 
 impl FacesStage {
+    /// The size the detector looks at `image` in: YuNet's shrunk copy, the cascade's full size.
+    fn detection_size(&self, image: &crate::imageops::RgbImage) -> (u32, u32) {
+        match self.config.detector {
+            DetectorKind::Yunet => yunet::shrunk_size(image.width, image.height, self.config.detect_max_side),
+            DetectorKind::Haar => (image.width, image.height),
+        }
+    }
+
     /// The crop of one kept face and where it was taken from (for the manifest): the box's
     /// square, or with `align = "eyes"` and landmarks, the eye-levelled square.
     fn crop(
@@ -227,18 +243,49 @@ impl PerImageStage for FacesStage {
         self.config.max_file_bytes
     }
 
+    fn peak_bytes_per_image(&self) -> (f64, String) {
+        let c = &self.config;
+        // After the decode, the RGB photo (3 B) stays while the detector works: YuNet at full
+        // size adds its float input (12 B per pixel); its shrunk copy and the cascade's grey
+        // images are small beside the decode's peak.
+        let detect = match (c.detector, c.detect_max_side) {
+            (DetectorKind::Yunet, 0) => 3.0 + 12.0,
+            _ => 0.0,
+        };
+        let per_pixel = crate::crop::DECODE_BYTES_PER_PIXEL.max(detect);
+        let bytes = c.max_file_bytes as f64 + c.max_pixels as f64 * per_pixel;
+        (
+            bytes,
+            format!("faces.max_file_bytes + faces.max_pixels {} x {per_pixel} B decoding and detection", c.max_pixels),
+        )
+    }
+
     fn process(&self, bytes: &[u8]) -> Result<Processed, Failure> {
-        let options = DecodeOptions { max_pixels: self.config.max_pixels, min_decoded_side: None };
+        let options = DecodeOptions {
+            max_pixels: self.config.max_pixels,
+            min_decoded_side: None,
+            keep_damaged: self.config.keep_damaged,
+        };
         // libjpeg, as cv2.imread decodes: the same pixels give the same boxes.
         let decoded = decode_rgb_with_libjpeg(bytes, &options).map_err(|e| Failure::error(e.to_string()))?;
         let image = &decoded.image;
+        if let Some(reason) = too_thin(image.width, image.height, self.detection_size(image)) {
+            let mut detail = Map::new();
+            detail.insert("width".into(), json!(image.width));
+            detail.insert("height".into(), json!(image.height));
+            return Err(Failure { status: Status::Skipped, reason, detail });
+        }
         let detections = self.detector.detect(image).map_err(|e| Failure::error(e.to_string()))?;
         let mut rows = Vec::new();
         let mut boxes = Vec::with_capacity(detections.len());
         for detection in &detections {
             let mut entry = box_entry(detection);
             let side = box_side(detection);
-            if side < self.config.min_face_side as i32 {
+            if let Some(why) = invalid_box(detection, image.width, image.height) {
+                entry["kept"] = json!(false);
+                entry["invalid"] = json!(true);
+                entry["reason"] = json!(format!("invalid box: {why}"));
+            } else if side < self.config.min_face_side as i32 {
                 entry["kept"] = json!(false);
                 entry["reason"] = json!(format!("side {side} px < min_face_side {}", self.config.min_face_side));
             } else {
@@ -256,6 +303,9 @@ impl PerImageStage for FacesStage {
         detail.insert("detections".into(), json!(detections.len()));
         detail.insert("faces".into(), json!(rows.len()));
         detail.insert("boxes".into(), Value::Array(boxes));
+        if let Some(damage) = &decoded.damage {
+            detail.insert("damaged".into(), json!(damage));
+        }
         if rows.is_empty() {
             let reason = if detections.is_empty() {
                 "no face found".to_owned()
@@ -292,6 +342,7 @@ impl PerImageStage for FacesStage {
         let mut detections = 0u64;
         let mut kept = 0u64;
         let mut too_small = 0u64;
+        let mut invalid = 0u64;
         let mut with_face = 0u64;
         for row in rows {
             detections += row.detail.get("detections").and_then(Value::as_u64).unwrap_or(0);
@@ -299,14 +350,16 @@ impl PerImageStage for FacesStage {
             kept += faces;
             with_face += (faces > 0) as u64;
             if let Some(Value::Array(boxes)) = row.detail.get("boxes") {
-                too_small += boxes.iter().filter(|b| b["kept"] == json!(false)).count() as u64;
+                invalid += boxes.iter().filter(|b| b["invalid"] == json!(true)).count() as u64;
+                too_small +=
+                    boxes.iter().filter(|b| b["kept"] == json!(false) && b["invalid"] != json!(true)).count() as u64;
             }
         }
         json!({
             "images_with_a_kept_face": with_face,
             "detections": detections,
             "kept": kept,
-            "rejected": { "smaller_than_min_face_side": too_small },
+            "rejected": { "smaller_than_min_face_side": too_small, "invalid_box": invalid },
         })
     }
 }

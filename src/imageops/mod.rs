@@ -1,18 +1,20 @@
 //! Decoding photos as they come (EXIF orientation, grayscale, CMYK, 16-bit, alpha) into 8-bit RGB,
 //! and the paper's geometry: scale the shorter side to the target, cut the central square.
 //!
-//! JPEGs, nearly all of ImageNet and CelebA, go through libjpeg-turbo (via OpenCV's imdecode) so
-//! that a large photo can be decoded at 1/2, 1/4 or 1/8 scale in the DCT: that is most of the speed
-//! of the crop stage. Other formats go through the `image` crate.
+//! JPEGs, nearly all of ImageNet and CelebA, go through libjpeg-turbo (called directly, the library
+//! OpenCV's imdecode uses, with the same pixels) so that a large photo can be decoded at 1/2, 1/4
+//! or 1/8 scale in the DCT: that is most of the speed of the crop stage. Other formats go through
+//! the `image` crate.
+//!
+//! A decoder that reports corrupt or missing data (libjpeg's warnings, which come with a grey fill)
+//! makes the decode fail, unless the caller keeps damaged photos ([`DecodeOptions::keep_damaged`]),
+//! and then [`Decoded::damage`] says what was reported. No decoder message reaches stderr.
 
 pub mod jpeg;
+pub mod libjpeg;
 pub mod resize;
 
 pub use resize::min_resize_center_crop;
-
-use opencv::core::Mat;
-use opencv::imgcodecs;
-use opencv::prelude::*;
 
 /// An 8-bit RGB image, rows top to bottom, pixels interleaved.
 #[derive(Clone, PartialEq)]
@@ -62,6 +64,16 @@ pub struct DecodeOptions {
     /// Where set, JPEGs may be decoded at a reduced DCT scale as long as their shorter side stays
     /// at least this long.
     pub min_decoded_side: Option<u32>,
+    /// Keep a photo whose decoder reported corrupt or missing data (libjpeg fills it with grey)
+    /// rather than failing it; [`Decoded::damage`] then says what was reported.
+    pub keep_damaged: bool,
+}
+
+impl DecodeOptions {
+    /// Full size, damaged photos refused.
+    pub fn checked(max_pixels: u64) -> Self {
+        Self { max_pixels, min_decoded_side: None, keep_damaged: false }
+    }
 }
 
 /// A decoded image and what was learnt on the way.
@@ -75,6 +87,9 @@ pub struct Decoded {
     /// 1, 2, 4 or 8: the DCT scale denominator used (1 for formats other than JPEG).
     pub dct_scale: u32,
     pub orientation: u16,
+    /// What the decoder reported of corrupt or missing data, for a photo kept with
+    /// [`DecodeOptions::keep_damaged`]; None for a whole one.
+    pub damage: Option<String>,
 }
 
 fn format_name(format: image::ImageFormat) -> &'static str {
@@ -155,30 +170,31 @@ fn decode_jpeg(bytes: &[u8], options: &DecodeOptions) -> Result<Decoded, DecodeE
     let corrupt = |message: String| DecodeError::Corrupt { format: "JPEG", message };
     let info = checked_jpeg_info(bytes, options.max_pixels)?;
     let dct_scale = options.min_decoded_side.map_or(1, |side| jpeg::dct_scale_for(info.width, info.height, side));
-    let reduce = match dct_scale {
-        2 => imgcodecs::IMREAD_REDUCED_COLOR_2,
-        4 => imgcodecs::IMREAD_REDUCED_COLOR_4,
-        8 => imgcodecs::IMREAD_REDUCED_COLOR_8,
-        _ => imgcodecs::IMREAD_COLOR,
+    // We apply the orientation ourselves, from the EXIF we parsed, so that every format behaves the
+    // same.
+    let (width, height, pixels, damage) = match libjpeg::decode(bytes, dct_scale, (info.width, info.height)) {
+        libjpeg::Outcome::Whole { width, height, pixels } => (width, height, pixels, None),
+        libjpeg::Outcome::Damaged { width, height, pixels, warnings, first } => {
+            let what = damage_text(&first, warnings);
+            if !options.keep_damaged {
+                return Err(corrupt(what));
+            }
+            (width, height, pixels, Some(what))
+        }
+        libjpeg::Outcome::Failed(why) => return Err(corrupt(format!("libjpeg: {why}"))),
     };
-    // We apply the orientation ourselves, from the EXIF we parsed, so that every format and every
-    // OpenCV build behaves the same.
-    let flags = reduce | imgcodecs::IMREAD_IGNORE_ORIENTATION;
-    let buffer = Mat::from_slice(bytes).map_err(|e| corrupt(e.to_string()))?;
-    let bgr = imgcodecs::imdecode(&buffer, flags).map_err(|e| corrupt(e.to_string()))?;
-    if bgr.empty() || bgr.channels() != 3 || bgr.depth() != opencv::core::CV_8U {
-        return Err(corrupt("libjpeg could not decode it".into()));
-    }
-    let (width, height) = (bgr.cols() as u32, bgr.rows() as u32);
-    let data = bgr.data_bytes().map_err(|e| corrupt(e.to_string()))?;
-    let mut pixels = Vec::with_capacity(data.len());
-    for bgr in data.chunks_exact(3) {
-        pixels.extend_from_slice(&[bgr[2], bgr[1], bgr[0]]);
-    }
     let image = apply_orientation(RgbImage::new(width, height, pixels), info.orientation);
     let (source_width, source_height) =
         if info.orientation >= 5 { (info.height, info.width) } else { (info.width, info.height) };
-    Ok(Decoded { image, format: "JPEG", source_width, source_height, dct_scale, orientation: info.orientation })
+    Ok(Decoded { image, format: "JPEG", source_width, source_height, dct_scale, orientation: info.orientation, damage })
+}
+
+/// libjpeg's first warning, and how many followed.
+fn damage_text(first: &str, warnings: u64) -> String {
+    match warnings {
+        0 | 1 => format!("libjpeg: {first}"),
+        n => format!("libjpeg: {first} (and {} more warnings)", n - 1),
+    }
 }
 
 fn decode_with_image_crate(bytes: &[u8], format: image::ImageFormat, max_pixels: u64) -> Result<Decoded, DecodeError> {
@@ -215,6 +231,7 @@ fn decode_with_image_crate(bytes: &[u8], format: image::ImageFormat, max_pixels:
         format: name,
         dct_scale: 1,
         orientation: orientation_code(orientation),
+        damage: None,
     })
 }
 
@@ -295,7 +312,7 @@ mod tests {
         let img = image::RgbImage::from_fn(64, 48, |x, y| image::Rgb([(x * 4) as u8, (y * 5) as u8, 90]));
         let mut jpeg = Vec::new();
         image::codecs::jpeg::JpegEncoder::new_with_quality(&mut jpeg, 95).encode_image(&img).unwrap();
-        let options = DecodeOptions { max_pixels: 1 << 20, min_decoded_side: None };
+        let options = DecodeOptions::checked(1 << 20);
         let (a, b) = (decode_rgb(&jpeg, 1 << 20).unwrap(), decode_rgb_with_libjpeg(&jpeg, &options).unwrap());
         assert_eq!((a.image.width, a.image.height), (64, 48));
         let max_diff = a.image.pixels.iter().zip(&b.image.pixels).map(|(x, y)| x.abs_diff(*y)).max().unwrap();
@@ -304,6 +321,67 @@ mod tests {
         assert!(matches!(decode_rgb(cut, 1 << 20), Err(DecodeError::Truncated(_))));
         assert!(matches!(decode_rgb(&jpeg, 100), Err(DecodeError::TooManyPixels { .. })));
         assert_eq!(decode_rgb(b"", 100).unwrap_err(), DecodeError::Empty);
+    }
+
+    /// OpenCV's imdecode of `bytes` as RGB: what the stages decoded with before the direct call.
+    fn opencv_rgb(bytes: &[u8], scale: u32) -> (u32, u32, Vec<u8>) {
+        use opencv::{core::Mat, imgcodecs, prelude::*};
+        let reduce = match scale {
+            2 => imgcodecs::IMREAD_REDUCED_COLOR_2,
+            4 => imgcodecs::IMREAD_REDUCED_COLOR_4,
+            8 => imgcodecs::IMREAD_REDUCED_COLOR_8,
+            _ => imgcodecs::IMREAD_COLOR,
+        };
+        let buffer = Mat::from_slice(bytes).unwrap();
+        let bgr = imgcodecs::imdecode(&buffer, reduce | imgcodecs::IMREAD_IGNORE_ORIENTATION).unwrap();
+        let rgb: Vec<u8> = bgr.data_bytes().unwrap().chunks_exact(3).flat_map(|p| [p[2], p[1], p[0]]).collect();
+        (bgr.cols() as u32, bgr.rows() as u32, rgb)
+    }
+
+    #[test]
+    fn the_direct_libjpeg_call_gives_opencvs_pixels() {
+        let samples = std::path::Path::new("/usr/share/doc/opencv-doc/examples/data");
+        let mut jpegs: Vec<Vec<u8>> = ["baboon.jpg", "fruits.jpg", "HappyFish.jpg", "messi5.jpg"]
+            .iter()
+            .map(|n| std::fs::read(samples.join(n)).expect("opencv-doc's photos (make setup)"))
+            .collect();
+        // A grey and a CMYK JPEG, which take other conversions.
+        let gray = image::GrayImage::from_fn(61, 47, |x, y| image::Luma([(x * 4 + y) as u8]));
+        let mut gray_jpeg = Vec::new();
+        image::codecs::jpeg::JpegEncoder::new_with_quality(&mut gray_jpeg, 90).encode_image(&gray).unwrap();
+        jpegs.push(gray_jpeg);
+        let cmyk: Vec<u8> =
+            (0..40 * 30).flat_map(|i| [(i % 256) as u8, (i / 5 % 256) as u8, 90, (i % 70) as u8]).collect();
+        let mut cmyk_jpeg = Vec::new();
+        jpeg_encoder::Encoder::new(&mut cmyk_jpeg, 90).encode(&cmyk, 40, 30, jpeg_encoder::ColorType::Cmyk).unwrap();
+        jpegs.push(cmyk_jpeg);
+        for (k, bytes) in jpegs.iter().enumerate() {
+            let info = jpeg::read_jpeg_info(bytes).unwrap();
+            for scale in [1, 2, 4, 8] {
+                let libjpeg::Outcome::Whole { width, height, pixels } =
+                    libjpeg::decode(bytes, scale, (info.width, info.height))
+                else {
+                    panic!("JPEG {k} at 1/{scale}: not whole");
+                };
+                assert_eq!((width, height, pixels), opencv_rgb(bytes, scale), "JPEG {k} at 1/{scale}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_jpeg_with_a_hole_is_refused_or_kept_marked() {
+        let samples = std::path::Path::new("/usr/share/doc/opencv-doc/examples/data");
+        let whole = std::fs::read(samples.join("baboon.jpg")).expect("opencv-doc's photos (make setup)");
+        // The F1: a fifth of the file, then its last 200 bytes (the end marker kept).
+        let mut hole = whole[..whole.len() / 5].to_vec();
+        hole.extend_from_slice(&whole[whole.len() - 200..]);
+        let mut options = DecodeOptions::checked(1 << 28);
+        let err = decode_rgb_with_libjpeg(&hole, &options).unwrap_err().to_string();
+        assert!(err.contains("Corrupt JPEG data"), "{err}");
+        options.keep_damaged = true;
+        let kept = decode_rgb_with_libjpeg(&hole, &options).unwrap();
+        assert!(kept.damage.as_deref().is_some_and(|d| d.contains("Corrupt JPEG data")), "{:?}", kept.damage);
+        assert_eq!(decode_rgb_with_libjpeg(&whole, &options).unwrap().damage, None);
     }
 
     #[test]

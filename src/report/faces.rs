@@ -56,7 +56,7 @@ fn draw_photo(input: &Path, row: &Value) -> Option<DrawnPhoto> {
     // The manifest keeps names in the sources' lossless escape: the file is at the decoded bytes.
     let raw = crate::data::names::decode_name(source).unwrap_or_else(|| source.as_bytes().to_vec());
     let bytes = std::fs::read(input.join(<std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(&raw))).ok()?;
-    let options = DecodeOptions { max_pixels: 1 << 28, min_decoded_side: None };
+    let options = DecodeOptions::checked(1 << 28);
     let photo = decode_rgb_with_libjpeg(&bytes, &options).ok()?.image;
     let scale = (DRAWN_WIDTH as f32 / photo.width as f32).min(1.0);
     let mut small = shrink(&photo, scale)?;

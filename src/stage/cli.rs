@@ -43,6 +43,7 @@ pub fn run_stage<S: PerImageStage>(
                 source.hidden()
             );
         }
+        let threads = threads_within_memory(stage, run);
         let spec = RunSpec {
             source: &source,
             output,
@@ -50,7 +51,7 @@ pub fn run_stage<S: PerImageStage>(
             force: args.force,
             part_size,
             batch: run.batch,
-            threads: run.threads,
+            threads,
             log_every_s: run.log_every_s,
             config_toml,
             fingerprint,
@@ -198,6 +199,30 @@ pub fn one_line(error: &anyhow::Error) -> String {
         line.push_str(&text);
     }
     line
+}
+
+/// `run.threads` (0: every core), lowered where that many photos of the largest size the stage
+/// accepts, decoded at once, would not fit in `run.max_memory_gb` or the machine's available memory.
+fn threads_within_memory<S: PerImageStage>(stage: &S, run: &RunSettings) -> usize {
+    let wanted = match run.threads {
+        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        n => n,
+    };
+    let (per_image, formula) = stage.peak_bytes_per_image();
+    let budget = crate::memory::budget(run.max_memory_gb, None);
+    let threads = crate::memory::workers_within(wanted, per_image, budget.as_ref());
+    if let (true, Some(budget)) = (threads < wanted, budget) {
+        eprintln!(
+            "{}: {threads} worker threads instead of {wanted}: each may hold up to {} ({formula}) and {} threads would \
+             exceed {} ({}); a lower max_pixels allows more",
+            S::NAME,
+            crate::memory::gib(per_image),
+            wanted,
+            crate::memory::gib(budget.bytes),
+            budget.source
+        );
+    }
+    threads
 }
 
 #[cfg(test)]

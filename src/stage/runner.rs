@@ -55,6 +55,12 @@ pub trait PerImageStage: Sync {
     /// Shape of one output row: [height, width, 3].
     fn row_shape(&self) -> [u64; 3];
     fn max_file_bytes(&self) -> u64;
+    /// The most bytes one worker may hold while it processes the largest photo the stage accepts
+    /// (its file, the decoded pixels, the working copies), and how that was counted: the run keeps
+    /// `run.threads` x this within the machine's memory.
+    fn peak_bytes_per_image(&self) -> (f64, String) {
+        (self.max_file_bytes() as f64, "the file".into())
+    }
     fn process(&self, bytes: &[u8]) -> Result<Processed, Failure>;
     /// Writes per-input extras beside the packed rows (PNG crops, say), noting in `processed`'s
     /// detail what it wrote; runs on worker threads.
@@ -323,7 +329,10 @@ struct Walk<'a, S: PerImageStage> {
     done: BTreeSet<u64>,
     open: Option<OpenPart>,
     done_part: Option<DonePart>,
-    batch: Vec<Record>,
+    /// Records with their occurrence of the name (1, or n for the n-th record of a repeated name).
+    batch: Vec<(Record, u32)>,
+    /// How often each name has come (hashed), for sources that can repeat one (archives).
+    names: Option<std::collections::HashMap<u128, u32>>,
     report: ShardReport,
     failure: Option<anyhow::Error>,
 }
@@ -348,7 +357,7 @@ impl<'a, S: PerImageStage> Walk<'a, S> {
         let results: Vec<Result<Processed, Failure>> = self.pool.install(|| {
             batch
                 .par_iter()
-                .map(|record| {
+                .map(|(record, occurrence)| {
                     let bytes = load_record(record, max_bytes)?;
                     // A bug that panics on one odd input must not end a run of a million.
                     let processed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| stage.process(&bytes)))
@@ -356,14 +365,19 @@ impl<'a, S: PerImageStage> Walk<'a, S> {
                             Err(Failure::error(format!("internal error: {}", panic_message(&panic))))
                         })?;
                     let mut processed = processed;
-                    stage.save_extra(&record.name, &mut processed).map_err(Failure::error)?;
+                    // Outputs named after the source stay apart for a repeated name.
+                    let key = match occurrence {
+                        1 => std::borrow::Cow::Borrowed(&record.name),
+                        n => std::borrow::Cow::Owned(crate::data::names::nth_occurrence(&record.name, *n)),
+                    };
+                    stage.save_extra(&key, &mut processed).map_err(Failure::error)?;
                     Ok(processed)
                 })
                 .inspect(|_| progress.inc(1))
                 .collect()
         });
         let open = self.open.as_mut().expect("a batch belongs to an open part");
-        for (record, result) in batch.into_iter().zip(results) {
+        for ((record, occurrence), result) in batch.into_iter().zip(results) {
             let mut row = ManifestRow {
                 source: record.name,
                 class: record.class,
@@ -403,6 +417,12 @@ impl<'a, S: PerImageStage> Walk<'a, S> {
                     row.detail = failure.detail;
                 }
             }
+            if occurrence > 1 {
+                let note =
+                    format!("member {occurrence} of this name in the input: a row of its own, its outputs named apart");
+                self.progress.note(&format!("warning: {}: {note}", describe(self.spec.source, &row.source)));
+                row.detail.insert("duplicate".into(), json!(note));
+            }
             open.rows.push(row);
             self.report.records_processed += 1;
         }
@@ -424,6 +444,11 @@ impl<'a, S: PerImageStage> Walk<'a, S> {
     }
 
     fn visit(&mut self, record: Record) -> Result<()> {
+        let occurrence = self.names.as_mut().map_or(1, |names| {
+            let seen = names.entry(name_hash(&record.name)).or_insert(0);
+            *seen += 1;
+            *seen
+        });
         let part = record.index / self.spec.part_size;
         self.report.total_records = record.index + 1;
         let current = self.open.as_ref().map(|p| p.number).or(self.done_part.as_ref().map(|p| p.number));
@@ -453,12 +478,23 @@ impl<'a, S: PerImageStage> Walk<'a, S> {
             let writer = NpyRowWriter::create_u8(&part_images(self.spec.output, part), &[h, w, c])?;
             self.open = Some(OpenPart { number: part, writer, rows: Vec::new() });
         }
-        self.batch.push(record);
+        self.batch.push((record, occurrence));
         if self.batch.len() >= self.spec.batch {
             self.process_batch()?;
         }
         Ok(())
     }
+}
+
+/// 128 bits of a name, enough to tell a repeat from a collision among billions of names.
+fn name_hash(name: &str) -> u128 {
+    use std::hash::{Hash, Hasher};
+    let half = |salt: u8| {
+        let mut hasher = std::hash::DefaultHasher::new();
+        (salt, name).hash(&mut hasher);
+        hasher.finish() as u128
+    };
+    (half(0) << 64) | half(1)
 }
 
 /// Finishes a part: its images, the record of its files, then its manifest (which marks it done).
@@ -612,6 +648,9 @@ pub fn run_per_image<S: PerImageStage>(stage: &S, spec: &RunSpec) -> Result<(Sha
         open: None,
         done_part: None,
         batch: Vec::with_capacity(spec.batch),
+        // A folder's paths and an LMDB's keys are unique; an archive may repeat a name.
+        names: (!matches!(spec.source, ImageSource::Folder { .. } | ImageSource::Lmdb { .. }))
+            .then(std::collections::HashMap::new),
         report,
         failure: None,
     };

@@ -359,6 +359,7 @@ impl LabelledInputs {
         let options = DecodeOptions {
             max_pixels: config.max_pixels,
             min_decoded_side: config.dct_scaling.then_some(size * config.min_decoded_factor),
+            keep_damaged: config.keep_damaged,
         };
         let crops: Vec<Vec<u8>> = items
             .par_iter()

@@ -113,6 +113,7 @@ impl ScaleSet {
         let options = DecodeOptions {
             max_pixels: config.max_pixels,
             min_decoded_side: config.dct_scaling.then_some(size * config.min_decoded_factor),
+            keep_damaged: config.keep_damaged,
         };
         let phasher = crate::dedupe::phash::phasher();
         let prepare = |bytes: &[u8]| -> Result<(Prepared, crate::imageops::RgbImage), String> {
