@@ -28,7 +28,7 @@ export PATH := $(VENV)/bin:$(PATH)
 export LIBTORCH_USE_PYTORCH := 1
 export DCGAN_PYTHON := $(VENV)/bin/python
 
-.PHONY: help setup apt apt-test venv build demo test lint slurm-preprocess slurm-train slurm-all bench bench-faces bench-train bench-svm bench-dedupe bench-dedupe-windows eval-dedupe eval-dedupe-scale preprocess train select-d cifar-data cifar-eval
+.PHONY: help setup apt apt-test venv build demo test lint slurm-preprocess slurm-train slurm-all bench bench-faces bench-train bench-svm bench-dedupe bench-dedupe-windows bench-dedupe-growth bench-dedupe-synthetic eval-dedupe eval-dedupe-scale preprocess train select-d cifar-data cifar-eval
 
 help:
 	@echo "make demo        set up (apt, venv with torch, release build) and run the demo into $(OUT)/demo"
@@ -47,6 +47,8 @@ help:
 	@echo "make bench-dedupe 1,000,000 codes indexed and searched (time, memory); index vs brute force on 100,000"
 	@echo "make eval-dedupe  dedupe's labelled near-duplicate evaluation on EVAL_DIR (default ../shared/data/imagenet-samples)"
 	@echo "make eval-dedupe-scale  dedupe's removals scored on DEDUPE_SCALE_INPUT (default Tiny ImageNet's 100,000) with planted copies"
+	@echo "make bench-dedupe-growth  dedupe's CPU time and memory per photo at 25k-155k real photos (issue 38)"
+	@echo "make bench-dedupe-synthetic  dedupe's steps after decoding on SYNTH_N synthetic images (default 1M)"
 	@echo "make bench-dedupe-windows  the crop route's window search (3 vs 4 chunks) on 25%/50%/100% of DEDUPE_SCALE_INPUT"
 
 setup: apt venv build
@@ -156,6 +158,17 @@ eval-dedupe-scale: setup
 bench-dedupe-windows: setup
 	$(BIN)/dedupe --input $(DEDUPE_SCALE_INPUT) --output $(OUT)/dedupe-scale-input --set dedupe.device=cpu
 	cargo run --release --example dedupe_window_search -- $(OUT)/dedupe-scale-input/crops
+
+# Dedupe's cost per photo as the set grows (issue 38): the stage on 25%, 50%, all of the planted set
+# that `make eval-dedupe-scale ... --write-set` writes, and all of it plus CIFAR-10's and the ImageNet
+# samples' photos: CPU time, wall time and peak memory per step and image (benches/dedupe_growth.py).
+GROWTH_SET ?= $(OUT)/tin100k-planted.tar
+bench-dedupe-growth: setup
+	python3 benches/dedupe_growth.py $(GROWTH_SET) $(OUT)/dedupe-growth ../shared/data/cifar10-train-jpeg.tar.gz ../shared/data/imagenet-samples
+
+# Dedupe's steps after decoding on N synthetic images (default 1,000,000; SYNTH_N=3000000).
+bench-dedupe-synthetic: setup
+	cargo run --release --example dedupe_scale_synthetic -- $(or $(SYNTH_N),1000000) $(OUT)/dedupe-synthetic
 
 bench-train: setup
 	bash benches/train_step_cpu.sh 5 3
