@@ -29,7 +29,14 @@ pub struct ThumbnailWriter {
 
 impl ThumbnailWriter {
     pub fn create(path: &Path) -> std::io::Result<Self> {
-        let file = File::create(path).map_err(|e| named(path, e))?;
+        // Read back by the check: opened for reading too (File::create is write-only).
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(path)
+            .map_err(|e| named(path, e))?;
         Ok(Self { out: BufWriter::with_capacity(1 << 20, file), path: path.to_owned(), count: 0 })
     }
 
