@@ -29,7 +29,7 @@ export PATH := $(VENV)/bin:$(PATH)
 export LIBTORCH_USE_PYTORCH := 1
 export DCGAN_PYTHON := $(VENV)/bin/python
 
-.PHONY: help setup apt apt-test venv build demo test fuzz lint slurm-preprocess slurm-train slurm-all slurm-status bench bench-faces bench-train bench-svm bench-dedupe bench-dedupe-windows bench-copy eval-dedupe eval-dedupe-scale preprocess train select-d cifar-data cifar-eval
+.PHONY: help setup apt apt-test venv build demo test fuzz lint slurm-preprocess slurm-train slurm-all slurm-status bench bench-faces bench-train bench-svm bench-dedupe bench-dedupe-windows bench-dedupe-growth bench-dedupe-synthetic bench-copy eval-dedupe eval-dedupe-scale preprocess train select-d cifar-data cifar-eval
 
 help:
 	@echo "make demo        set up (apt, venv with torch, release build) and run the demo into $(OUT)/demo"
@@ -50,6 +50,8 @@ help:
 	@echo "make eval-dedupe  dedupe's labelled near-duplicate evaluation on EVAL_DIR (default ../shared/data/imagenet-samples)"
 	@echo "make eval-dedupe-scale  dedupe's removals scored on DEDUPE_SCALE_INPUT (default Tiny ImageNet's 100,000) with planted copies"
 	@echo "make bench-copy  the data-copying test at scale: 10,000 samples against COPY_BENCH_INPUT (default Tiny ImageNet's 100,000 crops), vs NumPy"
+	@echo "make bench-dedupe-growth  dedupe's CPU time and memory per photo at 25k-155k real photos (issue 38)"
+	@echo "make bench-dedupe-synthetic  dedupe's steps after decoding on SYNTH_N synthetic images (default 1M)"
 	@echo "make bench-dedupe-windows  the crop route's window search (3 vs 4 chunks) on 25%/50%/100% of DEDUPE_SCALE_INPUT"
 
 setup: apt venv build
@@ -178,6 +180,17 @@ bench-copy: setup
 	$(BIN)/crop --input $(COPY_BENCH_INPUT) --output $(OUT)/copy-bench-crops
 	cargo run --release --example copy_test_bench -- $(OUT)/copy-bench-crops $(OUT)/copy-bench 10000 5000
 	$(VENV)/bin/python benches/copy_test_reference.py $(OUT)/copy-bench-crops $(OUT)/copy-bench 5000
+
+# Dedupe's cost per photo as the set grows (issue 38): the stage on 25%, 50%, all of the planted set
+# that `make eval-dedupe-scale ... --write-set` writes, and all of it plus CIFAR-10's and the ImageNet
+# samples' photos: CPU time, wall time and peak memory per step and image (benches/dedupe_growth.py).
+GROWTH_SET ?= $(OUT)/tin100k-planted.tar
+bench-dedupe-growth: setup
+	python3 benches/dedupe_growth.py $(GROWTH_SET) $(OUT)/dedupe-growth ../shared/data/cifar10-train-jpeg.tar.gz ../shared/data/imagenet-samples
+
+# Dedupe's steps after decoding on N synthetic images (default 1,000,000; SYNTH_N=3000000).
+bench-dedupe-synthetic: setup
+	cargo run --release --example dedupe_scale_synthetic -- $(or $(SYNTH_N),1000000) $(OUT)/dedupe-synthetic
 
 bench-train: setup
 	bash benches/train_step_cpu.sh 5 3

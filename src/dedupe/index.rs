@@ -131,31 +131,40 @@ pub fn multi_index_pairs_with(codes: &[Code128], radius: u32, chunks: usize) -> 
     let flips = radius as usize / chunks;
     let tables = chunk_tables(codes, &bounds);
     let variants: Vec<Vec<usize>> = bounds.iter().map(|&(lo, hi)| masks_within(hi - lo, flips)).collect();
-    let mut pairs: Vec<NearPair> = (0..codes.len())
-        .into_par_iter()
-        .flat_map_iter(|i| {
-            let ci = codes[i];
-            let mut found: Vec<NearPair> = Vec::new();
-            for (k, (starts, ids)) in tables.iter().enumerate() {
-                let own = chunk_value(&ci, bounds[k]);
-                for mask in &variants[k] {
-                    let v = own ^ mask;
-                    for &j in &ids[starts[v] as usize..starts[v + 1] as usize] {
-                        if j as usize > i {
-                            let distance = ci.hamming(&codes[j as usize]);
-                            if distance <= radius {
-                                found.push(NearPair { a: i as u32, b: j, distance });
-                            }
+    let progress = crate::stage::progress::Progress::new("dedupe: code pairs", Some(codes.len() as u64), 10.0);
+    let blocks: Vec<(usize, usize)> =
+        (0..codes.len()).step_by(4096).map(|s| (s, (s + 4096).min(codes.len()))).collect();
+    let per_code = |i: usize| {
+        let ci = codes[i];
+        let mut found: Vec<NearPair> = Vec::new();
+        for (k, (starts, ids)) in tables.iter().enumerate() {
+            let own = chunk_value(&ci, bounds[k]);
+            for mask in &variants[k] {
+                let v = own ^ mask;
+                for &j in &ids[starts[v] as usize..starts[v + 1] as usize] {
+                    if j as usize > i {
+                        let distance = ci.hamming(&codes[j as usize]);
+                        if distance <= radius {
+                            found.push(NearPair { a: i as u32, b: j, distance });
                         }
                     }
                 }
             }
-            // A pair close in several chunks is met once per chunk.
-            found.sort_unstable();
-            found.dedup();
+        }
+        // A pair close in several chunks is met once per chunk.
+        found.sort_unstable();
+        found.dedup();
+        found
+    };
+    let mut pairs: Vec<NearPair> = blocks
+        .into_par_iter()
+        .flat_map_iter(|(start, end)| {
+            let found: Vec<NearPair> = (start..end).flat_map(per_code).collect();
+            progress.inc((end - start) as u64);
             found
         })
         .collect();
+    progress.finish();
     pairs.par_sort_unstable();
     pairs
 }

@@ -24,6 +24,8 @@ pub mod phash;
 pub mod quality;
 pub mod report;
 pub mod run;
+pub mod thumbnails;
+pub mod usage;
 pub mod windows;
 
 use serde::{Deserialize, Serialize};
@@ -98,6 +100,12 @@ pub struct DedupeConfig {
     pub windows: bool,
     pub window_phash_radius: u32,
     pub window_min_correlation: f64,
+    /// The crop route keeps, per image, at most this many window candidates, the nearest first:
+    /// the check then grows with the set, not its square (docs/dedupe.md, scale).
+    pub window_max_candidates: usize,
+    /// The check reads the grey thumbnails of this many window pairs at a time from a scratch
+    /// file (1 KiB an image): its memory is at most 2 KiB x this, whatever the set's size.
+    pub check_batch: usize,
     /// HNSW: links per node (M), build and search candidate lists, neighbours asked per code.
     pub max_connections: usize,
     pub ef_construction: usize,
@@ -169,6 +177,9 @@ impl DedupeConfig {
                 "dedupe.window_phash_radius = {} must be at most 64 and window_min_correlation = {} in [-1, 1]",
                 self.window_phash_radius, self.window_min_correlation
             ));
+        }
+        if self.window_max_candidates == 0 || self.check_batch == 0 {
+            return Err("dedupe.window_max_candidates and dedupe.check_batch must be at least 1".into());
         }
         if self.ae_epochs.is_nan() || self.ae_epochs <= 0.0 || self.ae_min_steps > self.ae_steps {
             return Err(format!(

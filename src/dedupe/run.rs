@@ -3,7 +3,6 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use serde::Serialize;
@@ -16,7 +15,9 @@ use super::clusters::{clusters_by, exact_groups, ClusterRule};
 use super::hash::{bit_usage, Code128};
 use super::index::{index_pairs, multi_index_pairs, NearPair};
 use super::phash::{phash_crops, PhashCheck};
-use super::windows::{aligned_correlation, grey_thumbnail, window_distance, window_hashes, window_pairs, WindowPair};
+use super::thumbnails::{ThumbnailFile, ThumbnailWriter};
+use super::usage::{cpu_seconds, measure, peak_rss_mib, StepUsage};
+use super::windows::{grey_thumbnail, window_correlations, window_distance, window_hashes, window_pairs, WindowPair};
 use super::{DedupeConfig, Verify};
 use crate::crop::CropStage;
 use crate::data::npy::{self, NpyRowWriter};
@@ -75,6 +76,8 @@ pub struct DedupeSummary {
     pub model: String,
     pub model_trained: bool,
     pub timings_s: HashMap<&'static str, f64>,
+    /// Per step: wall and CPU seconds, peak resident memory.
+    pub usage: HashMap<&'static str, StepUsage>,
 }
 
 /// The crops' packed shards, in order.
@@ -131,12 +134,13 @@ pub fn deduplicate(
     model_path: Option<&Path>,
     force: bool,
 ) -> Result<DedupeSummary> {
-    let mut timings = Timings::default();
+    let mut timings = Timings::before_steps();
     let crops = CropSet::open(output, config.size as u64)?;
     let model = timings.time("model", || ModelChoice::get(config, &crops, output, model_path, force))?;
-    let hashes = timings.time("codes", || Hashes::compute(config, &model.model, &crops, output))?;
+    let mut hashes = timings.time("codes", || Hashes::compute(config, &model.model, &crops, output))?;
+    let thumbnails = hashes.thumbnails.take();
     let candidates = timings.time("index", || Candidates::find(config, &hashes));
-    let check = timings.time("check", || Check::prepare(config, &hashes, &candidates, &crops))?;
+    let check = timings.time("check", || Check::prepare(config, &hashes, &candidates, thumbnails))?;
     let assignment = timings.time("cluster", || Assignment::cluster(config, &crops, &candidates, &check));
     let counts =
         timings.time("outputs", || write_outputs(config, output, &crops, &hashes, &candidates, &check, &assignment))?;
@@ -150,20 +154,30 @@ pub fn deduplicate(
         model: model.name,
         model_trained: model.trained,
         timings_s: timings.0,
+        usage: timings.1,
     };
     write_summary(config, output, &crops, &hashes, &candidates, &check, &summary, &counts)?;
     Ok(summary)
 }
 
-/// Seconds per step.
+/// Per step its wall time (seconds) and its usage (wall, CPU, peak memory; [`super::usage`]).
 #[derive(Default)]
-struct Timings(HashMap<&'static str, f64>);
+struct Timings(HashMap<&'static str, f64>, HashMap<&'static str, StepUsage>);
 
 impl Timings {
+    /// Before the first step: what the crop pass and the start cost (CPU and peak memory so far).
+    fn before_steps() -> Self {
+        let mut timings = Self::default();
+        let usage =
+            StepUsage { wall_s: f64::NAN, cpu_s: cpu_seconds().unwrap_or(f64::NAN), peak_rss_mib: peak_rss_mib() };
+        timings.1.insert("crop_pass_and_start", usage);
+        timings
+    }
+
     fn time<T>(&mut self, step: &'static str, f: impl FnOnce() -> T) -> T {
-        let started = Instant::now();
-        let out = f();
-        self.0.insert(step, started.elapsed().as_secs_f64());
+        let (out, usage) = measure(f);
+        self.0.insert(step, usage.wall_s);
+        self.1.insert(step, usage);
         out
     }
 }
@@ -324,31 +338,50 @@ fn training_sample(crops: &CropSet, picked: &[usize]) -> Result<Vec<u8>> {
 }
 
 /// Step 3, the codes: each crop's 128-bit code, and with the check its pHash and (crop route)
-/// its windows' pHashes; written to codes.npy and phash.npy.
+/// its windows' pHashes and grey thumbnail (to a scratch file the check reads); written to
+/// codes.npy and phash.npy.
 struct Hashes {
     codes: Vec<Code128>,
     /// Empty unless `verify = "phash"`.
     phash: Vec<u64>,
     /// `windows::PER_IMAGE` per crop; empty unless `windows` is on.
     windows: Vec<u64>,
+    /// The crop route's grey thumbnails, on disk.
+    thumbnails: Option<ThumbnailFile>,
 }
+
+/// The scratch file of the crop route's thumbnails, removed once the check has read them.
+const THUMBNAILS_FILE: &str = "scratch-thumbnails.u8";
 
 impl Hashes {
     fn compute(config: &DedupeConfig, model: &Autoencoder, crops: &CropSet, output: &Path) -> Result<Self> {
         let n = crops.len();
         let side = crops.side as usize;
         let verify = config.verify == Verify::Phash;
-        let mut hashes = Hashes { codes: Vec::with_capacity(n), phash: Vec::new(), windows: Vec::new() };
+        let mut hashes =
+            Hashes { codes: Vec::with_capacity(n), phash: Vec::new(), windows: Vec::new(), thumbnails: None };
+        let mut thumbnails =
+            if config.windows { Some(ThumbnailWriter::create(&output.join(THUMBNAILS_FILE))?) } else { None };
+        let progress = crate::stage::progress::Progress::new("dedupe: codes", Some(n as u64), 10.0);
         crops.for_each_shard(|_, data| {
-            hashes.codes.extend(model.codes(&downsample_to_input(data, side), config.threshold));
-            if verify {
-                hashes.phash.extend(phash_crops(data, side as u32));
-            }
-            if config.windows {
-                hashes.windows.extend(window_hashes(data, side as u32));
+            // A part at a time within the shard, so that progress moves on a large shard.
+            for part in data.chunks(crops.per_image() * 8192) {
+                let inputs = downsample_to_input(part, side);
+                hashes.codes.extend(model.codes(&inputs, config.threshold));
+                if verify {
+                    hashes.phash.extend(phash_crops(part, side as u32));
+                }
+                if let Some(writer) = thumbnails.as_mut() {
+                    hashes.windows.extend(window_hashes(part, side as u32));
+                    let grey: Vec<u8> = inputs.par_chunks_exact(INPUT_DIM).flat_map_iter(grey_thumbnail).collect();
+                    writer.push(&grey)?;
+                }
+                progress.inc((part.len() / crops.per_image()) as u64);
             }
             Ok(())
         })?;
+        progress.finish();
+        hashes.thumbnails = thumbnails.map(ThumbnailWriter::finish).transpose()?;
         if hashes.codes.len() != n {
             bail!("{}: {} crops but the manifest lists {n}", crops.dir.display(), hashes.codes.len());
         }
@@ -379,8 +412,11 @@ impl Candidates {
             super::NearSearch::Exact => multi_index_pairs(&distinct, config.radius),
             super::NearSearch::Hnsw => index_pairs(&distinct, config.radius, &config.index_params()),
         };
-        let window_pairs =
-            if config.windows { window_pairs(&hashes.windows, config.window_phash_radius) } else { Vec::new() };
+        let window_pairs = if config.windows {
+            window_pairs(&hashes.windows, config.window_phash_radius, config.window_max_candidates)
+        } else {
+            Vec::new()
+        };
         Self { groups, near, window_pairs }
     }
 
@@ -452,26 +488,34 @@ struct WindowCheck<'a> {
 }
 
 impl<'a> Check<'a> {
-    fn prepare(config: &DedupeConfig, hashes: &'a Hashes, candidates: &Candidates, crops: &CropSet) -> Result<Self> {
+    fn prepare(
+        config: &DedupeConfig,
+        hashes: &'a Hashes,
+        candidates: &Candidates,
+        thumbnails: Option<ThumbnailFile>,
+    ) -> Result<Self> {
+        let windows = match thumbnails {
+            // The window pairs' grey thumbnails, a batch of pairs at a time from the scratch file.
+            Some(thumbnails) if config.windows => {
+                let correlation = window_correlations(
+                    &candidates.window_pairs,
+                    &hashes.windows,
+                    config.window_phash_radius,
+                    config.check_batch,
+                    &|ids| thumbnails.read(ids),
+                )?;
+                thumbnails.remove()?;
+                Some(correlation)
+            }
+            _ => None,
+        };
         let phash = (config.verify == Verify::Phash)
             .then_some(PhashCheck { hashes: &hashes.phash, radius: config.verify_phash_radius });
-        let windows = if config.windows {
-            // The grey thumbnails of the window pairs' images only (one more pass over the crops).
-            let mut wanted: Vec<u32> = candidates.window_pairs.iter().flat_map(|p| [p.a, p.b]).collect();
-            wanted.sort_unstable();
-            wanted.dedup();
-            let side = crops.side as usize;
-            let thumbs: HashMap<u32, Vec<u8>> =
-                crops.read_as(&wanted, |crop| grey_thumbnail(&downsample_to_input(crop, side)))?;
-            let correlation = candidates
-                .window_pairs
-                .par_iter()
-                .map(|p| ((p.a, p.b), aligned_correlation(&thumbs[&p.a], &thumbs[&p.b])))
-                .collect();
-            Some(WindowCheck { hashes: &hashes.windows, min_correlation: config.window_min_correlation, correlation })
-        } else {
-            None
-        };
+        let windows = windows.map(|correlation| WindowCheck {
+            hashes: &hashes.windows,
+            min_correlation: config.window_min_correlation,
+            correlation,
+        });
         Ok(Self { codes: &hashes.codes, radius: config.radius, phash, windows })
     }
 
@@ -836,6 +880,7 @@ fn write_summary(
         },
         "files": packed_records(output)?,
         "timings_s": summary.timings_s,
+        "usage": summary.usage,
         "crop_pass": crop_summary,
         "config": config,
         "versions": crate::versions_with_opencv(),

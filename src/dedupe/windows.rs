@@ -14,6 +14,8 @@
 //! (scales 88-100%, shifts in steps of 2% of the side), correlate at least `min_correlation`
 //! ([`aligned_correlation`]).
 
+use std::collections::HashMap;
+
 use image::RgbImage;
 use rayon::prelude::*;
 use serde::Serialize;
@@ -21,6 +23,7 @@ use serde::Serialize;
 use super::autoencoder::{INPUT_DIM, INPUT_SIDE};
 use super::index::masks_within;
 use super::phash::{phash64, phasher};
+use crate::stage::progress::Progress;
 
 /// A square sub-crop: side `scale` of the crop's side, centre offset by (`dx`, `dy`) sides from
 /// the crop's centre.
@@ -100,10 +103,13 @@ pub struct WindowPair {
     pub distance: u32,
 }
 
-/// Every image pair whose window distance ([`window_distance`]) is within `radius`, exactly, by
-/// multi-index hashing with the number of chunks [`window_chunks`] picks.
-pub fn window_pairs(hashes: &[u64], radius: u32) -> Vec<WindowPair> {
-    window_pairs_with(hashes, radius, window_chunks(hashes, radius))
+/// The image pairs whose window distance ([`window_distance`]) is within `radius`, by multi-index
+/// hashing with the number of chunks [`window_chunks`] picks: for each image, the `max_per_image`
+/// others nearest to its whole-crop pHash (usize::MAX: every pair, exactly). The bound keeps the
+/// check linear in the set: false candidates grow with the square of the set (0.3 an image at
+/// 100,000 photos, ~9 projected at 3M), a copy is nearly always among its original's nearest.
+pub fn window_pairs(hashes: &[u64], radius: u32, max_per_image: usize) -> Vec<WindowPair> {
+    window_pairs_with(hashes, radius, window_chunks(hashes, radius), max_per_image)
 }
 
 /// Chunk k of m covers bits [64 k / m, 64 (k + 1) / m) of a hash.
@@ -175,59 +181,106 @@ pub fn window_search_work(hashes: &[u64], radius: u32, chunks: usize) -> (f64, f
 }
 
 /// One chunk's lookup table: each value's first slot, the hash positions and the hashes in the
-/// chunk's value order, and the masks within the search's flips.
-type ChunkTable = (Vec<u32>, Vec<u32>, Vec<u64>, Vec<usize>);
+/// chunk's value order (a bucket is then scanned contiguously rather than gathered from `hashes`),
+/// and the masks within the search's flips. 12 bytes a hash: only one chunk's table is held at a
+/// time (LSUN's 3M: 36M hashes, ~430 MB).
+struct ChunkTable {
+    bounds: (u32, u32),
+    starts: Vec<u32>,
+    ids: Vec<u32>,
+    ordered: Vec<u64>,
+    masks: Vec<usize>,
+}
+
+impl ChunkTable {
+    fn build(hashes: &[u64], bounds: (u32, u32), flips: usize) -> Self {
+        let starts = bucket_starts(hashes, bounds);
+        let mut fill = starts.clone();
+        let mut ids = vec![0u32; hashes.len()];
+        for (i, &h) in hashes.iter().enumerate() {
+            let slot = &mut fill[chunk_value(h, bounds)];
+            ids[*slot as usize] = i as u32;
+            *slot += 1;
+        }
+        let ordered = ids.par_iter().map(|&j| hashes[j as usize]).collect();
+        Self { bounds, starts, ids, ordered, masks: masks_within(bounds.1 - bounds.0, flips) }
+    }
+
+    /// The other images with a pHash within `radius` of image `i`'s whole-crop pHash that share
+    /// this chunk within the flips: (distance to the nearest of their hashes, image).
+    fn near(&self, hashes: &[u64], i: usize, radius: u32) -> Vec<(u32, u32)> {
+        let full = hashes[i * PER_IMAGE];
+        let own = chunk_value(full, self.bounds);
+        let mut found = Vec::new();
+        for &m in &self.masks {
+            let v = own ^ m;
+            let bucket = self.starts[v] as usize..self.starts[v + 1] as usize;
+            for (&j, &h) in self.ids[bucket.clone()].iter().zip(&self.ordered[bucket]) {
+                let (other, d) = (j as usize / PER_IMAGE, (h ^ full).count_ones());
+                if d <= radius && other != i {
+                    found.push((d, other as u32));
+                }
+            }
+        }
+        found
+    }
+}
+
+/// Keeps each image once at its least distance, then the `keep` nearest (ties: lower index).
+fn nearest(found: &mut Vec<(u32, u32)>, keep: usize) {
+    found.sort_unstable_by_key(|&(d, j)| (j, d));
+    found.dedup_by_key(|p| p.1);
+    found.sort_unstable();
+    found.truncate(keep);
+}
 
 /// [`window_pairs`] with a given number of chunks, 3 or 4 (fewer make tables of 2^32 buckets):
 /// a pair within `radius` differs in at most `radius / chunks` bits in some chunk, so each
-/// whole-crop hash is looked up, per chunk, in the buckets within that many bits of its own.
-pub fn window_pairs_with(hashes: &[u64], radius: u32, chunks: usize) -> Vec<WindowPair> {
-    let bounds = chunk_bounds(chunks);
+/// whole-crop hash is looked up, per chunk, in the buckets within that many bits of its own. One
+/// chunk's table at a time; each image's nearest are bounded after each chunk (an image among the
+/// nearest overall is among the nearest of any subset holding it at its least distance, so the
+/// bound per chunk drops nothing the bound overall keeps).
+pub fn window_pairs_with(hashes: &[u64], radius: u32, chunks: usize, max_per_image: usize) -> Vec<WindowPair> {
     let flips = radius as usize / chunks;
-    // Per chunk: each value's start, and the hash positions and the hashes ordered by the chunk's
-    // value (a bucket is then scanned contiguously rather than gathered from `hashes`).
-    let tables: Vec<ChunkTable> = bounds
-        .par_iter()
-        .map(|&b| {
-            let starts = bucket_starts(hashes, b);
-            let mut fill = starts.clone();
-            let mut ids = vec![0u32; hashes.len()];
-            for (i, &h) in hashes.iter().enumerate() {
-                let slot = &mut fill[chunk_value(h, b)];
-                ids[*slot as usize] = i as u32;
-                *slot += 1;
-            }
-            let ordered = ids.iter().map(|&j| hashes[j as usize]).collect();
-            (starts, ids, ordered, masks_within(b.1 - b.0, flips))
-        })
-        .collect();
     let images = hashes.len() / PER_IMAGE;
-    let mut pairs: Vec<WindowPair> = (0..images)
+    let progress = Progress::new("dedupe: window search", Some((images * chunks) as u64), 10.0);
+    let mut near: Vec<Vec<(u32, u32)>> = vec![Vec::new(); images];
+    for bounds in chunk_bounds(chunks) {
+        let table = ChunkTable::build(hashes, bounds, flips);
+        // Queries in the order of their own chunk value: consecutive queries then visit neighbouring
+        // buckets for each mask, still in cache (in image order nearly every lookup of a large set
+        // misses the cache).
+        let mut order: Vec<u32> = (0..images as u32).collect();
+        order.par_sort_unstable_by_key(|&i| chunk_value(hashes[i as usize * PER_IMAGE], bounds));
+        let found: Vec<Vec<(u32, u32)>> = order
+            .par_chunks(4096)
+            .flat_map_iter(|block| {
+                let rows: Vec<Vec<(u32, u32)>> = block
+                    .iter()
+                    .map(|&i| {
+                        let mut row = table.near(hashes, i as usize, radius);
+                        nearest(&mut row, max_per_image);
+                        row
+                    })
+                    .collect();
+                progress.inc(block.len() as u64);
+                rows
+            })
+            .collect();
+        for (&i, row) in order.iter().zip(found) {
+            near[i as usize].extend(row);
+        }
+        near.par_iter_mut().for_each(|row| nearest(row, max_per_image));
+    }
+    progress.finish();
+    let mut pairs: Vec<(u32, u32)> = near
         .into_par_iter()
-        .flat_map_iter(|i| {
-            let full = hashes[i * PER_IMAGE];
-            let mut found = Vec::new();
-            for (b, (starts, ids, ordered, masks)) in bounds.iter().zip(&tables) {
-                let own = chunk_value(full, *b);
-                for &m in masks {
-                    let v = own ^ m;
-                    let bucket = starts[v] as usize..starts[v + 1] as usize;
-                    for (&j, &h) in ids[bucket.clone()].iter().zip(&ordered[bucket]) {
-                        let other = j as usize / PER_IMAGE;
-                        if (h ^ full).count_ones() <= radius && other != i {
-                            found.push((i.min(other) as u32, i.max(other) as u32));
-                        }
-                    }
-                }
-            }
-            found.sort_unstable();
-            found.dedup();
-            found.into_iter().map(|(a, b)| WindowPair { a, b, distance: window_distance(hashes, a, b) })
-        })
+        .enumerate()
+        .flat_map_iter(|(i, row)| row.into_iter().map(move |(_, j)| ((i as u32).min(j), (i as u32).max(j))))
         .collect();
     pairs.par_sort_unstable();
     pairs.dedup();
-    pairs
+    pairs.into_par_iter().map(|(a, b)| WindowPair { a, b, distance: window_distance(hashes, a, b) }).collect()
 }
 
 /// Side of the grid the correlation compares.
@@ -410,6 +463,82 @@ pub fn aligned_correlation(a: &[u8], b: &[u8]) -> f32 {
     top
 }
 
+/// The alignments the window search proposed for a pair, as (window of a, window of b): one side
+/// whole, the other a window whose pHash lies within `radius` of that whole crop's pHash (the
+/// nearest such alignment when none is within).
+pub fn proposed_alignments(hashes: &[u64], a: u32, b: u32, radius: u32) -> Vec<(Window, Window)> {
+    let (ha, hb) = (&hashes[a as usize * PER_IMAGE..][..PER_IMAGE], &hashes[b as usize * PER_IMAGE..][..PER_IMAGE]);
+    let whole = w(1.0, 0.0, 0.0);
+    let at = |k: usize| if k == 0 { whole } else { WINDOWS[k - 1] };
+    let mut proposed = Vec::new();
+    let mut nearest = (u32::MAX, (whole, whole));
+    for k in 0..PER_IMAGE {
+        for (d, pair) in
+            [((ha[0] ^ hb[k]).count_ones(), (whole, at(k))), ((hb[0] ^ ha[k]).count_ones(), (at(k), whole))]
+        {
+            if d <= radius {
+                proposed.push(pair);
+            }
+            if d < nearest.0 {
+                nearest = (d, pair);
+            }
+        }
+    }
+    if proposed.is_empty() {
+        proposed.push(nearest.1);
+    }
+    proposed
+}
+
+/// A pair whose thumbnails correlate less than this at every proposed alignment is not searched
+/// over all alignments ([`aligned_correlation`], ~100 times the work): most candidates are two
+/// photos, which correlate far below any floor in use (0.93-0.97) wherever they are aligned.
+pub const SEARCH_FROM: f32 = 0.6;
+
+/// The crop route's correlation of a candidate pair: the best of the proposed alignments
+/// ([`proposed_alignments`]), and when that reaches [`SEARCH_FROM`], of the full search too.
+pub fn window_correlation(a: &[u8], b: &[u8], proposed: &[(Window, Window)]) -> f32 {
+    let (la, lb) = (grey_levels(a), grey_levels(b));
+    let quick = proposed
+        .iter()
+        .map(|(wa, wb)| dot(&Sampling::of(wa).sample(&la), &Sampling::of(wb).sample(&lb)))
+        .fold(f32::MIN, f32::max);
+    if quick < SEARCH_FROM {
+        return quick;
+    }
+    aligned_correlation(a, b).max(quick)
+}
+
+/// Grey thumbnails by image, as a batch of the check reads them.
+pub type Thumbnails = HashMap<u32, Vec<u8>>;
+
+/// The correlation of every pair ([`window_correlation`]), `batch` pairs at a time: only the
+/// thumbnails of one batch's images are held (`read` fetches them, e.g. from disk), so the
+/// check's memory is bounded by `batch`, not by the set.
+pub fn window_correlations(
+    pairs: &[WindowPair],
+    hashes: &[u64],
+    radius: u32,
+    batch: usize,
+    read: &dyn Fn(&[u32]) -> std::io::Result<Thumbnails>,
+) -> std::io::Result<HashMap<(u32, u32), f32>> {
+    let progress = Progress::new("dedupe: window check", Some(pairs.len() as u64), 10.0);
+    let mut correlation = HashMap::with_capacity(pairs.len());
+    for part in pairs.chunks(batch.max(1)) {
+        let mut wanted: Vec<u32> = part.iter().flat_map(|p| [p.a, p.b]).collect();
+        wanted.sort_unstable();
+        wanted.dedup();
+        let thumbs = read(&wanted)?;
+        correlation.par_extend(part.par_iter().map(|p| {
+            let proposed = proposed_alignments(hashes, p.a, p.b, radius);
+            ((p.a, p.b), window_correlation(&thumbs[&p.a], &thumbs[&p.b], &proposed))
+        }));
+        progress.inc(part.len() as u64);
+    }
+    progress.finish();
+    Ok(correlation)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -453,7 +582,7 @@ mod tests {
             (whole(0) ^ whole(1)).count_ones()
         );
         assert!(near <= 8, "copy: {near} bits");
-        let pairs = window_pairs(&hashes, 8);
+        let pairs = window_pairs(&hashes, 8, usize::MAX);
         assert!(pairs.iter().any(|p| (p.a, p.b) == (0, 1)), "{pairs:?}");
         let thumb = |img: &[u8]| grey_thumbnail(&super::super::autoencoder::downsample_to_input(img, 64));
         let (t0, t1, t2) = (thumb(&original), thumb(&copy), thumb(&other));
@@ -464,6 +593,61 @@ mod tests {
         let aligned = aligned_correlation(&t0, &t1);
         assert!(aligned > 0.95 && aligned > plain, "aligned {aligned}, unaligned {plain}");
         assert!(aligned_correlation(&t0, &t2) < 0.8, "another scene: {}", aligned_correlation(&t0, &t2));
+        // The check's path: the proposed alignments first, the full search when they reach 0.6.
+        let checked = window_correlation(&t0, &t1, &proposed_alignments(&hashes, 0, 1, 8));
+        assert!(checked >= aligned, "checked {checked}, aligned {aligned}");
+        let other = window_correlation(&t0, &t2, &proposed_alignments(&hashes, 0, 2, 8));
+        assert!(other < 0.8, "another scene: {other}");
+    }
+
+    /// Hashes clustered around a few centres, so that many pairs are near.
+    fn clustered_hashes(images: usize, seed: u64) -> Vec<u64> {
+        let mut rng = crate::rng::SplitMix::new(seed);
+        let centres: Vec<u64> = (0..4).map(|_| rng.next()).collect();
+        (0..images * PER_IMAGE)
+            .map(|_| {
+                let mut h = centres[(rng.next() % 4) as usize];
+                for _ in 0..rng.next() % 8 {
+                    h ^= 1 << (rng.next() % 64);
+                }
+                h
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_bound_keeps_each_images_nearest_candidates() {
+        let hashes = clustered_hashes(60, 9);
+        let all = window_pairs(&hashes, 10, usize::MAX);
+        for keep in [1, 2, 4] {
+            let bounded = window_pairs(&hashes, 10, keep);
+            assert!(
+                bounded.len() <= keep * 60 && bounded.len() < all.len(),
+                "{keep}: {} of {}",
+                bounded.len(),
+                all.len()
+            );
+            assert!(bounded.iter().all(|p| all.contains(p)), "{keep}: a pair outside the radius");
+            for i in 0..60u32 {
+                let whole = hashes[i as usize * PER_IMAGE];
+                let one_way = |j: u32| {
+                    hashes[j as usize * PER_IMAGE..][..PER_IMAGE]
+                        .iter()
+                        .map(|h| (h ^ whole).count_ones())
+                        .min()
+                        .unwrap()
+                };
+                let mut near: Vec<(u32, u32)> =
+                    (0..60).filter(|&j| j != i).map(|j| (one_way(j), j)).filter(|&(d, _)| d <= 10).collect();
+                near.sort_unstable();
+                for &(_, j) in near.iter().take(keep) {
+                    assert!(
+                        bounded.iter().any(|p| (p.a, p.b) == (i.min(j), i.max(j))),
+                        "{keep}: {i}'s near {j} dropped"
+                    );
+                }
+            }
+        }
     }
 
     #[test]
@@ -490,9 +674,13 @@ mod tests {
                     }
                 }
             }
-            assert_eq!(window_pairs(&hashes, radius), expected, "radius {radius}");
+            assert_eq!(window_pairs(&hashes, radius, usize::MAX), expected, "radius {radius}");
             for chunks in [3, 4] {
-                assert_eq!(window_pairs_with(&hashes, radius, chunks), expected, "radius {radius}, {chunks} chunks");
+                assert_eq!(
+                    window_pairs_with(&hashes, radius, chunks, usize::MAX),
+                    expected,
+                    "radius {radius}, {chunks} chunks"
+                );
             }
         }
     }

@@ -69,6 +69,11 @@ impl Progress {
     fn line(&self, done: u64) -> String {
         let rate = done as f64 / self.started.elapsed().as_secs_f64().max(1e-9);
         match self.total {
+            // The time left at the rate so far (the bar on a terminal shows indicatif's estimate).
+            Some(total) if done < total && rate > 0.0 => {
+                let left = (total - done) as f64 / rate;
+                format!("{}: {done}/{total} ({rate:.1}/s, about {:.0} s left)", self.label, left.ceil())
+            }
             Some(total) => format!("{}: {done}/{total} ({rate:.1}/s)", self.label),
             None => format!("{}: {done} ({rate:.1}/s)", self.label),
         }

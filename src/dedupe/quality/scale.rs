@@ -27,7 +27,8 @@ use crate::dedupe::hash::Code128;
 use crate::dedupe::index::{multi_index_pairs, NearPair};
 use crate::dedupe::phash::PhashCheck;
 use crate::dedupe::windows::{
-    aligned_correlation, grey_thumbnail, window_distance, window_hashes, window_pairs, WindowPair,
+    grey_thumbnail, proposed_alignments, window_correlation, window_correlations, window_distance, window_hashes,
+    window_pairs, WindowPair,
 };
 use crate::dedupe::DedupeConfig;
 use crate::imageops::{decode_rgb_with_libjpeg, min_resize_center_crop, DecodeOptions};
@@ -699,10 +700,10 @@ impl Scoring<'_> {
         let (set, settings) = (self.set, self.settings);
         let max_radius =
             settings.window_radii.iter().copied().chain([self.config.window_phash_radius]).max().unwrap_or(0);
-        let pairs: Vec<WindowPair> = window_pairs(&set.windows, max_radius);
-        let thumb = |i: u32| grey_thumbnail(set.input(i));
-        let correlation =
-            pairs.par_iter().map(|p| ((p.a, p.b), aligned_correlation(&thumb(p.a), &thumb(p.b)))).collect();
+        let pairs: Vec<WindowPair> = window_pairs(&set.windows, max_radius, self.config.window_max_candidates);
+        let read = |ids: &[u32]| Ok(ids.par_iter().map(|&i| (i, grey_thumbnail(set.input(i)))).collect());
+        let correlation = window_correlations(&pairs, &set.windows, max_radius, self.config.check_batch, &read)
+            .expect("thumbnails in memory");
         WindowPairs { pairs, correlation, max_radius }
     }
 
@@ -760,7 +761,10 @@ impl Scoring<'_> {
         let thumb = |i: u32| grey_thumbnail(set.input(i));
         let correlation_of = |a: u32, b: u32| -> f32 {
             let key = (a.min(b), a.max(b));
-            windows.correlation.get(&key).copied().unwrap_or_else(|| aligned_correlation(&thumb(key.0), &thumb(key.1)))
+            windows.correlation.get(&key).copied().unwrap_or_else(|| {
+                let proposed = proposed_alignments(&set.windows, key.0, key.1, windows.max_radius);
+                window_correlation(&thumb(key.0), &thumb(key.1), &proposed)
+            })
         };
         let mut group_of = vec![0u32; n];
         for (g, members) in ae.groups.iter().enumerate() {
