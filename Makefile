@@ -89,9 +89,21 @@ DIGITS := $(DEMO_PHOTOS)/digits.png
 DEMO_STEPS ?= 1500
 DEMO_TRAIN := --set train.preset=dcgan32 --set train.width=32 --set train.batch=64 --set train.epochs=1000 \
 	--set train.max_steps=$(DEMO_STEPS) --set train.device=cpu --set train.keep_checkpoints=1
-demo: setup
+# The faces demo's input: the opencv-doc photos (one real face, left06.jpg, and a squirrel) and a portrait
+# with a clear face: scikit-image's astronaut (Eileen Collins, NASA, public domain), taken out of Debian's
+# python3-skimage package without installing it (its dependencies are large). Photo by photo as before.
+DEMO_FACES_INPUT := $(DEMO)/faces-input
+ASTRONAUT_MEMBER := ./usr/lib/python3/dist-packages/skimage/data/astronaut.png
+$(DEMO_FACES_INPUT)/skimage/astronaut.png:
+	mkdir -p $(DEMO_FACES_INPUT)/skimage $(OUT)/deb
+	cd $(OUT)/deb && apt-get download python3-skimage
+	dpkg-deb --fsys-tarfile $$(ls $(OUT)/deb/python3-skimage_*.deb | head -1) | tar -xO $(ASTRONAUT_MEMBER) > $@.tmp
+	mv $@.tmp $@ && rm -rf $(OUT)/deb
+	ln -sfn $(DEMO_PHOTOS) $(DEMO_FACES_INPUT)/opencv-doc
+
+demo: setup $(DEMO_FACES_INPUT)/skimage/astronaut.png
 	$(BIN)/crop --input $(DEMO_PHOTOS) --output $(DEMO)/crop
-	$(BIN)/faces --input $(DEMO_PHOTOS) --output $(DEMO)/faces --set faces.save_png=true
+	$(BIN)/faces --input $(DEMO_FACES_INPUT) --output $(DEMO)/faces --set faces.save_png=true
 	$(BIN)/dedupe --input $(DEMO_PHOTOS) --output $(DEMO)/dedupe --set dedupe.ae_steps=500
 	$(BIN)/train --input $(DIGITS) --output $(DEMO)/train $(DEMO_TRAIN)
 	$(BIN)/sample --generator $(DEMO)/train --output $(DEMO)/samples
