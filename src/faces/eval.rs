@@ -222,7 +222,7 @@ pub fn thresholds_for(faces: &super::FacesConfig) -> Vec<f64> {
         super::DetectorKind::Yunet | super::DetectorKind::Scrfd => {
             let t = faces.score_threshold as f64;
             let grid = [0.35, 0.4, 0.45, 0.5, 0.55, 0.6, 0.65, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95];
-            let higher = grid.into_iter().filter(|&h| h > t + 1e-9);
+            let higher = grid.into_iter().filter(|&h| h > t + 1e-6);
             std::iter::once(t).chain(higher).collect()
         }
     }

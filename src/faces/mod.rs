@@ -68,8 +68,8 @@ pub struct FacesConfig {
     /// the full-size photo.
     pub detect_max_side: u32,
     /// YuNet: scale where faces are: detect on a copy in which a face of min_face_side px
-    /// measures this many px (never enlarged), plus a 4x smaller copy for big faces; 0: off
-    /// (detect_max_side decides).
+    /// measures at least this many px (never enlarged, never smaller than the detect_max_side
+    /// copy), plus a 4x smaller copy for big faces; 0: off (detect_max_side decides).
     pub detect_face_px: u32,
     /// YuNet: look again at each box of side >= min_face_side (second_look.rs); the cascade has none.
     pub second_look: bool,

@@ -44,8 +44,8 @@ pub struct YuNetParams {
     /// `face_px` is 0.
     pub max_side: u32,
     /// Scale where faces are: detect on a copy in which a face of `min_face_side` px measures
-    /// this (never enlarged), plus a 4x smaller copy for faces too big for YuNet there (0: off,
-    /// `max_side` decides).
+    /// at least this (never enlarged, never smaller than the `max_side` copy), plus a 4x smaller
+    /// copy for faces too big for YuNet there (0: off, `max_side` alone decides).
     pub face_px: u32,
     /// The smallest face kept (faces.min_face_side).
     pub min_face_side: u32,
@@ -63,7 +63,10 @@ pub fn detection_sizes(width: u32, height: u32, params: &YuNetParams) -> Vec<(u3
     if params.face_px == 0 || params.min_face_side == 0 {
         return vec![shrunk_size(width, height, params.max_side)];
     }
-    let fine = (params.face_px as f64 / params.min_face_side as f64).min(1.0);
+    // Never smaller than the longer-side rule's copy: on photos of up to ~1000 px, faces near
+    // min_face_side are found more often at that size (measured on the dev photos halved).
+    let longer_side_rule = params.max_side as f64 / width.max(height) as f64;
+    let fine = (params.face_px as f64 / params.min_face_side as f64).max(longer_side_rule).min(1.0);
     let at = |scale: f64| {
         let side = |n: u32| ((n as f64 * scale).round() as u32).clamp(1, n);
         (side(width), side(height))
@@ -477,12 +480,15 @@ mod tests {
         // 40 / 64: a 1024 x 683 photo at 640 x 427 (too small to need a second copy).
         assert_eq!(detection_sizes(1024, 683, &params(40)), vec![(640, 427)]);
         // Where the main copy's shorter side is over 600 px, also 4x smaller for faces over 300 px.
-        assert_eq!(detection_sizes(2048, 1366, &params(40)), vec![(1280, 854), (320, 214)]);
+        assert_eq!(detection_sizes(2048, 1366, &params(40)), vec![(1280, 854), (320, 213)]);
         // The same scale whatever the photo's size; small photos need no second copy.
         assert_eq!(detection_sizes(3072, 2049, &params(40)), vec![(1920, 1281), (480, 320)]);
-        assert_eq!(detection_sizes(512, 342, &params(40)), vec![(320, 214)]);
+        // Never below the longer-side-640 copy: a small photo stays as it is.
+        assert_eq!(detection_sizes(512, 342, &params(40)), vec![(512, 342)]);
         // Never enlarged; off: the longer side rule.
         assert_eq!(detection_sizes(100, 80, &params(128)), vec![(100, 80)]);
+        // A portrait photo: 0.625 x 1400 = 875 px high, where the longer side rule gave 640.
+        assert_eq!(detection_sizes(1024, 1400, &params(40)), vec![(640, 875), (160, 219)]);
         assert_eq!(detection_sizes(1024, 683, &params(0)), vec![(640, 427)]);
     }
 
