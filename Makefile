@@ -137,10 +137,14 @@ bench: setup
 # YuNet's peer is cv2 4.10's FaceDetectorYN (4.6's cannot load the 2023 model): a venv of its own.
 BENCH_FACES_DIR = $(or $(FACES_DIR),../shared/data/faces)
 YUNET_BENCH_DIR ?= ../shared/data/faces-wider-dev/images
+SCRFD_MODEL ?= ../shared/data/models/scrfd_2.5g_bnkps_pypi_scrfd_0.3.0.onnx
 bench-faces: setup
 	[ -x .bench-venv-yunet/bin/python ] || $(PYTHON) -m venv .bench-venv-yunet
 	.bench-venv-yunet/bin/pip install -q "opencv-python-headless==4.10.*"
 	nice .bench-venv-yunet/bin/python benches/faces_yunet_vs_cv2.py --input $(YUNET_BENCH_DIR) --faces $(BIN)/faces
+	@# SCRFD only where the user has the model file (never shipped or downloaded here: docs/faces.md).
+	nice .bench-venv-yunet/bin/python benches/faces_scrfd_vs_cv2.py --input $(YUNET_BENCH_DIR) --model $(SCRFD_MODEL) \
+		--faces $(BIN)/faces --threshold 0.35
 	[ -x .bench-venv/bin/python ] || $(PYTHON) -m venv .bench-venv
 	.bench-venv/bin/pip install -q "numpy<2" opencv-python-headless==4.6.0.66
 	.bench-venv/bin/python benches/faces_vs_cv2.py --input $(BENCH_FACES_DIR) --faces $(BIN)/faces
