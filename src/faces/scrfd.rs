@@ -121,7 +121,8 @@ pub fn decode(outputs: &[&[f32]], score_threshold: f32) -> Result<Vec<RawFace>, 
         }
         let s = stride as f32;
         for anchor in 0..anchors {
-            if !(score[anchor] >= score_threshold) {
+            // A NaN score is no face.
+            if score[anchor].is_nan() || score[anchor] < score_threshold {
                 continue;
             }
             let cell = anchor / ANCHORS;
