@@ -94,9 +94,21 @@ DIGITS := $(DEMO_PHOTOS)/digits.png
 DEMO_STEPS ?= 1500
 DEMO_TRAIN := --set train.preset=dcgan32 --set train.width=32 --set train.batch=64 --set train.epochs=1000 \
 	--set train.max_steps=$(DEMO_STEPS) --set train.device=cpu --set train.keep_checkpoints=1
-demo: setup
+# The faces demo's input: the opencv-doc photos (one real face, left06.jpg, and a squirrel) and a portrait
+# with a clear face: scikit-image's astronaut (Eileen Collins, NASA, public domain), taken out of Debian's
+# python3-skimage package without installing it (its dependencies are large). Photo by photo as before.
+DEMO_FACES_INPUT := $(DEMO)/faces-input
+ASTRONAUT_MEMBER := ./usr/lib/python3/dist-packages/skimage/data/astronaut.png
+$(DEMO_FACES_INPUT)/skimage/astronaut.png:
+	mkdir -p $(DEMO_FACES_INPUT)/skimage $(OUT)/deb
+	cd $(OUT)/deb && apt-get download python3-skimage
+	dpkg-deb --fsys-tarfile $$(ls $(OUT)/deb/python3-skimage_*.deb | head -1) | tar -xO $(ASTRONAUT_MEMBER) > $@.tmp
+	mv $@.tmp $@ && rm -rf $(OUT)/deb
+	ln -sfn $(DEMO_PHOTOS) $(DEMO_FACES_INPUT)/opencv-doc
+
+demo: setup $(DEMO_FACES_INPUT)/skimage/astronaut.png
 	$(BIN)/crop --input $(DEMO_PHOTOS) --output $(DEMO)/crop
-	$(BIN)/faces --input $(DEMO_PHOTOS) --output $(DEMO)/faces --set faces.save_png=true
+	$(BIN)/faces --input $(DEMO_FACES_INPUT) --output $(DEMO)/faces --set faces.save_png=true
 	$(BIN)/dedupe --input $(DEMO_PHOTOS) --output $(DEMO)/dedupe --set dedupe.ae_steps=500
 	$(BIN)/train --input $(DIGITS) --output $(DEMO)/train $(DEMO_TRAIN)
 	@# Does G copy its training set? The data-copying test against the sheet's held-out test digits.
@@ -141,10 +153,14 @@ bench: setup
 # YuNet's peer is cv2 4.10's FaceDetectorYN (4.6's cannot load the 2023 model): a venv of its own.
 BENCH_FACES_DIR = $(or $(FACES_DIR),../shared/data/faces)
 YUNET_BENCH_DIR ?= ../shared/data/faces-wider-dev/images
+SCRFD_MODEL ?= ../shared/data/models/scrfd_2.5g_bnkps_pypi_scrfd_0.3.0.onnx
 bench-faces: setup
 	[ -x .bench-venv-yunet/bin/python ] || $(PYTHON) -m venv .bench-venv-yunet
 	.bench-venv-yunet/bin/pip install -q "opencv-python-headless==4.10.*"
 	nice .bench-venv-yunet/bin/python benches/faces_yunet_vs_cv2.py --input $(YUNET_BENCH_DIR) --faces $(BIN)/faces
+	@# SCRFD only where the user has the model file (never shipped or downloaded here: docs/faces.md).
+	nice .bench-venv-yunet/bin/python benches/faces_scrfd_vs_cv2.py --input $(YUNET_BENCH_DIR) --model $(SCRFD_MODEL) \
+		--faces $(BIN)/faces --threshold 0.35
 	[ -x .bench-venv/bin/python ] || $(PYTHON) -m venv .bench-venv
 	.bench-venv/bin/pip install -q "numpy<2" opencv-python-headless==4.6.0.66
 	.bench-venv/bin/python benches/faces_vs_cv2.py --input $(BENCH_FACES_DIR) --faces $(BIN)/faces

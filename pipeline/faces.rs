@@ -23,7 +23,8 @@ use dcgan_pipeline::stage::{fingerprint, StageArgs};
 /// as class), classes.jsonl, manifest.jsonl (one row per photo, with every box: position, score and
 /// landmarks (YuNet) or neighbours (Haar), kept or why not, output row, crop), summary.json,
 /// config.toml; crops/*.png with faces.save_png. Photos without a kept face are "skipped" rows.
-/// With --eval-boxes, also eval-boxes.json and a precision/recall table on stdout.
+/// With --eval-boxes, also eval-boxes.json, a precision/recall table on stdout and (folder input)
+/// eval-wrong-boxes.png, the wrong boxes at the configured threshold.
 /// Exit status: 0 all photos read, 3 some photos failed (listed in the manifest), 1 the stage
 /// could not run, 2 a bad command line.
 #[derive(Parser)]
@@ -50,6 +51,11 @@ fn run(args: StageArgs, eval_boxes: Option<PathBuf>) -> Result<i32> {
         return Ok(0);
     };
     let output = args.output.clone().expect("clap requires --output");
+    // Read and checked before the run: a missing or malformed file stops it at once.
+    let truth = match &eval_boxes {
+        Some(gt) => Some(eval::read_ground_truth(gt, config.faces.min_face_side as f64)?),
+        None => None,
+    };
     let stage = FacesStage::new(config.faces.clone(), Some(&output))?;
     let status = run_stage(
         &stage,
@@ -60,8 +66,8 @@ fn run(args: StageArgs, eval_boxes: Option<PathBuf>) -> Result<i32> {
         config.faces.part_size,
         fingerprint(&config.faces),
     )?;
-    if let Some(gt) = eval_boxes {
-        print!("{}", eval::score_run(&gt, &output, &config.faces)?);
+    if let (Some(gt), Some(truth)) = (eval_boxes, truth) {
+        print!("{}", eval::score_run(&truth, &gt, args.input.as_deref(), &output, &config.faces)?);
     }
     Ok(status)
 }

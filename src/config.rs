@@ -212,6 +212,19 @@ impl Config {
         if !(0.0..=1.0).contains(&f.score_threshold) || !(0.0..=1.0).contains(&f.nms_threshold) {
             return Err(bad("faces.score_threshold and faces.nms_threshold must be in [0, 1]".into()));
         }
+        if !(8.0..=1024.0).contains(&f.second_look_face)
+            || !(1.0..=8.0).contains(&f.second_look_context)
+            || !(0.0..=1.0).contains(&f.second_look_threshold)
+        {
+            return Err(bad(format!(
+                "faces.second_look_face = {} must be in 8..=1024, faces.second_look_context = {} in 1..=8 and \
+                 faces.second_look_threshold = {} in [0, 1]",
+                f.second_look_face, f.second_look_context, f.second_look_threshold
+            )));
+        }
+        if f.detect_face_px != 0 && f.detect_face_px < 8 {
+            return Err(bad(format!("faces.detect_face_px = {} must be 0 (off) or at least 8", f.detect_face_px)));
+        }
         if f.detect_max_side != 0 && f.detect_max_side < 32 {
             return Err(bad(format!(
                 "faces.detect_max_side = {} must be 0 (full size) or at least 32",

@@ -32,7 +32,14 @@ fn close(a: &[f32], b: &[f32]) -> bool {
 }
 
 fn detect_all(max_side: u32, threshold: f32) -> Vec<(String, Vec<Vec<f32>>)> {
-    let params = YuNetParams { score_threshold: threshold, nms_threshold: 0.3, top_k: 5000, max_side };
+    let params = YuNetParams {
+        score_threshold: threshold,
+        nms_threshold: 0.3,
+        top_k: 5000,
+        max_side,
+        face_px: 0,
+        min_face_side: 64,
+    };
     let yunet = YuNet::new(Path::new(MODEL), MODEL_SHA256, params).unwrap();
     let fixture: Value = serde_json::from_str(FIXTURE).unwrap();
     let run = fixture["runs"].as_array().unwrap().iter().find(|r| r["max_side"] == max_side).unwrap();

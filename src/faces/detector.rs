@@ -69,8 +69,8 @@ impl Detection {
 pub enum DetectorError {
     #[error("{path}: cannot load the Haar cascade ({why})")]
     Cascade { path: PathBuf, why: String },
-    #[error("{path}: cannot load the YuNet model ({why})")]
-    Model { path: PathBuf, why: String },
+    #[error("{path}: cannot load the {detector} model ({why})")]
+    Model { path: PathBuf, detector: &'static str, why: String },
     #[error("OpenCV: {0}")]
     OpenCv(String),
 }
@@ -84,6 +84,17 @@ impl From<opencv::Error> for DetectorError {
 
 pub trait FaceDetector: Sync {
     fn detect(&self, image: &RgbImage) -> Result<Vec<Detection>, DetectorError>;
+
+    /// A second look at one of this detector's detections ([`super::second_look`]); `None` for a
+    /// detector without one (the cascade).
+    fn look_again(
+        &self,
+        _image: &RgbImage,
+        _detection: &Detection,
+        _params: &super::second_look::SecondLookParams,
+    ) -> Result<Option<super::second_look::Look>, DetectorError> {
+        Ok(None)
+    }
 }
 
 /// Detector settings (OpenCV's detectMultiScale parameters).

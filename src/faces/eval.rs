@@ -135,7 +135,7 @@ impl Counts {
 }
 
 /// Matches one photo's kept boxes scoring at least `threshold` against its truth.
-fn score_photo(truth: &PhotoTruth, kept: &[Kept], threshold: f64, counts: &mut Counts) {
+fn score_photo(truth: &PhotoTruth, kept: &[Kept], threshold: f64, counts: &mut Counts, wrong: &mut Vec<Kept>) {
     let mut boxes: Vec<&Kept> = kept.iter().filter(|k| k.score >= threshold).collect();
     boxes.sort_by(|a, b| b.score.total_cmp(&a.score));
     let mut matched = vec![false; truth.faces.len()];
@@ -150,7 +150,10 @@ fn score_photo(truth: &PhotoTruth, kept: &[Kept], threshold: f64, counts: &mut C
                 counts.right += 1;
             }
             _ if truth.ignore.iter().any(|g| iou(&k.bbox, g) >= MATCH_IOU) => counts.ignored += 1,
-            _ => counts.wrong += 1,
+            _ => {
+                counts.wrong += 1;
+                wrong.push(*k);
+            }
         }
     }
 }
@@ -169,12 +172,28 @@ pub fn evaluate(
             let mut counts = Counts { score_threshold: t, ..Counts::default() };
             for (file, photo) in truth {
                 counts.faces += photo.faces.len() as u64;
-                score_photo(photo, run.get(file).map_or(&[][..], Vec::as_slice), t, &mut counts);
+                score_photo(photo, run.get(file).map_or(&[][..], Vec::as_slice), t, &mut counts, &mut Vec::new());
             }
             counts
         })
         .collect();
     (table, missing)
+}
+
+/// The wrong boxes at `threshold`, photo by photo (in the ground truth's order of file names).
+pub fn wrong_boxes(
+    truth: &BTreeMap<String, PhotoTruth>,
+    run: &BTreeMap<String, Vec<Kept>>,
+    threshold: f64,
+) -> Vec<(String, Kept)> {
+    let mut out = Vec::new();
+    for (file, photo) in truth {
+        let mut wrong = Vec::new();
+        let kept = run.get(file).map_or(&[][..], Vec::as_slice);
+        score_photo(photo, kept, threshold, &mut Counts::default(), &mut wrong);
+        out.extend(wrong.into_iter().map(|k| (file.clone(), k)));
+    }
+    out
 }
 
 /// The table as printed: one line per threshold.
@@ -196,26 +215,37 @@ pub fn format_table(table: &[Counts]) -> String {
 }
 
 /// The thresholds a run is scored at: Haar's boxes have no score (one row: every kept box);
-/// YuNet's at the configured threshold and each higher one of 0.55-0.95.
+/// YuNet's and SCRFD's at the configured threshold and each higher one of 0.35-0.95.
 pub fn thresholds_for(faces: &super::FacesConfig) -> Vec<f64> {
     match faces.detector {
         super::DetectorKind::Haar => vec![f64::NEG_INFINITY],
-        super::DetectorKind::Yunet => {
+        super::DetectorKind::Yunet | super::DetectorKind::Scrfd => {
             let t = faces.score_threshold as f64;
-            let higher = [0.55, 0.6, 0.65, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95].into_iter().filter(|&h| h > t + 1e-9);
+            let grid = [0.35, 0.4, 0.45, 0.5, 0.55, 0.6, 0.65, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95];
+            let higher = grid.into_iter().filter(|&h| h > t + 1e-6);
             std::iter::once(t).chain(higher).collect()
         }
     }
 }
 
-/// `faces --eval-boxes`: scores the run in `output` against `gt`, writes eval-boxes.json beside it
-/// and returns the table as printed.
-pub fn score_run(gt: &Path, output: &Path, faces: &super::FacesConfig) -> anyhow::Result<String> {
+/// `faces --eval-boxes`: scores the run in `output` against `truth` (read from `gt` before the
+/// run, so that a bad file stops it at once), writes eval-boxes.json beside it and, when the input
+/// is a folder, the wrong boxes at the configured threshold as eval-wrong-boxes.png; returns the
+/// table as printed.
+pub fn score_run(
+    truth: &BTreeMap<String, PhotoTruth>,
+    gt: &Path,
+    input: Option<&Path>,
+    output: &Path,
+    faces: &super::FacesConfig,
+) -> anyhow::Result<String> {
     use anyhow::Context;
-    let truth = read_ground_truth(gt, faces.min_face_side as f64)?;
     let manifest = output.join("manifest.jsonl");
     let rows = crate::stage::manifest::read_manifest(&manifest).with_context(|| format!("{}", manifest.display()))?;
-    let (table, missing) = evaluate(&truth, &kept_boxes(&rows), &thresholds_for(faces));
+    let run = kept_boxes(&rows);
+    let thresholds = thresholds_for(faces);
+    let (table, missing) = evaluate(truth, &run, &thresholds);
+    let wrong = wrong_boxes(truth, &run, thresholds[0]);
     let mut text = format!(
         "faces --eval-boxes {}: {} photos, faces of side >= {} px, IoU >= {MATCH_IOU}\n",
         gt.display(),
@@ -235,6 +265,9 @@ pub fn score_run(gt: &Path, output: &Path, faces: &super::FacesConfig) -> anyhow
         "match_iou": MATCH_IOU,
         "detector": faces.detector,
         "photos_missing_from_the_run": missing,
+        "wrong_boxes": wrong.iter().map(|(file, k)| serde_json::json!({
+            "file": file, "box": k.bbox, "score": if k.score.is_finite() { serde_json::json!(k.score) } else { Value::Null },
+        })).collect::<Vec<_>>(),
         "table": table.iter().map(|c| serde_json::json!({
             "score_threshold": if c.score_threshold.is_finite() { serde_json::json!(c.score_threshold) } else { Value::Null },
             "right": c.right, "wrong": c.wrong, "ignored": c.ignored, "faces": c.faces,
@@ -243,6 +276,18 @@ pub fn score_run(gt: &Path, output: &Path, faces: &super::FacesConfig) -> anyhow
     });
     let path = output.join("eval-boxes.json");
     crate::fsutil::write_atomic(&path, serde_json::to_string_pretty(&record)?.as_bytes())?;
+    match input.filter(|i| i.is_dir()) {
+        Some(folder) if !wrong.is_empty() => {
+            let sheet = output.join(super::wrong_sheet::FILE_NAME);
+            let drawn = super::wrong_sheet::write(folder, &wrong, &sheet)?;
+            text.push_str(&format!(
+                "the {drawn} wrong boxes at score >= {:.2}: {} (in eval-boxes.json's order)\n",
+                thresholds[0],
+                sheet.display()
+            ));
+        }
+        _ => {}
+    }
     Ok(text)
 }
 

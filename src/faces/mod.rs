@@ -8,6 +8,9 @@ pub mod align;
 pub mod detector;
 pub mod eval;
 pub mod geometry;
+pub mod scrfd;
+pub mod second_look;
+pub mod wrong_sheet;
 pub mod yunet;
 
 use std::os::unix::ffi::OsStrExt;
@@ -31,6 +34,8 @@ pub enum DetectorKind {
     Yunet,
     /// OpenCV's Haar cascade, the paper's detector.
     Haar,
+    /// SCRFD from a model file the user supplies (faces.model; not shipped: docs/faces.md).
+    Scrfd,
 }
 
 /// How a kept face becomes a square crop.
@@ -48,7 +53,7 @@ pub enum Align {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct FacesConfig {
-    /// yunet or haar.
+    /// yunet, haar or scrfd (a model file the user supplies).
     pub detector: DetectorKind,
     /// YuNet: the ONNX file; a relative path is looked up in the working folder, then in the
     /// source tree.
@@ -62,6 +67,18 @@ pub struct FacesConfig {
     /// YuNet: detect on a copy whose longer side is at most this (0: full size); crops come from
     /// the full-size photo.
     pub detect_max_side: u32,
+    /// YuNet: scale where faces are: detect on a copy in which a face of min_face_side px
+    /// measures at least this many px (never enlarged, never smaller than the detect_max_side
+    /// copy), plus a 4x smaller copy for big faces; 0: off (detect_max_side decides).
+    pub detect_face_px: u32,
+    /// YuNet: look again at each box of side >= min_face_side (second_look.rs); the cascade has none.
+    pub second_look: bool,
+    /// The box's side in the second look's neighbourhood image (px).
+    pub second_look_face: f32,
+    /// The neighbourhood's side as a multiple of second_look_face.
+    pub second_look_context: f32,
+    /// A box stays when (score + look + mirrored look) / 3 reaches this.
+    pub second_look_threshold: f32,
     /// box or eyes (YuNet's landmarks; the cascade has none, so it always crops boxes).
     pub align: Align,
     /// frontalface_default, alt, alt2, alt_tree, or a path to a cascade XML.
@@ -136,9 +153,17 @@ pub fn build_detector(config: &FacesConfig) -> Result<Box<dyn FaceDetector>, det
                 nms_threshold: config.nms_threshold,
                 top_k: 5000,
                 max_side: config.detect_max_side,
+                face_px: config.detect_face_px,
+                min_face_side: config.min_face_side,
             };
             let path = resolve_model_path(&config.model);
             Ok(Box::new(YuNet::new(&path, &config.model_sha256, params)?))
+        }
+        DetectorKind::Scrfd => {
+            let params =
+                scrfd::ScrfdParams { score_threshold: config.score_threshold, nms_threshold: config.nms_threshold };
+            let path = resolve_model_path(&config.model);
+            Ok(Box::new(scrfd::Scrfd::new(&path, &config.model_sha256, params)?))
         }
     }
 }
@@ -232,6 +257,35 @@ impl FacesStage {
     }
 }
 
+impl FacesStage {
+    /// Looks again at a box big enough to keep (when configured and the detector can), notes what
+    /// it saw in the box's manifest entry, and returns why the box goes, if it does.
+    fn second_look_rejects(
+        &self,
+        image: &crate::imageops::RgbImage,
+        detection: &Detection,
+        entry: &mut Value,
+    ) -> Result<Option<String>, Failure> {
+        let c = &self.config;
+        let Some(score) = detection.score.filter(|_| c.second_look) else {
+            return Ok(None);
+        };
+        let params = second_look::SecondLookParams {
+            face: c.second_look_face,
+            context: c.second_look_context,
+            threshold: c.second_look_threshold,
+        };
+        let look = self.detector.look_again(image, detection, &params).map_err(|e| Failure::error(e.to_string()))?;
+        let Some(look) = look else {
+            return Ok(None);
+        };
+        entry["second_look"] = json!([round_to(look.plain, 4), round_to(look.mirrored, 4)]);
+        let mean = look.mean_with(score);
+        Ok((mean < params.threshold)
+            .then(|| format!("second look: mean score {:.3} < second_look_threshold {}", mean, params.threshold)))
+    }
+}
+
 impl PerImageStage for FacesStage {
     const NAME: &'static str = "faces";
 
@@ -288,6 +342,9 @@ impl PerImageStage for FacesStage {
             } else if side < self.config.min_face_side as i32 {
                 entry["kept"] = json!(false);
                 entry["reason"] = json!(format!("side {side} px < min_face_side {}", self.config.min_face_side));
+            } else if let Some(reason) = self.second_look_rejects(image, detection, &mut entry)? {
+                entry["kept"] = json!(false);
+                entry["reason"] = json!(reason);
             } else {
                 let (crop, placed) = self.crop(image, detection).map_err(|e| Failure::error(e.message))?;
                 entry["kept"] = json!(true);
@@ -343,6 +400,7 @@ impl PerImageStage for FacesStage {
         let mut kept = 0u64;
         let mut too_small = 0u64;
         let mut invalid = 0u64;
+        let mut second_look = 0u64;
         let mut with_face = 0u64;
         for row in rows {
             detections += row.detail.get("detections").and_then(Value::as_u64).unwrap_or(0);
@@ -351,15 +409,22 @@ impl PerImageStage for FacesStage {
             with_face += (faces > 0) as u64;
             if let Some(Value::Array(boxes)) = row.detail.get("boxes") {
                 invalid += boxes.iter().filter(|b| b["invalid"] == json!(true)).count() as u64;
-                too_small +=
-                    boxes.iter().filter(|b| b["kept"] == json!(false) && b["invalid"] != json!(true)).count() as u64;
+                let dropped = boxes.iter().filter(|b| b["kept"] == json!(false) && b["invalid"] != json!(true));
+                let (looked, small): (Vec<_>, Vec<_>) = dropped.partition(|b| b.get("second_look").is_some());
+                too_small += small.len() as u64;
+                second_look += looked.len() as u64;
             }
+        }
+        let mut rejected = json!({ "smaller_than_min_face_side": too_small, "invalid_box": invalid });
+        // The cascade has no second look: its summary stays as it was.
+        if self.config.detector != DetectorKind::Haar {
+            rejected["by_second_look"] = json!(second_look);
         }
         json!({
             "images_with_a_kept_face": with_face,
             "detections": detections,
             "kept": kept,
-            "rejected": { "smaller_than_min_face_side": too_small, "invalid_box": invalid },
+            "rejected": rejected,
         })
     }
 }

@@ -17,6 +17,7 @@ use opencv::imgproc;
 use opencv::prelude::*;
 
 use super::detector::{Detection, DetectorError, FaceBox, FaceDetector, Landmarks};
+use super::second_look::{self, Look, SecondLookParams};
 use crate::imageops::RgbImage;
 
 /// sha256 of models/face_detection_yunet_2023mar.onnx (232,589 bytes).
@@ -39,8 +40,45 @@ pub struct YuNetParams {
     pub nms_threshold: f32,
     /// At most this many faces per photo after NMS.
     pub top_k: i32,
-    /// Detect on a copy whose longer side is at most this (0: the photo as it is).
+    /// Detect on a copy whose longer side is at most this (0: the photo as it is); used when
+    /// `face_px` is 0.
     pub max_side: u32,
+    /// Scale where faces are: detect on a copy in which a face of `min_face_side` px measures
+    /// at least this (never enlarged, never smaller than the `max_side` copy), plus a 4x smaller
+    /// copy for faces too big for YuNet there (0: off, `max_side` alone decides).
+    pub face_px: u32,
+    /// The smallest face kept (faces.min_face_side).
+    pub min_face_side: u32,
+}
+
+/// YuNet finds faces up to about this side (px) in its input; bigger ones are looked for on a
+/// copy 4x smaller.
+pub const LARGEST_FACE: f64 = 300.0;
+/// The smaller copy only adds faces that measure at least this (px) in the main copy: smaller
+/// ones the main copy sees better, and the small copy's small boxes are mostly not faces.
+pub const COARSE_FROM: f32 = 200.0;
+
+/// The detection copies' sizes for a `width` x `height` photo (see [`YuNetParams::face_px`]).
+pub fn detection_sizes(width: u32, height: u32, params: &YuNetParams) -> Vec<(u32, u32)> {
+    if params.face_px == 0 || params.min_face_side == 0 {
+        return vec![shrunk_size(width, height, params.max_side)];
+    }
+    // Never smaller than the longer-side rule's copy: on photos of up to ~1000 px, faces near
+    // min_face_side are found more often at that size (measured on the dev photos halved).
+    let longer_side_rule = params.max_side as f64 / width.max(height) as f64;
+    let fine = (params.face_px as f64 / params.min_face_side as f64).max(longer_side_rule).min(1.0);
+    let at = |scale: f64| {
+        let side = |n: u32| ((n as f64 * scale).round() as u32).clamp(1, n);
+        (side(width), side(height))
+    };
+    let mut sizes = vec![at(fine)];
+    // Only where the main copy could hold faces well over YuNet's largest: on a smaller photo the
+    // second copy costs a quarter of the detection time (a small forward pass has a fixed cost)
+    // and finds almost nothing new.
+    if width.min(height) as f64 * fine > 2.0 * LARGEST_FACE {
+        sizes.push(at(fine / 4.0));
+    }
+    sizes
 }
 
 pub struct YuNet {
@@ -54,14 +92,54 @@ static NEXT_ID: AtomicUsize = AtomicUsize::new(0);
 
 thread_local! {
     // A Net holds its layers' buffers and is neither Send nor Sync: each worker thread builds its
-    // own from the checked bytes, once.
-    static NETS: RefCell<Vec<(usize, Net)>> = const { RefCell::new(Vec::new()) };
+    // own from the checked bytes. One per input shape (the last few used): cv::dnn re-plans its
+    // buffers whenever the shape changes, which costs more than the second look's small forward.
+    static NETS: RefCell<Vec<(NetKey, Net)>> = const { RefCell::new(Vec::new()) };
+}
+
+/// A thread's network: the detector's id and the padded input's width and height.
+pub(super) type NetKey = (usize, usize, usize);
+/// Networks kept per thread.
+const NETS_KEPT: usize = 8;
+
+/// Runs `f` on the thread's network for `key`, building it from `model` (with `build`) when
+/// missing and dropping the least recently used beyond [`NETS_KEPT`].
+pub(super) fn with_net<T>(
+    nets: &'static std::thread::LocalKey<RefCell<Vec<(NetKey, Net)>>>,
+    key: NetKey,
+    build: impl FnOnce() -> Result<Net, String>,
+    f: impl FnOnce(&mut Net) -> Result<T, DetectorError>,
+) -> Result<T, DetectorError> {
+    nets.with(|cell| {
+        let mut nets = cell.borrow_mut();
+        let net = match nets.iter().position(|(k, _)| *k == key) {
+            Some(i) => nets.remove(i).1,
+            None => build().map_err(DetectorError::OpenCv)?,
+        };
+        nets.push((key, net));
+        if nets.len() > NETS_KEPT {
+            nets.remove(0);
+        }
+        let last = nets.len() - 1;
+        f(&mut nets[last].1)
+    })
 }
 
 /// Reads the model, checks its sha256 (unless `expected_sha256` is empty) and that OpenCV reads it
 /// as YuNet. Every failure is one line naming the file.
 pub fn load_model(path: &Path, expected_sha256: &str) -> Result<Vec<u8>, DetectorError> {
-    let err = |why: String| DetectorError::Model { path: path.to_owned(), why };
+    load_checked(path, expected_sha256, "YuNet", &OUTPUTS)
+}
+
+/// Reads an ONNX model, checks its sha256 (unless `expected_sha256` is empty) and that OpenCV
+/// reads it with every output in `outputs`; errors name the file and `detector`.
+pub(super) fn load_checked(
+    path: &Path,
+    expected_sha256: &str,
+    detector: &'static str,
+    outputs: &[&str],
+) -> Result<Vec<u8>, DetectorError> {
+    let err = |why: String| DetectorError::Model { path: path.to_owned(), detector, why };
     let bytes = std::fs::read(path).map_err(|e| err(e.to_string()))?;
     if bytes.is_empty() {
         return Err(err("empty file".into()));
@@ -76,7 +154,7 @@ pub fn load_model(path: &Path, expected_sha256: &str) -> Result<Vec<u8>, Detecto
             )));
         }
     }
-    build_net(&bytes).map_err(err)?;
+    build_net_with(&bytes, detector, outputs).map_err(err)?;
     Ok(bytes)
 }
 
@@ -86,15 +164,21 @@ fn one_line(message: &str) -> String {
 }
 
 fn build_net(model: &[u8]) -> Result<Net, String> {
+    build_net_with(model, "YuNet", &OUTPUTS)
+}
+
+/// OpenCV's network from ONNX bytes, refused unless it has every output in `outputs`.
+pub(super) fn build_net_with(model: &[u8], detector: &str, outputs: &[&str]) -> Result<Net, String> {
     let buffer = Vector::<u8>::from_slice(model);
     let net = dnn::read_net_from_onnx_buffer(&buffer)
         .map_err(|e| format!("not an ONNX model OpenCV can read: {}", one_line(&e.message)))?;
     if net.empty().unwrap_or(true) {
         return Err("not an ONNX model OpenCV can read (no layers)".into());
     }
-    for name in OUTPUTS {
+    for name in outputs {
         if net.get_layer_id(name).map_or(true, |id| id < 0) {
-            return Err(format!("not the 2023 YuNet model: it has no output {name}"));
+            let which = if detector == "YuNet" { "the 2023 YuNet model" } else { "an SCRFD model with keypoints" };
+            return Err(format!("not {which}: it has no output {name}"));
         }
     }
     Ok(net)
@@ -113,34 +197,29 @@ impl YuNet {
 
     /// Runs the network on `image` (RGB, already at detection size) and returns the faces in its
     /// pixels.
-    fn detect_at_size(&self, image: &RgbImage) -> Result<Vec<RawFace>, DetectorError> {
+    fn detect_at_size(&self, image: &RgbImage, score_threshold: f32) -> Result<Vec<RawFace>, DetectorError> {
         let (pad_w, pad_h) = (padded(image.width as usize), padded(image.height as usize));
         let mut blob = Mat::new_nd_with_default(&[1, 3, pad_h as i32, pad_w as i32], CV_32F, Scalar::all(0.0))?;
         fill_bgr_planes(image, blob.data_typed_mut::<f32>()?, pad_w, pad_h);
         let names: Vector<String> = OUTPUTS.iter().copied().collect();
         let mut outputs = Vector::<Mat>::new();
-        NETS.with(|cell| -> Result<(), DetectorError> {
-            let mut nets = cell.borrow_mut();
-            let index = match nets.iter().position(|(id, _)| *id == self.id) {
-                Some(i) => i,
-                None => {
-                    let net = build_net(&self.model).map_err(DetectorError::OpenCv)?;
-                    nets.push((self.id, net));
-                    nets.len() - 1
-                }
-            };
-            let net = &mut nets[index].1;
-            net.set_input(&blob, "", 1.0, Scalar::default())?;
-            net.forward(&mut outputs, &names)?;
-            Ok(())
-        })?;
+        with_net(
+            &NETS,
+            (self.id, pad_w, pad_h),
+            || build_net(&self.model),
+            |net| {
+                net.set_input(&blob, "", 1.0, Scalar::default())?;
+                net.forward(&mut outputs, &names)?;
+                Ok(())
+            },
+        )?;
         let mut slices = Vec::with_capacity(OUTPUTS.len());
         for mat in outputs.iter() {
             slices.push(mat.data_typed::<f32>()?.to_vec());
         }
         let views: Vec<&[f32]> = slices.iter().map(Vec::as_slice).collect();
-        let faces = decode(&views, pad_w, pad_h, self.params.score_threshold)?;
-        nms(faces, &self.params)
+        let faces = decode(&views, pad_w, pad_h, score_threshold)?;
+        nms(faces, score_threshold, &self.params)
     }
 }
 
@@ -226,14 +305,14 @@ impl From<ShapeError> for DetectorError {
 }
 
 /// OpenCV's NMSBoxes on the boxes truncated to integers (as FaceDetectorYN does), best first.
-fn nms(faces: Vec<RawFace>, params: &YuNetParams) -> Result<Vec<RawFace>, DetectorError> {
+fn nms(faces: Vec<RawFace>, score_threshold: f32, params: &YuNetParams) -> Result<Vec<RawFace>, DetectorError> {
     if faces.len() < 2 {
         return Ok(faces);
     }
     let boxes: Vector<Rect> = faces.iter().map(|f| Rect::new(f.x as i32, f.y as i32, f.w as i32, f.h as i32)).collect();
     let scores: Vector<f32> = faces.iter().map(|f| f.score).collect();
     let mut keep = Vector::<i32>::new();
-    dnn::nms_boxes(&boxes, &scores, params.score_threshold, params.nms_threshold, &mut keep, 1.0, params.top_k)?;
+    dnn::nms_boxes(&boxes, &scores, score_threshold, params.nms_threshold, &mut keep, 1.0, params.top_k)?;
     Ok(keep.iter().map(|i| faces[i as usize]).collect())
 }
 
@@ -249,7 +328,7 @@ pub fn shrunk_size(width: u32, height: u32, max_side: u32) -> (u32, u32) {
 }
 
 /// `image` shrunk with OpenCV's INTER_AREA to `size`.
-fn shrink(image: &RgbImage, size: (u32, u32)) -> Result<RgbImage, opencv::Error> {
+pub(super) fn shrink(image: &RgbImage, size: (u32, u32)) -> Result<RgbImage, opencv::Error> {
     let flat = Mat::new_rows_cols_with_data(image.height as i32, (image.width * 3) as i32, &image.pixels)?;
     let src = flat.reshape(3, image.height as i32)?;
     let mut dst = Mat::default();
@@ -259,19 +338,62 @@ fn shrink(image: &RgbImage, size: (u32, u32)) -> Result<RgbImage, opencv::Error>
 
 impl FaceDetector for YuNet {
     fn detect(&self, image: &RgbImage) -> Result<Vec<Detection>, DetectorError> {
-        let size = shrunk_size(image.width, image.height, self.params.max_side);
-        let faces = if size == (image.width, image.height) {
-            self.detect_at_size(image)?
-        } else {
-            self.detect_at_size(&shrink(image, size)?)?
+        let sizes = detection_sizes(image.width, image.height, &self.params);
+        let threshold = self.params.score_threshold;
+        let mut levels = Vec::with_capacity(sizes.len());
+        let main = if sizes[0] == (image.width, image.height) { None } else { Some(shrink(image, sizes[0])?) };
+        let main = main.as_ref().unwrap_or(image);
+        for (level, &size) in sizes.iter().enumerate() {
+            let mut faces = if level == 0 {
+                self.detect_at_size(main, threshold)?
+            } else {
+                // From the main copy: shrinking 4x is cheaper from there than from the photo.
+                self.detect_at_size(&shrink(main, size)?, threshold)?
+            };
+            if level > 0 {
+                let ratio = sizes[0].0 as f32 / size.0 as f32;
+                faces.retain(|f| (f.w.max(0.0) * f.h.max(0.0)).sqrt() * ratio >= COARSE_FROM);
+            }
+            let (sx, sy) = (image.width as f32 / size.0 as f32, image.height as f32 / size.1 as f32);
+            levels.push((faces, sx, sy));
+        }
+        if let [(faces, sx, sy)] = &levels[..] {
+            return Ok(faces.iter().map(|f| to_detection(f, *sx, *sy)).collect());
+        }
+        // Several copies: their faces in the photo's pixels, one NMS over all.
+        let all: Vec<RawFace> =
+            levels.iter().flat_map(|(faces, sx, sy)| faces.iter().map(|f| scaled(f, *sx, *sy))).collect();
+        Ok(nms(all, threshold, &self.params)?.iter().map(|f| to_detection(f, 1.0, 1.0)).collect())
+    }
+
+    fn look_again(
+        &self,
+        image: &RgbImage,
+        detection: &Detection,
+        params: &SecondLookParams,
+    ) -> Result<Option<Look>, DetectorError> {
+        let detect = |near: &RgbImage| -> Result<Vec<([f32; 4], f32)>, DetectorError> {
+            let faces = self.detect_at_size(near, second_look::SCORE_FLOOR)?;
+            Ok(faces.iter().map(|f| ([f.x, f.y, f.w, f.h], f.score)).collect())
         };
-        let (sx, sy) = (image.width as f32 / size.0 as f32, image.height as f32 / size.1 as f32);
-        Ok(faces.iter().map(|f| to_detection(f, sx, sy)).collect())
+        second_look::look_again(image, detection, params, detect).map(Some)
+    }
+}
+
+/// A face of a detection copy in the photo's pixels, before rounding.
+fn scaled(face: &RawFace, sx: f32, sy: f32) -> RawFace {
+    RawFace {
+        x: face.x * sx,
+        y: face.y * sy,
+        w: face.w * sx,
+        h: face.h * sy,
+        landmarks: face.landmarks.map(|[x, y]| [x * sx, y * sy]),
+        score: face.score,
     }
 }
 
 /// A face of the detection copy in the photo's pixels.
-fn to_detection(face: &RawFace, sx: f32, sy: f32) -> Detection {
+pub(super) fn to_detection(face: &RawFace, sx: f32, sy: f32) -> Detection {
     let exact = [face.x * sx, face.y * sy, face.w * sx, face.h * sy];
     let landmarks = face.landmarks.map(|[x, y]| [x * sx, y * sy]);
     let face_box = FaceBox {
@@ -343,6 +465,31 @@ mod tests {
         let views: Vec<&[f32]> = out.iter().map(Vec::as_slice).collect();
         let err = decode(&views, 32, 32, 0.5).unwrap_err();
         assert!(err.to_string().contains("kps_8"), "{err}");
+    }
+
+    #[test]
+    fn faces_are_looked_for_where_a_min_face_side_face_is_face_px() {
+        let params = |face_px| YuNetParams {
+            score_threshold: 0.5,
+            nms_threshold: 0.3,
+            top_k: 10,
+            max_side: 640,
+            face_px,
+            min_face_side: 64,
+        };
+        // 40 / 64: a 1024 x 683 photo at 640 x 427 (too small to need a second copy).
+        assert_eq!(detection_sizes(1024, 683, &params(40)), vec![(640, 427)]);
+        // Where the main copy's shorter side is over 600 px, also 4x smaller for faces over 300 px.
+        assert_eq!(detection_sizes(2048, 1366, &params(40)), vec![(1280, 854), (320, 213)]);
+        // The same scale whatever the photo's size; small photos need no second copy.
+        assert_eq!(detection_sizes(3072, 2049, &params(40)), vec![(1920, 1281), (480, 320)]);
+        // Never below the longer-side-640 copy: a small photo stays as it is.
+        assert_eq!(detection_sizes(512, 342, &params(40)), vec![(512, 342)]);
+        // Never enlarged; off: the longer side rule.
+        assert_eq!(detection_sizes(100, 80, &params(128)), vec![(100, 80)]);
+        // A portrait photo: 0.625 x 1400 = 875 px high, where the longer side rule gave 640.
+        assert_eq!(detection_sizes(1024, 1400, &params(40)), vec![(640, 875), (160, 219)]);
+        assert_eq!(detection_sizes(1024, 683, &params(0)), vec![(640, 427)]);
     }
 
     #[test]

@@ -1,0 +1,132 @@
+//! The faces stage's second look, its eval-boxes checks and picture of mistakes, and the
+//! user-supplied SCRFD detector's refusals, on opencv-doc's messi5.jpg (one frontal face).
+//! No test needs the SCRFD model file.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use common::*;
+
+fn faces(input: &Path, output: &Path, sets: &[&str], extra: &[&str]) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_faces"));
+    cmd.args(["--input", input.to_str().unwrap(), "--output", output.to_str().unwrap()]);
+    for s in sets {
+        cmd.args(["--set", s]);
+    }
+    cmd.args(extra);
+    let out = cmd.output().unwrap();
+    eprintln!("{}", String::from_utf8_lossy(&out.stderr));
+    out
+}
+
+fn messi_folder(root: &Path) -> PathBuf {
+    let input = root.join("in");
+    std::fs::create_dir_all(&input).unwrap();
+    std::fs::copy(opencv_sample("messi5.jpg"), input.join("messi5.jpg")).unwrap();
+    input
+}
+
+fn summary(output: &Path) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(output.join("summary.json")).unwrap()).unwrap()
+}
+
+#[test]
+fn the_second_look_finds_a_real_face_again_and_its_threshold_drops_boxes() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = messi_folder(dir.path());
+    let output = dir.path().join("out");
+    assert!(faces(&input, &output, &["faces.min_face_side=32"], &[]).status.success());
+    let rows = read_manifest(&output);
+    let face = &row_for(&rows, "messi5.jpg")["boxes"][0];
+    assert_eq!(face["kept"], true, "{face}");
+    let looks: Vec<f64> = face["second_look"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
+    assert_eq!(looks.len(), 2, "{face}");
+    // The face is found again on its neighbourhood and on the mirror.
+    assert!(looks.iter().all(|&s| s >= 0.5), "{face}");
+    assert_eq!(summary(&output)["stage_counts"]["rejected"]["by_second_look"], 0);
+
+    // No mean of scores reaches 1: the same face is dropped, and counted, with its reason.
+    let strict = dir.path().join("strict");
+    let sets = ["faces.min_face_side=32", "faces.second_look_threshold=1.0"];
+    assert!(faces(&input, &strict, &sets, &[]).status.success());
+    let rows = read_manifest(&strict);
+    let row = row_for(&rows, "messi5.jpg");
+    assert_eq!(row["status"], "skipped", "{row}");
+    let reason = row["boxes"][0]["reason"].as_str().unwrap();
+    assert!(reason.starts_with("second look: mean score"), "{reason}");
+    assert_eq!(summary(&strict)["stage_counts"]["rejected"]["by_second_look"], 1);
+
+    // Off: no second_look in the entry.
+    let off = dir.path().join("off");
+    assert!(faces(&input, &off, &["faces.min_face_side=32", "faces.second_look=false"], &[]).status.success());
+    let rows = read_manifest(&off);
+    assert!(row_for(&rows, "messi5.jpg")["boxes"][0].get("second_look").is_none());
+}
+
+#[test]
+fn a_missing_or_malformed_ground_truth_stops_the_run_before_it_starts() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = messi_folder(dir.path());
+    let malformed = dir.path().join("gt-bad.json");
+    write(&malformed, br#"{"images": [{"file": "messi5.jpg", "boxes": [[1, 2, 3]]}]}"#);
+    let missing = dir.path().join("gt-missing.json");
+    for (k, gt) in [missing, malformed].iter().enumerate() {
+        let output = dir.path().join(format!("out{k}"));
+        let out = faces(&input, &output, &[], &["--eval-boxes", gt.to_str().unwrap()]);
+        assert_eq!(out.status.code(), Some(1));
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(gt.to_str().unwrap()), "{stderr}");
+        assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr}");
+        // Before the run: nothing was detected or written.
+        assert!(!output.join("manifest.jsonl").exists(), "{}", output.display());
+    }
+}
+
+#[test]
+fn eval_boxes_draws_the_wrong_boxes_in_a_png() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = messi_folder(dir.path());
+    // A ground truth that says messi5.jpg holds no face: the kept box is a wrong one.
+    let gt = dir.path().join("gt.json");
+    write(&gt, br#"{"images": [{"file": "messi5.jpg", "boxes": []}]}"#);
+    let output = dir.path().join("out");
+    let out = faces(&input, &output, &["faces.min_face_side=32"], &["--eval-boxes", gt.to_str().unwrap()]);
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("eval-wrong-boxes.png"));
+    let record: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(output.join("eval-boxes.json")).unwrap()).unwrap();
+    let wrong = record["wrong_boxes"].as_array().unwrap();
+    assert_eq!(wrong.len(), 1, "{record}");
+    assert_eq!(wrong[0]["file"], "messi5.jpg");
+    let sheet = image::open(output.join("eval-wrong-boxes.png")).unwrap().into_rgb8();
+    assert_eq!((sheet.width(), sheet.height()), (100, 100));
+    // The tile holds the photo (not the grey background) and the box's red outline.
+    let red = sheet.pixels().filter(|p| p.0 == [255, 0, 0]).count();
+    assert!(red > 100, "{red} red pixels");
+    let photo = sheet.pixels().filter(|p| p.0 != [255, 0, 0] && p.0 != [128, 128, 128]).count();
+    assert!(photo > 5000, "{photo}");
+}
+
+#[test]
+fn scrfd_refuses_a_model_that_is_not_one_in_one_line_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = messi_folder(dir.path());
+    let yunet = concat!(env!("CARGO_MANIFEST_DIR"), "/models/face_detection_yunet_2023mar.onnx");
+    let cases = [
+        (yunet.to_string(), "", "no output score_8"),
+        (yunet.to_string(), dcgan_pipeline::faces::scrfd::MODEL_SHA256, "sha256"),
+        ("/nonexistent/scrfd.onnx".to_string(), "", "No such file"),
+    ];
+    for (k, (model, sha, words)) in cases.iter().enumerate() {
+        let sets =
+            ["faces.detector=scrfd".to_string(), format!("faces.model={model}"), format!("faces.model_sha256={sha}")];
+        let sets: Vec<&str> = sets.iter().map(String::as_str).collect();
+        let out = faces(&input, &dir.path().join(format!("out{k}")), &sets, &[]);
+        assert_eq!(out.status.code(), Some(1), "{model}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(model.as_str()) && stderr.contains("SCRFD") && stderr.contains(words), "{stderr}");
+        assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr}");
+    }
+}
