@@ -148,16 +148,8 @@ pub fn build_detector(config: &FacesConfig) -> Result<Box<dyn FaceDetector>, det
             Ok(Box::new(HaarCascade::new(path, params)?))
         }
         DetectorKind::Yunet => {
-            let params = YuNetParams {
-                score_threshold: config.score_threshold,
-                nms_threshold: config.nms_threshold,
-                top_k: 5000,
-                max_side: config.detect_max_side,
-                face_px: config.detect_face_px,
-                min_face_side: config.min_face_side,
-            };
             let path = resolve_model_path(&config.model);
-            Ok(Box::new(YuNet::new(&path, &config.model_sha256, params)?))
+            Ok(Box::new(YuNet::new(&path, &config.model_sha256, yunet_params(config))?))
         }
         DetectorKind::Scrfd => {
             let params =
@@ -165,6 +157,18 @@ pub fn build_detector(config: &FacesConfig) -> Result<Box<dyn FaceDetector>, det
             let path = resolve_model_path(&config.model);
             Ok(Box::new(scrfd::Scrfd::new(&path, &config.model_sha256, params)?))
         }
+    }
+}
+
+/// YuNet's settings from the faces table.
+fn yunet_params(config: &FacesConfig) -> YuNetParams {
+    YuNetParams {
+        score_threshold: config.score_threshold,
+        nms_threshold: config.nms_threshold,
+        top_k: 5000,
+        max_side: config.detect_max_side,
+        face_px: config.detect_face_px,
+        min_face_side: config.min_face_side,
     }
 }
 
@@ -229,11 +233,17 @@ fn round_to(value: f32, decimals: i32) -> f64 {
 }
 
 impl FacesStage {
-    /// The size the detector looks at `image` in: YuNet's shrunk copy, the cascade's full size.
+    /// The size the detector looks at `image` in: YuNet's main copy (the scale rule's), SCRFD's
+    /// copy in its 640 square, the cascade's full size.
     fn detection_size(&self, image: &crate::imageops::RgbImage) -> (u32, u32) {
+        let (width, height) = (image.width, image.height);
         match self.config.detector {
-            DetectorKind::Yunet => yunet::shrunk_size(image.width, image.height, self.config.detect_max_side),
-            DetectorKind::Haar => (image.width, image.height),
+            DetectorKind::Yunet => yunet::detection_sizes(width, height, &yunet_params(&self.config))
+                .first()
+                .copied()
+                .unwrap_or((width, height)),
+            DetectorKind::Scrfd => scrfd::scaled_size(width, height),
+            DetectorKind::Haar => (width, height),
         }
     }
 

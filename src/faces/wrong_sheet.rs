@@ -82,7 +82,8 @@ pub enum SheetError {
 /// Draws the wrong boxes (photos read from `folder`, decoded as the stage decodes them, so that
 /// the boxes sit where the stage saw them) into `path`; returns how many it drew.
 pub fn write(folder: &Path, wrong: &[(String, Kept)], path: &Path) -> Result<usize, SheetError> {
-    let options = DecodeOptions { max_pixels: u32::MAX as u64, min_decoded_side: None };
+    // A photo the stage kept as damaged (keep_damaged) is drawn as it was seen.
+    let options = DecodeOptions { max_pixels: u32::MAX as u64, min_decoded_side: None, keep_damaged: true };
     let mut tiles = Vec::new();
     let mut current: Option<(&str, RgbImage)> = None;
     for (file, kept) in wrong.iter().take(MAX_TILES) {
