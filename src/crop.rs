@@ -3,7 +3,9 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 
-use crate::imageops::{decode_rgb_with_libjpeg, min_resize_center_crop, DecodeError, DecodeOptions};
+use crate::imageops::{
+    decode_rgb_with_libjpeg, min_resize_center_crop, DecodeError, DecodeOptions, DECODE_BYTES_PER_PIXEL,
+};
 use crate::stage::{Failure, ManifestRow, PerImageStage, Processed, Status};
 
 /// The crop stage: min-resized center crops.
@@ -26,10 +28,6 @@ pub struct CropConfig {
     /// Inputs per output shard (images-NNNNN.npy); also the unit of resume and of --shard.
     pub part_size: u64,
 }
-
-/// Bytes per pixel a decode may hold at its peak: a 16-bit RGB PNG decodes to 6 B, is widened to
-/// 16-bit RGBA (8 B) beside it, then narrowed to RGB (3 B); a JPEG needs 3 B and its turned copy 3.
-pub const DECODE_BYTES_PER_PIXEL: f64 = 14.0;
 
 pub struct CropStage {
     pub config: CropConfig,

@@ -316,7 +316,7 @@ impl PerImageStage for FacesStage {
             (DetectorKind::Yunet, 0) => 3.0 + 12.0,
             _ => 0.0,
         };
-        let per_pixel = crate::crop::DECODE_BYTES_PER_PIXEL.max(detect);
+        let per_pixel = crate::imageops::DECODE_BYTES_PER_PIXEL.max(detect);
         let bytes = c.max_file_bytes as f64 + c.max_pixels as f64 * per_pixel;
         (
             bytes,

@@ -56,6 +56,10 @@ pub enum DecodeError {
     Corrupt { format: &'static str, message: String },
 }
 
+/// Bytes per pixel a decode may hold at its peak: a 16-bit RGB PNG decodes to 6 B, is widened to
+/// 16-bit RGBA (8 B) beside it, then narrowed to RGB (3 B); a JPEG needs 3 B and its turned copy 3.
+pub const DECODE_BYTES_PER_PIXEL: f64 = 14.0;
+
 /// How to decode.
 #[derive(Debug, Clone, Copy)]
 pub struct DecodeOptions {
