@@ -148,8 +148,16 @@ pub fn build_detector(config: &FacesConfig) -> Result<Box<dyn FaceDetector>, det
             Ok(Box::new(HaarCascade::new(path, params)?))
         }
         DetectorKind::Yunet => {
+            let params = YuNetParams {
+                score_threshold: config.score_threshold,
+                nms_threshold: config.nms_threshold,
+                top_k: 5000,
+                max_side: config.detect_max_side,
+                face_px: config.detect_face_px,
+                min_face_side: config.min_face_side,
+            };
             let path = resolve_model_path(&config.model);
-            Ok(Box::new(YuNet::new(&path, &config.model_sha256, yunet_params(config))?))
+            Ok(Box::new(YuNet::new(&path, &config.model_sha256, params)?))
         }
         DetectorKind::Scrfd => {
             let params =
@@ -157,18 +165,6 @@ pub fn build_detector(config: &FacesConfig) -> Result<Box<dyn FaceDetector>, det
             let path = resolve_model_path(&config.model);
             Ok(Box::new(scrfd::Scrfd::new(&path, &config.model_sha256, params)?))
         }
-    }
-}
-
-/// YuNet's settings from the faces table.
-fn yunet_params(config: &FacesConfig) -> YuNetParams {
-    YuNetParams {
-        score_threshold: config.score_threshold,
-        nms_threshold: config.nms_threshold,
-        top_k: 5000,
-        max_side: config.detect_max_side,
-        face_px: config.detect_face_px,
-        min_face_side: config.min_face_side,
     }
 }
 
@@ -233,15 +229,14 @@ fn round_to(value: f32, decimals: i32) -> f64 {
 }
 
 impl FacesStage {
-    /// The size the detector looks at `image` in: YuNet's main copy (the scale rule's), SCRFD's
-    /// copy in its 640 square, the cascade's full size.
+    /// The size the detector looks at `image` in, for the too-thin check: YuNet's longer-side copy
+    /// (whatever the scale rule would choose: on a strip thinner than that allows, YuNet's outputs
+    /// are not finite and differ from run to run), SCRFD's copy in its 640 square, the cascade's
+    /// full size.
     fn detection_size(&self, image: &crate::imageops::RgbImage) -> (u32, u32) {
         let (width, height) = (image.width, image.height);
         match self.config.detector {
-            DetectorKind::Yunet => yunet::detection_sizes(width, height, &yunet_params(&self.config))
-                .first()
-                .copied()
-                .unwrap_or((width, height)),
+            DetectorKind::Yunet => yunet::shrunk_size(width, height, self.config.detect_max_side),
             DetectorKind::Scrfd => scrfd::scaled_size(width, height),
             DetectorKind::Haar => (width, height),
         }
