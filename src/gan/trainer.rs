@@ -732,7 +732,7 @@ impl<'a> TrainingRun<'a> {
         tch::manual_seed(config.seed as i64 ^ 0x5EED);
         let fixed_z = sample_z(config.prior, 64, config.z_dim(), device);
         let collapse = CollapseMonitor::new(&collapse_probe(&images, config.seed), CollapseCriteria::default());
-        let nn_watch = NnWatch::new(&images, config.seed as u64, output, start_step)?;
+        let nn_watch = NnWatch::new(&images, config.seed, output, start_step)?;
         let progress = Progress::new("train", Some(total_steps.saturating_sub(start_step)), log_every_s);
         Ok(Self {
             config,

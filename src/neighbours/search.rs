@@ -221,8 +221,8 @@ mod tests {
             let mut all: Vec<(u64, u32)> =
                 (0..r.len()).map(|j| (squared_difference(q.row(i), r.row(j)), j as u32)).collect();
             all.sort_unstable();
-            for j in 0..3 {
-                assert_eq!((found.ssd[i * 3 + j], found.index[i * 3 + j]), all[j], "query {i}, neighbour {j}");
+            for (j, expected) in all.iter().take(3).enumerate() {
+                assert_eq!((found.ssd[i * 3 + j], found.index[i * 3 + j]), *expected, "query {i}, neighbour {j}");
             }
         }
     }
