@@ -6,11 +6,11 @@
 
 use std::path::Path;
 
-use anyhow::{bail, Context, Result};
+use anyhow::Result;
 use tch::Tensor;
 
 use super::copying::to_pixels;
-use super::trainer::epoch_permutation;
+use super::trainer::{epoch_permutation, read_step_rows};
 use crate::neighbours::{nearest, PixelRows};
 use crate::plots::{write_line_plot, Legend, LinePlot, Panel, Series};
 
@@ -105,21 +105,8 @@ impl NnWatch {
 
 /// Rows of an earlier run up to `up_to_step` (none when there is no file).
 fn read_rows(path: &Path, up_to_step: u64) -> Result<Vec<NnRow>> {
-    let text = match std::fs::read_to_string(path) {
-        Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(e).with_context(|| format!("{}: unreadable", path.display())),
-    };
-    let mut rows = Vec::new();
-    for line in text.lines().skip(1) {
-        let f: Vec<f64> = line.split(',').map(|v| v.parse().unwrap_or(f64::NAN)).collect();
-        if f.len() != 4 {
-            bail!("{}: row {line:?} does not have 4 columns", path.display());
-        }
-        let row = NnRow { step: f[0] as u64, epoch: f[1] as u64, mean_nn_generated: f[2], mean_nn_real: f[3] };
-        if row.step <= up_to_step {
-            rows.push(row);
-        }
-    }
-    Ok(rows)
+    Ok(read_step_rows(path, 4, up_to_step)?
+        .into_iter()
+        .map(|f| NnRow { step: f[0] as u64, epoch: f[1] as u64, mean_nn_generated: f[2], mean_nn_real: f[3] })
+        .collect())
 }

@@ -445,6 +445,23 @@ pub fn loss_plot<'a>(
 }
 
 fn read_losses(path: &Path, up_to_step: u64) -> Result<Vec<LossRow>> {
+    Ok(read_step_rows(path, 7, up_to_step)?
+        .into_iter()
+        .map(|f| LossRow {
+            step: f[0] as u64,
+            epoch: f[1] as u64,
+            loss_d: f[2],
+            loss_g: f[3],
+            d_real: f[4],
+            d_fake: f[5],
+            images_per_s: f[6],
+        })
+        .collect())
+}
+
+/// The rows of a per-step CSV an earlier run wrote (step first), each of `columns` numbers, up to
+/// `up_to_step`: none when there is no file, so that a resumed run continues its own log.
+pub(super) fn read_step_rows(path: &Path, columns: usize, up_to_step: u64) -> Result<Vec<Vec<f64>>> {
     let text = match std::fs::read_to_string(path) {
         Ok(t) => t,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
@@ -453,20 +470,11 @@ fn read_losses(path: &Path, up_to_step: u64) -> Result<Vec<LossRow>> {
     let mut rows = Vec::new();
     for line in text.lines().skip(1) {
         let f: Vec<f64> = line.split(',').map(|v| v.parse().unwrap_or(f64::NAN)).collect();
-        if f.len() != 7 {
-            bail!("{}: row {line:?} does not have 7 columns", path.display());
+        if f.len() != columns {
+            bail!("{}: row {line:?} does not have {columns} columns", path.display());
         }
-        let row = LossRow {
-            step: f[0] as u64,
-            epoch: f[1] as u64,
-            loss_d: f[2],
-            loss_g: f[3],
-            d_real: f[4],
-            d_fake: f[5],
-            images_per_s: f[6],
-        };
-        if row.step <= up_to_step {
-            rows.push(row);
+        if f[0] as u64 <= up_to_step {
+            rows.push(f);
         }
     }
     Ok(rows)
