@@ -11,6 +11,7 @@
 //! and then [`Decoded::damage`] says what was reported. No decoder message reaches stderr.
 
 pub mod jpeg;
+pub mod jpeg_scan;
 pub mod libjpeg;
 pub mod resize;
 
@@ -111,13 +112,17 @@ fn format_name(format: image::ImageFormat) -> &'static str {
 
 /// Decodes encoded image bytes into 8-bit RGB with its EXIF orientation applied (once), in pure
 /// Rust (JPEGs through zune-jpeg in strict mode, the `image` crate's decoder). For binaries that must
-/// not need OpenCV's libraries (train and cifar-eval run on GPU machines without them). Unlike
-/// libjpeg, zune-jpeg reads an end marker met inside the scan as zero bits, so a JPEG with a hole
-/// that keeps its end marker still decodes here; the image stages use [`decode_rgb_with_libjpeg`].
+/// not need OpenCV's libraries (train and cifar-eval run on GPU machines without them). zune-jpeg
+/// reads an end marker met inside the scan as zero bits, so a sequential JPEG's scans are first
+/// walked ([`jpeg_scan::check_scans`]) to find a hole that keeps its end marker, as libjpeg would;
+/// a progressive JPEG's are not.
 pub fn decode_rgb(bytes: &[u8], max_pixels: u64) -> Result<Decoded, DecodeError> {
     match sniff(bytes)? {
         image::ImageFormat::Jpeg => {
             let info = checked_jpeg_info(bytes, max_pixels)?;
+            // zune-jpeg cannot see a scan that stops early (below); the walk can.
+            jpeg_scan::check_scans(bytes)
+                .map_err(|e| DecodeError::Corrupt { format: "JPEG", message: e.to_string() })?;
             let image = apply_orientation(decode_jpeg_strictly(bytes)?, info.orientation);
             Ok(Decoded {
                 source_width: image.width,
@@ -417,7 +422,7 @@ mod tests {
     }
 
     #[test]
-    fn the_pure_rust_decoder_refuses_a_spliced_jpeg_and_keeps_the_image_crates_pixels() {
+    fn the_pure_rust_decoder_refuses_a_spliced_or_holed_jpeg_and_keeps_the_image_crates_pixels() {
         let samples = std::path::Path::new("/usr/share/doc/opencv-doc/examples/data");
         let whole = std::fs::read(samples.join("baboon.jpg")).expect("opencv-doc's photos (make setup)");
         // A download restarted into the same file: half of one JPEG, then another whole one. The
@@ -428,6 +433,12 @@ mod tests {
         assert!(image::load_from_memory(&spliced).is_ok());
         let err = decode_rgb(&spliced, 1 << 28).unwrap_err();
         assert!(matches!(err, DecodeError::Corrupt { format: "JPEG", .. }), "{err}");
+        // The F1 on this path: a fifth of the file, then its last 200 bytes (end marker kept).
+        let mut hole = whole[..whole.len() / 5].to_vec();
+        hole.extend_from_slice(&whole[whole.len() - 200..]);
+        assert!(image::load_from_memory(&hole).is_ok());
+        let err = decode_rgb(&hole, 1 << 28).unwrap_err().to_string();
+        assert!(err.contains("premature end of data segment") || err.contains("bad Huffman code"), "{err}");
         // Whole JPEGs (colour, grey, CMYK) decode to exactly the image crate's pixels.
         let mut jpegs: Vec<Vec<u8>> = ["baboon.jpg", "fruits.jpg", "messi5.jpg"]
             .iter()
