@@ -375,6 +375,18 @@ mod tests {
         (bgr.cols() as u32, bgr.rows() as u32, rgb)
     }
 
+    /// A grey and a CMYK JPEG, which take other colour conversions than a photo's YCbCr.
+    fn grey_and_cmyk_jpegs() -> [Vec<u8>; 2] {
+        let gray = image::GrayImage::from_fn(61, 47, |x, y| image::Luma([(x * 4 + y) as u8]));
+        let mut gray_jpeg = Vec::new();
+        image::codecs::jpeg::JpegEncoder::new_with_quality(&mut gray_jpeg, 90).encode_image(&gray).unwrap();
+        let cmyk: Vec<u8> =
+            (0..40 * 30).flat_map(|i| [(i % 256) as u8, (i / 5 % 256) as u8, 90, (i % 70) as u8]).collect();
+        let mut cmyk_jpeg = Vec::new();
+        jpeg_encoder::Encoder::new(&mut cmyk_jpeg, 90).encode(&cmyk, 40, 30, jpeg_encoder::ColorType::Cmyk).unwrap();
+        [gray_jpeg, cmyk_jpeg]
+    }
+
     #[test]
     fn the_direct_libjpeg_call_gives_opencvs_pixels() {
         let samples = std::path::Path::new("/usr/share/doc/opencv-doc/examples/data");
@@ -382,16 +394,7 @@ mod tests {
             .iter()
             .map(|n| std::fs::read(samples.join(n)).expect("opencv-doc's photos (make setup)"))
             .collect();
-        // A grey and a CMYK JPEG, which take other conversions.
-        let gray = image::GrayImage::from_fn(61, 47, |x, y| image::Luma([(x * 4 + y) as u8]));
-        let mut gray_jpeg = Vec::new();
-        image::codecs::jpeg::JpegEncoder::new_with_quality(&mut gray_jpeg, 90).encode_image(&gray).unwrap();
-        jpegs.push(gray_jpeg);
-        let cmyk: Vec<u8> =
-            (0..40 * 30).flat_map(|i| [(i % 256) as u8, (i / 5 % 256) as u8, 90, (i % 70) as u8]).collect();
-        let mut cmyk_jpeg = Vec::new();
-        jpeg_encoder::Encoder::new(&mut cmyk_jpeg, 90).encode(&cmyk, 40, 30, jpeg_encoder::ColorType::Cmyk).unwrap();
-        jpegs.push(cmyk_jpeg);
+        jpegs.extend(grey_and_cmyk_jpegs());
         for (k, bytes) in jpegs.iter().enumerate() {
             let info = jpeg::read_jpeg_info(bytes).unwrap();
             for scale in [1, 2, 4, 8] {
@@ -444,15 +447,7 @@ mod tests {
             .iter()
             .map(|n| std::fs::read(samples.join(n)).unwrap())
             .collect();
-        let gray = image::GrayImage::from_fn(61, 47, |x, y| image::Luma([(x * 4 + y) as u8]));
-        let mut gray_jpeg = Vec::new();
-        image::codecs::jpeg::JpegEncoder::new_with_quality(&mut gray_jpeg, 90).encode_image(&gray).unwrap();
-        jpegs.push(gray_jpeg);
-        let cmyk: Vec<u8> =
-            (0..40 * 30).flat_map(|i| [(i % 256) as u8, (i / 5 % 256) as u8, 90, (i % 70) as u8]).collect();
-        let mut cmyk_jpeg = Vec::new();
-        jpeg_encoder::Encoder::new(&mut cmyk_jpeg, 90).encode(&cmyk, 40, 30, jpeg_encoder::ColorType::Cmyk).unwrap();
-        jpegs.push(cmyk_jpeg);
+        jpegs.extend(grey_and_cmyk_jpegs());
         for (k, bytes) in jpegs.iter().enumerate() {
             let ours = decode_rgb(bytes, 1 << 28).unwrap().image;
             let theirs = image::load_from_memory(bytes).unwrap().to_rgb8();
