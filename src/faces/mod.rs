@@ -5,6 +5,7 @@
 //! or the paper's Haar cascade.
 
 pub mod align;
+pub mod area;
 pub mod detector;
 pub mod eval;
 pub mod geometry;

@@ -346,8 +346,13 @@ pub fn shrunk_size(width: u32, height: u32, max_side: u32) -> (u32, u32) {
     (side(width), side(height))
 }
 
-/// `image` shrunk with OpenCV's INTER_AREA to `size`.
+/// `image` shrunk with OpenCV's INTER_AREA to `size` (the same pixels computed here where the
+/// factor is not a whole number: [`super::area`]).
 pub(super) fn shrink(image: &RgbImage, size: (u32, u32)) -> Result<RgbImage, opencv::Error> {
+    if super::area::shrinks_here((image.width, image.height), size) {
+        let pixels = super::area::shrink_area(&image.pixels, (image.width, image.height), size);
+        return Ok(RgbImage::new(size.0, size.1, pixels));
+    }
     let flat = Mat::new_rows_cols_with_data(image.height as i32, (image.width * 3) as i32, &image.pixels)?;
     let src = flat.reshape(3, image.height as i32)?;
     let mut dst = Mat::default();
