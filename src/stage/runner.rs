@@ -407,6 +407,42 @@ impl<'a, S: PerImageStage> Walk<'a, S> {
         }
         Ok(())
     }
+    /// Visits every record this run still needs. The source is read on a thread of its own, up to two
+    /// batches ahead, so that reading an archive (inflating, parsing) overlaps the decoding of the
+    /// batch before instead of idling the workers.
+    fn read_source(&mut self) -> Result<()> {
+        let spec = self.spec;
+        // A copy, since the visitor borrows `self` mutably.
+        let done_before = self.done.clone();
+        let wanted = |index: u64| {
+            let part = index / spec.part_size;
+            spec.shard.owns_part(part) && !done_before.contains(&part)
+        };
+        let (sender, receiver) = std::sync::mpsc::sync_channel::<Record>(spec.batch.saturating_mul(2).max(1));
+        let max_bytes = self.stage.max_file_bytes();
+        let walked = std::thread::scope(|scope| {
+            let reader = scope.spawn(move || {
+                spec.source.for_each_record(&wanted, max_bytes, &mut |record| match sender.send(record) {
+                    Ok(()) => ControlFlow::Continue(()),
+                    // The receiving side stopped on an error of its own.
+                    Err(_) => ControlFlow::Break(()),
+                })
+            });
+            for record in &receiver {
+                if let Err(e) = self.visit(record) {
+                    self.failure = Some(e);
+                    break;
+                }
+            }
+            drop(receiver);
+            reader.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+        });
+        walked?;
+        match self.failure.take() {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
 }
 
 /// 128 bits of a name, enough to tell a repeat from a collision among billions of names.
@@ -533,37 +569,7 @@ pub fn run_per_image<S: PerImageStage>(stage: &S, spec: &RunSpec) -> Result<(Sha
     if walk.report.parts_done_before > 0 {
         walk.progress.note(&format!("resuming: {} parts already done", walk.report.parts_done_before));
     }
-    // A copy, since the visitor borrows `walk` mutably.
-    let done_before = walk.done.clone();
-    let wanted = |index: u64| {
-        let part = index / spec.part_size;
-        spec.shard.owns_part(part) && !done_before.contains(&part)
-    };
-    // The source is read on a thread of its own, up to two batches ahead, so that reading an archive
-    // (inflating, parsing) overlaps the decoding of the batch before instead of idling the workers.
-    let (sender, receiver) = std::sync::mpsc::sync_channel::<Record>(spec.batch.saturating_mul(2).max(1));
-    let max_bytes = stage.max_file_bytes();
-    let walked = std::thread::scope(|scope| {
-        let reader = scope.spawn(move || {
-            spec.source.for_each_record(&wanted, max_bytes, &mut |record| match sender.send(record) {
-                Ok(()) => ControlFlow::Continue(()),
-                // The receiving side stopped on an error of its own.
-                Err(_) => ControlFlow::Break(()),
-            })
-        });
-        for record in &receiver {
-            if let Err(e) = walk.visit(record) {
-                walk.failure = Some(e);
-                break;
-            }
-        }
-        drop(receiver);
-        reader.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic))
-    });
-    walked?;
-    if let Some(e) = walk.failure.take() {
-        return Err(e);
-    }
+    walk.read_source()?;
     walk.close_part()?;
     walk.progress.finish();
     let mut report = walk.report;
