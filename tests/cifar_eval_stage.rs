@@ -106,20 +106,28 @@ fn images_that_do_not_decode_are_named_and_the_score_says_how_many_it_counts() {
     std::fs::remove_file(data.join("test/bird/0003.png")).unwrap();
     write(&data.join("test/bird/0003.jpg"), &cut);
     write(&data.join("train/cat/9999.jpg"), &cut);
+    // And one with a hole that keeps its end marker: the pure-Rust decoder alone would fill it.
+    let whole = jpeg_bytes(&class_image(4, 3), 95);
+    let mut holed = whole[..whole.len() / 3].to_vec();
+    holed.extend_from_slice(&whole[whole.len() - 40..]);
+    std::fs::remove_file(data.join("test/deer/0001.png")).unwrap();
+    write(&data.join("test/deer/0001.jpg"), &holed);
     let out = dir.path().join("out");
     let run = run_eval(&data, &out, &["cifar_eval.discriminator=\"random\""]);
     let stderr = String::from_utf8_lossy(&run.stderr);
     assert!(run.status.success(), "{stderr}");
     assert!(
-        stderr.contains("test/bird/0003.jpg") && stderr.contains("train/cat/9999.jpg"),
+        stderr.contains("test/bird/0003.jpg")
+            && stderr.contains("train/cat/9999.jpg")
+            && stderr.contains("test/deer/0001.jpg"),
         "a warning per file: {stderr}"
     );
     let m = metrics(&out);
-    assert_eq!(m["test_images"], 49, "50 test files, one does not decode");
+    assert_eq!(m["test_images"], 48, "50 test files, two do not decode");
     assert_eq!(m["train_images"], 200);
     let summary: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("summary.json")).unwrap()).unwrap();
     for rejected in [&m["rejected_images"], &summary["metrics"]["rejected_images"]] {
-        assert_eq!(rejected["count"], 2);
+        assert_eq!(rejected["count"], 3);
         let names = |split: &str| {
             rejected[split]
                 .as_array()
@@ -128,12 +136,14 @@ fn images_that_do_not_decode_are_named_and_the_score_says_how_many_it_counts() {
                 .map(|r| r["name"].as_str().unwrap().to_owned())
                 .collect::<Vec<_>>()
         };
-        assert_eq!(names("test"), ["test/bird/0003.jpg"]);
+        assert_eq!(names("test"), ["test/bird/0003.jpg", "test/deer/0001.jpg"]);
         assert_eq!(names("train"), ["train/cat/9999.jpg"]);
         assert!(!rejected["test"][0]["reason"].as_str().unwrap().is_empty());
+        let hole = rejected["test"][1]["reason"].as_str().unwrap();
+        assert!(hole.contains("premature end of data segment") || hole.contains("bad Huffman code"), "{hole}");
     }
     let table = String::from_utf8_lossy(&run.stdout);
-    assert!(table.contains("on 49 test images"), "{table}");
+    assert!(table.contains("on 48 test images"), "{table}");
 }
 
 #[test]

@@ -536,6 +536,20 @@ fn damaged_archives_name_the_member_and_its_offset() {
         assert!(log.contains(&format!("{}:{key}: ", lmdb.display())), "{log}");
     }
     assert_eq!(row_for(&rows, "k3")["status"], "ok");
+
+    // LSUN's data.mdb cut short (an interrupted download): LMDB would map the missing pages and die
+    // of SIGBUS on the first read past the end; the stage says so instead and writes nothing.
+    let big: Vec<(String, Vec<u8>)> = (0..40).map(|k| (format!("p{k:02}"), png_bytes(&textured(96, 96, k)))).collect();
+    let cut = dir.path().join("lmdb-cut");
+    write_lmdb(&cut, &big);
+    let data = std::fs::read(cut.join("data.mdb")).unwrap();
+    std::fs::write(cut.join("data.mdb"), &data[..data.len() / 2]).unwrap();
+    let output = dir.path().join("lmdb-cut-out");
+    let out = run("crop", &cut, &output, &[]);
+    let log = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{log}");
+    assert!(log.contains("data.mdb is cut") && log.contains(&format!("{} bytes", data.len() / 2)), "{log}");
+    assert!(!output.join("manifest.jsonl").exists());
 }
 
 #[test]

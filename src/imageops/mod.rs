@@ -11,6 +11,7 @@
 //! and then [`Decoded::damage`] says what was reported. No decoder message reaches stderr.
 
 pub mod jpeg;
+pub mod jpeg_scan;
 pub mod libjpeg;
 pub mod resize;
 
@@ -109,21 +110,53 @@ fn format_name(format: image::ImageFormat) -> &'static str {
     }
 }
 
-/// Decodes encoded image bytes into 8-bit RGB with its EXIF orientation applied, in pure Rust
-/// (JPEGs through the `image` crate). For binaries that must not need OpenCV's libraries (train and
-/// cifar-eval run on GPU machines without them).
+/// Decodes encoded image bytes into 8-bit RGB with its EXIF orientation applied (once), in pure
+/// Rust (JPEGs through zune-jpeg in strict mode, the `image` crate's decoder). For binaries that must
+/// not need OpenCV's libraries (train and cifar-eval run on GPU machines without them). zune-jpeg
+/// reads an end marker met inside the scan as zero bits, so a sequential JPEG's scans are first
+/// walked ([`jpeg_scan::check_scans`]) to find a hole that keeps its end marker, as libjpeg would;
+/// a progressive JPEG's are not.
 pub fn decode_rgb(bytes: &[u8], max_pixels: u64) -> Result<Decoded, DecodeError> {
     match sniff(bytes)? {
         image::ImageFormat::Jpeg => {
             let info = checked_jpeg_info(bytes, max_pixels)?;
-            let mut decoded = decode_with_image_crate(bytes, image::ImageFormat::Jpeg, max_pixels)?;
-            decoded.image = apply_orientation(decoded.image, info.orientation);
-            decoded.orientation = info.orientation;
-            (decoded.source_width, decoded.source_height) = (decoded.image.width, decoded.image.height);
-            Ok(decoded)
+            // zune-jpeg cannot see a scan that stops early (below); the walk can.
+            jpeg_scan::check_scans(bytes)
+                .map_err(|e| DecodeError::Corrupt { format: "JPEG", message: e.to_string() })?;
+            let image = apply_orientation(decode_jpeg_strictly(bytes)?, info.orientation);
+            Ok(Decoded {
+                source_width: image.width,
+                source_height: image.height,
+                image,
+                format: "JPEG",
+                dct_scale: 1,
+                orientation: info.orientation,
+                damage: None,
+            })
         }
         format => decode_with_image_crate(bytes, format, max_pixels),
     }
+}
+
+/// A JPEG through zune-jpeg (the `image` crate's own JPEG decoder, the same pixels) in strict mode:
+/// scan data that stops early or meets a marker where none belongs fails the decode, where the
+/// lenient default fills the rest grey without a word (the twin of libjpeg's warnings below).
+fn decode_jpeg_strictly(bytes: &[u8]) -> Result<RgbImage, DecodeError> {
+    use zune_core::{bytestream::ZCursor, colorspace::ColorSpace, options::DecoderOptions};
+    let options = DecoderOptions::default()
+        .set_strict_mode(true)
+        .set_max_width(usize::MAX)
+        .set_max_height(usize::MAX)
+        .jpeg_set_out_colorspace(ColorSpace::RGB);
+    let mut decoder = zune_jpeg::JpegDecoder::new_with_options(ZCursor::new(bytes), options);
+    let corrupt = |e: zune_jpeg::errors::DecodeErrors| DecodeError::Corrupt { format: "JPEG", message: e.to_string() };
+    let pixels = decoder.decode().map_err(corrupt)?;
+    let (width, height) = decoder.dimensions().expect("headers decoded with the pixels");
+    if pixels.len() != width * height * 3 {
+        let message = format!("{} values for {width}x{height} RGB pixels", pixels.len());
+        return Err(DecodeError::Corrupt { format: "JPEG", message });
+    }
+    Ok(RgbImage::new(width as u32, height as u32, pixels))
 }
 
 /// Like [`decode_rgb`], but JPEGs go through libjpeg-turbo (OpenCV's imdecode), at a reduced DCT
@@ -342,6 +375,18 @@ mod tests {
         (bgr.cols() as u32, bgr.rows() as u32, rgb)
     }
 
+    /// A grey and a CMYK JPEG, which take other colour conversions than a photo's YCbCr.
+    fn grey_and_cmyk_jpegs() -> [Vec<u8>; 2] {
+        let gray = image::GrayImage::from_fn(61, 47, |x, y| image::Luma([(x * 4 + y) as u8]));
+        let mut gray_jpeg = Vec::new();
+        image::codecs::jpeg::JpegEncoder::new_with_quality(&mut gray_jpeg, 90).encode_image(&gray).unwrap();
+        let cmyk: Vec<u8> =
+            (0..40 * 30).flat_map(|i| [(i % 256) as u8, (i / 5 % 256) as u8, 90, (i % 70) as u8]).collect();
+        let mut cmyk_jpeg = Vec::new();
+        jpeg_encoder::Encoder::new(&mut cmyk_jpeg, 90).encode(&cmyk, 40, 30, jpeg_encoder::ColorType::Cmyk).unwrap();
+        [gray_jpeg, cmyk_jpeg]
+    }
+
     #[test]
     fn the_direct_libjpeg_call_gives_opencvs_pixels() {
         let samples = std::path::Path::new("/usr/share/doc/opencv-doc/examples/data");
@@ -349,16 +394,7 @@ mod tests {
             .iter()
             .map(|n| std::fs::read(samples.join(n)).expect("opencv-doc's photos (make setup)"))
             .collect();
-        // A grey and a CMYK JPEG, which take other conversions.
-        let gray = image::GrayImage::from_fn(61, 47, |x, y| image::Luma([(x * 4 + y) as u8]));
-        let mut gray_jpeg = Vec::new();
-        image::codecs::jpeg::JpegEncoder::new_with_quality(&mut gray_jpeg, 90).encode_image(&gray).unwrap();
-        jpegs.push(gray_jpeg);
-        let cmyk: Vec<u8> =
-            (0..40 * 30).flat_map(|i| [(i % 256) as u8, (i / 5 % 256) as u8, 90, (i % 70) as u8]).collect();
-        let mut cmyk_jpeg = Vec::new();
-        jpeg_encoder::Encoder::new(&mut cmyk_jpeg, 90).encode(&cmyk, 40, 30, jpeg_encoder::ColorType::Cmyk).unwrap();
-        jpegs.push(cmyk_jpeg);
+        jpegs.extend(grey_and_cmyk_jpegs());
         for (k, bytes) in jpegs.iter().enumerate() {
             let info = jpeg::read_jpeg_info(bytes).unwrap();
             for scale in [1, 2, 4, 8] {
@@ -386,6 +422,65 @@ mod tests {
         let kept = decode_rgb_with_libjpeg(&hole, &options).unwrap();
         assert!(kept.damage.as_deref().is_some_and(|d| d.contains("Corrupt JPEG data")), "{:?}", kept.damage);
         assert_eq!(decode_rgb_with_libjpeg(&whole, &options).unwrap().damage, None);
+    }
+
+    #[test]
+    fn the_pure_rust_decoder_refuses_a_spliced_or_holed_jpeg_and_keeps_the_image_crates_pixels() {
+        let samples = std::path::Path::new("/usr/share/doc/opencv-doc/examples/data");
+        let whole = std::fs::read(samples.join("baboon.jpg")).expect("opencv-doc's photos (make setup)");
+        // A download restarted into the same file: half of one JPEG, then another whole one. The
+        // lenient decoder reads the second's markers as scan data and says nothing.
+        let other = std::fs::read(samples.join("fruits.jpg")).unwrap();
+        let mut spliced = whole[..whole.len() / 2].to_vec();
+        spliced.extend_from_slice(&other);
+        assert!(image::load_from_memory(&spliced).is_ok());
+        let err = decode_rgb(&spliced, 1 << 28).unwrap_err();
+        assert!(matches!(err, DecodeError::Corrupt { format: "JPEG", .. }), "{err}");
+        // The F1 on this path: a fifth of the file, then its last 200 bytes (end marker kept).
+        let mut hole = whole[..whole.len() / 5].to_vec();
+        hole.extend_from_slice(&whole[whole.len() - 200..]);
+        assert!(image::load_from_memory(&hole).is_ok());
+        let err = decode_rgb(&hole, 1 << 28).unwrap_err().to_string();
+        assert!(err.contains("premature end of data segment") || err.contains("bad Huffman code"), "{err}");
+        // Whole JPEGs (colour, grey, CMYK) decode to exactly the image crate's pixels.
+        let mut jpegs: Vec<Vec<u8>> = ["baboon.jpg", "fruits.jpg", "messi5.jpg"]
+            .iter()
+            .map(|n| std::fs::read(samples.join(n)).unwrap())
+            .collect();
+        jpegs.extend(grey_and_cmyk_jpegs());
+        for (k, bytes) in jpegs.iter().enumerate() {
+            let ours = decode_rgb(bytes, 1 << 28).unwrap().image;
+            let theirs = image::load_from_memory(bytes).unwrap().to_rgb8();
+            assert_eq!((ours.width, ours.height), theirs.dimensions(), "JPEG {k}");
+            assert!(ours.pixels == theirs.into_raw(), "JPEG {k}: pixels differ from the image crate's");
+        }
+    }
+
+    #[test]
+    fn both_decoders_turn_an_exif_rotated_jpeg_once() {
+        let img = image::RgbImage::from_fn(40, 24, |x, y| image::Rgb([(x * 6) as u8, (y * 10) as u8, 50]));
+        let mut jpeg = Vec::new();
+        image::codecs::jpeg::JpegEncoder::new_with_quality(&mut jpeg, 95).encode_image(&img).unwrap();
+        // An EXIF APP1 right after SOI: little-endian TIFF, one IFD entry, orientation 6 (turn 90).
+        let mut tiff = b"II\x2a\x00\x08\x00\x00\x00".to_vec();
+        for v in [1u16, 0x0112, 3] {
+            tiff.extend_from_slice(&v.to_le_bytes());
+        }
+        tiff.extend_from_slice(&1u32.to_le_bytes());
+        tiff.extend_from_slice(&[6, 0, 0, 0, 0, 0, 0, 0]);
+        let mut rotated = jpeg[..2].to_vec();
+        rotated.extend_from_slice(&[0xFF, 0xE1]);
+        rotated.extend_from_slice(&((2 + 6 + tiff.len()) as u16).to_be_bytes());
+        rotated.extend_from_slice(b"Exif\0\0");
+        rotated.extend_from_slice(&tiff);
+        rotated.extend_from_slice(&jpeg[2..]);
+        let ours = decode_rgb(&rotated, 1 << 20).unwrap();
+        let libjpeg = decode_rgb_with_libjpeg(&rotated, &DecodeOptions::checked(1 << 20)).unwrap();
+        assert_eq!(ours.orientation, 6);
+        assert_eq!((ours.image.width, ours.image.height), (24, 40));
+        assert_eq!((libjpeg.image.width, libjpeg.image.height), (24, 40));
+        let max_diff = ours.image.pixels.iter().zip(&libjpeg.image.pixels).map(|(a, b)| a.abs_diff(*b)).max().unwrap();
+        assert!(max_diff <= 8, "the two decoders turned it differently (max difference {max_diff})");
     }
 
     #[test]
