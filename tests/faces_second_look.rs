@@ -37,7 +37,9 @@ fn the_second_look_finds_a_real_face_again_and_its_threshold_drops_boxes() {
     let dir = tempfile::tempdir().unwrap();
     let input = messi_folder(dir.path());
     let output = dir.path().join("out");
-    assert!(faces(&input, &output, &["faces.min_face_side=32"], &[]).status.success());
+    // Every box looked at again (by default a box scoring >= second_look_below, 0.9, is not).
+    let every = ["faces.min_face_side=32", "faces.second_look_below=2"];
+    assert!(faces(&input, &output, &every, &[]).status.success());
     let rows = read_manifest(&output);
     let face = &row_for(&rows, "messi5.jpg")["boxes"][0];
     assert_eq!(face["kept"], true, "{face}");
@@ -49,7 +51,7 @@ fn the_second_look_finds_a_real_face_again_and_its_threshold_drops_boxes() {
 
     // No mean of scores reaches 1: the same face is dropped, and counted, with its reason.
     let strict = dir.path().join("strict");
-    let sets = ["faces.min_face_side=32", "faces.second_look_threshold=1.0"];
+    let sets = ["faces.min_face_side=32", "faces.second_look_below=2", "faces.second_look_threshold=1.0"];
     assert!(faces(&input, &strict, &sets, &[]).status.success());
     let rows = read_manifest(&strict);
     let row = row_for(&rows, "messi5.jpg");
@@ -57,6 +59,15 @@ fn the_second_look_finds_a_real_face_again_and_its_threshold_drops_boxes() {
     let reason = row["boxes"][0]["reason"].as_str().unwrap();
     assert!(reason.starts_with("second look: mean score"), "{reason}");
     assert_eq!(summary(&strict)["stage_counts"]["rejected"]["by_second_look"], 1);
+
+    // By default the face, scoring >= 0.9, stays without a second look, whatever its threshold.
+    let high = dir.path().join("high");
+    let sets = ["faces.min_face_side=32", "faces.second_look_threshold=1.0"];
+    assert!(faces(&input, &high, &sets, &[]).status.success());
+    let rows = read_manifest(&high);
+    let face = &row_for(&rows, "messi5.jpg")["boxes"][0];
+    assert!(face["score"].as_f64().unwrap() >= 0.9, "{face}");
+    assert!(face["kept"] == true && face.get("second_look").is_none(), "{face}");
 
     // Off: no second_look in the entry.
     let off = dir.path().join("off");

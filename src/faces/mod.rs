@@ -5,6 +5,7 @@
 //! or the paper's Haar cascade.
 
 pub mod align;
+pub mod area;
 pub mod detector;
 pub mod eval;
 pub mod geometry;
@@ -79,6 +80,9 @@ pub struct FacesConfig {
     pub second_look_context: f32,
     /// A box stays when (score + look + mirrored look) / 3 reaches this.
     pub second_look_threshold: f32,
+    /// Only boxes scoring below this are looked at again; those at or above it stay as they are
+    /// (above 1: every box is looked at again).
+    pub second_look_below: f32,
     /// box or eyes (YuNet's landmarks; the cascade has none, so it always crops boxes).
     pub align: Align,
     /// frontalface_default, alt, alt2, alt_tree, or a path to a cascade XML.
@@ -275,6 +279,9 @@ impl FacesStage {
         let Some(score) = detection.score.filter(|_| c.second_look) else {
             return Ok(None);
         };
+        if score >= c.second_look_below {
+            return Ok(None);
+        }
         let params = second_look::SecondLookParams {
             face: c.second_look_face,
             context: c.second_look_context,

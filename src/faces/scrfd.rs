@@ -68,7 +68,7 @@ impl Scrfd {
         let names: Vector<String> = OUTPUTS.iter().copied().collect();
         let mut outputs = Vector::<Mat>::new();
         let build = || build_net_with(&self.model, "SCRFD", &OUTPUTS);
-        with_net(&NETS, (self.id, SIDE, SIDE), build, |net| {
+        with_net(&NETS, (self.id, 0), build, |net| {
             net.set_input(&blob, "", 1.0, Scalar::default())?;
             net.forward(&mut outputs, &names)?;
             Ok(())

@@ -92,15 +92,29 @@ static NEXT_ID: AtomicUsize = AtomicUsize::new(0);
 
 thread_local! {
     // A Net holds its layers' buffers and is neither Send nor Sync: each worker thread builds its
-    // own from the checked bytes. One per input shape (the last few used): cv::dnn re-plans its
-    // buffers whenever the shape changes, which costs more than the second look's small forward.
+    // own from the checked bytes. One per detector and pass (the photo's copy, the 4x smaller copy,
+    // the second look), re-planned by cv::dnn when the input's shape changes: a re-plan costs
+    // little beside building a network and its first forward pass, which one network per shape
+    // (the padded photo shapes are many) did over and over once the least recently used went.
     static NETS: RefCell<Vec<(NetKey, Net)>> = const { RefCell::new(Vec::new()) };
 }
 
-/// A thread's network: the detector's id and the padded input's width and height.
-pub(super) type NetKey = (usize, usize, usize);
-/// Networks kept per thread.
+/// A thread's network: the detector's id and its pass ([`Pass`] for YuNet).
+pub(super) type NetKey = (usize, usize);
+/// Networks kept per thread (three per YuNet detector).
 const NETS_KEPT: usize = 8;
+
+/// What a forward pass is for: each has its network, so that the second look's small fixed shape
+/// does not re-plan the photo's network and back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Pass {
+    /// The detection copy of the photo.
+    Photo = 0,
+    /// The 4x smaller copy for big faces.
+    Coarse = 1,
+    /// The second look's neighbourhood and its mirror.
+    Look = 2,
+}
 
 /// Runs `f` on the thread's network for `key`, building it from `model` (with `build`) when
 /// missing and dropping the least recently used beyond [`NETS_KEPT`].
@@ -197,7 +211,12 @@ impl YuNet {
 
     /// Runs the network on `image` (RGB, already at detection size) and returns the faces in its
     /// pixels.
-    fn detect_at_size(&self, image: &RgbImage, score_threshold: f32) -> Result<Vec<RawFace>, DetectorError> {
+    fn detect_at_size(
+        &self,
+        image: &RgbImage,
+        pass: Pass,
+        score_threshold: f32,
+    ) -> Result<Vec<RawFace>, DetectorError> {
         let (pad_w, pad_h) = (padded(image.width as usize), padded(image.height as usize));
         let mut blob = Mat::new_nd_with_default(&[1, 3, pad_h as i32, pad_w as i32], CV_32F, Scalar::all(0.0))?;
         fill_bgr_planes(image, blob.data_typed_mut::<f32>()?, pad_w, pad_h);
@@ -205,7 +224,7 @@ impl YuNet {
         let mut outputs = Vector::<Mat>::new();
         with_net(
             &NETS,
-            (self.id, pad_w, pad_h),
+            (self.id, pass as usize),
             || build_net(&self.model),
             |net| {
                 net.set_input(&blob, "", 1.0, Scalar::default())?;
@@ -327,8 +346,13 @@ pub fn shrunk_size(width: u32, height: u32, max_side: u32) -> (u32, u32) {
     (side(width), side(height))
 }
 
-/// `image` shrunk with OpenCV's INTER_AREA to `size`.
+/// `image` shrunk with OpenCV's INTER_AREA to `size` (the same pixels computed here where the
+/// factor is not a whole number: [`super::area`]).
 pub(super) fn shrink(image: &RgbImage, size: (u32, u32)) -> Result<RgbImage, opencv::Error> {
+    if super::area::shrinks_here((image.width, image.height), size) {
+        let pixels = super::area::shrink_area(&image.pixels, (image.width, image.height), size);
+        return Ok(RgbImage::new(size.0, size.1, pixels));
+    }
     let flat = Mat::new_rows_cols_with_data(image.height as i32, (image.width * 3) as i32, &image.pixels)?;
     let src = flat.reshape(3, image.height as i32)?;
     let mut dst = Mat::default();
@@ -345,10 +369,10 @@ impl FaceDetector for YuNet {
         let main = main.as_ref().unwrap_or(image);
         for (level, &size) in sizes.iter().enumerate() {
             let mut faces = if level == 0 {
-                self.detect_at_size(main, threshold)?
+                self.detect_at_size(main, Pass::Photo, threshold)?
             } else {
                 // From the main copy: shrinking 4x is cheaper from there than from the photo.
-                self.detect_at_size(&shrink(main, size)?, threshold)?
+                self.detect_at_size(&shrink(main, size)?, Pass::Coarse, threshold)?
             };
             if level > 0 {
                 let ratio = sizes[0].0 as f32 / size.0 as f32;
@@ -373,7 +397,7 @@ impl FaceDetector for YuNet {
         params: &SecondLookParams,
     ) -> Result<Option<Look>, DetectorError> {
         let detect = |near: &RgbImage| -> Result<Vec<([f32; 4], f32)>, DetectorError> {
-            let faces = self.detect_at_size(near, second_look::SCORE_FLOOR)?;
+            let faces = self.detect_at_size(near, Pass::Look, second_look::SCORE_FLOOR)?;
             Ok(faces.iter().map(|f| ([f.x, f.y, f.w, f.h], f.score)).collect())
         };
         second_look::look_again(image, detection, params, detect).map(Some)
