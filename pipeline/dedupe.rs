@@ -1,10 +1,10 @@
 //! `dedupe`: near-duplicate removal by semantic hashing, as the DCGAN paper did for LSUN.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use clap::Parser;
-use dcgan_pipeline::config::load_or_print;
+use dcgan_pipeline::config::{load_or_print, Config};
 use dcgan_pipeline::data::names::for_terminal;
 use dcgan_pipeline::dedupe::quality::labelled::{evaluate, EvalSettings, LabelledInputs};
 use dcgan_pipeline::dedupe::quality::scale::{
@@ -101,6 +101,7 @@ fn main() {
     exit_with("dedupe", run(Cli::parse()))
 }
 
+/// The three modes: the stage, `--eval` and `--eval-scale`, each a function of its own.
 fn run(cli: Cli) -> Result<i32> {
     let args = &cli.stage;
     let Some(config) = load_or_print(args.config.as_deref(), &args.sets, args.print_config)? else {
@@ -110,73 +111,89 @@ fn run(cli: Cli) -> Result<i32> {
     // Before any image is read: an autoencoder batch too big is refused with its estimate.
     config.dedupe.check_memory(config.run.max_memory_gb)?;
     if cli.eval {
-        let input = args.input.as_deref().context("--eval needs --input (a folder of photos)")?;
-        refuse_output_in_input(input, &output)?;
-        refuse_other_stage(&output, "dedupe")?;
-        let settings = EvalSettings {
-            copies: cli.copies,
-            max_side: 256,
-            target_precision: 0.99,
-            seed: config.dedupe.seed as u64,
-            limit: cli.limit,
-        };
-        let labelled = LabelledInputs::build(input, &config.dedupe, &settings)?;
-        claim_output(&output, "dedupe")?;
-        labelled.write(&output)?;
-        let report = evaluate(input, &labelled, &config.dedupe, &settings)?;
-        let md = report.markdown();
-        write_atomic(&output.join("eval.md"), md.as_bytes())?;
-        write_atomic(&output.join("eval.json"), &serde_json::to_vec_pretty(&report)?)?;
-        print!("{md}");
-        return Ok(0);
+        run_eval(&cli, &config, &output)
+    } else if cli.eval_scale {
+        run_eval_scale(&cli, &config, &output)
+    } else {
+        run_dedupe(&cli, &config, &output)
     }
-    if cli.eval_scale {
-        let input = args.input.as_deref().context("--eval-scale needs --input (photos: a folder or an archive)")?;
-        refuse_output_in_input(input, &output)?;
-        let settings = ScaleSettings {
-            planted: cli.planted,
-            copies: cli.copies,
-            max_radius: cli.max_radius,
-            phash_max_radius: cli.phash_max_radius,
-            same_photo_mad: cli.same_photo_mad,
-            detail_radius: cli.detail_radius,
-            seed: config.dedupe.seed as u64,
-            limit: cli.limit,
-            window_radii: &WINDOW_RADII,
-            correlations: &CORRELATIONS,
-        };
-        let started = std::time::Instant::now();
-        let set = ScaleSet::build(input, &config.dedupe, &settings)?;
-        for (name, why) in &set.unreadable {
-            eprintln!("dedupe: warning: {}", for_terminal(&format!("{name}: skipped, {why}")));
-        }
-        eprintln!(
-            "dedupe: {} images ({} photos) prepared in {:.1} s",
-            set.len(),
-            set.planted.len(),
-            started.elapsed().as_secs_f64()
-        );
-        if let Some(tar) = &cli.write_set {
-            set.write_tar(input, tar, config.dedupe.max_file_bytes)?;
-            eprintln!("dedupe: the evaluated set written to {}", tar.display());
-        }
-        let report = scale_evaluate(input, &set, &config.dedupe, &settings)?;
-        claim_output(&output, "dedupe")?;
-        let md = report.markdown();
-        write_atomic(&output.join("eval-scale.md"), md.as_bytes())?;
-        write_atomic(&output.join("eval-scale.json"), &serde_json::to_vec_pretty(&report)?)?;
-        print!("{md}");
-        eprintln!("dedupe: evaluation at scale done in {:.1} s", started.elapsed().as_secs_f64());
-        return Ok(0);
+}
+
+/// `--eval`: the labelled near-duplicate set built from the photos at --input, and both hashes scored on it.
+fn run_eval(cli: &Cli, config: &Config, output: &Path) -> Result<i32> {
+    let input = cli.stage.input.as_deref().context("--eval needs --input (a folder of photos)")?;
+    refuse_output_in_input(input, output)?;
+    refuse_other_stage(output, "dedupe")?;
+    let settings = EvalSettings {
+        copies: cli.copies,
+        max_side: 256,
+        target_precision: 0.99,
+        seed: config.dedupe.seed as u64,
+        limit: cli.limit,
+    };
+    let labelled = LabelledInputs::build(input, &config.dedupe, &settings)?;
+    claim_output(output, "dedupe")?;
+    labelled.write(output)?;
+    let report = evaluate(input, &labelled, &config.dedupe, &settings)?;
+    let md = report.markdown();
+    write_atomic(&output.join("eval.md"), md.as_bytes())?;
+    write_atomic(&output.join("eval.json"), &serde_json::to_vec_pretty(&report)?)?;
+    print!("{md}");
+    Ok(0)
+}
+
+/// `--eval-scale`: edited copies planted into the set at --input, the removals scored.
+fn run_eval_scale(cli: &Cli, config: &Config, output: &Path) -> Result<i32> {
+    let input = cli.stage.input.as_deref().context("--eval-scale needs --input (photos: a folder or an archive)")?;
+    refuse_output_in_input(input, output)?;
+    let settings = ScaleSettings {
+        planted: cli.planted,
+        copies: cli.copies,
+        max_radius: cli.max_radius,
+        phash_max_radius: cli.phash_max_radius,
+        same_photo_mad: cli.same_photo_mad,
+        detail_radius: cli.detail_radius,
+        seed: config.dedupe.seed as u64,
+        limit: cli.limit,
+        window_radii: &WINDOW_RADII,
+        correlations: &CORRELATIONS,
+    };
+    let started = std::time::Instant::now();
+    let set = ScaleSet::build(input, &config.dedupe, &settings)?;
+    for (name, why) in &set.unreadable {
+        eprintln!("dedupe: warning: {}", for_terminal(&format!("{name}: skipped, {why}")));
     }
+    eprintln!(
+        "dedupe: {} images ({} photos) prepared in {:.1} s",
+        set.len(),
+        set.planted.len(),
+        started.elapsed().as_secs_f64()
+    );
+    if let Some(tar) = &cli.write_set {
+        set.write_tar(input, tar, config.dedupe.max_file_bytes)?;
+        eprintln!("dedupe: the evaluated set written to {}", tar.display());
+    }
+    let report = scale_evaluate(input, &set, &config.dedupe, &settings)?;
+    claim_output(output, "dedupe")?;
+    let md = report.markdown();
+    write_atomic(&output.join("eval-scale.md"), md.as_bytes())?;
+    write_atomic(&output.join("eval-scale.json"), &serde_json::to_vec_pretty(&report)?)?;
+    print!("{md}");
+    eprintln!("dedupe: evaluation at scale done in {:.1} s", started.elapsed().as_secs_f64());
+    Ok(0)
+}
+
+/// The stage: the crop pass (resumable, sharded), then, once every shard is merged, the dedupe itself.
+fn run_dedupe(cli: &Cli, config: &Config, output: &Path) -> Result<i32> {
+    let args = &cli.stage;
     if let Some(model) = &cli.model {
         // Before the crop pass (minutes on a large input): a file that is no autoencoder is named now.
         Autoencoder::load(model, tch::Device::Cpu)
             .with_context(|| format!("--model {}: not an autoencoder dedupe can hash with", model.display()))?;
     }
-    refuse_other_stage(&output, "dedupe")?;
+    refuse_other_stage(output, "dedupe")?;
     let stage = DedupeCrops::new(&config.dedupe);
-    let crops = crops_dir(&output);
+    let crops = crops_dir(output);
     let status = run_stage(
         &stage,
         args,
@@ -190,8 +207,8 @@ fn run(cli: Cli) -> Result<i32> {
     if !crops.join("manifest.jsonl").is_file() {
         return Ok(status);
     }
-    claim_output(&output, "dedupe")?;
-    let summary = deduplicate(&config.dedupe, &output, cli.model.as_deref(), args.force)?;
+    claim_output(output, "dedupe")?;
+    let summary = deduplicate(&config.dedupe, output, cli.model.as_deref(), args.force)?;
     eprintln!(
         "dedupe: {} images, {} kept, {} removed in {} clusters (radius {}); model {}{} -> {}",
         summary.images,

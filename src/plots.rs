@@ -125,15 +125,20 @@ fn span(values: impl Iterator<Item = f64>) -> Option<(f64, f64)> {
     (lo <= hi).then_some((lo, hi))
 }
 
-/// Draws `plot`: tick labels on both axes, the axis titles, a legend per panel.
-pub fn render_line_plot(plot: &LinePlot, text: Text) -> Result<RgbImage, PlotError> {
+/// The shared x axis: the finite points' span (one unit wide around a single x), widened 3% each side
+/// where dots are drawn.
+fn x_range(plot: &LinePlot) -> Result<(f64, f64), PlotError> {
     let x_span = span(plot.panels.iter().flat_map(|p| &p.series).flat_map(|s| finite(s.points).map(|p| p.0)))
         .ok_or(PlotError::Empty("no finite point"))?;
     let (x_min, x_max) = if x_span.1 > x_span.0 { x_span } else { (x_span.0 - 0.5, x_span.0 + 0.5) };
     // Dots at the ends would be cut in half by the plotting area's edge.
     let dots = plot.panels.iter().flat_map(|p| &p.series).any(|s| s.dots);
-    let (x_min, x_max) =
-        if dots { (x_min - 0.03 * (x_max - x_min), x_max + 0.03 * (x_max - x_min)) } else { (x_min, x_max) };
+    Ok(if dots { (x_min - 0.03 * (x_max - x_min), x_max + 0.03 * (x_max - x_min)) } else { (x_min, x_max) })
+}
+
+/// Draws `plot`: tick labels on both axes, the axis titles, a legend per panel.
+pub fn render_line_plot(plot: &LinePlot, text: Text) -> Result<RgbImage, PlotError> {
+    let (x_min, x_max) = x_range(plot)?;
     let title_h = 36;
     let height = title_h + plot.panels.len() as u32 * PANEL_HEIGHT;
     render(PLOT_WIDTH, height, |root| {

@@ -161,6 +161,7 @@ fn without_a_test_split_training_images_are_held_out() {
 }
 
 #[test]
+#[allow(clippy::too_many_lines, reason = "a test kept as written: issue 41 moves code, tests pass unchanged")]
 fn a_trained_checkpoint_loads_in_float32_and_float16_and_the_wrong_preset_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("cifar");

@@ -451,6 +451,7 @@ fn tar_members_of_one_name_and_link_members_each_get_a_row_and_no_output_is_writ
 }
 
 #[test]
+#[allow(clippy::too_many_lines, reason = "a test kept as written: issue 41 moves code, tests pass unchanged")]
 fn damaged_archives_name_the_member_and_its_offset() {
     let dir = tempfile::tempdir().unwrap();
     let jpeg = std::fs::read(opencv_sample("baboon.jpg")).unwrap();

@@ -32,6 +32,7 @@ fn run(bin: &str, args: &[&str]) -> Output {
 }
 
 #[test]
+#[allow(clippy::too_many_lines, reason = "a test kept as written: issue 41 moves code, tests pass unchanged")]
 fn a_tarball_of_photos_goes_through_crop_train_and_cifar_eval() {
     let dir = tempfile::tempdir().unwrap();
     let tarball = dir.path().join("tiny-imagenet.tar.gz");

@@ -2,11 +2,13 @@
 
 pub mod cifar;
 pub mod digits;
+pub mod lmdb;
 pub mod names;
 pub mod npy;
 pub mod packed;
 pub mod source;
 pub mod sources;
+pub mod tar_stream;
 
 pub use packed::LabeledImages;
 pub use source::{EntryKind, FolderEntry, ImageSource, Record, RecordData};

@@ -1,6 +1,8 @@
 //! Image sources shared by every stage: a folder tree, a tar archive read as a stream (plain or
 //! gzip), and LSUN's LMDB export (key -> encoded image bytes); the archive kinds of
-//! [`super::sources`] (a tar of tars, zip, Parquet, WebDataset) through one variant.
+//! [`super::sources`] (a tar of tars, zip, Parquet, WebDataset) through one variant. Walking a
+//! tar stream lives in [`super::tar_stream`], LMDB in [`super::lmdb`]; this file opens a source,
+//! lists a folder, and hands out the records.
 //!
 //! A source hands out [`Record`]s in a stable order (sorted paths, archive order, key order), each
 //! with a global index; resume and `--shard` rely on that order. Only the records a caller wants
@@ -8,13 +10,15 @@
 
 use std::ffi::OsStr;
 use std::fs::File;
-use std::io::{BufReader, Read};
+use std::io::Read;
 use std::ops::ControlFlow;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
 
-use super::names::{encode_name, encode_os};
+use super::lmdb::{lmdb_len, walk_lmdb};
+use super::names::encode_os;
 use super::sources::{self, ArchiveSource, SourceOptions};
+use super::tar_stream::walk_tar;
 
 /// File name extensions taken as images without looking at their content.
 pub const IMAGE_EXTENSIONS: &[&str] = &["jpg", "jpeg", "jpe", "jfif", "png", "webp", "gif", "bmp", "tif", "tiff"];
@@ -212,7 +216,7 @@ fn unusable_reason(error: &walkdir::Error) -> String {
     }
 }
 
-fn is_gzip(path: &Path) -> std::io::Result<bool> {
+pub(super) fn is_gzip(path: &Path) -> std::io::Result<bool> {
     let mut magic = [0u8; 2];
     let n = File::open(path)?.read(&mut magic)?;
     Ok(n == 2 && magic == [0x1f, 0x8b])
@@ -402,251 +406,4 @@ fn folder_record(root: &Path, index: u64, entry: &FolderEntry, wanted: &dyn Fn(u
         EntryKind::Unusable(why) => RecordData::Unreadable(why.clone()),
     };
     Record { index, name, class, data }
-}
-
-/// The member last read from an archive, to name where the archive broke.
-struct LastMember {
-    name: String,
-    header_at: u64,
-    size: u64,
-}
-
-/// What an archive that cannot be read as tar holds instead, from its first bytes.
-fn not_tar_content(head: &[u8]) -> &'static str {
-    if head.starts_with(b"PK\x03\x04") || head.starts_with(b"PK\x05\x06") {
-        "a zip archive"
-    } else if head.starts_with(&[0x1f, 0x8b]) {
-        "gzip data"
-    } else if looks_like_image(head) {
-        "an image"
-    } else if !head.is_empty() && head.iter().all(|b| b.is_ascii_graphic() || b.is_ascii_whitespace()) {
-        "text"
-    } else {
-        "data that is not a tar header"
-    }
-}
-
-/// The error of an archive whose next header cannot be read, naming where: the member before it
-/// (which may claim more bytes than the archive holds) or, at the start, what the file holds.
-fn tar_header_error(path: &Path, last: Option<&LastMember>, stream: &str, e: std::io::Error) -> SourceError {
-    let message = match last {
-        Some(m) => format!(
-            "after member {} (header at byte {} of the {stream}, {} bytes of data claimed): {e}",
-            super::names::for_terminal(&m.name),
-            m.header_at,
-            m.size
-        ),
-        None => {
-            let mut head = Vec::with_capacity(512);
-            let what = File::open(path)
-                .and_then(|f| f.take(512).read_to_end(&mut head))
-                .map_or("unreadable data", |_| not_tar_content(&head));
-            format!("not a tar archive: it holds {what} (at byte 0: {e})")
-        }
-    };
-    SourceError::Io { path: path.to_owned(), source: std::io::Error::new(e.kind(), message) }
-}
-
-/// The record of a link or special member: never followed, a skipped row that says so.
-fn link_member_reason(entry: &tar::Entry<'_, Box<dyn Read>>) -> Option<String> {
-    let kind = entry.header().entry_type();
-    let target =
-        || entry.link_name_bytes().map(|t| super::names::for_terminal(&encode_name(&t))).unwrap_or_else(|| "?".into());
-    if kind.is_symlink() {
-        Some(format!("symbolic link member (to {}): not followed", target()))
-    } else if kind.is_hard_link() {
-        Some(format!("hard link member (to {}): not followed", target()))
-    } else if matches!(kind, tar::EntryType::Char | tar::EntryType::Block | tar::EntryType::Fifo) {
-        Some("device or FIFO member: not read".into())
-    } else {
-        None
-    }
-}
-
-fn walk_tar(
-    path: &Path,
-    wanted: &dyn Fn(u64) -> bool,
-    max_bytes: u64,
-    visit: &mut dyn FnMut(Record) -> ControlFlow<()>,
-) -> Result<(), SourceError> {
-    let io = |source| SourceError::Io { path: path.to_owned(), source };
-    let file = BufReader::with_capacity(1 << 20, File::open(path).map_err(io)?);
-    let gzip = is_gzip(path).map_err(io)?;
-    let stream = if gzip { "decompressed stream" } else { "file" };
-    let reader: Box<dyn Read> = if gzip { Box::new(flate2::read::MultiGzDecoder::new(file)) } else { Box::new(file) };
-    let mut archive = tar::Archive::new(reader);
-    let mut index = 0u64;
-    let mut last: Option<LastMember> = None;
-    for entry in archive.entries().map_err(io)? {
-        let mut entry = entry.map_err(|e| tar_header_error(path, last.as_ref(), stream, e))?;
-        let entry_bytes = entry.path_bytes().into_owned();
-        let name = encode_name(&entry_bytes);
-        let header_at = entry.raw_header_position();
-        last = Some(LastMember { name: name.clone(), header_at, size: entry.size() });
-        let entry_path = Path::new(OsStr::from_bytes(&entry_bytes)).to_owned();
-        let hidden = in_hidden_place(&entry_path);
-        let link = if hidden { None } else { link_member_reason(&entry) };
-        if !entry.header().entry_type().is_file() && link.is_none() {
-            continue;
-        }
-        let file_name = entry_path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-        if hidden || link.is_some() {
-            let why = link.unwrap_or_else(|| hidden_reason(false));
-            let data = if wanted(index) { RecordData::Skipped(why) } else { RecordData::NotLoaded };
-            let class = if hidden { None } else { class_of(&entry_path) };
-            let record = Record { index, name, class, data };
-            index += 1;
-            if visit(record).is_break() {
-                break;
-            }
-            continue;
-        }
-        let broken = |e: std::io::Error| {
-            format!("the archive breaks inside this member (header at byte {header_at} of the {stream}): {e}")
-        };
-        // Entries without an image extension are sniffed: their first bytes decide.
-        let mut head = Vec::with_capacity(16);
-        if !has_image_extension(&file_name) {
-            if let Err(e) = (&mut entry).take(16).read_to_end(&mut head) {
-                return Err(io(std::io::Error::new(e.kind(), format!("member {name}: {}", broken(e)))));
-            }
-            if !looks_like_image(&head) {
-                continue;
-            }
-        }
-        let size = entry.size();
-        let mut stop = false;
-        let data = if !wanted(index) {
-            RecordData::NotLoaded
-        } else if size > max_bytes {
-            RecordData::Unreadable(format!("file of {size} bytes exceeds the limit of {max_bytes}"))
-        } else {
-            let mut bytes = head;
-            bytes.reserve(size as usize);
-            match entry.read_to_end(&mut bytes) {
-                Ok(_) if bytes.len() as u64 == size => RecordData::Bytes(bytes),
-                // tar stops quietly at the end of the file: a member cut short is said so.
-                Ok(_) => {
-                    stop = true;
-                    RecordData::Unreadable(format!(
-                        "the archive ends inside this member (header at byte {header_at} of the {stream}): {} of \
-                         its {size} bytes",
-                        bytes.len()
-                    ))
-                }
-                Err(e) => {
-                    stop = true;
-                    RecordData::Unreadable(broken(e))
-                }
-            }
-        };
-        let record = Record { index, name, class: class_of(&entry_path), data };
-        index += 1;
-        if visit(record).is_break() || stop {
-            break;
-        }
-    }
-    Ok(())
-}
-
-fn open_lmdb(path: &Path) -> Result<heed::Env, SourceError> {
-    let lmdb = |e: heed::Error| SourceError::Lmdb { path: path.to_owned(), message: e.to_string() };
-    let sub_dir = path.is_dir();
-    let data_file = if sub_dir { path.join("data.mdb") } else { path.to_owned() };
-    let size =
-        std::fs::metadata(&data_file).map_err(|source| SourceError::Io { path: data_file.clone(), source })?.len();
-    if let Some(needed) = lmdb_size_from_meta(&data_file) {
-        if size < needed {
-            // LMDB maps the pages its meta page names; reading one past the end of the file kills
-            // the process with SIGBUS, so a cut file (an interrupted download) is refused here.
-            let message = format!(
-                "{} is cut: {size} bytes, where its meta page says {needed} (an incomplete download or copy?)",
-                data_file.display()
-            );
-            return Err(SourceError::Lmdb { path: path.to_owned(), message });
-        }
-    }
-    let mut options = heed::EnvOpenOptions::new();
-    // The map must cover the file; round up to whole MiB.
-    options.map_size((size as usize).div_ceil(1 << 20).max(1) << 20);
-    let mut flags = heed::EnvFlags::READ_ONLY | heed::EnvFlags::NO_LOCK;
-    if !sub_dir {
-        flags |= heed::EnvFlags::NO_SUB_DIR;
-    }
-    // SAFETY: the environment is opened read-only and without a lock file (inputs are never
-    // written); no other handle of this process maps the same file while it is open.
-    unsafe {
-        options.flags(flags);
-        options.open(path).map_err(lmdb)
-    }
-}
-
-/// The size the newer of an LMDB file's two meta pages says the file has ((last page + 1) x page
-/// size), for 64-bit LMDB files; None when the file does not start like one (LMDB then says why).
-fn lmdb_size_from_meta(data_file: &Path) -> Option<u64> {
-    use std::io::{Read, Seek, SeekFrom};
-    // A meta page: a 16-byte page header, then magic, version, address, map size, the free and
-    // main databases' records (48 bytes each; the first's leading u32 is the page size), last page,
-    // transaction id.
-    const MAGIC: u32 = 0xBEEF_C0DE;
-    let mut file = std::fs::File::open(data_file).ok()?;
-    let mut meta = |offset: u64| -> Option<(u64, u64, u64)> {
-        let mut page = [0u8; 152];
-        file.seek(SeekFrom::Start(offset)).ok()?;
-        file.read_exact(&mut page).ok()?;
-        let u32_at = |at: usize| u32::from_le_bytes(page[at..at + 4].try_into().unwrap());
-        let u64_at = |at: usize| u64::from_le_bytes(page[at..at + 8].try_into().unwrap());
-        (u32_at(16) == MAGIC).then(|| (u32_at(40) as u64, u64_at(136), u64_at(144)))
-    };
-    let (page_size, last_page, txn) = meta(0)?;
-    if !(512..=65536).contains(&page_size) || !page_size.is_power_of_two() {
-        return None;
-    }
-    let (_, last_page, _) = match meta(page_size) {
-        Some(second) if second.2 > txn => second,
-        _ => (page_size, last_page, txn),
-    };
-    last_page.checked_add(1)?.checked_mul(page_size)
-}
-
-fn lmdb_len(path: &Path) -> Result<u64, SourceError> {
-    let env = open_lmdb(path)?;
-    let lmdb = |e: heed::Error| SourceError::Lmdb { path: path.to_owned(), message: e.to_string() };
-    let rtxn = env.read_txn().map_err(lmdb)?;
-    let db: Option<heed::Database<heed::types::Bytes, heed::types::Bytes>> =
-        env.open_database(&rtxn, None).map_err(lmdb)?;
-    Ok(match db {
-        Some(db) => db.len(&rtxn).map_err(lmdb)?,
-        None => 0,
-    })
-}
-
-fn walk_lmdb(
-    path: &Path,
-    wanted: &dyn Fn(u64) -> bool,
-    max_bytes: u64,
-    visit: &mut dyn FnMut(Record) -> ControlFlow<()>,
-) -> Result<(), SourceError> {
-    let env = open_lmdb(path)?;
-    let lmdb = |e: heed::Error| SourceError::Lmdb { path: path.to_owned(), message: e.to_string() };
-    let rtxn = env.read_txn().map_err(lmdb)?;
-    let db: Option<heed::Database<heed::types::Bytes, heed::types::Bytes>> =
-        env.open_database(&rtxn, None).map_err(lmdb)?;
-    let Some(db) = db else { return Ok(()) };
-    for (index, item) in db.iter(&rtxn).map_err(lmdb)?.enumerate() {
-        let index = index as u64;
-        let (key, value) = item.map_err(lmdb)?;
-        let data = if !wanted(index) {
-            RecordData::NotLoaded
-        } else if value.len() as u64 > max_bytes {
-            RecordData::Unreadable(format!("value of {} bytes exceeds the limit of {max_bytes}", value.len()))
-        } else {
-            RecordData::Bytes(value.to_vec())
-        };
-        let name = encode_name(key);
-        if visit(Record { index, name, class: None, data }).is_break() {
-            break;
-        }
-    }
-    Ok(())
 }

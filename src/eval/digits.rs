@@ -21,7 +21,8 @@ use super::c_search::CSearch;
 use super::features::FeatureExtractor;
 use super::matrix::{FeatureDtype, FeatureMatrix, FeatureRows};
 use super::metrics::ClassificationMetrics;
-use super::protocol::{draw_per_class, validation_split, Subset};
+use super::rows::Subset;
+use super::splits::{draw_per_class, validation_split};
 use super::svm::{L2Svm, L2SvmValidParams};
 use crate::data::LabeledImages;
 use crate::gan::{seeded_z, Preset, Prior, TrainedGenerator};
@@ -290,7 +291,7 @@ fn features_of(
 fn spread_over(images: &LabeledImages, n: usize) -> LabeledImages {
     let step = (images.len() / n.max(1)).max(1);
     let picks: Vec<usize> = (0..images.len()).step_by(step).take(n).collect();
-    super::protocol::select_images(images, &picks)
+    super::splits::select_images(images, &picks)
 }
 
 /// Scores one source the few-label way.

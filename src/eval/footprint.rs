@@ -1,8 +1,8 @@
 //! What cifar-eval needs in memory, estimated from its settings before anything is read or
 //! allocated ([`crate::memory`]): D, one batch through it, and the feature matrices.
 
+use super::cifar_config::CifarEvalConfig;
 use super::matrix::FeatureDtype;
-use super::protocol::CifarEvalConfig;
 use crate::gan::{feature_count, Footprint};
 use crate::memory::{self, count, Estimate};
 

@@ -17,13 +17,12 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::c_search::CSearch;
+use super::cifar_config::CifarEvalConfig;
 use super::features::{FeatureExtractor, FeatureSpec};
 use super::matrix::FeatureMatrix;
 use super::metrics::ClassificationMetrics;
-use super::protocol::{
-    draw_per_class, labels_of, load_splits, recompute_batch_norm_with_progress, select_images, validation_split,
-    CifarEvalConfig, Splits, TestSplit,
-};
+use super::protocol::recompute_batch_norm_with_progress;
+use super::splits::{draw_per_class, labels_of, load_splits, select_images, validation_split, Splits, TestSplit};
 use crate::data::packed::LabeledImages;
 use crate::fsutil;
 use crate::gan::{list_snapshots, CheckpointState};

@@ -228,6 +228,45 @@ struct ClassState {
     passes: usize,
 }
 
+impl ClassState {
+    /// Every sample active, every alpha zero, on `n` samples.
+    fn new(n: usize) -> Self {
+        ClassState {
+            w: Vec::new(), // filled from `weights` at the end
+            wb: 0.0,
+            alpha: vec![0.0; n],
+            active: vec![true; n],
+            active_count: n,
+            pg_max_old: f64::INFINITY,
+            pg_min_old: f64::NEG_INFINITY,
+            done: false,
+            passes: 0,
+        }
+    }
+
+    /// Ends a pass whose projected gradients spanned `pg_min..=pg_max` (NEG_INFINITY: no sample was
+    /// looked at): done when they are within `tol` on all `n` samples, else the shrinking bounds of
+    /// the next pass.
+    fn end_pass(&mut self, pg_max: f64, pg_min: f64, tol: f64, n: usize) {
+        self.passes += 1;
+        let (hi, lo) = if pg_max == f64::NEG_INFINITY { (0.0, 0.0) } else { (pg_max, pg_min) };
+        if hi - lo <= tol {
+            if self.active_count == n {
+                self.done = true;
+            } else {
+                // Converged on the shrunk set: confirm on all samples.
+                self.active.iter_mut().for_each(|a| *a = true);
+                self.active_count = n;
+                self.pg_max_old = f64::INFINITY;
+                self.pg_min_old = f64::NEG_INFINITY;
+            }
+        } else {
+            self.pg_max_old = if hi > 0.0 { hi } else { f64::INFINITY };
+            self.pg_min_old = if lo < 0.0 { lo } else { f64::NEG_INFINITY };
+        }
+    }
+}
+
 /// Solves the binary problems of `classes` together, reading each row once per pass for all of them.
 fn solve_classes(
     rows: &impl FeatureRows,
@@ -240,20 +279,7 @@ fn solve_classes(
     let d = rows.n_cols();
     let diag = 0.5 / p.c; // D_ii of the L2-loss dual
     let bias = p.bias as f64;
-    let mut states: Vec<ClassState> = classes
-        .clone()
-        .map(|_| ClassState {
-            w: Vec::new(), // filled from `weights` at the end
-            wb: 0.0,
-            alpha: vec![0.0; n],
-            active: vec![true; n],
-            active_count: n,
-            pg_max_old: f64::INFINITY,
-            pg_min_old: f64::NEG_INFINITY,
-            done: false,
-            passes: 0,
-        })
-        .collect();
+    let mut states: Vec<ClassState> = classes.clone().map(|_| ClassState::new(n)).collect();
     let mut rng = SplitMix(p.seed ^ 0x5851_F42D_4C95_7F2D);
     let mut order: Vec<usize> = (0..n).collect();
     let mut buf = vec![0f32; d];
@@ -309,24 +335,8 @@ fn solve_classes(
             axpy_many(x, &mut weights, &updates);
         }
         for (s, state) in states.iter_mut().enumerate() {
-            if state.done {
-                continue;
-            }
-            state.passes += 1;
-            let (hi, lo) = if pg_max[s] == f64::NEG_INFINITY { (0.0, 0.0) } else { (pg_max[s], pg_min[s]) };
-            if hi - lo <= p.tol {
-                if state.active_count == n {
-                    state.done = true;
-                } else {
-                    // Converged on the shrunk set: confirm on all samples.
-                    state.active.iter_mut().for_each(|a| *a = true);
-                    state.active_count = n;
-                    state.pg_max_old = f64::INFINITY;
-                    state.pg_min_old = f64::NEG_INFINITY;
-                }
-            } else {
-                state.pg_max_old = if hi > 0.0 { hi } else { f64::INFINITY };
-                state.pg_min_old = if lo < 0.0 { lo } else { f64::NEG_INFINITY };
+            if !state.done {
+                state.end_pass(pg_max[s], pg_min[s], p.tol, n);
             }
         }
     }

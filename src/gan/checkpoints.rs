@@ -1,12 +1,15 @@
 //! A training run's checkpoints and snapshots on disk: their state.json, where they live, which
-//! there are. What `train` writes and `cifar-eval --snapshots` and the exports read.
+//! there are, and writing them atomically (with the newest weights published under stable names).
+//! What `train` writes and `cifar-eval --snapshots` and the exports read.
 
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 
+use super::adversarial::{save_vars, Gan};
 use super::models::Preset;
+use crate::fsutil;
 use crate::integrity::{self, FileRecord, FileRecords, IntegrityError};
 
 /// What a checkpoint directory's state.json says.
@@ -163,4 +166,84 @@ pub fn latest_intact_checkpoint(output: &Path) -> Result<Option<Resumable>> {
             "{first}; no earlier intact checkpoint to resume from: restore it, or pass --force to start over"
         ),
     }
+}
+
+/// Writes one step's folder under `root` atomically: `write` fills a temporary folder, the sizes
+/// and sha256 of `files` go into its state.json, and it is renamed to step-N (replacing one of
+/// that step). Checkpoints and snapshots both go through here.
+fn save_step_dir(
+    root: &Path,
+    state: &CheckpointState,
+    files: &[&str],
+    write: impl FnOnce(&Path) -> Result<()>,
+) -> Result<PathBuf> {
+    std::fs::create_dir_all(root)?;
+    let name = format!("step-{:08}", state.step);
+    let tmp = root.join(format!(".{name}{}", fsutil::TMP_SUFFIX));
+    let _ = std::fs::remove_dir_all(&tmp);
+    std::fs::create_dir_all(&tmp)?;
+    write(&tmp)?;
+    let mut state = state.clone();
+    state.record_files(&tmp, files)?;
+    fsutil::write_atomic(&tmp.join("state.json"), &serde_json::to_vec_pretty(&state)?)?;
+    let dir = root.join(&name);
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::rename(&tmp, &dir)?;
+    Ok(dir)
+}
+
+/// Saves G and D (not the optimisers: a snapshot is for scoring and publishing, not resuming) as
+/// snapshots/step-N/, atomically.
+pub(super) fn save_snapshot(gan: &Gan, output: &Path, state: &CheckpointState) -> Result<PathBuf> {
+    save_step_dir(&snapshots_dir(output), state, &["g.safetensors", "d.safetensors"], |tmp| {
+        save_vars(&gan.g_vars, &tmp.join("g.safetensors"))?;
+        save_vars(&gan.d_vars, &tmp.join("d.safetensors"))
+    })
+}
+
+/// What [`Gan::save`] writes into a checkpoint: recorded in its state.json.
+const CHECKPOINT_FILES: [&str; 4] = ["g.safetensors", "d.safetensors", "opt_g.safetensors", "opt_d.safetensors"];
+
+/// Saves a checkpoint atomically: written under a temporary name, renamed, then `latest` moved.
+pub(super) fn save_checkpoint(gan: &Gan, output: &Path, state: &CheckpointState, keep: usize) -> Result<PathBuf> {
+    let root = checkpoints_dir(output);
+    let dir = save_step_dir(&root, state, &CHECKPOINT_FILES, |tmp| gan.save(tmp))?;
+    let name = dir.file_name().unwrap_or_default().to_string_lossy().into_owned();
+    fsutil::write_atomic(&root.join("latest"), name.as_bytes())?;
+    // Keep the newest `keep`.
+    let mut old: Vec<PathBuf> = std::fs::read_dir(&root)?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.is_dir() && p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("step-")))
+        .collect();
+    old.sort();
+    let excess = old.len().saturating_sub(keep.max(1));
+    for path in &old[..excess] {
+        std::fs::remove_dir_all(path)?;
+    }
+    Ok(dir)
+}
+
+/// The newest weights under stable names, for cifar-eval and for users: generator.safetensors and
+/// discriminator.safetensors, each checked against its checkpoint's record as it is copied, with a
+/// record beside it (FILE.json: size, sha256, step) that their loaders check.
+pub(super) fn publish_newest(dir: &Path, output: &Path) -> Result<()> {
+    let state = read_state(dir)?;
+    for (from, to, network) in [
+        ("g.safetensors", "generator.safetensors", "generator"),
+        ("d.safetensors", "discriminator.safetensors", "discriminator"),
+    ] {
+        let source = dir.join(from);
+        let bytes = std::fs::read(&source).with_context(|| format!("{}: unreadable", source.display()))?;
+        let record = FileRecord::of_bytes(&bytes);
+        if let Some(expected) = state.files.as_ref().and_then(|f| f.get(from)) {
+            integrity::check(&source, &record, expected, "it was altered or damaged after it was written")?;
+        }
+        let dest = output.join(to);
+        fsutil::write_atomic(&dest, &bytes)?;
+        let extra =
+            serde_json::json!({"network": network, "step": state.step, "checkpoint": dir.display().to_string()});
+        integrity::write_model_record(&dest, &record, extra)
+            .with_context(|| format!("{}.json: cannot write", dest.display()))?;
+    }
+    Ok(())
 }

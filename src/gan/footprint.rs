@@ -7,7 +7,7 @@
 //! Counts are floating point, so that a hostile width gives a huge number, never an overflow.
 
 use super::models::{Pooling, Preset};
-use super::trainer::TrainConfig;
+use super::train_config::TrainConfig;
 use crate::memory::{self, count, Estimate};
 
 /// One conv or transposed conv layer: channels in and out, kernel side, output side, and

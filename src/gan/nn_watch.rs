@@ -10,7 +10,8 @@ use anyhow::Result;
 use tch::Tensor;
 
 use super::copying::to_pixels;
-use super::trainer::{epoch_permutation, read_step_rows};
+use super::loss_log::read_step_rows;
+use super::trainer::epoch_permutation;
 use crate::neighbours::{nearest, PixelRows};
 use crate::plots::{write_line_plot, Legend, LinePlot, Panel, Series};
 

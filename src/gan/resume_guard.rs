@@ -1,5 +1,5 @@
 //! Whether a train output may be resumed by this run: the same settings (the keys of
-//! [`super::trainer::TrainConfig::resume_settings`]) and the same input, judged by the input's
+//! [`super::train_config::TrainConfig::resume_settings`]) and the same input, judged by the input's
 //! content records (a packed folder's recorded sizes and sha256, else the images as read). A
 //! refusal names what changed and that `--force` starts over; resuming on other data without a
 //! word mixed two data sets into one model whose record named only the second.
@@ -58,7 +58,7 @@ pub fn changed_files(recorded: &FileRecords, ours: &FileRecords) -> Vec<String> 
 }
 
 /// Refuses to continue the run whose checkpoint says `state` with `settings` (this run's
-/// [`super::trainer::TrainConfig::resume_settings`]) and `fingerprint`, on `input`.
+/// [`super::train_config::TrainConfig::resume_settings`]) and `fingerprint`, on `input`.
 pub fn refuse_other_run(
     output: &Path,
     state: &CheckpointState,

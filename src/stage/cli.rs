@@ -6,7 +6,8 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 
-use super::runner::{merge, run_per_image, PerImageStage, RunSpec};
+use super::merge::merge;
+use super::runner::{run_per_image, PerImageStage, RunSpec};
 use super::{RunSettings, StageArgs, EXIT_SOME_INPUTS_FAILED};
 use crate::data::names::for_terminal;
 use crate::data::ImageSource;

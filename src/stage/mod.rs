@@ -4,7 +4,9 @@
 pub mod cli;
 pub mod lock;
 pub mod manifest;
+pub mod merge;
 pub mod owner;
+pub mod parts;
 pub mod preemption;
 pub mod progress;
 pub mod runner;
@@ -17,7 +19,8 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 pub use manifest::{ManifestRow, Status};
-pub use runner::{merge, run_per_image, Failure, PerImageStage, Processed, RunSpec, RunSummary, ShardReport};
+pub use merge::merge;
+pub use runner::{run_per_image, Failure, PerImageStage, Processed, RunSpec, RunSummary, ShardReport};
 pub use settings::RunSettings;
 pub use shard::ShardSpec;
 

@@ -1,10 +1,10 @@
 //! The per-image stage contract, written once: inputs in a stable order, cut into parts of
 //! `part_size` records; each part becomes `images-NNNNN.npy` plus `parts/manifest-NNNNN.jsonl`,
 //! both written atomically, the manifest last (it marks the part done). A re-run skips done parts;
-//! `--shard i/n` takes the parts p with p % n == i; the merge step joins the parts into
-//! `manifest.jsonl`, `labels.npy`, `classes.jsonl` and `summary.json`.
+//! `--shard i/n` takes the parts p with p % n == i (shard.rs); the merge step (merge.rs) joins the
+//! parts into `manifest.jsonl`, `labels.npy`, `classes.jsonl` and `summary.json`.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -14,15 +14,18 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 
-use super::lock::{live_locks, OutputLock};
 use super::manifest::{encode_manifest, read_manifest, ManifestRow, Status};
+use super::merge::merge;
+use super::parts::{
+    done_parts, fingerprint_path, part_images, part_images_name, part_manifest, part_manifest_name, part_record,
+    parts_dir, verify_part,
+};
 use super::progress::Progress;
-use super::shard::ShardSpec;
-use crate::data::npy::{self, NpyRowWriter};
-use crate::data::packed;
+use super::shard::{lock_shard, ShardSpec};
+use crate::data::npy::NpyRowWriter;
 use crate::data::source::{ImageSource, Record, RecordData};
 use crate::fsutil;
-use crate::integrity::{self, FileRecord, FileRecords, IntegrityError};
+use crate::integrity::{FileRecord, FileRecords};
 
 /// What one input produced.
 #[derive(Debug, Default)]
@@ -118,45 +121,8 @@ pub struct RunSummary {
 
 const MAX_WARNINGS: u64 = 200;
 
-fn part_images(output: &Path, part: u64) -> PathBuf {
-    output.join(format!("images-{part:05}.npy"))
-}
-fn parts_dir(output: &Path) -> PathBuf {
-    output.join("parts")
-}
-fn part_manifest(output: &Path, part: u64) -> PathBuf {
-    parts_dir(output).join(format!("manifest-{part:05}.jsonl"))
-}
-/// The record of a part's files (images and manifest: size, sha256), written before the manifest.
-fn part_record(output: &Path, part: u64) -> PathBuf {
-    parts_dir(output).join(format!("files-{part:05}.json"))
-}
-fn part_manifest_name(part: u64) -> String {
-    format!("parts/manifest-{part:05}.jsonl")
-}
-fn fingerprint_path(output: &Path) -> PathBuf {
-    parts_dir(output).join("fingerprint")
-}
 // classes.txt: what the merge wrote before classes.jsonl; removed so no stale copy remains.
 const MERGED_FILES: &[&str] = &["manifest.jsonl", "labels.npy", "classes.jsonl", "classes.txt", "summary.json"];
-
-/// Parts whose manifest and images are both in place.
-fn done_parts(output: &Path) -> Result<BTreeSet<u64>> {
-    let mut done = BTreeSet::new();
-    let dir = parts_dir(output);
-    if !dir.is_dir() {
-        return Ok(done);
-    }
-    for entry in std::fs::read_dir(&dir).with_context(|| format!("{}: cannot list", dir.display()))? {
-        let name = entry?.file_name().to_string_lossy().into_owned();
-        let Some(number) = name.strip_prefix("manifest-").and_then(|n| n.strip_suffix(".jsonl")) else { continue };
-        let Ok(part) = number.parse::<u64>() else { continue };
-        if part_images(output, part).is_file() {
-            done.insert(part);
-        }
-    }
-    Ok(done)
-}
 
 fn remove_if_present(path: &Path) -> Result<()> {
     match std::fs::remove_file(path) {
@@ -201,49 +167,6 @@ fn remove_stale_temporaries(dir: &Path, shard: ShardSpec) -> Result<()> {
     Ok(())
 }
 
-fn shard_lock_path(output: &Path, shard: ShardSpec) -> PathBuf {
-    parts_dir(output).join(format!("lock-shard-{}-of-{}", shard.index, shard.count))
-}
-
-/// Locks this shard's parts of `output` against a second run of the same parts (the same shard,
-/// or an overlapping one of another shard count); the error names the run that has them.
-fn lock_shard(output: &Path, shard: ShardSpec, stage: &str) -> Result<OutputLock> {
-    std::fs::create_dir_all(parts_dir(output))
-        .with_context(|| format!("{}: cannot create the output folder", output.display()))?;
-    let what = if shard.is_whole() { stage.to_owned() } else { format!("{stage} shard {shard}") };
-    let lock = OutputLock::acquire(&shard_lock_path(output, shard), &what)?;
-    for (name, holder) in live_locks(&parts_dir(output), "lock-shard-") {
-        let Some(other) = parse_lock_name(&name) else { continue };
-        if other != shard && shards_overlap(other, shard) {
-            bail!(
-                "{}: its parts overlap those of {} which is writing into this folder; wait for it to finish",
-                output.display(),
-                holder.describe()
-            );
-        }
-    }
-    Ok(lock)
-}
-
-fn parse_lock_name(name: &str) -> Option<ShardSpec> {
-    let (i, n) = name.strip_prefix("lock-shard-")?.split_once("-of-")?;
-    format!("{i}/{n}").parse().ok()
-}
-
-/// Whether two shards share a part: p = a.index (mod a.count) and p = b.index (mod b.count) has a
-/// solution exactly when the indices agree modulo gcd(a.count, b.count).
-fn shards_overlap(a: ShardSpec, b: ShardSpec) -> bool {
-    let gcd = |mut x: u64, mut y: u64| {
-        while y != 0 {
-            (x, y) = (y, x % y);
-        }
-        x
-    };
-    let g = gcd(a.count, b.count);
-    a.index % g == b.index % g
-}
-
-/// Makes the output folder ready: refuses to mix settings or to take over a folder that holds
 /// something else, clears what `--force` redoes and what an interrupted run left half-written.
 fn prepare_output(spec: &RunSpec) -> Result<()> {
     let output = spec.output;
@@ -484,6 +407,42 @@ impl<'a, S: PerImageStage> Walk<'a, S> {
         }
         Ok(())
     }
+    /// Visits every record this run still needs. The source is read on a thread of its own, up to two
+    /// batches ahead, so that reading an archive (inflating, parsing) overlaps the decoding of the
+    /// batch before instead of idling the workers.
+    fn read_source(&mut self) -> Result<()> {
+        let spec = self.spec;
+        // A copy, since the visitor borrows `self` mutably.
+        let done_before = self.done.clone();
+        let wanted = |index: u64| {
+            let part = index / spec.part_size;
+            spec.shard.owns_part(part) && !done_before.contains(&part)
+        };
+        let (sender, receiver) = std::sync::mpsc::sync_channel::<Record>(spec.batch.saturating_mul(2).max(1));
+        let max_bytes = self.stage.max_file_bytes();
+        let walked = std::thread::scope(|scope| {
+            let reader = scope.spawn(move || {
+                spec.source.for_each_record(&wanted, max_bytes, &mut |record| match sender.send(record) {
+                    Ok(()) => ControlFlow::Continue(()),
+                    // The receiving side stopped on an error of its own.
+                    Err(_) => ControlFlow::Break(()),
+                })
+            });
+            for record in &receiver {
+                if let Err(e) = self.visit(record) {
+                    self.failure = Some(e);
+                    break;
+                }
+            }
+            drop(receiver);
+            reader.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+        });
+        walked?;
+        match self.failure.take() {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
 }
 
 /// 128 bits of a name, enough to tell a repeat from a collision among billions of names.
@@ -508,54 +467,6 @@ fn write_part_files(output: &Path, open: OpenPart) -> Result<()> {
     fsutil::write_atomic(&record_path, &serde_json::to_vec_pretty(&record)?)?;
     let path = part_manifest(output, part);
     Ok(fsutil::write_atomic(&path, &manifest)?)
-}
-
-fn part_images_name(part: u64) -> String {
-    format!("images-{part:05}.npy")
-}
-
-/// A finished part that checked out, with what the check read (the merge joins it without
-/// reading the manifest and the header again).
-#[derive(Debug)]
-struct CheckedPart {
-    /// The images' record; `None` for a part written before records were kept, whose manifest
-    /// parses and counts its images' rows.
-    images_record: Option<FileRecord>,
-    rows: Vec<ManifestRow>,
-    /// The images' shape (rows x H x W x C).
-    shape: Vec<u64>,
-}
-
-/// Checks a finished part: its files against their record (parts/files-NNNNN.json), its manifest
-/// parsed and its rows counted against the images' header. `fix` says what to do about a mismatch.
-fn verify_part(output: &Path, part: u64, fix: &str) -> Result<CheckedPart, IntegrityError> {
-    let record_path = part_record(output, part);
-    let mut images_record = None;
-    match std::fs::read(&record_path) {
-        Ok(bytes) => {
-            let record: FileRecords = serde_json::from_slice(&bytes).map_err(|e| IntegrityError::Inconsistent {
-                path: record_path.clone(),
-                why: format!("not a record of the part's files ({e})"),
-                fix: fix.to_owned(),
-            })?;
-            for (name, file) in &record {
-                integrity::verify_file(&output.join(name), file, fix)?;
-            }
-            images_record = record.get(&part_images_name(part)).cloned();
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(source) => return Err(IntegrityError::Io { path: record_path, source }),
-    }
-    let inconsistent = |path: PathBuf, why: String| IntegrityError::Inconsistent { path, why, fix: fix.to_owned() };
-    let manifest = part_manifest(output, part);
-    let rows = read_manifest(&manifest).map_err(|e| inconsistent(manifest.clone(), format!("unreadable ({e})")))?;
-    let images = part_images(output, part);
-    let header = npy::read_header(&images).map_err(|e| inconsistent(images.clone(), e.to_string()))?;
-    let outputs: u64 = rows.iter().map(|r| r.outputs as u64).sum();
-    if outputs != header.shape[0] {
-        return Err(inconsistent(images, format!("holds {} rows but its manifest lists {outputs}", header.shape[0])));
-    }
-    Ok(CheckedPart { images_record, rows, shape: header.shape })
 }
 
 /// This shard's finished parts that check out; a damaged one (a file altered, a manifest that does
@@ -658,37 +569,7 @@ pub fn run_per_image<S: PerImageStage>(stage: &S, spec: &RunSpec) -> Result<(Sha
     if walk.report.parts_done_before > 0 {
         walk.progress.note(&format!("resuming: {} parts already done", walk.report.parts_done_before));
     }
-    // A copy, since the visitor borrows `walk` mutably.
-    let done_before = walk.done.clone();
-    let wanted = |index: u64| {
-        let part = index / spec.part_size;
-        spec.shard.owns_part(part) && !done_before.contains(&part)
-    };
-    // The source is read on a thread of its own, up to two batches ahead, so that reading an archive
-    // (inflating, parsing) overlaps the decoding of the batch before instead of idling the workers.
-    let (sender, receiver) = std::sync::mpsc::sync_channel::<Record>(spec.batch.saturating_mul(2).max(1));
-    let max_bytes = stage.max_file_bytes();
-    let walked = std::thread::scope(|scope| {
-        let reader = scope.spawn(move || {
-            spec.source.for_each_record(&wanted, max_bytes, &mut |record| match sender.send(record) {
-                Ok(()) => ControlFlow::Continue(()),
-                // The receiving side stopped on an error of its own.
-                Err(_) => ControlFlow::Break(()),
-            })
-        });
-        for record in &receiver {
-            if let Err(e) = walk.visit(record) {
-                walk.failure = Some(e);
-                break;
-            }
-        }
-        drop(receiver);
-        reader.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic))
-    });
-    walked?;
-    if let Some(e) = walk.failure.take() {
-        return Err(e);
-    }
+    walk.read_source()?;
     walk.close_part()?;
     walk.progress.finish();
     let mut report = walk.report;
@@ -700,270 +581,4 @@ pub fn run_per_image<S: PerImageStage>(stage: &S, spec: &RunSpec) -> Result<(Sha
     fsutil::write_atomic(&shard_file, &serde_json::to_vec_pretty(&report)?)?;
     let summary = if spec.shard.is_whole() { Some(merge::<S>(stage, spec.output)?) } else { None };
     Ok((report, summary))
-}
-
-/// The report of every shard that has finished.
-fn read_shard_reports(output: &Path) -> Result<Vec<ShardReport>> {
-    let mut reports = Vec::new();
-    for entry in std::fs::read_dir(parts_dir(output))? {
-        let path = entry?.path();
-        let name = path.file_name().unwrap_or_default().to_string_lossy().into_owned();
-        if name.starts_with("shard-") && name.ends_with(".json") {
-            let text = std::fs::read_to_string(&path)?;
-            let report: ShardReport =
-                serde_json::from_str(&text).with_context(|| format!("{}: unreadable", path.display()))?;
-            reports.push(report);
-        }
-    }
-    Ok(reports)
-}
-
-/// The first shard's report, once every shard is found to have seen the same input.
-fn shards_agree(reports: &[ShardReport], output: &Path) -> Result<ShardReport> {
-    let Some(first) = reports.first().cloned() else {
-        bail!("{}: no shard has finished yet", output.display());
-    };
-    let (total, part_size) = (first.total_records, first.part_size);
-    if let Some(other) = reports.iter().find(|r| r.total_records != total || r.part_size != part_size) {
-        bail!(
-            "{}: shards saw different inputs ({} records in shard {}, {} in shard {})",
-            output.display(),
-            total,
-            first.shard,
-            other.total_records,
-            other.shard
-        );
-    }
-    Ok(first)
-}
-
-/// Fails, naming the missing parts (and the shards still running), unless all `parts` are done.
-fn every_part_done(output: &Path, parts: u64) -> Result<()> {
-    let done = done_parts(output)?;
-    let missing: Vec<u64> = (0..parts).filter(|p| !done.contains(p)).collect();
-    if missing.is_empty() {
-        return Ok(());
-    }
-    let shown: Vec<String> = missing.iter().take(10).map(|p| p.to_string()).collect();
-    let running: Vec<String> =
-        live_locks(&parts_dir(output), "lock-shard-").into_iter().map(|(_, h)| h.describe()).collect();
-    bail!(
-        "{}: {} of {parts} parts are not done yet (parts {}{}); {}finish every shard, then merge",
-        output.display(),
-        missing.len(),
-        shown.join(", "),
-        if missing.len() > 10 { ", ..." } else { "" },
-        if running.is_empty() { String::new() } else { format!("still running: {}; ", running.join(", ")) }
-    )
-}
-
-/// The parts' manifests joined in order (each row's index into the images made global), checked
-/// against their images' files.
-struct JoinedParts {
-    rows: Vec<ManifestRow>,
-    /// Output rows in all.
-    outputs: u64,
-    image_files: Vec<String>,
-    /// Each images file's record.
-    files: FileRecords,
-}
-
-/// Every part checked (see [`verify_part`]) and joined; nothing is written, so a damaged part
-/// fails the merge before any merged output is touched.
-fn join_parts(output: &Path, parts: u64, total: u64, row_shape: [u64; 3], stage: &str) -> Result<JoinedParts> {
-    let mut rows: Vec<ManifestRow> = Vec::with_capacity(total as usize);
-    let mut offset = 0u64;
-    let mut image_files = Vec::new();
-    let mut files = FileRecords::new();
-    for part in 0..parts {
-        let images = part_images(output, part);
-        let fix = format!(
-            "re-run `{stage}` with the same --input and --output (and the --shard that holds part {part}): \
-             it redoes a damaged part; then --merge"
-        );
-        let CheckedPart { images_record, rows: mut part_rows, shape } = verify_part(output, part, &fix)?;
-        let images_record = match images_record {
-            Some(record) => record,
-            None => FileRecord::of_file(&images)
-                .with_context(|| format!("{}: unreadable", images.display()))?
-                .with_rows(shape[0]),
-        };
-        if shape[1..] != row_shape {
-            bail!("{}: rows of shape {:?}, expected {:?}", images.display(), &shape[1..], row_shape);
-        }
-        // verify_part checked that the manifest's outputs add up to the images' rows.
-        let outputs = shape[0];
-        files.insert(part_images_name(part), images_record);
-        for row in &mut part_rows {
-            row.index = row.index.map(|i| i + offset);
-        }
-        offset += outputs;
-        rows.append(&mut part_rows);
-        image_files.push(images.file_name().unwrap_or_default().to_string_lossy().into_owned());
-    }
-    Ok(JoinedParts { rows, outputs: offset, image_files, files })
-}
-
-/// labels.npy's and classes.jsonl's bytes, and the classes. Classes are sorted by name (ImageNet's
-/// wnid order), over every input so that a class whose images all failed still keeps its number.
-fn encode_labels(joined: &JoinedParts) -> (Vec<u8>, Vec<u8>, Vec<String>) {
-    let rows = &joined.rows;
-    let classes: Vec<String> =
-        rows.iter().filter_map(|r| r.class.clone()).collect::<BTreeSet<_>>().into_iter().collect();
-    let class_id: BTreeMap<&str, i64> = classes.iter().enumerate().map(|(i, c)| (c.as_str(), i as i64)).collect();
-    let mut labels = Vec::with_capacity(joined.outputs as usize);
-    for row in rows {
-        let label = row.class.as_deref().map_or(-1, |c| class_id[c]);
-        labels.extend(std::iter::repeat_n(label, row.outputs as usize));
-    }
-    let labels_npy = npy::to_bytes(&[labels.len() as u64], &labels);
-    (labels_npy, packed::encode_classes(&classes), classes)
-}
-
-/// Writes every file under a temporary name first and renames them into place only once all are
-/// written, so a failure (a full disk) leaves the previous outputs as they were; the error names
-/// the file.
-fn write_all_or_none(output: &Path, files: &[(&str, &[u8])]) -> Result<()> {
-    use std::io::Write;
-    let mut staged = Vec::with_capacity(files.len());
-    for (name, bytes) in files {
-        let path = output.join(name);
-        let cannot = || format!("{}: cannot write", path.display());
-        let mut file = fsutil::AtomicFile::create(&path).with_context(cannot)?;
-        file.write_all(bytes).with_context(cannot)?;
-        file.sync().with_context(cannot)?;
-        staged.push((path, file));
-    }
-    for (path, file) in staged {
-        file.commit().with_context(|| format!("{}: cannot write", path.display()))?;
-    }
-    Ok(())
-}
-
-/// What the merged run holds, for summary.json: counts, the outputs, timings, the shards, the config.
-struct MergedRun<'a> {
-    output: &'a Path,
-    joined: &'a JoinedParts,
-    classes: &'a [String],
-    row_shape: [u64; 3],
-    first: &'a ShardReport,
-    fingerprint: &'a str,
-    /// Every file's record: the images, labels.npy, classes.jsonl, manifest.jsonl.
-    files: &'a FileRecords,
-}
-
-impl MergedRun<'_> {
-    fn summary_json<S: PerImageStage>(&self, stage: &S, summary: &RunSummary, mut reports: Vec<ShardReport>) -> Value {
-        let rows = &self.joined.rows;
-        let errors: Vec<Value> = rows
-            .iter()
-            .filter(|r| r.status == Status::Error)
-            .take(50)
-            .map(|r| json!({"source": r.source, "reason": r.reason}))
-            .collect();
-        let config: Value = std::fs::read_to_string(self.output.join("config.toml"))
-            .ok()
-            .and_then(|t| toml::from_str(&t).ok())
-            .unwrap_or(Value::Null);
-        let wall_s: f64 = reports.iter().map(|r| r.wall_s).sum();
-        let processed: u64 = reports.iter().map(|r| r.records_processed).sum();
-        reports.sort_by(|a, b| a.shard.cmp(&b.shard));
-        json!({
-            "stage": S::NAME,
-            "input": self.first.input,
-            "counts": {
-                "records": summary.records,
-                "ok": summary.ok,
-                "skipped": summary.skipped,
-                "error": summary.errors,
-                "output_rows": summary.outputs,
-            },
-            "stage_counts": stage.summarize(rows),
-            "errors": errors,
-            "outputs": {
-                "images": self.joined.image_files,
-                "row_shape": self.row_shape,
-                "labels": "labels.npy",
-                "classes": packed::CLASSES_FILE,
-                "num_classes": self.classes.len(),
-                "manifest": "manifest.jsonl",
-            },
-            "timings": {
-                "last_run_wall_s": wall_s,
-                "last_run_records_processed": processed,
-                "last_run_records_per_s": if wall_s > 0.0 && processed > 0 { Some(processed as f64 / wall_s) } else { None },
-            },
-            "files": self.files,
-            "shards": reports,
-            "config": config,
-            "config_fingerprint": self.fingerprint.trim(),
-            "versions": crate::versions_with_opencv(),
-        })
-    }
-}
-
-/// Joins the parts of every shard into the final outputs. Fails, naming the missing parts, while
-/// any shard has not finished.
-pub fn merge<S: PerImageStage>(stage: &S, output: &Path) -> Result<RunSummary> {
-    let fingerprint = std::fs::read_to_string(fingerprint_path(output))
-        .with_context(|| format!("{}: no parts to merge (run the stage first)", output.display()))?;
-    let reports = read_shard_reports(output)?;
-    let first = shards_agree(&reports, output)?;
-    let parts = first.total_records.div_ceil(first.part_size);
-    every_part_done(output, parts)?;
-    let row_shape = stage.row_shape();
-    let joined = join_parts(output, parts, first.total_records, row_shape, S::NAME)?;
-    let (labels_npy, classes_jsonl, classes) = encode_labels(&joined);
-    let manifest = encode_manifest(&joined.rows);
-    let mut files = joined.files.clone();
-    files.insert("labels.npy".into(), FileRecord::of_bytes(&labels_npy).with_rows(joined.outputs));
-    files.insert(packed::CLASSES_FILE.into(), FileRecord::of_bytes(&classes_jsonl));
-    files.insert("manifest.jsonl".into(), FileRecord::of_bytes(&manifest));
-
-    let count = |s: Status| joined.rows.iter().filter(|r| r.status == s).count() as u64;
-    let summary = RunSummary {
-        stage: S::NAME.to_owned(),
-        records: joined.rows.len() as u64,
-        ok: count(Status::Ok),
-        skipped: count(Status::Skipped),
-        errors: count(Status::Error),
-        outputs: joined.outputs,
-        summary_path: output.join("summary.json"),
-    };
-    let merged = MergedRun {
-        output,
-        joined: &joined,
-        classes: &classes,
-        row_shape,
-        first: &first,
-        fingerprint: &fingerprint,
-        files: &files,
-    };
-    let document = serde_json::to_vec_pretty(&merged.summary_json(stage, &summary, reports))?;
-    write_all_or_none(
-        output,
-        &[
-            ("labels.npy", &labels_npy),
-            (packed::CLASSES_FILE, &classes_jsonl),
-            ("manifest.jsonl", &manifest),
-            ("summary.json", &document),
-        ],
-    )?;
-    Ok(summary)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn overlapping_shards_of_different_counts_are_found() {
-        let s = |index, count| ShardSpec { index, count };
-        assert!(shards_overlap(s(0, 1), s(3, 4)), "the whole run owns every part");
-        assert!(shards_overlap(s(1, 2), s(3, 4)), "part 3");
-        assert!(!shards_overlap(s(0, 2), s(3, 4)));
-        assert!(!shards_overlap(s(0, 4), s(1, 4)));
-        assert_eq!(parse_lock_name("lock-shard-3-of-4"), Some(s(3, 4)));
-        assert_eq!(parse_lock_name(".lock-shard-3-of-4.12.partial"), None);
-    }
 }
