@@ -31,7 +31,9 @@ use dcgan_pipeline::dedupe::phash::phash_crops;
 use dcgan_pipeline::dedupe::quality::labelled::Rng;
 use dcgan_pipeline::dedupe::thumbnails::{ThumbnailWriter, THUMBNAIL_BYTES};
 use dcgan_pipeline::dedupe::usage::{measure, StepUsage};
-use dcgan_pipeline::dedupe::windows::{window_correlations, window_hashes, window_pairs, PER_IMAGE};
+use dcgan_pipeline::dedupe::windows::{
+    window_chunks, window_correlations, window_hashes, window_pairs, window_search_work, PER_IMAGE,
+};
 use dcgan_pipeline::dedupe::{Code128, Threshold};
 
 const LATENT: usize = 32;
@@ -152,6 +154,22 @@ fn main() -> anyhow::Result<()> {
     let (radius, phash_radius, window_radius, floor) = (14u32, 8u32, 10u32, 0.96f32);
     eprintln!("{n} images, pHash latent {phash_latent}, at most {max_candidates} window candidates an image");
     let set = synthesize(n, phash_latent);
+    let chunks = window_chunks(&set.windows, window_radius);
+    let (lookups, compared) = window_search_work(&set.windows, window_radius, chunks);
+    eprintln!("window search: {chunks} chunks, {lookups:.0} lookups and {compared:.0} hashes compared an image");
+    if std::env::var("CALIBRATE").is_ok() {
+        // Only the window search's candidates, to match PHASH_LATENT to the real rate.
+        let (pairs, search) = measure(|| window_pairs(&set.windows, window_radius, max_candidates));
+        let distinct = pairs.iter().filter(|p| set.photo[p.a as usize] != set.photo[p.b as usize]).count();
+        println!(
+            "{n} images, pHash latent {phash_latent}: {} window pairs ({:.3} an image), {distinct} of two photos ({:.3} an image); search {:.1} CPU s",
+            pairs.len(),
+            pairs.len() as f64 / n as f64,
+            distinct as f64 / n as f64,
+            search.cpu_s
+        );
+        return Ok(());
+    }
     let thumbs_path = out.join("scratch-thumbnails.u8");
     let (thumbs, write) = measure(|| -> anyhow::Result<_> {
         let mut writer = ThumbnailWriter::create(&thumbs_path)?;
@@ -200,12 +218,14 @@ fn main() -> anyhow::Result<()> {
     let removed = n - clusters.len();
     let copies = set.photo.iter().enumerate().filter(|&(i, &p)| p != i as u32).count();
     let passing = correlation.values().filter(|&&c| c >= floor).count();
+    let distinct = pairs.iter().filter(|p| set.photo[p.a as usize] != set.photo[p.b as usize]).count();
     println!(
-        "{n} images ({copies} near copies planted), {} distinct codes, {} code pairs within {radius}, {} window pairs ({:.2} an image; {passing} correlate >= {floor}), {removed} removed",
+        "{n} images ({copies} near copies planted), {} distinct codes, {} code pairs within {radius}, {} window pairs ({:.3} an image, {distinct} of two photos: {:.3} an image; {passing} correlate >= {floor}), {removed} removed",
         groups.len(),
         near.len(),
         pairs.len(),
-        pairs.len() as f64 / n as f64
+        pairs.len() as f64 / n as f64,
+        distinct as f64 / n as f64
     );
     println!("| step | wall s | CPU s | CPU us an image | peak RSS MiB |");
     println!("|---|---:|---:|---:|---:|");
