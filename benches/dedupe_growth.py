@@ -78,7 +78,7 @@ def build_sets(planted, out, extra):
 
 
 def run(binary, tar, out, model):
-    cmd = ["nice", "-n", "10", "/usr/bin/time", "-v", binary, "--input", tar, "--output", out, "--set", "dedupe.device=cpu"]
+    cmd = ["/usr/bin/time", "-v", binary, "--input", tar, "--output", out, "--set", "dedupe.device=cpu"]
     if model:
         cmd += ["--model", model]
     done = subprocess.run(cmd, capture_output=True, text=True)
