@@ -9,8 +9,8 @@ shared machine: wall time there says as much about the neighbours as about the s
 
 PLANTED_TAR is the set `dedupe --eval-scale --write-set` writes (Tiny ImageNet's 100,000 photos plus
 the planted copies, named `<photo>#copy<c>-<kind>.jpg`); the smaller sets take the first 25%, 50% of
-its photos with their copies; the largest adds EXTRA archives or folders (CIFAR-10's training JPEGs,
-the ImageNet samples). The model is trained once, on the largest set (its cost is fixed by
+its photos with their copies, the third all of it; the largest adds EXTRA archives or folders to all
+of it (CIFAR-10's training JPEGs, the ImageNet samples). The model is trained once, on the largest set (its cost is fixed by
 `dedupe.ae_steps`, not per photo), and reused by the others through --model.
 
 usage: benches/dedupe_growth.py PLANTED_TAR OUT_DIR [EXTRA ...]
@@ -23,7 +23,8 @@ import subprocess
 import sys
 import tarfile
 
-SIZES = (0.25, 0.5, 1.0)
+# (share of the planted set, with the EXTRA archives)
+SIZES = ((0.25, False), (0.5, False), (1.0, False), (1.0, True))
 STEPS = ("crop_pass_and_start", "codes", "index", "check", "cluster", "outputs")
 
 
@@ -60,10 +61,12 @@ def build_sets(planted, out, extra):
     items = list(members(planted))
     photos = sorted({photo_of(n) for n, _ in items})
     sets = []
-    for share in SIZES:
+    for share, with_extra in SIZES:
+        if with_extra and not extra:
+            continue
         keep = set(photos[: int(len(photos) * share)])
         chosen = [(n, d) for n, d in items if photo_of(n) in keep]
-        if share == 1.0:
+        if with_extra:
             for e in extra:
                 tag = os.path.basename(e.rstrip("/")).split(".")[0]
                 chosen += [(f"{tag}/{n}", d) for n, d in members(e)]
@@ -75,15 +78,22 @@ def build_sets(planted, out, extra):
 
 
 def run(binary, tar, out, model):
-    cmd = ["nice", "-n", "10", "/usr/bin/time", "-v", binary, "--input", tar, "--output", out, "--set", "dedupe.device=cpu"]
+    cmd = ["/usr/bin/time", "-v", binary, "--input", tar, "--output", out, "--set", "dedupe.device=cpu"]
     if model:
         cmd += ["--model", model]
     done = subprocess.run(cmd, capture_output=True, text=True)
+    os.makedirs(out, exist_ok=True)
+    with open(os.path.join(out, "..", os.path.basename(out) + ".log"), "w") as fh:
+        fh.write(done.stderr)  # the progress lines (rates of each step) and /usr/bin/time's report
     if done.returncode != 0:
         sys.exit(f"{' '.join(cmd)} failed:\n{done.stderr[-3000:]}")
     peak = next((l.split(":")[1].strip() for l in done.stderr.splitlines() if "Maximum resident" in l), "?")
     with open(os.path.join(out, "summary.json")) as fh:
-        return json.load(fh), int(peak) / 1024 if peak != "?" else float("nan")
+        summary = json.load(fh)
+    # The stage resets the high-water mark before each step (usage.rs), so /usr/bin/time's maximum
+    # is the last step's; the process's peak is the largest of the steps'.
+    steps = [u.get("peak_rss_mib") or 0 for u in summary["usage"].values()]
+    return summary, max(steps + [int(peak) / 1024 if peak != "?" else 0])
 
 
 def main():

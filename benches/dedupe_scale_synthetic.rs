@@ -4,11 +4,15 @@
 //! Each image gets a latent z (32-dimensional Gaussian; 10% of the images are near copies of an
 //! earlier one: z plus a little noise). Its 128-bit code is sign(W z + b) through 128 random
 //! planes (as benches/dedupe_index.rs: distinct codes 64 +- 9 bits apart, like the stage's); its
-//! whole-crop pHash the sign of 64 planes over the first `PHASH_LATENT` dimensions of z, its 11
-//! window pHashes the same of z plus a small per-window offset. `PHASH_LATENT` sets how many
-//! distinct photos fall within the window radius of each other: 12 (the default) gives ~0.3 window
-//! pairs an image at 100,000 (the real rate: 31,526 window pairs on Tiny ImageNet's 100,000,
-//! ~30,000 of them two photos), growing with the set as the real rate does. The grey thumbnails
+//! whole-crop pHash bit k the sign of plane k over the first `PHASH_LATENT` (12) dimensions of z
+//! plus `PHASH_NOISE` (4.1) times a value of the photo's own for bit k, its 11 window pHashes the
+//! same with the latent moved a little per window. Planes alone make pHashes far more crowded than
+//! real ones (latent 12: ~7 pairs of two photos within the window radius an image at 100,000, the
+//! bound of 8 reached; latent 32 still ~4); the per-bit values spread them towards uniform hashes.
+//! Calibrated at 100,000 images against Tiny ImageNet's real window pHashes (~31,500 pairs of two
+//! photos within 10 bits at 100,000, 0.31 an image; the 4-chunk search compared ~13,900 hashes an
+//! image): noise 4.1 gives 0.29 pairs of two photos an image and ~14,400 hashes compared
+//! (noise 4.0: 0.34; 4.2: 0.25). `CALIBRATE=1` runs the window search only, for this. The grey thumbnails
 //! (1 KiB, on disk as the stage keeps them) are noise per photo, shared by its copies (plus noise):
 //! a copy correlates ~1, two photos ~0, so the check's two paths are both taken.
 //!
@@ -17,7 +21,7 @@
 //! random crops with an untrained autoencoder and scaled per image.
 //!
 //! cargo run --release --example dedupe_scale_synthetic -- [N] [OUT_DIR]
-//! (env: PHASH_LATENT, CODES_SAMPLE, MAX_CANDIDATES, CHECK_BATCH)
+//! (env: PHASH_LATENT, PHASH_NOISE, CALIBRATE, CODES_SAMPLE, MAX_CANDIDATES, CHECK_BATCH)
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -31,19 +35,23 @@ use dcgan_pipeline::dedupe::phash::phash_crops;
 use dcgan_pipeline::dedupe::quality::labelled::Rng;
 use dcgan_pipeline::dedupe::thumbnails::{ThumbnailWriter, THUMBNAIL_BYTES};
 use dcgan_pipeline::dedupe::usage::{measure, StepUsage};
-use dcgan_pipeline::dedupe::windows::{window_correlations, window_hashes, window_pairs, PER_IMAGE};
+use dcgan_pipeline::dedupe::windows::{
+    window_chunks, window_correlations, window_hashes, window_pairs, window_search_work, PER_IMAGE,
+};
 use dcgan_pipeline::dedupe::{Code128, Threshold};
 
 const LATENT: usize = 32;
+/// The latent and, after it, one independent value per pHash bit (`PHASH_NOISE` scales them).
+const DIMS: usize = LATENT + 64;
 
 fn env_or<T: std::str::FromStr>(key: &str, default: T) -> T {
     std::env::var(key).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
 }
 
 /// Per image: its latent and the photo it copies (itself when not a copy).
-fn latents(n: usize, seed: u64) -> (Vec<[f32; LATENT]>, Vec<u32>) {
+fn latents(n: usize, seed: u64) -> (Vec<[f32; DIMS]>, Vec<u32>) {
     let mut rng = Rng::new(seed);
-    let mut z: Vec<[f32; LATENT]> = Vec::with_capacity(n);
+    let mut z: Vec<[f32; DIMS]> = Vec::with_capacity(n);
     let mut photo = Vec::with_capacity(n);
     for i in 0..n {
         if i > 0 && rng.chance(0.1) {
@@ -79,7 +87,17 @@ struct Synthetic {
     photo: Vec<u32>,
 }
 
-fn synthesize(n: usize, phash_latent: usize) -> Synthetic {
+/// A pHash: bit k the sign of plane k over the first dimensions of the latent plus `noise` times the
+/// photo's own value for bit k (0: bits as correlated as the planes make them, crowded; large:
+/// independent bits, uniform hashes).
+fn phash_bits(planes: &[Vec<f32>], latent: &[f32], own: &[f32], noise: f32) -> u64 {
+    planes.iter().zip(own).enumerate().fold(0u64, |bits, (k, (w, e))| {
+        let dot: f32 = w.iter().zip(latent).map(|(a, b)| a * b).sum::<f32>() + noise * e;
+        bits | (u64::from(dot > 0.0) << k)
+    })
+}
+
+fn synthesize(n: usize, phash_latent: usize, noise: f32) -> Synthetic {
     let (z, photo) = latents(n, 1);
     let code_planes = planes(128, LATENT, 2);
     let phash_planes = planes(64, phash_latent, 3);
@@ -95,11 +113,11 @@ fn synthesize(n: usize, phash_latent: usize) -> Synthetic {
         .enumerate()
         .flat_map_iter(|(i, z)| {
             let mut rng = Rng::new(1000 + i as u64);
-            let latent = &z[..phash_latent];
-            let mut hashes = vec![signs(&phash_planes, latent) as u64];
+            let (latent, own) = (&z[..phash_latent], &z[LATENT..]);
+            let mut hashes = vec![phash_bits(&phash_planes, latent, own, noise)];
             for _ in 1..PER_IMAGE {
                 let moved: Vec<f32> = latent.iter().map(|v| v + 0.25 * rng.normal() as f32).collect();
-                hashes.push(signs(&phash_planes, &moved) as u64);
+                hashes.push(phash_bits(&phash_planes, &moved, own, noise));
             }
             hashes
         })
@@ -148,10 +166,28 @@ fn main() -> anyhow::Result<()> {
     let out = PathBuf::from(args.get(2).map_or("out/dedupe-synthetic", String::as_str));
     std::fs::create_dir_all(&out)?;
     let (phash_latent, sample) = (env_or("PHASH_LATENT", 12usize), env_or("CODES_SAMPLE", 20_000usize));
+    let phash_noise = env_or("PHASH_NOISE", 4.1f32);
+    assert!(phash_latent <= LATENT, "PHASH_LATENT is at most {LATENT}");
     let (max_candidates, batch) = (env_or("MAX_CANDIDATES", 8usize), env_or("CHECK_BATCH", 200_000usize));
     let (radius, phash_radius, window_radius, floor) = (14u32, 8u32, 10u32, 0.96f32);
-    eprintln!("{n} images, pHash latent {phash_latent}, at most {max_candidates} window candidates an image");
-    let set = synthesize(n, phash_latent);
+    eprintln!("{n} images, pHash latent {phash_latent}, noise {phash_noise}, at most {max_candidates} window candidates an image");
+    let set = synthesize(n, phash_latent, phash_noise);
+    let chunks = window_chunks(&set.windows, window_radius);
+    let (lookups, compared) = window_search_work(&set.windows, window_radius, chunks);
+    eprintln!("window search: {chunks} chunks, {lookups:.0} lookups and {compared:.0} hashes compared an image");
+    if std::env::var("CALIBRATE").is_ok() {
+        // Only the window search's candidates, to match PHASH_LATENT to the real rate.
+        let (pairs, search) = measure(|| window_pairs(&set.windows, window_radius, max_candidates));
+        let distinct = pairs.iter().filter(|p| set.photo[p.a as usize] != set.photo[p.b as usize]).count();
+        println!(
+            "{n} images, pHash latent {phash_latent}, noise {phash_noise}: {} window pairs ({:.3} an image), {distinct} of two photos ({:.3} an image); search {:.1} CPU s",
+            pairs.len(),
+            pairs.len() as f64 / n as f64,
+            distinct as f64 / n as f64,
+            search.cpu_s
+        );
+        return Ok(());
+    }
     let thumbs_path = out.join("scratch-thumbnails.u8");
     let (thumbs, write) = measure(|| -> anyhow::Result<_> {
         let mut writer = ThumbnailWriter::create(&thumbs_path)?;
@@ -200,12 +236,14 @@ fn main() -> anyhow::Result<()> {
     let removed = n - clusters.len();
     let copies = set.photo.iter().enumerate().filter(|&(i, &p)| p != i as u32).count();
     let passing = correlation.values().filter(|&&c| c >= floor).count();
+    let distinct = pairs.iter().filter(|p| set.photo[p.a as usize] != set.photo[p.b as usize]).count();
     println!(
-        "{n} images ({copies} near copies planted), {} distinct codes, {} code pairs within {radius}, {} window pairs ({:.2} an image; {passing} correlate >= {floor}), {removed} removed",
+        "{n} images ({copies} near copies planted), {} distinct codes, {} code pairs within {radius}, {} window pairs ({:.3} an image, {distinct} of two photos: {:.3} an image; {passing} correlate >= {floor}), {removed} removed",
         groups.len(),
         near.len(),
         pairs.len(),
-        pairs.len() as f64 / n as f64
+        pairs.len() as f64 / n as f64,
+        distinct as f64 / n as f64
     );
     println!("| step | wall s | CPU s | CPU us an image | peak RSS MiB |");
     println!("|---|---:|---:|---:|---:|");

@@ -10,6 +10,7 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use dcgan_pipeline::data::npy::read_array;
+use dcgan_pipeline::dedupe::usage::measure;
 use dcgan_pipeline::dedupe::windows::{window_chunks, window_hashes, window_pairs_with, window_search_work, PER_IMAGE};
 
 fn main() -> anyhow::Result<()> {
@@ -31,15 +32,24 @@ fn main() -> anyhow::Result<()> {
     println!("{images} crops from {} shards: window pHashes in {:.1} s", shards.len(), started.elapsed().as_secs_f64());
     println!("| photos | pairs within {radius} | 4 chunks (work per image) | 3 chunks (work per image) | 3 / 4 | the plan picks |");
     println!("|---:|---:|---:|---:|---:|---:|");
-    for n in [images / 4, images / 2, images] {
+    // The bound per image the stage uses (MAX_CANDIDATES, default 8; 0: every pair). Times are CPU
+    // seconds (user + system, all threads): the machine may be shared.
+    let bound = std::env::var("MAX_CANDIDATES").ok().and_then(|v| v.parse().ok()).unwrap_or(8usize);
+    let bound = if bound == 0 { usize::MAX } else { bound };
+    let sizes: Vec<usize> = match std::env::var("SIZES") {
+        Ok(list) => list.split(',').filter_map(|v| v.parse().ok()).filter(|&n| n <= images).collect(),
+        Err(_) => vec![images / 4, images / 2, images],
+    };
+    for n in sizes {
         let part = &hashes[..n * PER_IMAGE];
         let time = |chunks: usize| {
-            let t = Instant::now();
-            let pairs = window_pairs_with(part, radius, chunks, usize::MAX);
-            (pairs, t.elapsed().as_secs_f64())
+            let (pairs, usage) = measure(|| window_pairs_with(part, radius, chunks, bound));
+            (pairs, usage.cpu_s)
         };
         let ((four, t4), (three, t3)) = (time(4), time(3));
-        assert_eq!(four, three, "3 and 4 chunks must find the same pairs");
+        if bound == usize::MAX {
+            assert_eq!(four, three, "3 and 4 chunks must find the same pairs");
+        }
         let t = Instant::now();
         let pick = window_chunks(part, radius);
         let planned = t.elapsed().as_secs_f64();
@@ -48,9 +58,11 @@ fn main() -> anyhow::Result<()> {
             format!("{lookups:.0} lookups, {compared:.0} compared")
         };
         println!(
-            "| {n} | {} | {t4:.2} s ({}) | {t3:.2} s ({}) | {:.2} | {pick} (planned in {planned:.2} s) |",
+            "| {n} | {} | {t4:.2} CPU s, {:.1} us an image ({}) | {t3:.2} CPU s, {:.1} us an image ({}) | {:.2} | {pick} (planned in {planned:.2} s) |",
             four.len(),
+            1e6 * t4 / n as f64,
             work(4),
+            1e6 * t3 / n as f64,
             work(3),
             t3 / t4
         );
