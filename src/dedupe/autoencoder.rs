@@ -189,6 +189,11 @@ impl Autoencoder {
         assert!(n > 0, "no images to train on");
         let device = self.vs.device();
         tch::manual_seed(settings.seed);
+        // The weights were drawn when the model was made, from libtorch's global generator in
+        // whatever state the process had left it; draw them again from the seed, or two runs on one
+        // input train different models and keep different photos.
+        let fresh = Autoencoder::new(device, self.centre_images);
+        self.vs.copy(&fresh.vs).expect("the same layers");
         // uint8 on the device: a quarter of the floats' memory.
         let data = Tensor::from_slice(images).view([n, INPUT_DIM as i64]).to_device(device);
         let mean = tch::no_grad(|| {
