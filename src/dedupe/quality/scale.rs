@@ -94,64 +94,119 @@ struct Prepared {
     windows: Vec<u64>,
 }
 
-impl ScaleSet {
-    pub fn build(input: &Path, config: &DedupeConfig, settings: &ScaleSettings) -> Result<Self> {
-        let source = ImageSource::open(input).context("cannot open the evaluation photos")?;
-        let mut records: Vec<(String, Vec<u8>)> = Vec::new();
-        let mut unreadable = Vec::new();
-        source.for_each_record(&|_| true, config.max_file_bytes, &mut |record| {
-            match record.load(config.max_file_bytes) {
-                Ok(bytes) => records.push((record.name.clone(), bytes.into_owned())),
-                Err(e) => unreadable.push((record.name.clone(), e)),
-            }
-            if settings.limit > 0 && records.len() >= settings.limit {
-                ControlFlow::Break(())
-            } else {
-                ControlFlow::Continue(())
-            }
-        })?;
+/// A source record: its name and encoded bytes.
+type Record = (String, Vec<u8>);
+/// A record that could not be read or decoded: its name and the reason.
+type Unreadable = (String, String);
+
+/// The source's records (at most `settings.limit`, 0: all), with those that could not be read.
+fn read_records(
+    input: &Path,
+    config: &DedupeConfig,
+    settings: &ScaleSettings,
+) -> Result<(Vec<Record>, Vec<Unreadable>)> {
+    let source = ImageSource::open(input).context("cannot open the evaluation photos")?;
+    let mut records: Vec<Record> = Vec::new();
+    let mut unreadable = Vec::new();
+    source.for_each_record(&|_| true, config.max_file_bytes, &mut |record| {
+        match record.load(config.max_file_bytes) {
+            Ok(bytes) => records.push((record.name.clone(), bytes.into_owned())),
+            Err(e) => unreadable.push((record.name.clone(), e)),
+        }
+        if settings.limit > 0 && records.len() >= settings.limit {
+            ControlFlow::Break(())
+        } else {
+            ControlFlow::Continue(())
+        }
+    })?;
+    Ok((records, unreadable))
+}
+
+/// One image decoded, cropped and hashed as the stage does it.
+struct Preparer {
+    size: u32,
+    options: DecodeOptions,
+    phasher: image_hasher::Hasher,
+}
+
+impl Preparer {
+    fn new(config: &DedupeConfig) -> Self {
         let size = config.size;
         let options = DecodeOptions {
             max_pixels: config.max_pixels,
             min_decoded_side: config.dct_scaling.then_some(size * config.min_decoded_factor),
             keep_damaged: config.keep_damaged,
         };
-        let phasher = crate::dedupe::phash::phasher();
-        let prepare = |bytes: &[u8]| -> Result<(Prepared, crate::imageops::RgbImage), String> {
-            let decoded = decode_rgb_with_libjpeg(bytes, &options).map_err(|e| e.to_string())?;
-            let crop = min_resize_center_crop(&decoded.image, size);
-            let img = Image::from_raw(size, size, crop.pixels.clone()).expect("crop size");
-            let prepared = Prepared {
-                pixels: decoded.source_width as u64 * decoded.source_height as u64,
-                small: downsample_to_input(&crop.pixels, size as usize),
-                phash: crate::dedupe::phash::phash64(&phasher, &img),
-                windows: window_hashes(&crop.pixels, size),
-            };
-            Ok((prepared, decoded.image))
+        Preparer { size, options, phasher: crate::dedupe::phash::phasher() }
+    }
+
+    /// The prepared image, and the decoded photo (planted copies are edits of it).
+    fn prepare(&self, bytes: &[u8]) -> Result<(Prepared, crate::imageops::RgbImage), String> {
+        let size = self.size;
+        let decoded = decode_rgb_with_libjpeg(bytes, &self.options).map_err(|e| e.to_string())?;
+        let crop = min_resize_center_crop(&decoded.image, size);
+        let img = Image::from_raw(size, size, crop.pixels.clone()).expect("crop size");
+        let prepared = Prepared {
+            pixels: decoded.source_width as u64 * decoded.source_height as u64,
+            small: downsample_to_input(&crop.pixels, size as usize),
+            phash: crate::dedupe::phash::phash64(&self.phasher, &img),
+            windows: window_hashes(&crop.pixels, size),
         };
+        Ok((prepared, decoded.image))
+    }
+
+    /// Record `i`'s original, followed by its planted copies when it is every `step`-th record.
+    fn photo(
+        &self,
+        i: usize,
+        name: &str,
+        bytes: &[u8],
+        step: usize,
+        settings: &ScaleSettings,
+    ) -> Result<Vec<PreparedImage>, (String, String)> {
+        let (original, decoded) = self.prepare(bytes).map_err(|e| (name.to_string(), e))?;
+        let mut out = vec![(name.to_string(), None, original, Vec::new())];
+        if i.is_multiple_of(step) && i / step < settings.planted {
+            let photo = Image::from_raw(decoded.width, decoded.height, decoded.pixels).expect("decoded size");
+            let mut rng = Rng::new(settings.seed ^ (i as u64).wrapping_mul(0x2545_F491_4F6C_DD1D));
+            for c in 0..settings.copies {
+                // Kinds in turn over all planted copies: each kind on an even share.
+                let kind = EditKind::ALL[(i / step * settings.copies + c) % EditKind::ALL.len()];
+                let (bytes, _) = planted_copy(&photo, kind, &mut rng);
+                let copy_name = format!("{name}#copy{c}-{}.jpg", kind.slug());
+                let copy = self.prepare(&bytes).map_err(|e| (copy_name.clone(), e))?;
+                out.push((copy_name, Some(kind), copy.0, bytes));
+            }
+        }
+        Ok(out)
+    }
+}
+
+impl ScaleSet {
+    pub fn build(input: &Path, config: &DedupeConfig, settings: &ScaleSettings) -> Result<Self> {
+        let (records, unreadable) = read_records(input, config, settings)?;
+        let preparer = Preparer::new(config);
         // Planted photos: every step-th record.
         let step = (records.len() / settings.planted.max(1)).max(1);
         let per_photo: Vec<Result<Vec<PreparedImage>, (String, String)>> = records
             .par_iter()
             .enumerate()
-            .map(|(i, (name, bytes))| {
-                let (original, decoded) = prepare(bytes).map_err(|e| (name.clone(), e))?;
-                let mut out = vec![(name.clone(), None, original, Vec::new())];
-                if i % step == 0 && i / step < settings.planted {
-                    let photo = Image::from_raw(decoded.width, decoded.height, decoded.pixels).expect("decoded size");
-                    let mut rng = Rng::new(settings.seed ^ (i as u64).wrapping_mul(0x2545_F491_4F6C_DD1D));
-                    for c in 0..settings.copies {
-                        // Kinds in turn over all planted copies: each kind on an even share.
-                        let kind = EditKind::ALL[(i / step * settings.copies + c) % EditKind::ALL.len()];
-                        let (bytes, _) = planted_copy(&photo, kind, &mut rng);
-                        let copy_name = format!("{name}#copy{c}-{}.jpg", kind.slug());
-                        let copy = prepare(&bytes).map_err(|e| (copy_name.clone(), e))?;
-                        out.push((copy_name, Some(kind), copy.0, bytes));
-                    }
-                }
-                Ok(out)
-            })
+            .map(|(i, (name, bytes))| preparer.photo(i, name, bytes, step, settings))
             .collect();
+        let set = Self::assemble(&records, unreadable, per_photo);
+        if set.planted.len() < 8 {
+            bail!("{}: {} decodable photos; the evaluation needs at least 8", input.display(), set.planted.len());
+        }
+        Ok(set)
+    }
+
+    /// The set from each photo's prepared images, in input order (a photo that failed goes to
+    /// `unreadable`).
+    fn assemble(
+        records: &[Record],
+        unreadable: Vec<(String, String)>,
+        per_photo: Vec<Result<Vec<PreparedImage>, (String, String)>>,
+    ) -> Self {
         let mut set = ScaleSet {
             names: Vec::new(),
             photo: Vec::new(),
@@ -188,10 +243,7 @@ impl ScaleSet {
                 Err(bad) => set.unreadable.push(bad),
             }
         }
-        if set.planted.len() < 8 {
-            bail!("{}: {} decodable photos; the evaluation needs at least 8", input.display(), set.planted.len());
-        }
-        Ok(set)
+        set
     }
 
     pub fn len(&self) -> usize {
@@ -918,175 +970,6 @@ pub fn evaluate(input: &Path, set: &ScaleSet, config: &DedupeConfig, settings: &
 /// A group's first image.
 fn p_first(groups: &[Vec<u32>], g: u32) -> usize {
     groups[g as usize][0] as usize
-}
-
-/// A cluster rule as the tables name it.
-fn rule_label(rule: ClusterRule) -> &'static str {
-    match rule {
-        ClusterRule::AroundKeeper => "around keeper",
-        ClusterRule::SingleLinkage => "single linkage",
-    }
-}
-
-impl ScaleReport {
-    /// The highest recall at precision >= `target` of a curve, with its score.
-    pub fn best_at(&self, method: &str, rule: ClusterRule, target: f64) -> Option<&Score> {
-        let curve = self.curves.iter().find(|c| c.method == method && c.rule == rule)?;
-        curve
-            .scores
-            .iter()
-            .filter(|s| s.precision >= target && s.correct > 0)
-            .max_by(|a, b| a.recall.total_cmp(&b.recall).then(b.radius.cmp(&a.radius)))
-    }
-
-    pub fn markdown(&self) -> String {
-        let mut md = String::new();
-        self.write_header(&mut md);
-        self.write_recall_by_kind(&mut md);
-        self.write_window_candidates(&mut md);
-        self.write_best_at_precision(&mut md);
-        self.write_curves(&mut md);
-        self.write_by_signal(&mut md);
-        md
-    }
-
-    /// The set, the labels, and what precision and recall mean.
-    fn write_header(&self, md: &mut String) {
-        md.push_str(&format!(
-            "{} photos from {} -> {} images: {} photos with {} edited copies each (planted). {} pairs of originals found to be one photo held twice (32x32 inputs within a mean absolute difference of {} grey levels, among the pairs either hash calls near at its largest radius). {} records unreadable.\n\n",
-            self.photos, self.input, self.images, self.planted_photos, self.settings.copies, self.existing_copy_pairs, self.settings.same_photo_mad, self.unreadable.len()
-        ));
-        md.push_str("Precision: removals whose keeper shows the same photo. Recall: of the planted copies' removals. Lost: photos of which no image is kept. Mixed: the largest cluster holding more than one photo.\n\n");
-    }
-
-    /// Recall per edit kind at the configured radius (pHash alone at its best radius).
-    fn write_recall_by_kind(&self, md: &mut String) {
-        let kinds: Vec<&str> = EditKind::ALL.iter().map(|k| k.label()).collect();
-        let kind_cells = |s: &Score| s.recall_by_kind.iter().map(|r| format!("{r:.3}")).collect::<Vec<_>>().join(" | ");
-        md.push_str(&format!(
-            "Recall per edit kind (a planted copy in one cluster with its original), clusters around keepers: the code-based methods at the configured radius {} (the configured stage: {}), pHash alone at its best radius at precision >= 0.99:\n\n| method | radius | precision | recall | {} | photos lost | largest mixed cluster |\n|---|---:|---:|---:|{}---:|---:|\n",
-            self.configured_radius,
-            self.configured,
-            kinds.join(" | "),
-            "---:|".repeat(kinds.len())
-        ));
-        for c in self.curves.iter().filter(|c| c.rule == ClusterRule::AroundKeeper) {
-            let s = if c.method == PHASH {
-                self.best_at(&c.method, c.rule, 0.99)
-            } else {
-                c.scores.get(self.configured_radius as usize)
-            };
-            if let Some(s) = s {
-                let name = if c.method == self.configured {
-                    format!("**{}** (configured)", c.method)
-                } else {
-                    c.method.clone()
-                };
-                md.push_str(&format!(
-                    "| {name} | {} | {:.4} | {:.4} | {} | {} ({:.3}%) | {} |\n",
-                    s.radius,
-                    s.precision,
-                    s.recall,
-                    kind_cells(s),
-                    s.photos_lost,
-                    100.0 * s.photos_lost_fraction,
-                    s.largest_mixed_cluster
-                ));
-            }
-        }
-    }
-
-    /// The crop route's candidate pairs by distance and correlation band.
-    fn write_window_candidates(&self, md: &mut String) {
-        md.push_str(&format!(
-            "\nThe crop route's candidates (whole-crop pHash within d bits of a window pHash of the other image), by the best aligned correlation of their grey thumbnails: pairs of one photo / of two photos. Bands end below {:?}.\n\n| d | {} |\n|---:|{}\n",
-            CORRELATION_BANDS,
-            CORRELATION_BANDS.iter().map(|b| format!("< {b}")).collect::<Vec<_>>().join(" | "),
-            "---:|".repeat(CORRELATION_BANDS.len())
-        ));
-        for row in &self.window_candidates {
-            let cells: Vec<String> =
-                row.true_pairs.iter().zip(&row.false_pairs).map(|(t, f)| format!("{t} / {f}")).collect();
-            md.push_str(&format!("| {} | {} |\n", row.distance, cells.join(" | ")));
-        }
-        md.push('\n');
-    }
-
-    /// Each curve's highest recall at precision >= 0.99 and >= 0.999.
-    fn write_best_at_precision(&self, md: &mut String) {
-        md.push_str("Highest recall at a precision, whatever the radius (radius, recall, photos lost, largest mixed cluster):\n\n| hash, clusters | precision >= 0.99 | >= 0.999 |\n|---|---|---|\n");
-        for c in &self.curves {
-            let cells: Vec<String> = [0.99, 0.999]
-                .iter()
-                .map(|&t| {
-                    self.best_at(&c.method, c.rule, t).map_or("-".into(), |s| {
-                        format!(
-                            "r {}: recall {:.4}, lost {} ({:.3}%), mixed {}",
-                            s.radius,
-                            s.recall,
-                            s.photos_lost,
-                            100.0 * s.photos_lost_fraction,
-                            s.largest_mixed_cluster
-                        )
-                    })
-                })
-                .collect();
-            md.push_str(&format!("| {}, {} | {} |\n", c.method, rule_label(c.rule), cells.join(" | ")));
-        }
-    }
-
-    /// Every curve radius by radius, with its false pairs.
-    fn write_curves(&self, md: &mut String) {
-        let kinds: Vec<&str> = EditKind::ALL.iter().map(|k| k.label()).collect();
-        let kind_cells = |s: &Score| s.recall_by_kind.iter().map(|r| format!("{r:.3}")).collect::<Vec<_>>().join(" | ");
-        for c in &self.curves {
-            let rates = self.pair_rates.iter().find(|r| r.method == c.method).expect("a rate per method");
-            md.push_str(&format!(
-                "\n{}, clusters {}:\n\n| radius | removed | precision | recall | false removals | of which existing copies correct | photos lost | lost % | largest mixed cluster | mixed clusters | false pairs | per 10^9 distinct pairs | {} |\n|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|{}\n",
-                c.method,
-                rule_label(c.rule),
-                kinds.join(" | "),
-                "---:|".repeat(kinds.len())
-            ));
-            for s in &c.scores {
-                md.push_str(&format!(
-                    "| {} | {} | {:.4} | {:.4} | {} | {} | {} | {:.3} | {} | {} | {} | {:.2} | {} |\n",
-                    s.radius,
-                    s.removed,
-                    s.precision,
-                    s.recall,
-                    s.false_removals,
-                    s.correct_existing,
-                    s.photos_lost,
-                    100.0 * s.photos_lost_fraction,
-                    s.largest_mixed_cluster,
-                    s.mixed_clusters,
-                    rates.false_pairs[s.radius as usize],
-                    rates.rate[s.radius as usize] * 1e9,
-                    kind_cells(s)
-                ));
-            }
-        }
-    }
-
-    /// Removals at one radius by the detail of the images and the bits set of their codes.
-    fn write_by_signal(&self, md: &mut String) {
-        let radius = self.settings.detail_radius.min(self.settings.max_radius);
-        for (title, rows) in [
-            (
-                "detail (standard deviation of the 32x32 input, grey levels; the less detailed of removed and keeper)",
-                &self.detail,
-            ),
-            ("bits set in the code (the fewer of removed and keeper)", &self.bits_set),
-        ] {
-            md.push_str(&format!(
-                "\nRemovals by {title}, autoencoder around keepers at radius {radius}:\n\n| below | images | correct removals | false removals |\n|---:|---:|---:|---:|\n"
-            ));
-            for r in rows {
-                md.push_str(&format!("| {} | {} | {} | {} |\n", r.below, r.images, r.correct, r.false_removals));
-            }
-        }
-    }
 }
 
 #[cfg(test)]
