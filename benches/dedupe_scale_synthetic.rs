@@ -160,13 +160,13 @@ fn codes_step(sample: usize) -> StepUsage {
     usage
 }
 
-/// `CALIBRATE`: only the window search's candidates, to match `PHASH_LATENT` to the real rate.
-fn calibrate(set: &Synthetic, (phash_latent, phash_noise): (usize, f32), window_radius: u32, max_candidates: usize) {
+/// Only the window search's candidates, to match `PHASH_LATENT` and `PHASH_NOISE` to the real rate.
+fn calibrate(set: &Synthetic, window_radius: u32, max_candidates: usize, model: &str) {
     let n = set.photo.len();
     let (pairs, search) = measure(|| window_pairs(&set.windows, window_radius, max_candidates));
     let distinct = pairs.iter().filter(|p| set.photo[p.a as usize] != set.photo[p.b as usize]).count();
     println!(
-        "{n} images, pHash latent {phash_latent}, noise {phash_noise}: {} window pairs ({:.3} an image), {distinct} of two photos ({:.3} an image); search {:.1} CPU s",
+        "{n} images, {model}: {} window pairs ({:.3} an image), {distinct} of two photos ({:.3} an image); search {:.1} CPU s",
         pairs.len(),
         pairs.len() as f64 / n as f64,
         distinct as f64 / n as f64,
@@ -234,7 +234,7 @@ fn main() -> anyhow::Result<()> {
     let (lookups, compared) = window_search_work(&set.windows, window_radius, chunks);
     eprintln!("window search: {chunks} chunks, {lookups:.0} lookups and {compared:.0} hashes compared an image");
     if std::env::var("CALIBRATE").is_ok() {
-        calibrate(&set, (phash_latent, phash_noise), window_radius, max_candidates);
+        calibrate(&set, window_radius, max_candidates, &format!("pHash latent {phash_latent}, noise {phash_noise}"));
         return Ok(());
     }
     let thumbs_path = out.join("scratch-thumbnails.u8");
