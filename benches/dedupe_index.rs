@@ -86,6 +86,28 @@ fn stage_pairs(codes: &[Code128], radius: u32, params: &IndexParams) -> HashSet<
     found
 }
 
+/// HNSW on all the codes, as the stage runs it with `search = "hnsw"`: its time, pairs and peak memory.
+fn hnsw_on_all(codes: &[Code128], radius: u32, params: &IndexParams, rss_before: f64) {
+    let n = codes.len();
+    let t = Instant::now();
+    let groups = exact_groups(codes);
+    let t_groups = t.elapsed().as_secs_f64();
+    let distinct: Vec<Code128> = groups.iter().map(|g| codes[g[0] as usize]).collect();
+    let t2 = Instant::now();
+    let near = index_pairs(&distinct, radius, params);
+    let t_index = t2.elapsed().as_secs_f64();
+    let clusters = cluster(n, &groups, &near, &|_, _| true);
+    let total = t.elapsed().as_secs_f64();
+    let removed = n - clusters.len();
+    println!(
+        "{n} codes: exact grouping {t_groups:.2} s ({} distinct), index build + search {t_index:.1} s ({} near pairs), clusters {:.2} s; total {total:.1} s; {removed} images would be removed",
+        distinct.len(),
+        near.len(),
+        total - t_groups - t_index
+    );
+    println!("peak resident memory: {:.0} MiB (after generating the codes: {:.0} MiB)", peak_rss_mib(), rss_before);
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let n: usize = args.first().and_then(|a| a.parse().ok()).unwrap_or(1_000_000);
@@ -136,23 +158,7 @@ fn main() {
     if std::env::var_os("SKIP_HNSW_FULL").is_some() {
         println!("HNSW on all {n} codes skipped (SKIP_HNSW_FULL)");
     } else {
-        let t = Instant::now();
-        let groups = exact_groups(&codes);
-        let t_groups = t.elapsed().as_secs_f64();
-        let distinct: Vec<Code128> = groups.iter().map(|g| codes[g[0] as usize]).collect();
-        let t2 = Instant::now();
-        let near = index_pairs(&distinct, radius, &params);
-        let t_index = t2.elapsed().as_secs_f64();
-        let clusters = cluster(n, &groups, &near, &|_, _| true);
-        let total = t.elapsed().as_secs_f64();
-        let removed = n - clusters.len();
-        println!(
-        "{n} codes: exact grouping {t_groups:.2} s ({} distinct), index build + search {t_index:.1} s ({} near pairs), clusters {:.2} s; total {total:.1} s; {removed} images would be removed",
-        distinct.len(),
-        near.len(),
-        total - t_groups - t_index
-    );
-        println!("peak resident memory: {:.0} MiB (after generating the codes: {:.0} MiB)", peak_rss_mib(), rss_before);
+        hnsw_on_all(&codes, radius, &params, rss_before);
     }
 
     let part = &codes[..subset.min(n)];

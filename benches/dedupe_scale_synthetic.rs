@@ -24,19 +24,19 @@
 //! (env: PHASH_LATENT, PHASH_NOISE, CALIBRATE, CODES_SAMPLE, MAX_CANDIDATES, CHECK_BATCH)
 
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use rayon::prelude::*;
 
 use dcgan_pipeline::dedupe::autoencoder::{downsample_to_input, Autoencoder};
-use dcgan_pipeline::dedupe::clusters::{clusters_by, exact_groups, ClusterRule};
+use dcgan_pipeline::dedupe::clusters::{clusters_by, exact_groups, Cluster, ClusterRule};
 use dcgan_pipeline::dedupe::index::{multi_index_pairs, NearPair};
 use dcgan_pipeline::dedupe::phash::phash_crops;
 use dcgan_pipeline::dedupe::quality::labelled::Rng;
-use dcgan_pipeline::dedupe::thumbnails::{ThumbnailWriter, THUMBNAIL_BYTES};
+use dcgan_pipeline::dedupe::thumbnails::{ThumbnailFile, ThumbnailWriter, THUMBNAIL_BYTES};
 use dcgan_pipeline::dedupe::usage::{measure, StepUsage};
 use dcgan_pipeline::dedupe::windows::{
-    window_chunks, window_correlations, window_hashes, window_pairs, window_search_work, PER_IMAGE,
+    window_chunks, window_correlations, window_hashes, window_pairs, window_search_work, WindowPair, PER_IMAGE,
 };
 use dcgan_pipeline::dedupe::{Code128, Threshold};
 
@@ -174,6 +174,50 @@ fn calibrate(set: &Synthetic, window_radius: u32, max_candidates: usize, model: 
     );
 }
 
+/// Every image's thumbnail written to `path`, as the codes step keeps them.
+fn write_thumbnails(set: &Synthetic, path: &Path) -> anyhow::Result<ThumbnailFile> {
+    let n = set.photo.len();
+    let mut writer = ThumbnailWriter::create(path)?;
+    for block in (0..n as u32).collect::<Vec<_>>().chunks(65536) {
+        let bytes: Vec<u8> = block.par_iter().flat_map_iter(|&i| thumbnail(set.photo[i as usize], i)).collect();
+        writer.push(&bytes)?;
+    }
+    Ok(writer.finish()?)
+}
+
+/// The clusters as the stage forms them (around keepers): code pairs, and window pairs between
+/// distinct codes, each removal passing the code-and-pHash check or the window correlation.
+fn cluster_all(
+    set: &Synthetic,
+    (groups, near): (&[Vec<u32>], &[NearPair]),
+    pairs: &[WindowPair],
+    correlation: &HashMap<(u32, u32), f32>,
+    (radius, phash_radius, floor): (u32, u32, f32),
+) -> Vec<Cluster> {
+    let n = set.photo.len();
+    let mut group_of = vec![0u32; n];
+    for (g, members) in groups.iter().enumerate() {
+        for &m in members {
+            group_of[m as usize] = g as u32;
+        }
+    }
+    let mut all: Vec<NearPair> = near.to_vec();
+    all.extend(pairs.iter().filter_map(|p| {
+        let (a, b) = (group_of[p.a as usize], group_of[p.b as usize]);
+        (a != b).then(|| NearPair { a: a.min(b), b: a.max(b), distance: 0 })
+    }));
+    all.sort_unstable_by_key(|p| (p.a, p.b));
+    all.dedup_by_key(|p| (p.a, p.b));
+    let by_window: HashMap<(u32, u32), bool> = correlation.iter().map(|(&k, &c)| (k, c >= floor)).collect();
+    let same = |a: u32, b: u32| {
+        let by_code = set.codes[a as usize].hamming(&set.codes[b as usize]) <= radius
+            && (set.phash[a as usize] ^ set.phash[b as usize]).count_ones() <= phash_radius;
+        by_code || by_window.get(&(a.min(b), a.max(b))).copied().unwrap_or(false)
+    };
+    let pixels = vec![1u64; n];
+    clusters_by(ClusterRule::AroundKeeper, n, groups, &all, &pixels, &same)
+}
+
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().collect();
     let n: usize = args.get(1).map_or(Ok(1_000_000), |a| a.parse())?;
@@ -194,14 +238,7 @@ fn main() -> anyhow::Result<()> {
         return Ok(());
     }
     let thumbs_path = out.join("scratch-thumbnails.u8");
-    let (thumbs, write) = measure(|| -> anyhow::Result<_> {
-        let mut writer = ThumbnailWriter::create(&thumbs_path)?;
-        for block in (0..n as u32).collect::<Vec<_>>().chunks(65536) {
-            let bytes: Vec<u8> = block.par_iter().flat_map_iter(|&i| thumbnail(set.photo[i as usize], i)).collect();
-            writer.push(&bytes)?;
-        }
-        Ok(writer.finish()?)
-    });
+    let (thumbs, write) = measure(|| write_thumbnails(&set, &thumbs_path));
     let thumbs = thumbs?;
     let codes = codes_step(sample);
     let ((groups, near), index) = measure(|| {
@@ -214,29 +251,8 @@ fn main() -> anyhow::Result<()> {
     let (correlation, check) =
         measure(|| window_correlations(&pairs, &set.windows, window_radius, batch, &|ids| thumbs.read(ids)));
     let correlation = correlation?;
-    let (clusters, cluster_usage) = measure(|| {
-        let mut group_of = vec![0u32; n];
-        for (g, members) in groups.iter().enumerate() {
-            for &m in members {
-                group_of[m as usize] = g as u32;
-            }
-        }
-        let mut all: Vec<NearPair> = near.clone();
-        all.extend(pairs.iter().filter_map(|p| {
-            let (a, b) = (group_of[p.a as usize], group_of[p.b as usize]);
-            (a != b).then(|| NearPair { a: a.min(b), b: a.max(b), distance: 0 })
-        }));
-        all.sort_unstable_by_key(|p| (p.a, p.b));
-        all.dedup_by_key(|p| (p.a, p.b));
-        let by_window: HashMap<(u32, u32), bool> = correlation.iter().map(|(&k, &c)| (k, c >= floor)).collect();
-        let same = |a: u32, b: u32| {
-            let by_code = set.codes[a as usize].hamming(&set.codes[b as usize]) <= radius
-                && (set.phash[a as usize] ^ set.phash[b as usize]).count_ones() <= phash_radius;
-            by_code || by_window.get(&(a.min(b), a.max(b))).copied().unwrap_or(false)
-        };
-        let pixels = vec![1u64; n];
-        clusters_by(ClusterRule::AroundKeeper, n, &groups, &all, &pixels, &same)
-    });
+    let (clusters, cluster_usage) =
+        measure(|| cluster_all(&set, (&groups, &near), &pairs, &correlation, (radius, phash_radius, floor)));
     thumbs.remove()?;
     let removed = n - clusters.len();
     let copies = set.photo.iter().enumerate().filter(|&(i, &p)| p != i as u32).count();
