@@ -1,6 +1,7 @@
 //! The dedupe stage's two halves: the per-image crop pass (a [`PerImageStage`]) and the
 //! whole-set pass over the merged crops ([`deduplicate`]), whose last step, the files it writes,
-//! is run/outputs.rs.
+//! is run/outputs.rs. Just over 600 lines with its tests, and one idea: the order of the stage's
+//! steps, each a named function here or in the module it calls.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};

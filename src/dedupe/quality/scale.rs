@@ -1,7 +1,9 @@
 //! The evaluation at scale: every photo of a large real set (e.g. Tiny ImageNet's 100,000) plus
 //! edited copies of a few thousand of them, run through the stage's own path (decode, crop, the
 //! autoencoder trained on the whole set, exact search, clusters). It scores the removals
-//! themselves, per radius and cluster rule, beside pHash clustered the same way.
+//! themselves, per radius and cluster rule, beside pHash clustered the same way. Just over 600
+//! lines with its tests, and one idea: the evaluation's run (the set, its labels and the report are
+//! scale_set.rs, scale_truth.rs and scale_report.rs).
 //!
 //! Labels. A removal is correct when the removed image and its keeper show the same photo: one
 //! source photo's original and planted copies, or two originals the set already holds twice. The
