@@ -20,7 +20,11 @@
 //! same work for every image, independent of the others; it is timed on `CODES_SAMPLE` (20,000)
 //! random crops with an untrained autoencoder and scaled per image.
 //!
-//! cargo run --release --example dedupe_scale_synthetic -- [N] [OUT_DIR]
+//! The code pairs and the window pairs are searched as the stage's configuration says (the default:
+//! sampled bits); `--set dedupe.search=exact --set dedupe.window_search=exact` after the arguments
+//! measures the exact searches instead (any `--set` the stage takes).
+//!
+//! cargo run --release --example dedupe_scale_synthetic -- [N] [OUT_DIR] [--set KEY=VALUE ...]
 //! (env: PHASH_LATENT, PHASH_NOISE, CALIBRATE, CODES_SAMPLE, MAX_CANDIDATES, CHECK_BATCH)
 
 use std::collections::HashMap;
@@ -30,13 +34,13 @@ use rayon::prelude::*;
 
 use dcgan_pipeline::dedupe::autoencoder::{downsample_to_input, Autoencoder};
 use dcgan_pipeline::dedupe::clusters::{clusters_by, exact_groups, Cluster, ClusterRule};
-use dcgan_pipeline::dedupe::index::{multi_index_pairs, NearPair};
+use dcgan_pipeline::dedupe::index::NearPair;
 use dcgan_pipeline::dedupe::phash::phash_crops;
 use dcgan_pipeline::dedupe::quality::labelled::Rng;
 use dcgan_pipeline::dedupe::thumbnails::{ThumbnailFile, ThumbnailWriter, THUMBNAIL_BYTES};
 use dcgan_pipeline::dedupe::usage::{measure, StepUsage};
 use dcgan_pipeline::dedupe::windows::{
-    window_chunks, window_correlations, window_hashes, window_pairs, window_search_work, WindowPair, PER_IMAGE,
+    window_chunks, window_correlations, window_hashes, window_search_work, WindowPair, PER_IMAGE,
 };
 use dcgan_pipeline::dedupe::{Code128, Threshold};
 
@@ -161,9 +165,9 @@ fn codes_step(sample: usize) -> StepUsage {
 }
 
 /// Only the window search's candidates, to match `PHASH_LATENT` and `PHASH_NOISE` to the real rate.
-fn calibrate(set: &Synthetic, window_radius: u32, max_candidates: usize, model: &str) {
+fn calibrate(set: &Synthetic, window_radius: u32, config: &dcgan_pipeline::dedupe::DedupeConfig, model: &str) {
     let n = set.photo.len();
-    let (pairs, search) = measure(|| window_pairs(&set.windows, window_radius, max_candidates));
+    let (pairs, search) = measure(|| config.window_pairs(&set.windows, window_radius));
     let distinct = pairs.iter().filter(|p| set.photo[p.a as usize] != set.photo[p.b as usize]).count();
     println!(
         "{n} images, {model}: {} window pairs ({:.3} an image), {distinct} of two photos ({:.3} an image); search {:.1} CPU s",
@@ -222,11 +226,15 @@ fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().collect();
     let n: usize = args.get(1).map_or(Ok(1_000_000), |a| a.parse())?;
     let out = PathBuf::from(args.get(2).map_or("out/dedupe-synthetic", String::as_str));
+    let sets: Vec<String> = args.iter().skip(3).filter(|a| a.as_str() != "--set").cloned().collect();
+    let mut config = dcgan_pipeline::config::Config::load(None, &sets)?.dedupe;
     std::fs::create_dir_all(&out)?;
     let (phash_latent, sample) = (env_or("PHASH_LATENT", 12usize), env_or("CODES_SAMPLE", 20_000usize));
     let phash_noise = env_or("PHASH_NOISE", 4.1f32);
     assert!(phash_latent <= LATENT, "PHASH_LATENT is at most {LATENT}");
     let (max_candidates, batch) = (env_or("MAX_CANDIDATES", 8usize), env_or("CHECK_BATCH", 200_000usize));
+    config.window_max_candidates = max_candidates;
+    eprintln!("code pairs: {:?}, window pairs: {:?}", config.search, config.window_search);
     let (radius, phash_radius, window_radius, floor) = (14u32, 8u32, 10u32, 0.96f32);
     eprintln!("{n} images, pHash latent {phash_latent}, noise {phash_noise}, at most {max_candidates} window candidates an image");
     let set = synthesize(n, phash_latent, phash_noise);
@@ -234,7 +242,7 @@ fn main() -> anyhow::Result<()> {
     let (lookups, compared) = window_search_work(&set.windows, window_radius, chunks);
     eprintln!("window search: {chunks} chunks, {lookups:.0} lookups and {compared:.0} hashes compared an image");
     if std::env::var("CALIBRATE").is_ok() {
-        calibrate(&set, window_radius, max_candidates, &format!("pHash latent {phash_latent}, noise {phash_noise}"));
+        calibrate(&set, window_radius, &config, &format!("pHash latent {phash_latent}, noise {phash_noise}"));
         return Ok(());
     }
     let thumbs_path = out.join("scratch-thumbnails.u8");
@@ -244,10 +252,10 @@ fn main() -> anyhow::Result<()> {
     let ((groups, near), index) = measure(|| {
         let groups = exact_groups(&set.codes);
         let distinct: Vec<Code128> = groups.iter().map(|g| set.codes[g[0] as usize]).collect();
-        let near = multi_index_pairs(&distinct, radius);
+        let near = config.code_pairs(&distinct, radius);
         (groups, near)
     });
-    let (pairs, search) = measure(|| window_pairs(&set.windows, window_radius, max_candidates));
+    let (pairs, search) = measure(|| config.window_pairs(&set.windows, window_radius));
     let (correlation, check) =
         measure(|| window_correlations(&pairs, &set.windows, window_radius, batch, &|ids| thumbs.read(ids)));
     let correlation = correlation?;

@@ -11,7 +11,9 @@ use std::time::Instant;
 
 use dcgan_pipeline::data::npy::read_array;
 use dcgan_pipeline::dedupe::usage::measure;
-use dcgan_pipeline::dedupe::windows::{window_chunks, window_hashes, window_pairs_with, window_search_work, PER_IMAGE};
+use dcgan_pipeline::dedupe::windows::{
+    window_chunks, window_hashes, window_pairs_sampled, window_pairs_with, window_search_work, PER_IMAGE,
+};
 
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().collect();
@@ -65,6 +67,24 @@ fn main() -> anyhow::Result<()> {
             1e6 * t3 / n as f64,
             work(3),
             t3 / t4
+        );
+        // The sampled search (the default): its time, and which of the exact search's pairs it finds.
+        let tables: usize = std::env::var("TABLES").ok().and_then(|v| v.parse().ok()).unwrap_or(32);
+        let (sampled, usage) = measure(|| window_pairs_sampled(part, radius, tables, bound));
+        let found: std::collections::HashSet<(u32, u32)> = sampled.iter().map(|p| (p.a, p.b)).collect();
+        let by_distance: Vec<String> = (0..=radius)
+            .filter_map(|d| {
+                let at: Vec<_> = four.iter().filter(|p| p.distance == d).collect();
+                let hit = at.iter().filter(|p| found.contains(&(p.a, p.b))).count();
+                (!at.is_empty()).then(|| format!("{d}: {hit}/{}", at.len()))
+            })
+            .collect();
+        println!(
+            "|   sampled, {tables} tables | {} | {:.2} CPU s, {:.1} us an image | exact pairs found by distance: {} |",
+            sampled.len(),
+            usage.cpu_s,
+            1e6 * usage.cpu_s / n as f64,
+            by_distance.join(", ")
         );
     }
     Ok(())

@@ -24,6 +24,7 @@ pub mod phash;
 pub mod quality;
 pub mod report;
 pub mod run;
+pub mod sampled;
 pub mod thumbnails;
 pub mod usage;
 pub mod windows;
@@ -41,8 +42,19 @@ pub use run::{deduplicate, DedupeCrops, DedupeSummary};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum NearSearch {
+    /// Multi-index hashing: every pair within the radius; its work per code grows with the set.
     Exact,
     Hnsw,
+    /// Sampled bits ([`sampled`]): nearly every pair, the same work per code at any size.
+    Sampled,
+}
+
+/// The crop route's search for window pairs (see [`DedupeConfig::window_search`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum WindowSearch {
+    Exact,
+    Sampled,
 }
 
 /// The check a candidate pair must pass besides its codes' distance (see [`DedupeConfig::verify`]).
@@ -83,9 +95,12 @@ pub struct DedupeConfig {
     pub seed: i64,
     /// auto (CUDA when available), cpu, cuda, cuda:N.
     pub device: String,
-    /// How near pairs are found among the distinct codes: exact (multi-index hashing, every pair
-    /// within the radius) or hnsw (hnsw_rs's approximate graph, the settings below).
+    /// How near pairs are found among the distinct codes: sampled (the default: keys of sampled
+    /// bits in `search_tables` tables, the same work per code whatever the set's size, nearly every
+    /// pair), exact (multi-index hashing, every pair within the radius, work per code growing
+    /// with the set) or hnsw (hnsw_rs's approximate graph, the settings below).
     pub search: NearSearch,
+    pub search_tables: usize,
     /// How near pairs become clusters: around kept images (no chains) or single linkage.
     pub cluster_rule: clusters::ClusterRule,
     /// The second test a pair within the radius must pass before one image removes the other:
@@ -103,6 +118,10 @@ pub struct DedupeConfig {
     /// The crop route keeps, per image, at most this many window candidates, the nearest first:
     /// the check then grows with the set, not its square (docs/dedupe.md, scale).
     pub window_max_candidates: usize,
+    /// How window pairs are found: sampled (the default, `window_search_tables` tables: flat
+    /// work per image, a pair at the radius missed now and then) or exact (multi-index hashing).
+    pub window_search: WindowSearch,
+    pub window_search_tables: usize,
     /// The check reads the grey thumbnails of this many window pairs at a time from a scratch
     /// file (1 KiB an image): its memory is at most 2 KiB x this, whatever the set's size.
     pub check_batch: usize,
@@ -136,6 +155,25 @@ impl DedupeConfig {
             max_file_bytes: self.max_file_bytes,
             keep_damaged: self.keep_damaged,
             part_size: self.part_size,
+        }
+    }
+
+    /// The near pairs of distinct codes within `radius`, by the configured search.
+    pub fn code_pairs(&self, distinct: &[Code128], radius: u32) -> Vec<index::NearPair> {
+        match self.search {
+            NearSearch::Exact => index::multi_index_pairs(distinct, radius),
+            NearSearch::Hnsw => index::index_pairs(distinct, radius, &self.index_params()),
+            NearSearch::Sampled => sampled::code_pairs(distinct, radius, self.search_tables),
+        }
+    }
+
+    /// The window pairs within `radius` ([`windows`]), by the configured search and bound.
+    pub fn window_pairs(&self, hashes: &[u64], radius: u32) -> Vec<windows::WindowPair> {
+        match self.window_search {
+            WindowSearch::Exact => windows::window_pairs(hashes, radius, self.window_max_candidates),
+            WindowSearch::Sampled => {
+                windows::window_pairs_sampled(hashes, radius, self.window_search_tables, self.window_max_candidates)
+            }
         }
     }
 
@@ -177,6 +215,9 @@ impl DedupeConfig {
                 "dedupe.window_phash_radius = {} must be at most 64 and window_min_correlation = {} in [-1, 1]",
                 self.window_phash_radius, self.window_min_correlation
             ));
+        }
+        if self.search_tables == 0 || self.window_search_tables == 0 {
+            return Err("dedupe.search_tables and dedupe.window_search_tables must be at least 1".into());
         }
         if self.window_max_candidates == 0 || self.check_batch == 0 {
             return Err("dedupe.window_max_candidates and dedupe.check_batch must be at least 1".into());

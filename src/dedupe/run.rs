@@ -15,11 +15,11 @@ use rayon::prelude::*;
 use super::autoencoder::{downsample_to_input, Autoencoder, INPUT_DIM};
 use super::clusters::{clusters_by, exact_groups};
 use super::hash::Code128;
-use super::index::{index_pairs, multi_index_pairs, NearPair};
+use super::index::NearPair;
 use super::phash::{phash_crops, PhashCheck};
 use super::thumbnails::{ThumbnailFile, ThumbnailWriter};
 use super::usage::{cpu_seconds, measure, peak_rss_mib, StepUsage};
-use super::windows::{grey_thumbnail, window_correlations, window_distance, window_hashes, window_pairs, WindowPair};
+use super::windows::{grey_thumbnail, window_correlations, window_distance, window_hashes, WindowPair};
 use super::{DedupeConfig, Verify};
 use crate::crop::CropStage;
 use crate::data::npy;
@@ -412,15 +412,9 @@ impl Candidates {
     fn find(config: &DedupeConfig, hashes: &Hashes) -> Self {
         let groups = exact_groups(&hashes.codes);
         let distinct: Vec<Code128> = groups.iter().map(|g| hashes.codes[g[0] as usize]).collect();
-        let near = match config.search {
-            super::NearSearch::Exact => multi_index_pairs(&distinct, config.radius),
-            super::NearSearch::Hnsw => index_pairs(&distinct, config.radius, &config.index_params()),
-        };
-        let window_pairs = if config.windows {
-            window_pairs(&hashes.windows, config.window_phash_radius, config.window_max_candidates)
-        } else {
-            Vec::new()
-        };
+        let near = config.code_pairs(&distinct, config.radius);
+        let window_pairs =
+            if config.windows { config.window_pairs(&hashes.windows, config.window_phash_radius) } else { Vec::new() };
         Self { groups, near, window_pairs }
     }
 

@@ -25,8 +25,8 @@ use crate::stage::progress::Progress;
 
 mod correlation;
 pub use correlation::{
-    aligned_correlation, grey_thumbnail, proposed_alignments, window_correlation, window_correlations, Thumbnails,
-    REFINE_FROM, SEARCH_FROM,
+    aligned_correlation, coarse_first_look, first_look, grey_thumbnail, proposed_alignments, window_correlation,
+    window_correlations, Thumbnails, REFINE_FROM, SEARCH_FROM,
 };
 
 /// A square sub-crop: side `scale` of the crop's side, centre offset by (`dx`, `dy`) sides from
@@ -277,6 +277,29 @@ pub fn window_pairs_with(hashes: &[u64], radius: u32, chunks: usize, max_per_ima
         near.par_iter_mut().for_each(|row| nearest(row, max_per_image));
     }
     progress.finish();
+    pairs_of(near, hashes)
+}
+
+/// [`window_pairs`] by sampled bits ([`super::sampled`]): each image's whole-crop pHash is looked
+/// up in `tables` tables over every pHash of every image, keys of bits drawn at random, so that the
+/// work per image stays the same whatever the set's size. Approximate: a pair `d` bits apart is
+/// missed with [`super::sampled::miss_probability`]. The bound per image is the exact search's.
+pub fn window_pairs_sampled(hashes: &[u64], radius: u32, tables: usize, max_per_image: usize) -> Vec<WindowPair> {
+    let images = hashes.len() / PER_IMAGE;
+    let plan = super::sampled::Plan::for_set::<u64>(hashes.len(), tables);
+    let wholes: Vec<u64> = hashes.iter().step_by(PER_IMAGE).copied().collect();
+    let progress = Progress::new("dedupe: window search", Some((images * tables) as u64), 10.0);
+    let mut near: Vec<Vec<(u32, u32)>> = vec![Vec::new(); images];
+    super::sampled::search(hashes, PER_IMAGE as u32, &wholes, radius, plan, &mut near, &progress, |_, row, found| {
+        row.extend(found.iter().map(|f| (f.1, f.2 / PER_IMAGE as u32)));
+        nearest(row, max_per_image);
+    });
+    progress.finish();
+    pairs_of(near, hashes)
+}
+
+/// Each image's near others as image pairs (a < b, each once) with their window distance.
+fn pairs_of(near: Vec<Vec<(u32, u32)>>, hashes: &[u64]) -> Vec<WindowPair> {
     let mut pairs: Vec<(u32, u32)> = near
         .into_par_iter()
         .enumerate()
@@ -339,6 +362,24 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn the_sampled_search_finds_nearly_every_exact_pair_and_nothing_else() {
+        let hashes = clustered_hashes(400, 21);
+        let exact = window_pairs(&hashes, 10, usize::MAX);
+        let sampled = window_pairs_sampled(&hashes, 10, 16, usize::MAX);
+        assert!(sampled.iter().all(|p| exact.binary_search(p).is_ok()), "a pair the exact search does not have");
+        assert!(
+            exact.len() > 1000 && sampled.len() as f64 >= 0.97 * exact.len() as f64,
+            "{} of {}",
+            sampled.len(),
+            exact.len()
+        );
+        assert!(window_pairs_sampled(&hashes, 10, 1, usize::MAX).len() < sampled.len(), "tables buy the recall");
+        // The bound per image holds as in the exact search.
+        let bounded = window_pairs_sampled(&hashes, 10, 16, 2);
+        assert!(bounded.len() <= 2 * 400 && bounded.len() < sampled.len(), "{}", bounded.len());
     }
 
     #[test]

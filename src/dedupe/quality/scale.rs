@@ -31,8 +31,7 @@ use crate::dedupe::hash::Code128;
 use crate::dedupe::index::{multi_index_pairs, NearPair};
 use crate::dedupe::phash::PhashCheck;
 use crate::dedupe::windows::{
-    grey_thumbnail, proposed_alignments, window_correlation, window_correlations, window_distance, window_pairs,
-    WindowPair,
+    grey_thumbnail, proposed_alignments, window_correlation, window_correlations, window_distance, WindowPair,
 };
 use crate::dedupe::DedupeConfig;
 
@@ -175,10 +174,17 @@ struct Searched {
     near: Vec<NearPair>,
 }
 
-fn search(codes: &[Code128], max_radius: u32, scale: u32) -> Searched {
+/// `pairs_within` finds the distinct codes' near pairs (the configured search for the
+/// autoencoder's codes, so that its curves are what the stage finds; exact for pHash's).
+fn search(
+    codes: &[Code128],
+    max_radius: u32,
+    scale: u32,
+    pairs_within: impl Fn(&[Code128], u32) -> Vec<NearPair>,
+) -> Searched {
     let groups = exact_groups(codes);
     let distinct: Vec<Code128> = groups.iter().map(|g| codes[g[0] as usize]).collect();
-    let mut near = multi_index_pairs(&distinct, max_radius * scale);
+    let mut near = pairs_within(&distinct, max_radius * scale);
     for p in &mut near {
         p.distance /= scale;
     }
@@ -332,7 +338,7 @@ impl Scoring<'_> {
         let (set, settings) = (self.set, self.settings);
         let max_radius =
             settings.window_radii.iter().copied().chain([self.config.window_phash_radius]).max().unwrap_or(0);
-        let pairs: Vec<WindowPair> = window_pairs(&set.windows, max_radius, self.config.window_max_candidates);
+        let pairs: Vec<WindowPair> = self.config.window_pairs(&set.windows, max_radius);
         let read = |ids: &[u32]| Ok(ids.par_iter().map(|&i| (i, grey_thumbnail(set.input(i)))).collect());
         let correlation = window_correlations(&pairs, &set.windows, max_radius, self.config.check_batch, &read)
             .expect("thumbnails in memory");
@@ -494,12 +500,12 @@ pub fn evaluate(input: &Path, set: &ScaleSet, config: &DedupeConfig, settings: &
     timings.insert("model_and_codes", started.elapsed().as_secs_f64());
 
     let started = std::time::Instant::now();
-    let ae = search(&codes, settings.max_radius, 1);
+    let ae = search(&codes, settings.max_radius, 1, |distinct, radius| config.code_pairs(distinct, radius));
     timings.insert("search_autoencoder", started.elapsed().as_secs_f64());
     let started = std::time::Instant::now();
     // pHash's 64 bits, written twice into a 128-bit code: distances double, the search is exact.
     let doubled: Vec<Code128> = set.phash.iter().map(|&h| Code128([h, h])).collect();
-    let phash = search(&doubled, settings.phash_max_radius, 2);
+    let phash = search(&doubled, settings.phash_max_radius, 2, multi_index_pairs);
     timings.insert("search_phash", started.elapsed().as_secs_f64());
 
     let started = std::time::Instant::now();
