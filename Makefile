@@ -52,7 +52,7 @@ help:
 	@echo "make bench-copy  the data-copying test at scale: 10,000 samples against COPY_BENCH_INPUT (default Tiny ImageNet's 100,000 crops), vs NumPy"
 	@echo "make bench-dedupe-growth  dedupe's CPU time and memory per photo at 25k-155k real photos (issue 38)"
 	@echo "make bench-dedupe-synthetic  dedupe's steps after decoding on SYNTH_N synthetic images (default 1M)"
-	@echo "make bench-dedupe-windows  the crop route's window search (3 vs 4 chunks) on 25%/50%/100% of DEDUPE_SCALE_INPUT"
+	@echo "make bench-dedupe-windows  the searches (exact vs sampled) and the check's cost on 25%/50%/100% of DEDUPE_SCALE_INPUT"
 
 setup: apt venv build
 
@@ -188,6 +188,8 @@ eval-dedupe-scale: setup
 bench-dedupe-windows: setup
 	$(BIN)/dedupe --input $(DEDUPE_SCALE_INPUT) --output $(OUT)/dedupe-scale-input --set dedupe.device=cpu
 	cargo run --release --example dedupe_window_search -- $(OUT)/dedupe-scale-input/crops
+	cargo run --release --example dedupe_code_search -- $(OUT)/dedupe-scale-input/codes.npy
+	cargo run --release --example dedupe_check_profile -- $(OUT)/dedupe-scale-input/crops
 
 # The copy test at scale (docs/train.md): crop the set, 10,000 samples (training images replayed with
 # noise) against its images less 5,000 held out, then NumPy's brute force on the same samples.

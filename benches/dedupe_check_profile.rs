@@ -14,7 +14,7 @@ use dcgan_pipeline::dedupe::autoencoder::downsample_to_input;
 use dcgan_pipeline::dedupe::usage::measure;
 use dcgan_pipeline::dedupe::windows::{
     aligned_correlation, coarse_first_look, first_look, grey_thumbnail, proposed_alignments, window_hashes,
-    window_pairs,
+    window_pairs, WindowPair,
 };
 use rayon::prelude::*;
 
@@ -88,9 +88,24 @@ fn main() -> anyhow::Result<()> {
         1e6 * quick_usage.cpu_s / pairs.len() as f64,
         1e6 * full_usage.cpu_s / pairs.len() as f64
     );
+    print_where_to_search(&pairs, &same, [&quick, &coarse, &full], radius, floor);
+    Ok(())
+}
+
+/// Which pairs the search would pass, and by where it starts (a fine or a coarse first look, under
+/// the radius and at it): the pairs of two photos searched and the copies it would pass, lost.
+fn print_where_to_search(
+    pairs: &[WindowPair],
+    same: &[bool],
+    [quick, coarse, full]: [&[f32]; 3],
+    radius: u32,
+    floor: f32,
+) {
+    let passing = |one: bool| (0..pairs.len()).filter(|&k| same[k] == one && full[k].max(quick[k]) >= floor).count();
+    println!("full search passes {floor}: {} pairs of one photo, {} of two", passing(true), passing(false));
     println!("| search from (first look >=) | pairs of two photos searched | pairs of one photo passing {floor} with the full search, lost |");
     println!("|---:|---:|---:|");
-    for (name, look) in [("fine", &quick), ("coarse", &coarse)] {
+    for (name, look) in [("fine", quick), ("coarse", coarse)] {
         for at10 in [false, true] {
             println!("{name} first look, pairs at {}:", if at10 { "the radius" } else { "under the radius" });
             let on = |k: usize| (pairs[k].distance == radius) == at10;
@@ -103,5 +118,4 @@ fn main() -> anyhow::Result<()> {
             }
         }
     }
-    Ok(())
 }

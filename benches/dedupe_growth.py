@@ -13,7 +13,7 @@ its photos with their copies, the third all of it; the largest adds EXTRA archiv
 of it (CIFAR-10's training JPEGs, the ImageNet samples). The model is trained once, on the largest set (its cost is fixed by
 `dedupe.ae_steps`, not per photo), and reused by the others through --model.
 
-usage: benches/dedupe_growth.py PLANTED_TAR OUT_DIR [EXTRA ...]
+usage: [MODEL=model.safetensors] benches/dedupe_growth.py PLANTED_TAR OUT_DIR [EXTRA ...]
 """
 
 import io
@@ -104,7 +104,8 @@ def main():
     os.makedirs(out, exist_ok=True)
     sets = build_sets(planted, out, extra)
     results = {}
-    model = None
+    # MODEL: a model.safetensors an earlier run of this benchmark trained, reused by every run.
+    model = os.environ.get("MODEL")
     for n, tar in reversed(sets):  # the largest first: it trains the model the others reuse
         dest = os.path.join(out, f"run-{n}")
         summary, peak = run(binary, tar, dest, model)

@@ -141,19 +141,20 @@ impl<H: Bits> Table<H> {
     }
 }
 
-/// The search's shape for a set: tables and key width (what the summary and the docs report).
+/// A search for a set: its radius, and its shape (tables, key width, buckets).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Plan {
+    pub radius: u32,
     pub tables: usize,
     pub width: u32,
     pub buckets: usize,
 }
 
 impl Plan {
-    pub fn for_set<H: Bits>(items: usize, tables: usize) -> Self {
+    pub fn for_set<H: Bits>(items: usize, radius: u32, tables: usize) -> Self {
         let width = key_width(items, 8 * H::BYTES as u32);
         let buckets = ((items as f64 / FILL).ceil() as usize).clamp(1, 1 << width);
-        Self { tables, width, buckets }
+        Self { radius, tables, width, buckets }
     }
 }
 
@@ -161,17 +162,15 @@ impl Plan {
 /// the buckets one flip visits come in key order (a stream, not random reads of a large table).
 const BLOCK: usize = 8192;
 
-/// For each query, the items within `radius` that some table finds, folded into the query's state
+/// For each query, the items within the plan's radius that some table finds, folded into the query's state
 /// by `collect(query, state, finds)`, called once per query and table that finds something with
 /// that table's finds as (query, distance, item). Items are owned by queries, `per_owner` items
 /// each (item j belongs to query j / per_owner), and a query never finds its own. One table is
 /// held at a time.
-#[allow(clippy::too_many_arguments)]
 pub fn search<H: Bits, S: Send>(
     items: &[H],
     per_owner: u32,
     queries: &[H],
-    radius: u32,
     plan: Plan,
     state: &mut [S],
     progress: &crate::stage::progress::Progress,
@@ -190,7 +189,7 @@ pub fn search<H: Bits, S: Send>(
                 let mut out = Vec::new();
                 for &flip in &flips {
                     for &(key, q) in block {
-                        table.scan(key as usize ^ flip, &queries[q as usize], radius, |j, d| {
+                        table.scan(key as usize ^ flip, &queries[q as usize], plan.radius, |j, d| {
                             if j / per_owner != q {
                                 out.push((q, d, j));
                             }
@@ -217,11 +216,11 @@ pub fn search<H: Bits, S: Send>(
 
 /// Every pair of `codes` within `radius` that some table finds (a < b, each once).
 pub fn code_pairs(codes: &[Code128], radius: u32, tables: usize) -> Vec<super::index::NearPair> {
-    let plan = Plan::for_set::<Code128>(codes.len(), tables);
+    let plan = Plan::for_set::<Code128>(codes.len(), radius, tables);
     let progress =
         crate::stage::progress::Progress::new("dedupe: code pairs", Some((codes.len() * tables) as u64), 10.0);
     let mut near: Vec<Vec<(u32, u32)>> = vec![Vec::new(); codes.len()];
-    search(codes, 1, codes, radius, plan, &mut near, &progress, |q, row, found| {
+    search(codes, 1, codes, plan, &mut near, &progress, |q, row, found| {
         row.extend(found.iter().filter(|f| f.2 as usize > q).map(|f| (f.1, f.2)));
         row.sort_unstable_by_key(|&(_, j)| j);
         row.dedup_by_key(|p| p.1);

@@ -286,11 +286,11 @@ pub fn window_pairs_with(hashes: &[u64], radius: u32, chunks: usize, max_per_ima
 /// missed with [`super::sampled::miss_probability`]. The bound per image is the exact search's.
 pub fn window_pairs_sampled(hashes: &[u64], radius: u32, tables: usize, max_per_image: usize) -> Vec<WindowPair> {
     let images = hashes.len() / PER_IMAGE;
-    let plan = super::sampled::Plan::for_set::<u64>(hashes.len(), tables);
+    let plan = super::sampled::Plan::for_set::<u64>(hashes.len(), radius, tables);
     let wholes: Vec<u64> = hashes.iter().step_by(PER_IMAGE).copied().collect();
     let progress = Progress::new("dedupe: window search", Some((images * tables) as u64), 10.0);
     let mut near: Vec<Vec<(u32, u32)>> = vec![Vec::new(); images];
-    super::sampled::search(hashes, PER_IMAGE as u32, &wholes, radius, plan, &mut near, &progress, |_, row, found| {
+    super::sampled::search(hashes, PER_IMAGE as u32, &wholes, plan, &mut near, &progress, |_, row, found| {
         row.extend(found.iter().map(|f| (f.1, f.2 / PER_IMAGE as u32)));
         nearest(row, max_per_image);
     });

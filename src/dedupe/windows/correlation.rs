@@ -14,13 +14,15 @@ use crate::stage::progress::Progress;
 /// Side of the grid the correlation compares.
 const GRID: usize = 24;
 
-/// Side of the coarse grid the full search ranks every alignment on first (a sixteenth of the
-/// work of the fine grid a sample and a product; only the best [`FINE_CANDIDATES`] are compared
-/// on the fine grid).
+/// Side of the coarse grid the check's first look compares on ([`coarse_first_look`]).
 const COARSE: usize = 12;
 
-/// Alignments the coarse ranking hands to the fine grid.
-const FINE_CANDIDATES: usize = 4;
+/// Side of the grid the full search ranks every alignment on first (a ninth of the fine grid's
+/// cells); only the best [`FINE_CANDIDATES`] are compared on the fine grid.
+const RANK: usize = 8;
+
+/// Alignments the ranking hands to the fine grid.
+const FINE_CANDIDATES: usize = 6;
 
 /// The best alignment is refined only from this correlation up (floors in use: 0.93-0.97).
 pub const REFINE_FROM: f32 = 0.85;
@@ -125,7 +127,7 @@ fn search_windows() -> Vec<Window> {
 struct Search {
     windows: Vec<Window>,
     sampling: Vec<Sampling<GRID>>,
-    coarse: Vec<Sampling<COARSE>>,
+    coarse: Vec<Sampling<RANK>>,
     /// Per window, the first window with the same scale and vertical shift (its rows are shared).
     same_rows: Vec<usize>,
     mirror: Vec<Option<usize>>,
@@ -134,8 +136,8 @@ struct Search {
 impl Search {
     /// Every window of a thumbnail on the coarse grid, rows interpolated once per scale and
     /// vertical shift (16 row sets for 84 windows).
-    fn coarse_samples(&self, thumb: &[f32]) -> Vec<[[f32; COARSE]; COARSE]> {
-        let mut rows: Vec<Option<[[f32; INPUT_SIDE]; COARSE]>> = vec![None; self.windows.len()];
+    fn coarse_samples(&self, thumb: &[f32]) -> Vec<[[f32; RANK]; RANK]> {
+        let mut rows: Vec<Option<[[f32; INPUT_SIDE]; RANK]>> = vec![None; self.windows.len()];
         (0..self.windows.len())
             .map(|k| {
                 let shared = self.same_rows[k];
