@@ -14,9 +14,12 @@ use dcgan_pipeline::dedupe::autoencoder::downsample_to_input;
 use dcgan_pipeline::dedupe::usage::measure;
 use dcgan_pipeline::dedupe::windows::{
     aligned_correlation, coarse_first_look, first_look, grey_thumbnail, proposed_alignments, window_hashes,
-    window_pairs, WindowPair,
+    window_pairs, Window, WindowPair,
 };
 use rayon::prelude::*;
+
+/// A first look: two thumbnails and the proposed alignments to their best correlation.
+type Look = fn(&[u8], &[u8], &[(Window, Window)]) -> f32;
 
 fn photo_of(name: &str) -> &str {
     name.split("#copy").next().unwrap_or(name)
@@ -52,24 +55,19 @@ fn main() -> anyhow::Result<()> {
     let pairs = window_pairs(&hashes, radius, 8);
     let same: Vec<bool> =
         pairs.iter().map(|p| photo_of(&sources[p.a as usize].1) == photo_of(&sources[p.b as usize].1)).collect();
-    let (quick, quick_usage) = measure(|| {
-        pairs
-            .par_iter()
-            .map(|p| {
-                let proposed = proposed_alignments(&hashes, p.a, p.b, radius);
-                first_look(&thumbs[p.a as usize], &thumbs[p.b as usize], &proposed)
-            })
-            .collect::<Vec<f32>>()
-    });
-    let (coarse, coarse_usage) = measure(|| {
-        pairs
-            .par_iter()
-            .map(|p| {
-                let proposed = proposed_alignments(&hashes, p.a, p.b, radius);
-                coarse_first_look(&thumbs[p.a as usize], &thumbs[p.b as usize], &proposed)
-            })
-            .collect::<Vec<f32>>()
-    });
+    // A first look (fine or coarse grid) at every pair's proposed alignments.
+    let look = |f: Look| {
+        measure(|| {
+            pairs
+                .par_iter()
+                .map(|p| {
+                    f(&thumbs[p.a as usize], &thumbs[p.b as usize], &proposed_alignments(&hashes, p.a, p.b, radius))
+                })
+                .collect::<Vec<f32>>()
+        })
+    };
+    let (quick, quick_usage) = look(first_look);
+    let (coarse, coarse_usage) = look(coarse_first_look);
     println!("coarse first look: {:.2} us CPU a pair", 1e6 * coarse_usage.cpu_s / pairs.len() as f64);
     let (full, full_usage) = measure(|| {
         pairs
