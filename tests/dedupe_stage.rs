@@ -202,10 +202,22 @@ fn cropped_and_bordered_copies_are_found_and_distinct_photos_kept() {
         .count();
     let s = summary(&output);
     assert!(s["counts"]["window_pairs_passing"].as_u64().unwrap() >= found_by_windows as u64, "{s}");
+    // The default searches, and their shape for this set, are in the summary.
+    for search in ["code_pairs", "window_pairs"] {
+        let used = &s["searches"][search];
+        assert!(
+            used["search"] == "sampled" && used["tables"].as_u64() > Some(0) && used["key_bits"].as_u64() >= Some(8),
+            "{used}"
+        );
+    }
 
     // Without the crop route, the same run misses some of them (so the check above can fail).
     let without = dir.path().join("without");
-    dedupe_ok(&input, &without, &["--set", "dedupe.windows=false"]);
+    dedupe_ok(&input, &without, &["--set", "dedupe.windows=false", "--set", "dedupe.search=exact"]);
+    assert_eq!(
+        summary(&without)["searches"],
+        serde_json::json!({"code_pairs": {"search": "exact"}, "window_pairs": null})
+    );
     let rows = read_manifest(&without);
     let missed = copies
         .iter()

@@ -5,8 +5,10 @@
 //! 2. The crops, box-averaged to 32x32, train the 3072-128-3072 autoencoder (or a saved one is
 //!    reused); its code layer, thresholded, gives each image a 128-bit code.
 //! 3. Equal codes are grouped through a hash map in one pass (the paper's linear-time step); the
-//!    distinct codes are searched for every pair within `radius` bits, exactly by multi-index
-//!    hashing (`search = "exact"`, the default) or through an hnsw_rs graph (`"hnsw"`); clusters
+//!    distinct codes are searched for the pairs within `radius` bits: by sampled bits
+//!    (`search = "sampled"`, the default: the same work per code at any size, nearly every pair;
+//!    [`sampled`]), exactly by multi-index hashing (`"exact"`) or through an hnsw_rs graph
+//!    (`"hnsw"`); clusters
 //!    form around kept images, each removed image within the radius of its keeper
 //!    (`cluster_rule = "around_keeper"`, the default), or by union-find over the pairs
 //!    (`"single_linkage"`, which chains); one image per cluster is kept ([`clusters`]). Before an

@@ -13,7 +13,7 @@ use crate::data::packed;
 use crate::dedupe::clusters::ClusterRule;
 use crate::dedupe::hash::bit_usage;
 use crate::dedupe::index::NearPair;
-use crate::dedupe::DedupeConfig;
+use crate::dedupe::{Code128, DedupeConfig, NearSearch, WindowSearch};
 use crate::fsutil;
 use crate::stage::manifest::encode_manifest;
 use crate::stage::{ManifestRow, Status};
@@ -77,6 +77,7 @@ impl Outputs<'_> {
                 "window_pairs_passing": counts.window_pairs_passing,
                 "pairs_failing_the_check": counts.failed_check,
             },
+            "searches": searches(config, candidates.groups.len(), hashes.windows.len()),
             "verify": if check.is_on() { check.describe() } else { "none: codes within the radius alone".to_owned() },
             "cluster_rule": config.cluster_rule,
             "keep_rule": match config.cluster_rule {
@@ -101,6 +102,25 @@ impl Outputs<'_> {
         fsutil::write_atomic(&output.join("summary.json"), &serde_json::to_vec_pretty(&document)?)?;
         Ok(())
     }
+}
+
+/// Which searches found the pairs, and with sampled bits their shape for this set (tables, key
+/// bits, buckets): what a reader needs to know how near the radius pairs may have been missed.
+fn searches(config: &DedupeConfig, distinct_codes: usize, window_hashes: usize) -> Value {
+    use crate::dedupe::sampled::Plan;
+    let sampled = |plan: Plan| json!({"search": "sampled", "tables": plan.tables, "key_bits": plan.width, "buckets": plan.buckets});
+    let code_pairs = match config.search {
+        NearSearch::Sampled => sampled(Plan::for_set::<Code128>(distinct_codes, config.radius, config.search_tables)),
+        other => json!({ "search": other }),
+    };
+    let window_pairs = match (config.windows, config.window_search) {
+        (false, _) => Value::Null,
+        (true, WindowSearch::Sampled) => {
+            sampled(Plan::for_set::<u64>(window_hashes, config.window_phash_radius, config.window_search_tables))
+        }
+        (true, other) => json!({ "search": other }),
+    };
+    json!({"code_pairs": code_pairs, "window_pairs": window_pairs})
 }
 
 /// Counts the outputs report in summary.json.
