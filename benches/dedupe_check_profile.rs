@@ -5,7 +5,7 @@
 //! of each. It shows how much of the check the pairs of two photos cost, and at which first-look
 //! correlation the full search can start without losing a copy that passes the floor.
 //!
-//! cargo run --release --example dedupe_check_profile -- CROPS_DIR [RADIUS]
+//! cargo run --release --example dedupe_check_profile -- CROPS_DIR [RADIUS]   (env: FLOOR, MAX_CANDIDATES)
 
 use std::path::PathBuf;
 
@@ -52,7 +52,8 @@ fn main() -> anyhow::Result<()> {
     }
     let images = thumbs.len();
     assert_eq!(images, sources.len(), "one manifest row per crop");
-    let pairs = window_pairs(&hashes, radius, 8);
+    let bound = std::env::var("MAX_CANDIDATES").ok().and_then(|v| v.parse().ok()).unwrap_or(8usize);
+    let pairs = window_pairs(&hashes, radius, bound);
     let same: Vec<bool> =
         pairs.iter().map(|p| photo_of(&sources[p.a as usize].1) == photo_of(&sources[p.b as usize].1)).collect();
     // A first look (fine or coarse grid) at every pair's proposed alignments.
