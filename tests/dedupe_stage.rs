@@ -43,7 +43,12 @@ fn dedupe_ok(input: &Path, output: &Path, extra: &[&str]) {
     let mut args = vec!["--input", input.to_str().unwrap(), "--output", output.to_str().unwrap()];
     args.extend_from_slice(extra);
     let out = run_dedupe(&args);
-    assert!(out.status.success(), "dedupe failed: {}", String::from_utf8_lossy(&out.stderr));
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "dedupe failed: {log}");
+    // Every whole-set step that takes minutes at millions reports its progress (a last line each).
+    for step in ["codes", "code pairs", "outputs"] {
+        assert!(log.contains(&format!("dedupe: {step}: ")), "no progress of {step}: {log}");
+    }
 }
 
 /// Copies the photos into `input`; returns their names.

@@ -16,6 +16,7 @@ use crate::dedupe::index::NearPair;
 use crate::dedupe::{Code128, DedupeConfig, NearSearch, WindowSearch};
 use crate::fsutil;
 use crate::stage::manifest::encode_manifest;
+use crate::stage::progress::Progress;
 use crate::stage::{ManifestRow, Status};
 
 /// What the outputs are written from: the set and the steps' results before clustering.
@@ -43,12 +44,15 @@ impl Outputs<'_> {
                 _ => {}
             }
         }
-        write_kept_images(output, crops, assignment)?;
-        write_manifest(output, crops, hashes, check, assignment)?;
-        write_clusters(output, crops, hashes, assignment)?;
         let pairs = candidates.image_pairs(&hashes.codes);
-        let counts = write_pairs(output, crops, check, &pairs)?;
+        // Minutes at millions of photos: the kept images, the manifest's rows and the pairs counted.
+        let progress = Progress::new("dedupe: outputs", Some((2 * crops.len() + pairs.len()) as u64), 10.0);
+        write_kept_images(output, crops, assignment, &progress)?;
+        write_manifest(output, crops, hashes, check, assignment, &progress)?;
+        write_clusters(output, crops, hashes, assignment)?;
+        let counts = write_pairs(output, crops, check, &pairs, &progress)?;
         write_page(config, output, crops, check, assignment, &pairs)?;
+        progress.finish();
         Ok(counts)
     }
 
@@ -130,7 +134,7 @@ pub(super) struct OutputCounts {
 }
 
 /// The kept images, packed, with their labels and classes.
-fn write_kept_images(output: &Path, crops: &CropSet, assignment: &Assignment) -> Result<()> {
+fn write_kept_images(output: &Path, crops: &CropSet, assignment: &Assignment, progress: &Progress) -> Result<()> {
     let n = crops.len();
     let crop_labels =
         npy::read_array::<i64>(&crops.dir.join("labels.npy")).map(|(_, l)| l).unwrap_or_else(|_| vec![-1; n]);
@@ -144,6 +148,7 @@ fn write_kept_images(output: &Path, crops: &CropSet, assignment: &Assignment) ->
                 labels.push(crop_labels.get(i).copied().unwrap_or(-1));
             }
         }
+        progress.inc((data.len() / crops.per_image()) as u64);
         Ok(())
     })?;
     writer.finish()?;
@@ -163,6 +168,7 @@ fn write_manifest(
     hashes: &Hashes,
     check: &Check,
     assignment: &Assignment,
+    progress: &Progress,
 ) -> Result<()> {
     let codes = &hashes.codes;
     let mut manifest: Vec<ManifestRow> = Vec::with_capacity(crops.rows.len());
@@ -176,6 +182,7 @@ fn write_manifest(
         if row.index.is_some() {
             let i = crop_row;
             crop_row += 1;
+            progress.inc(1);
             out.detail.insert("code".into(), json!(codes[i].to_hex()));
             out.detail.insert("cluster".into(), json!(assignment.cluster_of[i]));
             let k = assignment.kept_of[i];
@@ -231,7 +238,13 @@ fn write_clusters(output: &Path, crops: &CropSet, hashes: &Hashes, assignment: &
 }
 
 /// The candidate pairs with their distances and, with a check, whether they pass it.
-fn write_pairs(output: &Path, crops: &CropSet, check: &Check, pairs: &[NearPair]) -> Result<OutputCounts> {
+fn write_pairs(
+    output: &Path,
+    crops: &CropSet,
+    check: &Check,
+    pairs: &[NearPair],
+    progress: &Progress,
+) -> Result<OutputCounts> {
     let mut text = Vec::new();
     let mut counts = OutputCounts { failed_check: 0, window_pairs_passing: 0 };
     for p in pairs {
@@ -251,6 +264,7 @@ fn write_pairs(output: &Path, crops: &CropSet, check: &Check, pairs: &[NearPair]
         }
         serde_json::to_writer(&mut text, &row)?;
         text.push(b'\n');
+        progress.inc(1);
     }
     fsutil::write_atomic(&output.join("pairs.jsonl"), &text)?;
     Ok(counts)
