@@ -26,6 +26,63 @@ pub enum JpegError {
     Truncated,
 }
 
+/// One marker of a JPEG's header walk ([`next_marker`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Marker<'a> {
+    /// The end of the image (EOI).
+    End,
+    /// A marker segment and its body (for SOS, the scan header; its data follows the body).
+    Segment(u8, &'a [u8]),
+}
+
+/// Why a header walk stopped before a marker ([`next_marker`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum MarkerEnd {
+    /// The bytes end before another marker.
+    NoMore,
+    /// A segment's length bytes are cut off.
+    HeaderCut,
+    /// A segment is shorter than its length field, or runs past the end.
+    RunsPast,
+}
+
+/// The next marker at or after `pos`, as libjpeg reads headers: fill bytes (0xFF 0xFF), stray
+/// bytes between segments and markers without a body but EOI (RSTn, TEM) skipped. Returns where it starts, the marker, and where the walk goes on
+/// (after its body; for SOS, where the scan data starts). Both header readers walk with it: the
+/// frame and EXIF reader below and the scan check in [`super::jpeg_scan`].
+pub(crate) fn next_marker(bytes: &[u8], mut pos: usize) -> Result<(usize, Marker<'_>, usize), MarkerEnd> {
+    loop {
+        while bytes.get(pos) == Some(&0xFF) && bytes.get(pos + 1) == Some(&0xFF) {
+            pos += 1;
+        }
+        if pos + 2 > bytes.len() {
+            return Err(MarkerEnd::NoMore);
+        }
+        if bytes[pos] != 0xFF {
+            pos += 1; // stray bytes between segments: libjpeg skips them with a warning
+            continue;
+        }
+        match bytes[pos + 1] {
+            0xD9 => return Ok((pos, Marker::End, pos + 2)),
+            0xD0..=0xD7 | 0x01 => {
+                pos += 2;
+                continue;
+            }
+            _ => {}
+        }
+        let marker = bytes[pos + 1];
+        if pos + 4 > bytes.len() {
+            return Err(MarkerEnd::HeaderCut);
+        }
+        let len = u16::from_be_bytes([bytes[pos + 2], bytes[pos + 3]]) as usize;
+        let end = pos + 2 + len;
+        if len < 2 || end > bytes.len() {
+            return Err(MarkerEnd::RunsPast);
+        }
+        return Ok((pos, Marker::Segment(marker, &bytes[pos + 4..end]), end));
+    }
+}
+
 fn is_start_of_frame(marker: u8) -> bool {
     // SOF0..SOF15 except DHT (C4), JPG (C8) and DAC (CC).
     (0xC0..=0xCF).contains(&marker) && !matches!(marker, 0xC4 | 0xC8 | 0xCC)
@@ -44,38 +101,19 @@ pub fn read_jpeg_info(bytes: &[u8]) -> Result<JpegInfo, JpegError> {
     let mut frame = None;
     let mut orientation = 1;
     loop {
-        // Skip fill bytes before a marker.
-        while pos < bytes.len() && bytes[pos] == 0xFF && bytes.get(pos + 1) == Some(&0xFF) {
-            pos += 1;
-        }
-        if pos + 4 > bytes.len() {
+        // An end of image before any scan holds no picture: as cut short as a missing header.
+        let (at, marker, next) = next_marker(bytes, pos).map_err(|_| JpegError::HeaderTruncated)?;
+        let Marker::Segment(marker, body) = marker else {
             return Err(JpegError::HeaderTruncated);
-        }
-        if bytes[pos] != 0xFF {
-            // Garbage between segments: libjpeg skips it with a warning; so do we, byte by byte.
-            pos += 1;
-            continue;
-        }
-        let marker = bytes[pos + 1];
-        if (0xD0..=0xD7).contains(&marker) || marker == 0x01 {
-            pos += 2;
-            continue;
-        }
-        let len = u16::from_be_bytes([bytes[pos + 2], bytes[pos + 3]]) as usize;
-        let body_start = pos + 4;
-        let body_end = pos + 2 + len;
-        if len < 2 || body_end > bytes.len() {
-            return Err(JpegError::HeaderTruncated);
-        }
-        let body = &bytes[body_start..body_end];
+        };
         if marker == 0xDA {
             let (width, height, components) = frame.ok_or(JpegError::NoFrame)?;
-            let scan_data = &bytes[body_end..];
+            let scan_data = &bytes[next..];
             let has_eoi = scan_data.windows(2).rev().any(|w| w == [0xFF, 0xD9]);
             if !has_eoi {
                 return Err(JpegError::Truncated);
             }
-            return Ok(JpegInfo { width, height, components, orientation, first_scan: pos });
+            return Ok(JpegInfo { width, height, components, orientation, first_scan: at });
         }
         if is_start_of_frame(marker) {
             if body.len() < 6 {
@@ -87,7 +125,7 @@ pub fn read_jpeg_info(bytes: &[u8]) -> Result<JpegInfo, JpegError> {
         } else if marker == 0xE1 && body.starts_with(b"Exif\0\0") && orientation == 1 {
             orientation = exif_orientation(&body[6..]).unwrap_or(1);
         }
-        pos = body_end;
+        pos = next;
     }
 }
 
@@ -115,6 +153,19 @@ mod tests {
         let mut out = Vec::new();
         image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, 90).encode_image(&img).unwrap();
         out
+    }
+
+    #[test]
+    fn the_marker_walk_skips_fill_and_stray_bytes_and_stops_where_headers_are_cut() {
+        // SOI, fill bytes, a 4-byte APP0 segment, a stray byte, a restart marker, EOI.
+        let bytes = [0xFF, 0xD8, 0xFF, 0xFF, 0xFF, 0xE0, 0x00, 0x04, 0xAB, 0xCD, 0x42, 0xFF, 0xD3, 0xFF, 0xD9];
+        assert_eq!(next_marker(&bytes, 2), Ok((4, Marker::Segment(0xE0, &[0xAB, 0xCD]), 10)));
+        assert_eq!(next_marker(&bytes, 10), Ok((13, Marker::End, 15)), "the stray byte and RST3 skipped");
+        assert_eq!(next_marker(&bytes, 15), Err(MarkerEnd::NoMore));
+        assert_eq!(next_marker(&bytes[..7], 2), Err(MarkerEnd::HeaderCut));
+        assert_eq!(next_marker(&bytes[..9], 2), Err(MarkerEnd::RunsPast));
+        // An end of image before any scan: no picture, a cut header to the frame reader.
+        assert_eq!(read_jpeg_info(&[0xFF, 0xD8, 0xFF, 0xD9, 0, 0, 0, 0]), Err(JpegError::HeaderTruncated));
     }
 
     #[test]

@@ -3,6 +3,8 @@
 //! a hole that keeps the end marker) and the image stages fail such a photo on it; zune-jpeg, the
 //! pure-Rust path, reads the end marker as zero bits and says nothing, so this walk says it instead.
 
+use super::jpeg::{next_marker, Marker, MarkerEnd};
+
 /// What the walk found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ScanCheck {
@@ -225,46 +227,28 @@ pub fn check_scans(bytes: &[u8]) -> Result<ScanCheck, ScanError> {
     let mut tables = Tables::default();
     let mut pos = 2;
     loop {
-        while bytes.get(pos) == Some(&0xFF) && bytes.get(pos + 1) == Some(&0xFF) {
-            pos += 1;
-        }
-        if pos + 2 > bytes.len() {
-            return Err(ScanError::Malformed("markers end before the end-of-image marker"));
-        }
-        if bytes[pos] != 0xFF {
-            pos += 1; // stray bytes between segments (libjpeg skips them too)
-            continue;
-        }
-        let marker = bytes[pos + 1];
-        match marker {
-            0xD9 => return Ok(ScanCheck::Whole),
-            0xD0..=0xD7 | 0x01 => {
-                pos += 2;
-                continue;
-            }
-            _ => {}
-        }
-        if pos + 4 > bytes.len() {
-            return Err(ScanError::Malformed("a segment header is cut"));
-        }
-        let len = u16::from_be_bytes([bytes[pos + 2], bytes[pos + 3]]) as usize;
-        let end = pos + 2 + len;
-        if len < 2 || end > bytes.len() {
-            return Err(ScanError::Malformed("a segment runs past the end of the file"));
-        }
-        let body = &bytes[pos + 4..end];
+        let (_, marker, next) = next_marker(bytes, pos).map_err(|end| {
+            ScanError::Malformed(match end {
+                MarkerEnd::NoMore => "markers end before the end-of-image marker",
+                MarkerEnd::HeaderCut => "a segment header is cut",
+                MarkerEnd::RunsPast => "a segment runs past the end of the file",
+            })
+        })?;
+        let Marker::Segment(marker, body) = marker else {
+            return Ok(ScanCheck::Whole);
+        };
         match marker {
             0xC0 | 0xC1 => tables.frame = Some(read_frame(body)?),
             0xC2 | 0xC3 | 0xC5..=0xC7 | 0xC9..=0xCB | 0xCD..=0xCF => return Ok(ScanCheck::NotWalked),
             0xC4 => read_huffman_tables(body, &mut tables)?,
             0xDD if body.len() >= 2 => tables.restart_interval = u16::from_be_bytes([body[0], body[1]]) as u32,
             0xDA => {
-                pos = walk_scan(bytes, end, body, &tables)?;
+                pos = walk_scan(bytes, next, body, &tables)?;
                 continue;
             }
             _ => {}
         }
-        pos = end;
+        pos = next;
     }
 }
 
