@@ -10,6 +10,7 @@ use hnsw_rs::hnsw::Hnsw;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
+use super::buckets::{bucket_order, bucket_starts};
 use super::hash::Code128;
 
 /// Hamming distance between two packed bit vectors of equal length.
@@ -93,36 +94,14 @@ fn chunk_value(c: &Code128, (lo, hi): (u32, u32)) -> usize {
     ((word >> lo) & ((1u128 << (hi - lo)) - 1)) as usize
 }
 
-/// One table per chunk: code indices ordered by the chunk's value, and each value's start.
+/// One table per chunk: each value's start, and the code indices ordered by the chunk's value.
 fn chunk_tables(codes: &[Code128], bounds: &[(u32, u32)]) -> Vec<(Vec<u32>, Vec<u32>)> {
-    bounds
-        .par_iter()
-        .map(|&b| {
-            let starts = bucket_starts(codes, b);
-            let mut fill = starts.clone();
-            let mut ids = vec![0u32; codes.len()];
-            for (i, c) in codes.iter().enumerate() {
-                let slot = &mut fill[chunk_value(c, b)];
-                ids[*slot as usize] = i as u32;
-                *slot += 1;
-            }
-            (starts, ids)
-        })
-        .collect()
+    bounds.par_iter().map(|&b| bucket_order(1 << (b.1 - b.0), codes.len(), |i| chunk_value(&codes[i], b))).collect()
 }
 
-/// Where each value of chunk `b` starts in the codes ordered by that chunk (one more entry than
-/// values: bucket v holds `starts[v]..starts[v + 1]`).
-fn bucket_starts(codes: &[Code128], b: (u32, u32)) -> Vec<u32> {
-    let buckets = 1usize << (b.1 - b.0);
-    let mut starts = vec![0u32; buckets + 1];
-    for c in codes {
-        starts[chunk_value(c, b) + 1] += 1;
-    }
-    for v in 0..buckets {
-        starts[v + 1] += starts[v];
-    }
-    starts
+/// Where each value of chunk `b` starts in the codes ordered by that chunk ([`bucket_starts`]).
+fn chunk_starts(codes: &[Code128], b: (u32, u32)) -> Vec<u32> {
+    bucket_starts(1 << (b.1 - b.0), codes.len(), |i| chunk_value(&codes[i], b))
 }
 
 /// [`multi_index_pairs`] with a given number of chunks (any m in 1..=128 is exact; speed varies).
@@ -195,7 +174,7 @@ pub fn plan_chunks(codes: &[Code128], radius: u32) -> ChunkPlan {
         let bounds = chunk_bounds(m);
         let flips = radius as usize / m;
         // Bucket sizes only: the planning does not need the tables themselves.
-        let starts: Vec<Vec<u32>> = bounds.par_iter().map(|&b| bucket_starts(codes, b)).collect();
+        let starts: Vec<Vec<u32>> = bounds.par_iter().map(|&b| chunk_starts(codes, b)).collect();
         let variants: Vec<Vec<usize>> = bounds.iter().map(|&(lo, hi)| masks_within(hi - lo, flips)).collect();
         let lookups: f64 = variants.iter().map(|v| v.len() as f64).sum();
         let seen: u64 = sample

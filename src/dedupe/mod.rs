@@ -19,6 +19,7 @@
 //!    page for visual inspection, the codes, the model.
 
 pub mod autoencoder;
+mod buckets;
 pub mod clusters;
 pub mod hash;
 pub mod index;

@@ -14,6 +14,7 @@
 
 use rayon::prelude::*;
 
+use super::buckets::bucket_order;
 use super::hash::Code128;
 
 /// The hashes a bucket holds on average (the key's width is set from it): lookups against
@@ -106,31 +107,23 @@ struct Table<H> {
     ordered: Vec<H>,
 }
 
+/// The bucket of a `width`-bit key among `buckets` (at most 2^width): keys in order, two
+/// neighbouring keys at most to one bucket.
+fn bucket_of(key: usize, buckets: usize, width: u32) -> usize {
+    ((key as u64 * buckets as u64) >> width) as usize
+}
+
 impl<H: Bits> Table<H> {
     fn build(items: &[H], key: Key, buckets: usize) -> Self {
-        let bucket_of = |k: usize| ((k as u64 * buckets as u64) >> key.width) as u32;
-        let keys: Vec<u32> = items.par_iter().map(|h| bucket_of(key.of(h))).collect();
-        let mut starts = vec![0u32; buckets + 1];
-        for &k in &keys {
-            starts[k as usize + 1] += 1;
-        }
-        for v in 0..starts.len() - 1 {
-            starts[v + 1] += starts[v];
-        }
-        let mut fill = starts.clone();
-        let mut ids = vec![0u32; items.len()];
-        for (i, &k) in keys.iter().enumerate() {
-            let slot = &mut fill[k as usize];
-            ids[*slot as usize] = i as u32;
-            *slot += 1;
-        }
+        let of: Vec<u32> = items.par_iter().map(|h| bucket_of(key.of(h), buckets, key.width) as u32).collect();
+        let (starts, ids) = bucket_order(buckets, items.len(), |i| of[i] as usize);
         let ordered = ids.par_iter().map(|&j| items[j as usize]).collect();
         Self { key, buckets, starts, ids, ordered }
     }
 
     /// Calls `visit(item, distance)` for every item of `key`'s bucket within `radius` of `query`.
     fn scan(&self, key: usize, query: &H, radius: u32, mut visit: impl FnMut(u32, u32)) {
-        let b = ((key as u64 * self.buckets as u64) >> self.key.width) as usize;
+        let b = bucket_of(key, self.buckets, self.key.width);
         let bucket = self.starts[b] as usize..self.starts[b + 1] as usize;
         for (&j, h) in self.ids[bucket.clone()].iter().zip(&self.ordered[bucket]) {
             let d = h.distance(query);

@@ -19,6 +19,7 @@ use image::RgbImage;
 use rayon::prelude::*;
 use serde::Serialize;
 
+use super::buckets::{bucket_order, bucket_starts};
 use super::index::masks_within;
 use super::phash::{phash64, phasher};
 use crate::stage::progress::Progress;
@@ -126,15 +127,8 @@ fn chunk_value(h: u64, (lo, hi): (u32, u32)) -> usize {
 }
 
 /// Where each value of chunk `b` starts among the hashes ordered by that chunk's value.
-fn bucket_starts(hashes: &[u64], b: (u32, u32)) -> Vec<u32> {
-    let mut starts = vec![0u32; (1usize << (b.1 - b.0)) + 1];
-    for &h in hashes {
-        starts[chunk_value(h, b) + 1] += 1;
-    }
-    for v in 0..starts.len() - 1 {
-        starts[v + 1] += starts[v];
-    }
-    starts
+fn chunk_starts(hashes: &[u64], b: (u32, u32)) -> Vec<u32> {
+    bucket_starts(1 << (b.1 - b.0), hashes.len(), |i| chunk_value(hashes[i], b))
 }
 
 /// A bucket lookup costs about this many hash comparisons (a random read of a table of megabytes
@@ -166,7 +160,7 @@ pub fn window_search_work(hashes: &[u64], radius: u32, chunks: usize) -> (f64, f
     let bounds = chunk_bounds(chunks);
     let (starts, masks): (Vec<_>, Vec<_>) = bounds
         .par_iter()
-        .map(|b| (bucket_starts(hashes, *b), masks_within(b.1 - b.0, radius as usize / chunks)))
+        .map(|b| (chunk_starts(hashes, *b), masks_within(b.1 - b.0, radius as usize / chunks)))
         .unzip();
     let lookups: f64 = masks.iter().map(|m| m.len() as f64).sum();
     let seen: u64 = sample
@@ -198,14 +192,7 @@ struct ChunkTable {
 
 impl ChunkTable {
     fn build(hashes: &[u64], bounds: (u32, u32), flips: usize) -> Self {
-        let starts = bucket_starts(hashes, bounds);
-        let mut fill = starts.clone();
-        let mut ids = vec![0u32; hashes.len()];
-        for (i, &h) in hashes.iter().enumerate() {
-            let slot = &mut fill[chunk_value(h, bounds)];
-            ids[*slot as usize] = i as u32;
-            *slot += 1;
-        }
+        let (starts, ids) = bucket_order(1 << (bounds.1 - bounds.0), hashes.len(), |i| chunk_value(hashes[i], bounds));
         let ordered = ids.par_iter().map(|&j| hashes[j as usize]).collect();
         Self { bounds, starts, ids, ordered, masks: masks_within(bounds.1 - bounds.0, flips) }
     }

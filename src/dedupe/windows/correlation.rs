@@ -211,8 +211,12 @@ fn alignments(search: &Search) -> impl Iterator<Item = (usize, usize)> + '_ {
 /// one; then the best alignment refined by 1% shifts and scales when it reaches [`REFINE_FROM`].
 /// 1 is the same picture; a flat thumbnail correlates with nothing (0).
 pub fn aligned_correlation(a: &[u8], b: &[u8]) -> f32 {
+    aligned_levels(&grey_levels(a), &grey_levels(b))
+}
+
+/// [`aligned_correlation`] of thumbnails already in grey levels.
+fn aligned_levels(a: &[f32], b: &[f32]) -> f32 {
     let search = search();
-    let (a, b) = (&grey_levels(a)[..], &grey_levels(b)[..]);
     let (ca, cb) = (search.coarse_samples(a), search.coarse_samples(b));
     let mut ranked: Vec<(f32, usize, usize)> =
         alignments(search).map(|(i, j)| (dot(ca[i].as_flattened(), cb[j].as_flattened()), i, j)).collect();
@@ -289,21 +293,20 @@ pub const SEARCH_FROM: f32 = 0.7;
 /// The best correlation of two grey thumbnails at the proposed alignments only
 /// ([`proposed_alignments`]), on the fine grid.
 pub fn first_look(a: &[u8], b: &[u8], proposed: &[(Window, Window)]) -> f32 {
-    looks::<GRID>(a, b, proposed)
+    looks::<GRID>(&grey_levels(a), &grey_levels(b), proposed)
 }
 
 /// [`first_look`] on the coarse grid: a quarter of the cells, the same alignments (the check's
 /// first look).
 pub fn coarse_first_look(a: &[u8], b: &[u8], proposed: &[(Window, Window)]) -> f32 {
-    looks::<COARSE>(a, b, proposed)
+    looks::<COARSE>(&grey_levels(a), &grey_levels(b), proposed)
 }
 
-fn looks<const G: usize>(a: &[u8], b: &[u8], proposed: &[(Window, Window)]) -> f32 {
-    let (la, lb) = (grey_levels(a), grey_levels(b));
+fn looks<const G: usize>(la: &[f32], lb: &[f32], proposed: &[(Window, Window)]) -> f32 {
     proposed
         .iter()
         .map(|(wa, wb)| {
-            let (sa, sb) = (Sampling::<G>::of(wa).sample(&la), Sampling::<G>::of(wb).sample(&lb));
+            let (sa, sb) = (Sampling::<G>::of(wa).sample(la), Sampling::<G>::of(wb).sample(lb));
             dot(sa.as_flattened(), sb.as_flattened())
         })
         .fold(f32::MIN, f32::max)
@@ -312,13 +315,14 @@ fn looks<const G: usize>(a: &[u8], b: &[u8], proposed: &[(Window, Window)]) -> f
 /// The crop route's correlation of a candidate pair: the coarse first look
 /// ([`coarse_first_look`]) when it is below [`SEARCH_FROM`] (far below any floor: the pair fails
 /// whatever the grid), otherwise the best of the full search and the proposed alignments on the
-/// fine grid.
+/// fine grid. The thumbnails are turned into grey levels once for all three.
 pub fn window_correlation(a: &[u8], b: &[u8], proposed: &[(Window, Window)]) -> f32 {
-    let quick = coarse_first_look(a, b, proposed);
+    let (la, lb) = (grey_levels(a), grey_levels(b));
+    let quick = looks::<COARSE>(&la, &lb, proposed);
     if quick < SEARCH_FROM {
         return quick;
     }
-    aligned_correlation(a, b).max(first_look(a, b, proposed))
+    aligned_levels(&la, &lb).max(looks::<GRID>(&la, &lb, proposed))
 }
 
 /// Grey thumbnails by image, as a batch of the check reads them.
