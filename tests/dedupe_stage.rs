@@ -394,6 +394,11 @@ fn bad_inputs_are_listed_and_the_run_goes_on() {
     let out = run_dedupe(&["-i", input.to_str().unwrap(), "-o", output.to_str().unwrap(), "--set", "dedupe.size=48"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("dedupe.size"));
+    for absurd in ["dedupe.window_search_tables=0", "dedupe.search_tables=100000"] {
+        let out = run_dedupe(&["-i", input.to_str().unwrap(), "-o", output.to_str().unwrap(), "--set", absurd]);
+        let key = absurd.split('=').next().unwrap();
+        assert!(out.status.code() == Some(1) && String::from_utf8_lossy(&out.stderr).contains(key), "{absurd}");
+    }
 }
 
 #[test]
