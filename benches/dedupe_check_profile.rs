@@ -5,7 +5,12 @@
 //! of each. It shows how much of the check the pairs of two photos cost, and at which first-look
 //! correlation the full search can start without losing a copy that passes the floor.
 //!
-//! cargo run --release --example dedupe_check_profile -- CROPS_DIR [RADIUS]   (env: FLOOR, MAX_CANDIDATES)
+//! With STAGE_SIZES=26000,52000,... it instead runs the check as the stage does (sampled window pairs,
+//! thumbnails read from a scratch file) on random subsets of whole photos (an original with its
+//! copies) of those sizes, and prints its CPU time an image: the check's growth without the rest of
+//! the run's noise.
+//!
+//! cargo run --release --example dedupe_check_profile -- CROPS_DIR [RADIUS]   (env: FLOOR, MAX_CANDIDATES, STAGE_SIZES, REPEAT)
 
 use std::path::PathBuf;
 
@@ -13,8 +18,8 @@ use dcgan_pipeline::data::npy::read_array;
 use dcgan_pipeline::dedupe::autoencoder::downsample_to_input;
 use dcgan_pipeline::dedupe::usage::measure;
 use dcgan_pipeline::dedupe::windows::{
-    aligned_correlation, coarse_first_look, first_look, grey_thumbnail, proposed_alignments, window_hashes,
-    window_pairs, Window, WindowPair,
+    aligned_correlation, coarse_first_look, first_look, grey_thumbnail, proposed_alignments, ranked_best,
+    window_hashes, window_pairs, Window, WindowPair, RANK_FROM, SEARCH_FROM,
 };
 use rayon::prelude::*;
 
@@ -52,6 +57,9 @@ fn main() -> anyhow::Result<()> {
     }
     let images = thumbs.len();
     assert_eq!(images, sources.len(), "one manifest row per crop");
+    if let Ok(sizes) = std::env::var("STAGE_SIZES") {
+        return stage_check_by_size(&sizes, &hashes, &thumbs, &sources, radius);
+    }
     let bound = std::env::var("MAX_CANDIDATES").ok().and_then(|v| v.parse().ok()).unwrap_or(8usize);
     let pairs = window_pairs(&hashes, radius, bound);
     let same: Vec<bool> =
@@ -88,6 +96,7 @@ fn main() -> anyhow::Result<()> {
         1e6 * full_usage.cpu_s / pairs.len() as f64
     );
     print_where_to_search(&pairs, &same, [&quick, &coarse, &full], radius, floor);
+    print_where_to_stop_ranking(&pairs, &same, &thumbs, [&quick, &coarse, &full], floor);
     Ok(())
 }
 
@@ -117,4 +126,98 @@ fn print_where_to_search(
             }
         }
     }
+}
+
+/// Where the full search can stop after ranking ([`RANK_FROM`]): of the pairs searched (a coarse
+/// first look of at least [`SEARCH_FROM`]), those ranking below each bound, and the pairs passing
+/// the floor that such a stop would lose.
+fn print_where_to_stop_ranking(
+    pairs: &[WindowPair],
+    same: &[bool],
+    thumbs: &[Vec<u8>],
+    [quick, coarse, full]: [&[f32]; 3],
+    floor: f32,
+) {
+    let searched: Vec<usize> = (0..pairs.len()).filter(|&k| coarse[k] >= SEARCH_FROM).collect();
+    let (rank, usage) = measure(|| {
+        searched
+            .par_iter()
+            .map(|&k| ranked_best(&thumbs[pairs[k].a as usize], &thumbs[pairs[k].b as usize]))
+            .collect::<Vec<f32>>()
+    });
+    println!(
+        "ranking alone: {:.1} us CPU a searched pair; the check stops ranking below RANK_FROM = {RANK_FROM}",
+        1e6 * usage.cpu_s / searched.len().max(1) as f64
+    );
+    let two = searched.iter().filter(|&&k| !same[k]).count();
+    println!("| stop below (ranking) | of {two} searched pairs of two photos, stopped | pairs of one photo passing {floor}, lost | of two photos, lost |");
+    println!("|---:|---:|---:|---:|");
+    for from in [0.8f32, 0.84, 0.86, 0.88, 0.9, 0.92] {
+        let stopped = |one: bool| searched.iter().zip(&rank).filter(move |(&k, &r)| same[k] == one && r < from);
+        let lost = |one: bool| stopped(one).filter(|(&k, _)| full[k].max(quick[k]) >= floor).count();
+        println!("| {from} | {} | {} | {} |", stopped(false).count(), lost(true), lost(false));
+    }
+}
+
+/// The check as the stage runs it (sampled window pairs, thumbnails read from a scratch file a
+/// batch at a time, `window_correlations`) on prefixes of the crops: CPU us an image and a pair,
+/// the least of REPEAT runs.
+fn stage_check_by_size(
+    sizes: &str,
+    hashes: &[u64],
+    thumbs: &[Vec<u8>],
+    sources: &[(u64, String)],
+    radius: u32,
+) -> anyhow::Result<()> {
+    use dcgan_pipeline::dedupe::thumbnails::ThumbnailWriter;
+    use dcgan_pipeline::dedupe::windows::{window_correlations, window_pairs_sampled, PER_IMAGE};
+    let repeat: usize = std::env::var("REPEAT").ok().and_then(|v| v.parse().ok()).unwrap_or(3);
+    let dir = tempfile::tempdir()?;
+    println!("| images | pairs an image | of one photo an image | check CPU us an image | us a pair |");
+    println!("|---:|---:|---:|---:|---:|");
+    // Whole photos (an original with its copies) in a fixed random order, so that every size has
+    // the same share of copies.
+    let mut groups: std::collections::BTreeMap<&str, Vec<usize>> = Default::default();
+    for (k, (_, s)) in sources.iter().enumerate() {
+        groups.entry(photo_of(s)).or_default().push(k);
+    }
+    let mut order: Vec<Vec<usize>> = groups.into_values().collect();
+    let mut state = 0x9e3779b97f4a7c15u64;
+    for k in (1..order.len()).rev() {
+        state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        order.swap(k, (state >> 33) as usize % (k + 1));
+    }
+    for n in sizes.split(',').map(|s| s.trim().parse::<usize>()) {
+        let n = n?.min(thumbs.len());
+        let mut chosen: Vec<usize> = order.iter().flatten().copied().take(n).collect();
+        chosen.sort_unstable();
+        let prefix: Vec<u64> =
+            chosen.iter().flat_map(|&k| hashes[k * PER_IMAGE..(k + 1) * PER_IMAGE].iter().copied()).collect();
+        let prefix = &prefix[..];
+        let pairs = window_pairs_sampled(prefix, radius, 16, 8);
+        let name = |i: u32| photo_of(&sources[chosen[i as usize]].1);
+        let one = pairs.iter().filter(|p| name(p.a) == name(p.b)).count();
+        let path = dir.path().join(format!("thumbs-{n}.u8"));
+        let mut writer = ThumbnailWriter::create(&path)?;
+        for &k in &chosen {
+            writer.push(&thumbs[k])?;
+        }
+        let file = writer.finish()?;
+        let mut best = f64::INFINITY;
+        for _ in 0..repeat {
+            let (result, usage) =
+                measure(|| window_correlations(&pairs, prefix, radius, 200_000, &|ids| file.read(ids)));
+            result?;
+            best = best.min(usage.cpu_s);
+        }
+        println!(
+            "| {n} | {:.3} | {:.4} | {:.2} | {:.2} |",
+            pairs.len() as f64 / n as f64,
+            one as f64 / n as f64,
+            1e6 * best / n as f64,
+            1e6 * best / pairs.len().max(1) as f64
+        );
+        file.remove()?;
+    }
+    Ok(())
 }
