@@ -222,6 +222,12 @@ impl Config {
                 f.second_look_face, f.second_look_context, f.second_look_threshold
             )));
         }
+        if !(f.presence_rescue >= 0.0) {
+            return Err(bad(format!(
+                "faces.presence_rescue = {} must be a number from 0 (above 1: off)",
+                f.presence_rescue
+            )));
+        }
         if f.detect_face_px != 0 && f.detect_face_px < 8 {
             return Err(bad(format!("faces.detect_face_px = {} must be 0 (off) or at least 8", f.detect_face_px)));
         }

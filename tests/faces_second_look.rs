@@ -49,9 +49,15 @@ fn the_second_look_finds_a_real_face_again_and_its_threshold_drops_boxes() {
     assert!(looks.iter().all(|&s| s >= 0.5), "{face}");
     assert_eq!(summary(&output)["stage_counts"]["rejected"]["by_second_look"], 0);
 
-    // No mean of scores reaches 1: the same face is dropped, and counted, with its reason.
+    // No mean of scores reaches 1: the same face is dropped (the presence rescue off), and
+    // counted, with its reason.
     let strict = dir.path().join("strict");
-    let sets = ["faces.min_face_side=32", "faces.second_look_below=2", "faces.second_look_threshold=1.0"];
+    let sets = [
+        "faces.min_face_side=32",
+        "faces.second_look_below=2",
+        "faces.second_look_threshold=1.0",
+        "faces.presence_rescue=2",
+    ];
     assert!(faces(&input, &strict, &sets, &[]).status.success());
     let rows = read_manifest(&strict);
     let row = row_for(&rows, "messi5.jpg");
@@ -74,6 +80,62 @@ fn the_second_look_finds_a_real_face_again_and_its_threshold_drops_boxes() {
     assert!(faces(&input, &off, &["faces.min_face_side=32", "faces.second_look=false"], &[]).status.success());
     let rows = read_manifest(&off);
     assert!(row_for(&rows, "messi5.jpg")["boxes"][0].get("second_look").is_none());
+}
+
+#[test]
+fn the_presence_model_gives_back_a_face_the_second_look_rejects_and_not_grass() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = messi_folder(dir.path());
+    // The look rejects everything (no mean reaches 1); the rescue (default 0.7) keeps the face.
+    let output = dir.path().join("out");
+    let sets = ["faces.min_face_side=32", "faces.second_look_below=2", "faces.second_look_threshold=1.0"];
+    assert!(faces(&input, &output, &sets, &[]).status.success());
+    let rows = read_manifest(&output);
+    let face = &row_for(&rows, "messi5.jpg")["boxes"][0];
+    let presence = face["presence"].as_f64().unwrap();
+    assert!(face["kept"] == true && presence >= 0.7, "{face}");
+    let counts = &summary(&output)["stage_counts"];
+    assert_eq!(counts["kept_by_presence_rescue"], 1, "{counts}");
+    assert_eq!(counts["rejected"]["by_second_look"], 0, "{counts}");
+
+    // The same box moved onto the grass below the players scores far lower.
+    use dcgan_pipeline::faces::detector::{Detection, FaceBox};
+    use dcgan_pipeline::faces::presence::FacePresence;
+    let model = concat!(env!("CARGO_MANIFEST_DIR"), "/models/mediapipe_face_presence.onnx");
+    let presence_model = FacePresence::new(Path::new(model), "").unwrap();
+    // Decoded as the stage decodes it (libjpeg).
+    use dcgan_pipeline::imageops::{decode_rgb_with_libjpeg, DecodeOptions};
+    let bytes = std::fs::read(opencv_sample("messi5.jpg")).unwrap();
+    let options = DecodeOptions { max_pixels: 1 << 30, min_decoded_side: None, keep_damaged: false };
+    let photo = decode_rgb_with_libjpeg(&bytes, &options).unwrap().image;
+    let height = photo.height;
+    let at = |k: &str| face[k].as_i64().unwrap() as i32;
+    let boxed = FaceBox { x: at("x"), y: at("y"), w: at("w"), h: at("h"), neighbours: 0 };
+    let mut detection = Detection::from_box(boxed);
+    let points: Vec<[f32; 2]> = face["landmarks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| [p[0].as_f64().unwrap() as f32, p[1].as_f64().unwrap() as f32])
+        .collect();
+    detection.landmarks = Some([points[0], points[1], points[2], points[3], points[4]]);
+    let here = presence_model.score(&photo, &detection).unwrap();
+    assert!((f64::from(here) - presence).abs() < 1e-3, "{here} against the manifest's {presence}");
+    let grass = Detection::from_box(FaceBox { y: height as i32 - boxed.h - 5, ..boxed });
+    let there = presence_model.score(&photo, &grass).unwrap();
+    assert!(there < 0.1, "grass scores {there}");
+
+    // Off, and a file that is not the model: refused at start in one line naming it.
+    let yunet = concat!(env!("CARGO_MANIFEST_DIR"), "/models/face_detection_yunet_2023mar.onnx");
+    let bad = format!("faces.presence_model={yunet}");
+    let out = faces(&input, &dir.path().join("bad"), &[bad.as_str(), "faces.presence_model_sha256="], &[]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains(yunet) && stderr.contains("no output face_presence"), "{stderr}");
+    assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr}");
+    let off = dir.path().join("off");
+    let sets = [bad.as_str(), "faces.presence_rescue=2", "faces.min_face_side=32"];
+    assert!(faces(&input, &off, &sets, &[]).status.success(), "off: the file is not read");
 }
 
 #[test]

@@ -9,6 +9,7 @@ pub mod area;
 pub mod detector;
 pub mod eval;
 pub mod geometry;
+pub mod presence;
 pub mod scrfd;
 pub mod second_look;
 pub mod wrong_sheet;
@@ -83,6 +84,13 @@ pub struct FacesConfig {
     /// Only boxes scoring below this are looked at again; those at or above it stay as they are
     /// (above 1: every box is looked at again).
     pub second_look_below: f32,
+    /// A box the second look rejects stays when the face-presence model ([`presence`]) scores it at
+    /// least this (above 1: off, the model is not loaded).
+    pub presence_rescue: f32,
+    /// The face-presence model's ONNX file (relative: the working folder, then the source tree).
+    pub presence_model: String,
+    /// Its expected sha256; "" accepts any file.
+    pub presence_model_sha256: String,
     /// box or eyes (YuNet's landmarks; the cascade has none, so it always crops boxes).
     pub align: Align,
     /// frontalface_default, alt, alt2, alt_tree, or a path to a cascade XML.
@@ -118,6 +126,8 @@ pub struct FacesConfig {
 pub struct FacesStage {
     pub config: FacesConfig,
     detector: Box<dyn FaceDetector>,
+    /// Loaded when the second look can reject and `presence_rescue` is on.
+    presence: Option<presence::FacePresence>,
     png_dir: Option<PathBuf>,
 }
 
@@ -127,14 +137,25 @@ impl FacesStage {
         // Our rayon threads spread images over the cores; OpenCV's pool would oversubscribe them.
         let _ = opencv::core::set_num_threads(1);
         let detector = build_detector(&config)?;
+        let presence = build_presence(&config)?;
         let png_dir = config.save_png.then(|| output.map(|o| o.join("crops"))).flatten();
-        Ok(Self { config, detector, png_dir })
+        Ok(Self { config, detector, presence, png_dir })
     }
 
     /// With a detector of one's own (tests, other detectors).
     pub fn with_detector(config: FacesConfig, detector: Box<dyn FaceDetector>) -> Self {
-        Self { config, detector, png_dir: None }
+        Self { config, detector, presence: None, png_dir: None }
     }
+}
+
+/// The face-presence model, when the second look is on for a detector that has one (not the
+/// cascade) and `presence_rescue` is at most 1.
+pub fn build_presence(config: &FacesConfig) -> Result<Option<presence::FacePresence>, detector::DetectorError> {
+    if !config.second_look || config.detector == DetectorKind::Haar || config.presence_rescue > 1.0 {
+        return Ok(None);
+    }
+    let path = resolve_model_path(&config.presence_model);
+    presence::FacePresence::new(&path, &config.presence_model_sha256).map(Some)
 }
 
 /// The configured detector, its files loaded and checked.
@@ -293,8 +314,18 @@ impl FacesStage {
         };
         entry["second_look"] = json!([round_to(look.plain, 4), round_to(look.mirrored, 4)]);
         let mean = look.mean_with(score);
-        Ok((mean < params.threshold)
-            .then(|| format!("second look: mean score {:.3} < second_look_threshold {}", mean, params.threshold)))
+        if mean >= params.threshold {
+            return Ok(None);
+        }
+        let why = format!("second look: mean score {mean:.3} < second_look_threshold {}", params.threshold);
+        let Some(model) = &self.presence else {
+            return Ok(Some(why));
+        };
+        // What the look rejects, a second model may give back (docs/faces.md, "a face-presence rescue").
+        let presence = model.score(image, detection).map_err(|e| Failure::error(e.to_string()))?;
+        entry["presence"] = json!(round_to(presence, 4));
+        Ok((presence < c.presence_rescue)
+            .then(|| format!("{why} and face presence {presence:.3} < presence_rescue {}", c.presence_rescue)))
     }
 }
 
@@ -413,6 +444,7 @@ impl PerImageStage for FacesStage {
         let mut too_small = 0u64;
         let mut invalid = 0u64;
         let mut second_look = 0u64;
+        let mut rescued = 0u64;
         let mut with_face = 0u64;
         for row in rows {
             detections += row.detail.get("detections").and_then(Value::as_u64).unwrap_or(0);
@@ -425,6 +457,8 @@ impl PerImageStage for FacesStage {
                 let (looked, small): (Vec<_>, Vec<_>) = dropped.partition(|b| b.get("second_look").is_some());
                 too_small += small.len() as u64;
                 second_look += looked.len() as u64;
+                rescued +=
+                    boxes.iter().filter(|b| b["kept"] == json!(true) && b.get("presence").is_some()).count() as u64;
             }
         }
         let mut rejected = json!({ "smaller_than_min_face_side": too_small, "invalid_box": invalid });
@@ -432,11 +466,15 @@ impl PerImageStage for FacesStage {
         if self.config.detector != DetectorKind::Haar {
             rejected["by_second_look"] = json!(second_look);
         }
-        json!({
+        let mut summary = json!({
             "images_with_a_kept_face": with_face,
             "detections": detections,
             "kept": kept,
             "rejected": rejected,
-        })
+        });
+        if self.presence.is_some() {
+            summary["kept_by_presence_rescue"] = json!(rescued);
+        }
+        summary
     }
 }

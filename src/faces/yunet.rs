@@ -191,7 +191,11 @@ pub(super) fn build_net_with(model: &[u8], detector: &str, outputs: &[&str]) -> 
     }
     for name in outputs {
         if net.get_layer_id(name).map_or(true, |id| id < 0) {
-            let which = if detector == "YuNet" { "the 2023 YuNet model" } else { "an SCRFD model with keypoints" };
+            let which = match detector {
+                "YuNet" => "the 2023 YuNet model",
+                "SCRFD" => "an SCRFD model with keypoints",
+                _ => "MediaPipe's face-presence model (benches/facemesh_flag_to_onnx.py writes it)",
+            };
             return Err(format!("not {which}: it has no output {name}"));
         }
     }
