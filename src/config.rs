@@ -222,7 +222,7 @@ impl Config {
                 f.second_look_face, f.second_look_context, f.second_look_threshold
             )));
         }
-        if !(f.presence_rescue >= 0.0) {
+        if f.presence_rescue.is_nan() || f.presence_rescue < 0.0 {
             return Err(bad(format!(
                 "faces.presence_rescue = {} must be a number from 0 (above 1: off)",
                 f.presence_rescue
@@ -314,6 +314,7 @@ mod tests {
             ("train.lr=inf", "train.lr"),
             ("train.beta1=-inf", "train.beta1"),
             ("faces.margin=nan", "faces.margin"),
+            ("faces.presence_rescue=nan", "faces.presence_rescue"),
             ("dedupe.ae_lr=inf", "dedupe.ae_lr"),
             ("cifar_eval.tol=nan", "cifar_eval.tol"),
             ("cifar_eval.c_grid=[0.1, nan]", "cifar_eval.c_grid[1]"),
@@ -323,6 +324,8 @@ mod tests {
             assert!(err.starts_with(&format!("{key} = ")) && err.contains("not a finite number"), "{set}: {err}");
         }
         assert!(Config::load(None, &["train.lr=0.001".into()]).is_ok());
+        let err = Config::load(None, &["faces.presence_rescue=-0.5".into()]).unwrap_err().to_string();
+        assert!(err.contains("faces.presence_rescue = -0.5 must be"), "{err}");
         let err = Config::load(None, &["train.lr=nan".into()]).unwrap_err().to_string();
         assert!(err.contains("(--set train.lr=nan)"), "{err}");
         let dir = tempfile::tempdir().unwrap();

@@ -128,16 +128,16 @@ fn search_windows() -> Vec<Window> {
     out
 }
 
-/// The search, worked out once: each window, its sampling, and the window of the same scale
-/// shifted the opposite way (if another).
+/// The search, worked out once: each window, its samplings and the alignments tried.
 struct Search {
     windows: Vec<Window>,
     sampling: Vec<Sampling<GRID>>,
     coarse: Vec<Sampling<RANK>>,
+    /// Every alignment tried ([`alignments`]), worked out once.
+    alignments: Vec<(usize, usize)>,
     /// Per window, its set of rows: windows of the same scale and vertical shift share one
     /// (numbered in window order, so a window's set is either an earlier one or the next new one).
     row_set: Vec<usize>,
-    mirror: Vec<Option<usize>>,
 }
 
 impl Search {
@@ -162,7 +162,7 @@ fn search() -> &'static Search {
         let windows = search_windows();
         let sampling = windows.iter().map(Sampling::of).collect();
         let coarse = windows.iter().map(Sampling::of).collect();
-        let mirror = windows
+        let mirror: Vec<Option<usize>> = windows
             .iter()
             .enumerate()
             .map(|(k, wi)| {
@@ -182,7 +182,8 @@ fn search() -> &'static Search {
                 })
             })
             .collect();
-        Search { windows, sampling, coarse, row_set, mirror }
+        let alignments = alignments(&windows, &mirror);
+        Search { windows, sampling, coarse, alignments, row_set }
     })
 }
 
@@ -213,11 +214,13 @@ fn lane_sum(x: &[f32], square: bool) -> f32 {
 /// [`search_windows`]: one whole and a window of the other, either way round (a crop, a frame),
 /// and windows of one scale shifted opposite ways (a shift, as a pillarbox cut by the center crop
 /// leaves).
-fn alignments(search: &Search) -> impl Iterator<Item = (usize, usize)> + '_ {
-    (0..search.windows.len()).flat_map(move |k| {
-        let whole = if k == 0 { vec![(0, 0)] } else { vec![(0, k), (k, 0)] };
-        whole.into_iter().chain(search.mirror[k].map(|m| (k, m)))
-    })
+fn alignments(windows: &[Window], mirror: &[Option<usize>]) -> Vec<(usize, usize)> {
+    (0..windows.len())
+        .flat_map(|k| {
+            let whole = if k == 0 { vec![(0, 0)] } else { vec![(0, k), (k, 0)] };
+            whole.into_iter().chain(mirror[k].map(|m| (k, m)))
+        })
+        .collect()
 }
 
 /// The highest correlation of the grey thumbnails `a` and `b` over alignments ([`alignments`]):
@@ -238,7 +241,7 @@ pub fn ranked_best(a: &[u8], b: &[u8]) -> f32 {
 fn ranked(a: &[f32], b: &[f32]) -> Vec<(f32, usize, usize)> {
     let search = search();
     let (ca, cb) = (search.coarse_samples(a), search.coarse_samples(b));
-    alignments(search).map(|(i, j)| (dot(ca[i].as_flattened(), cb[j].as_flattened()), i, j)).collect()
+    search.alignments.iter().map(|&(i, j)| (dot(ca[i].as_flattened(), cb[j].as_flattened()), i, j)).collect()
 }
 
 /// [`aligned_correlation`] of thumbnails already in grey levels.
@@ -409,8 +412,10 @@ mod tests {
     fn exhaustive(a: &[u8], b: &[u8]) -> f32 {
         let search = search();
         let (a, b) = (grey_levels(a), grey_levels(b));
-        alignments(search)
-            .map(|(i, j)| {
+        search
+            .alignments
+            .iter()
+            .map(|&(i, j)| {
                 dot(search.sampling[i].sample(&a).as_flattened(), search.sampling[j].sample(&b).as_flattened())
             })
             .fold(f32::MIN, f32::max)
