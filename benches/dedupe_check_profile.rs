@@ -10,7 +10,10 @@
 //! copies) of those sizes, and prints its CPU time an image: the check's growth without the rest of
 //! the run's noise.
 //!
-//! cargo run --release --example dedupe_check_profile -- CROPS_DIR [RADIUS]   (env: FLOOR, MAX_CANDIDATES, STAGE_SIZES, REPEAT)
+//! With MICRO=N it times the ranking and the coarse first look on one thread (the least of N runs)
+//! and prints checksums of their values, to show that a faster version gives the same numbers.
+//!
+//! cargo run --release --example dedupe_check_profile -- CROPS_DIR [RADIUS]   (env: FLOOR, MAX_CANDIDATES, STAGE_SIZES, REPEAT, MICRO)
 
 use std::path::PathBuf;
 
@@ -78,6 +81,10 @@ fn main() -> anyhow::Result<()> {
     let (quick, quick_usage) = look(first_look);
     let (coarse, coarse_usage) = look(coarse_first_look);
     println!("coarse first look: {:.2} us CPU a pair", 1e6 * coarse_usage.cpu_s / pairs.len() as f64);
+    if let Ok(reps) = std::env::var("MICRO") {
+        micro(&pairs, &hashes, &thumbs, &coarse, radius, reps.parse().unwrap_or(7));
+        return Ok(());
+    }
     let (full, full_usage) = measure(|| {
         pairs
             .par_iter()
@@ -157,6 +164,35 @@ fn print_where_to_stop_ranking(
         let lost = |one: bool| stopped(one).filter(|(&k, _)| full[k].max(quick[k]) >= floor).count();
         println!("| {from} | {} | {} | {} |", stopped(false).count(), lost(true), lost(false));
     }
+}
+
+/// One-thread timings (the least of `reps`) of the ranking on 8,000 searched pairs and of the
+/// coarse first look on 20,000 pairs, each with a checksum of the values' bits: an optimisation that
+/// keeps the checksums changes no result.
+fn micro(pairs: &[WindowPair], hashes: &[u64], thumbs: &[Vec<u8>], coarse: &[f32], radius: u32, reps: usize) {
+    let checksum = |values: &mut dyn Iterator<Item = f32>| {
+        values.fold(0u64, |h, v| h.wrapping_mul(1_099_511_628_211).wrapping_add(u64::from(v.to_bits())))
+    };
+    let time = |keys: &[usize], f: &dyn Fn(usize) -> f32| {
+        (0..reps.max(1))
+            .map(|_| {
+                let start = std::time::Instant::now();
+                std::hint::black_box(keys.iter().map(|&k| f(k)).sum::<f32>());
+                1e6 * start.elapsed().as_secs_f64() / keys.len().max(1) as f64
+            })
+            .fold(f64::INFINITY, f64::min)
+    };
+    let (a, b) = (|k: usize| &thumbs[pairs[k].a as usize][..], |k: usize| &thumbs[pairs[k].b as usize][..]);
+    let searched: Vec<usize> = (0..pairs.len()).filter(|&k| coarse[k] >= SEARCH_FROM).take(8000).collect();
+    let rank = |k: usize| ranked_best(a(k), b(k));
+    let sum = checksum(&mut searched.iter().map(|&k| rank(k)));
+    println!("micro: ranking {:.2} us a pair (checksum {sum:016x})", time(&searched, &rank));
+    let full = checksum(&mut searched.iter().take(3000).map(|&k| aligned_correlation(a(k), b(k))));
+    println!("micro: full search checksum {full:016x} (3,000 pairs)");
+    let all: Vec<usize> = (0..pairs.len().min(20_000)).collect();
+    let look = |k: usize| coarse_first_look(a(k), b(k), &proposed_alignments(hashes, pairs[k].a, pairs[k].b, radius));
+    let sum = checksum(&mut all.iter().map(|&k| look(k)));
+    println!("micro: coarse first look {:.2} us a pair (checksum {sum:016x})", time(&all, &look));
 }
 
 /// The check as the stage runs it (sampled window pairs, thumbnails read from a scratch file a

@@ -15,6 +15,12 @@ use super::windows::Thumbnails;
 /// Bytes of one grey 32x32 thumbnail.
 pub const THUMBNAIL_BYTES: usize = INPUT_DIM / 3;
 
+/// Wanted thumbnails at most this far apart are read in one go, the ones between included.
+const READ_THROUGH: u32 = 8;
+
+/// The most thumbnails one read spans (4 MiB), so that reads stay many and in parallel.
+const RUN_THUMBNAILS: usize = 4096;
+
 /// An error naming the file.
 fn named(path: &Path, e: std::io::Error) -> std::io::Error {
     std::io::Error::new(e.kind(), format!("{}: {e}", path.display()))
@@ -71,21 +77,48 @@ impl ThumbnailFile {
         self.count == 0
     }
 
-    /// The thumbnails of `ids`, by index (positioned reads, in parallel).
+    /// The thumbnails of `ids`, by index: positioned reads in parallel, one for each run of ids
+    /// no more than [`READ_THROUGH`] apart (a batch of the check wants a good share of the file, and
+    /// one read of a few KiB costs less than a system call per thumbnail).
     pub fn read(&self, ids: &[u32]) -> std::io::Result<Thumbnails> {
-        ids.par_iter()
-            .map(|&i| {
-                if i as usize >= self.count {
-                    let message = format!("{}: thumbnail {i} of {}", self.path.display(), self.count);
-                    return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, message));
-                }
-                let mut thumbnail = vec![0u8; THUMBNAIL_BYTES];
+        let mut ids = ids.to_vec();
+        ids.sort_unstable();
+        ids.dedup();
+        if let Some(&last) = ids.last().filter(|&&i| i as usize >= self.count) {
+            let message = format!("{}: thumbnail {last} of {}", self.path.display(), self.count);
+            return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, message));
+        }
+        let mut runs: Vec<&[u32]> = Vec::new();
+        let mut start = 0;
+        for k in 1..=ids.len() {
+            let ends = k == ids.len()
+                || ids[k] - ids[k - 1] > READ_THROUGH
+                || (ids[k] - ids[start]) as usize >= RUN_THUMBNAILS;
+            if ends {
+                runs.push(&ids[start..k]);
+                start = k;
+            }
+        }
+        let parts: Vec<Vec<u8>> = runs
+            .par_iter()
+            .map(|run| {
+                let first = run[0];
+                let span_len = (run[run.len() - 1] - first + 1) as usize;
+                let mut span = vec![0u8; span_len * THUMBNAIL_BYTES];
                 self.file
-                    .read_exact_at(&mut thumbnail, i as u64 * THUMBNAIL_BYTES as u64)
+                    .read_exact_at(&mut span, first as u64 * THUMBNAIL_BYTES as u64)
                     .map_err(|e| named(&self.path, e))?;
-                Ok((i, thumbnail))
+                if span_len == run.len() {
+                    return Ok(span);
+                }
+                let mut wanted = Vec::with_capacity(run.len() * THUMBNAIL_BYTES);
+                for &i in run.iter() {
+                    wanted.extend_from_slice(&span[(i - first) as usize * THUMBNAIL_BYTES..][..THUMBNAIL_BYTES]);
+                }
+                Ok(wanted)
             })
-            .collect()
+            .collect::<std::io::Result<_>>()?;
+        Ok(Thumbnails::from_sorted(ids, parts.concat()))
     }
 
     /// Deletes the file (a scratch file of the run).
@@ -110,8 +143,9 @@ mod tests {
         assert_eq!(file.len(), 5);
         let read = file.read(&[4, 1]).unwrap();
         assert_eq!(read.len(), 2);
-        assert_eq!(read[&4], all[4 * THUMBNAIL_BYTES..].to_vec());
-        assert_eq!(read[&1], all[THUMBNAIL_BYTES..2 * THUMBNAIL_BYTES].to_vec());
+        assert_eq!(read.get(4).unwrap(), &all[4 * THUMBNAIL_BYTES..]);
+        assert_eq!(read.get(1).unwrap(), &all[THUMBNAIL_BYTES..2 * THUMBNAIL_BYTES]);
+        assert!(read.get(2).is_none(), "read through, but not wanted");
         let error = file.read(&[5]).unwrap_err().to_string();
         assert!(error.contains("thumbs.u8") && error.contains("thumbnail 5 of 5"), "{error}");
         file.remove().unwrap();

@@ -27,7 +27,7 @@ use crate::stage::progress::Progress;
 mod correlation;
 pub use correlation::{
     aligned_correlation, coarse_first_look, first_look, grey_thumbnail, proposed_alignments, ranked_best,
-    window_correlation, window_correlations, Thumbnails, RANK_FROM, REFINE_FROM, SEARCH_FROM,
+    window_correlation, window_correlations, Thumbnails, GREY_BYTES, RANK_FROM, REFINE_FROM, SEARCH_FROM,
 };
 
 /// A square sub-crop: side `scale` of the crop's side, centre offset by (`dx`, `dy`) sides from

@@ -31,7 +31,8 @@ use crate::dedupe::hash::Code128;
 use crate::dedupe::index::{multi_index_pairs, NearPair};
 use crate::dedupe::phash::PhashCheck;
 use crate::dedupe::windows::{
-    grey_thumbnail, proposed_alignments, window_correlation, window_correlations, window_distance, WindowPair,
+    grey_thumbnail, proposed_alignments, window_correlation, window_correlations, window_distance, Thumbnails,
+    WindowPair,
 };
 use crate::dedupe::DedupeConfig;
 
@@ -339,7 +340,7 @@ impl Scoring<'_> {
         let max_radius =
             settings.window_radii.iter().copied().chain([self.config.window_phash_radius]).max().unwrap_or(0);
         let pairs: Vec<WindowPair> = self.config.window_pairs(&set.windows, max_radius);
-        let read = |ids: &[u32]| Ok(ids.par_iter().map(|&i| (i, grey_thumbnail(set.input(i)))).collect());
+        let read = |ids: &[u32]| Ok(Thumbnails::gather(ids, |i| grey_thumbnail(set.input(i))));
         let correlation = window_correlations(&pairs, &set.windows, max_radius, self.config.check_batch, &read)
             .expect("thumbnails in memory");
         WindowPairs { pairs, correlation, max_radius }

@@ -87,29 +87,48 @@ impl<const G: usize> Sampling<G> {
     /// with the same scale and vertical shift share it).
     fn rows(&self, thumb: &[f32]) -> [[f32; INPUT_SIDE]; G] {
         let mut rows = [[0f32; INPUT_SIDE]; G];
+        self.rows_into(thumb, &mut rows);
+        rows
+    }
+
+    /// [`Sampling::rows`] written in place (the ranking fills a buffer: no 1 KiB copies).
+    fn rows_into(&self, thumb: &[f32], rows: &mut [[f32; INPUT_SIDE]; G]) {
         for (row, &(y0, y1, fy)) in rows.iter_mut().zip(&self.y) {
             let (upper, lower) = (&thumb[y0 * INPUT_SIDE..][..INPUT_SIDE], &thumb[y1 * INPUT_SIDE..][..INPUT_SIDE]);
             for ((r, &u), &l) in row.iter_mut().zip(upper).zip(lower) {
                 *r = u * (1.0 - fy) + l * fy;
             }
         }
-        rows
     }
 
     /// [`Sampling::sample`] from the window's [`Sampling::rows`]: along each row, then normalised.
     fn sample_rows(&self, rows: &[[f32; INPUT_SIDE]; G]) -> [[f32; G]; G] {
         let mut grid = [[0f32; G]; G];
+        self.sample_rows_into(rows, &mut grid);
+        grid
+    }
+
+    /// [`Sampling::sample_rows`] written in place.
+    fn sample_rows_into(&self, rows: &[[f32; INPUT_SIDE]; G], grid: &mut [[f32; G]; G]) {
         for (cells, row) in grid.iter_mut().zip(rows) {
             for (o, &(x0, x1, fx)) in cells.iter_mut().zip(&self.x) {
-                *o = row[x0] * (1.0 - fx) + row[x1] * fx;
+                // The axis keeps indices inside the row; the mask says so to the compiler, which
+                // then drops two bounds checks a cell (INPUT_SIDE is a power of two).
+                *o = row[x0 & (INPUT_SIDE - 1)] * (1.0 - fx) + row[x1 & (INPUT_SIDE - 1)] * fx;
             }
         }
         let out = grid.as_flattened_mut();
         let mean = lane_sum(out, false) / out.len() as f32;
-        out.iter_mut().for_each(|v| *v -= mean);
-        let norm = lane_sum(out, true).sqrt().max(1e-3);
+        // Centred and its squares summed in one pass (the same lanes and order as two passes).
+        let mut lanes = [0f32; 8];
+        for p in out.chunks_exact_mut(8) {
+            for k in 0..8 {
+                p[k] -= mean;
+                lanes[k] += p[k] * p[k];
+            }
+        }
+        let norm = lanes.iter().sum::<f32>().sqrt().max(1e-3);
         out.iter_mut().for_each(|v| *v /= norm);
-        grid
     }
 }
 
@@ -133,6 +152,10 @@ struct Search {
     windows: Vec<Window>,
     sampling: Vec<Sampling<GRID>>,
     coarse: Vec<Sampling<RANK>>,
+    /// The samplings of the windows the pHash search proposes (the whole crop and [`WINDOWS`]),
+    /// for the first looks.
+    proposed_fine: Vec<(Window, Sampling<GRID>)>,
+    proposed_coarse: Vec<(Window, Sampling<COARSE>)>,
     /// Every alignment tried ([`alignments`]), worked out once.
     alignments: Vec<(usize, usize)>,
     /// Per window, its set of rows: windows of the same scale and vertical shift share one
@@ -144,15 +167,19 @@ impl Search {
     /// Every window of a thumbnail on the coarse grid, rows interpolated once per scale and
     /// vertical shift (16 row sets for 84 windows).
     fn coarse_samples(&self, thumb: &[f32]) -> Vec<[[f32; RANK]; RANK]> {
-        let mut rows: Vec<[[f32; INPUT_SIDE]; RANK]> = Vec::with_capacity(16);
-        (0..self.windows.len())
-            .map(|k| {
-                if self.row_set[k] == rows.len() {
-                    rows.push(self.coarse[k].rows(thumb));
-                }
-                self.coarse[k].sample_rows(&rows[self.row_set[k]])
-            })
-            .collect()
+        let sets = self.row_set.iter().max().map_or(0, |&m| m + 1);
+        let mut rows = vec![[[0f32; INPUT_SIDE]; RANK]; sets];
+        let mut samples = vec![[[0f32; RANK]; RANK]; self.windows.len()];
+        let mut filled = 0;
+        for (k, sample) in samples.iter_mut().enumerate() {
+            let set = self.row_set[k];
+            if set == filled {
+                self.coarse[k].rows_into(thumb, &mut rows[set]);
+                filled += 1;
+            }
+            self.coarse[k].sample_rows_into(&rows[set], sample);
+        }
+        samples
     }
 }
 
@@ -183,7 +210,10 @@ fn search() -> &'static Search {
             })
             .collect();
         let alignments = alignments(&windows, &mirror);
-        Search { windows, sampling, coarse, alignments, row_set }
+        let proposed: Vec<Window> = std::iter::once(w(1.0, 0.0, 0.0)).chain(WINDOWS.iter().copied()).collect();
+        let proposed_fine = proposed.iter().map(|p| (*p, Sampling::of(p))).collect();
+        let proposed_coarse = proposed.iter().map(|p| (*p, Sampling::of(p))).collect();
+        Search { windows, sampling, coarse, proposed_fine, proposed_coarse, alignments, row_set }
     })
 }
 
@@ -325,23 +355,48 @@ pub const SEARCH_FROM: f32 = 0.7;
 /// The best correlation of two grey thumbnails at the proposed alignments only
 /// ([`proposed_alignments`]), on the fine grid.
 pub fn first_look(a: &[u8], b: &[u8], proposed: &[(Window, Window)]) -> f32 {
-    looks::<GRID>(&grey_levels(a), &grey_levels(b), proposed)
+    looks(&grey_levels(a), &grey_levels(b), proposed, &search().proposed_fine)
 }
 
 /// [`first_look`] on the coarse grid: a quarter of the cells, the same alignments (the check's
 /// first look).
 pub fn coarse_first_look(a: &[u8], b: &[u8], proposed: &[(Window, Window)]) -> f32 {
-    looks::<COARSE>(&grey_levels(a), &grey_levels(b), proposed)
+    looks(&grey_levels(a), &grey_levels(b), proposed, &search().proposed_coarse)
 }
 
-fn looks<const G: usize>(la: &[f32], lb: &[f32], proposed: &[(Window, Window)]) -> f32 {
-    proposed
-        .iter()
-        .map(|(wa, wb)| {
-            let (sa, sb) = (Sampling::<G>::of(wa).sample(la), Sampling::<G>::of(wb).sample(lb));
-            dot(sa.as_flattened(), sb.as_flattened())
-        })
-        .fold(f32::MIN, f32::max)
+/// The best correlation at the proposed alignments on a G x G grid, the windows' samplings taken
+/// from `table` (worked out once) and each thumbnail's whole window sampled once (one side of
+/// every proposed alignment is whole).
+fn looks<const G: usize>(
+    la: &[f32],
+    lb: &[f32],
+    proposed: &[(Window, Window)],
+    table: &[(Window, Sampling<G>)],
+) -> f32 {
+    let sample = |window: &Window, levels: &[f32]| match table.iter().find(|(w, _)| w == window) {
+        Some((_, sampling)) => sampling.sample(levels),
+        None => Sampling::<G>::of(window).sample(levels),
+    };
+    let whole = w(1.0, 0.0, 0.0);
+    let (mut whole_a, mut whole_b) = (None, None);
+    let mut best = f32::MIN;
+    for (wa, wb) in proposed {
+        let (fresh_a, fresh_b);
+        let sa = if *wa == whole {
+            &*whole_a.get_or_insert_with(|| sample(wa, la))
+        } else {
+            fresh_a = sample(wa, la);
+            &fresh_a
+        };
+        let sb = if *wb == whole {
+            &*whole_b.get_or_insert_with(|| sample(wb, lb))
+        } else {
+            fresh_b = sample(wb, lb);
+            &fresh_b
+        };
+        best = best.max(dot(sa.as_flattened(), sb.as_flattened()));
+    }
+    best
 }
 
 /// The crop route's correlation of a candidate pair: the coarse first look
@@ -350,15 +405,53 @@ fn looks<const G: usize>(la: &[f32], lb: &[f32], proposed: &[(Window, Window)]) 
 /// fine grid. The thumbnails are turned into grey levels once for all three.
 pub fn window_correlation(a: &[u8], b: &[u8], proposed: &[(Window, Window)]) -> f32 {
     let (la, lb) = (grey_levels(a), grey_levels(b));
-    let quick = looks::<COARSE>(&la, &lb, proposed);
+    let search = search();
+    let quick = looks(&la, &lb, proposed, &search.proposed_coarse);
     if quick < SEARCH_FROM {
         return quick;
     }
-    aligned_levels(&la, &lb).max(looks::<GRID>(&la, &lb, proposed))
+    aligned_levels(&la, &lb).max(looks(&la, &lb, proposed, &search.proposed_fine))
 }
 
-/// Grey thumbnails by image, as a batch of the check reads them.
-pub type Thumbnails = HashMap<u32, Vec<u8>>;
+/// Bytes of one grey thumbnail ([`grey_thumbnail`]).
+pub const GREY_BYTES: usize = INPUT_DIM / 3;
+
+/// Grey thumbnails of a batch of images, as the check reads them: one buffer in image order (not
+/// an allocation per thumbnail), found by binary search.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Thumbnails {
+    ids: Vec<u32>,
+    bytes: Vec<u8>,
+}
+
+impl Thumbnails {
+    /// `bytes` holds the thumbnail of each of `ids` (sorted, each once), in that order.
+    pub fn from_sorted(ids: Vec<u32>, bytes: Vec<u8>) -> Self {
+        assert!(ids.windows(2).all(|w| w[0] < w[1]), "ids sorted, each once");
+        assert_eq!(bytes.len(), ids.len() * GREY_BYTES, "one grey thumbnail an id");
+        Self { ids, bytes }
+    }
+
+    /// The thumbnails of `ids` (sorted, each once), each made by `make` (in parallel).
+    pub fn gather(ids: &[u32], make: impl Fn(u32) -> Vec<u8> + Sync) -> Self {
+        let bytes = ids.par_iter().flat_map_iter(|&i| make(i)).collect();
+        Self::from_sorted(ids.to_vec(), bytes)
+    }
+
+    pub fn len(&self) -> usize {
+        self.ids.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ids.is_empty()
+    }
+
+    /// The thumbnail of image `id`, if the batch holds it.
+    pub fn get(&self, id: u32) -> Option<&[u8]> {
+        let k = self.ids.binary_search(&id).ok()?;
+        Some(&self.bytes[k * GREY_BYTES..][..GREY_BYTES])
+    }
+}
 
 /// The correlation of every pair ([`window_correlation`]), `batch` pairs at a time: only the
 /// thumbnails of one batch's images are held (`read` fetches them, e.g. from disk), so the
@@ -377,9 +470,10 @@ pub fn window_correlations(
         wanted.sort_unstable();
         wanted.dedup();
         let thumbs = read(&wanted)?;
+        let thumb = |i: u32| thumbs.get(i).expect("the batch reads every image of its pairs");
         correlation.par_extend(part.par_iter().map(|p| {
             let proposed = proposed_alignments(hashes, p.a, p.b, radius);
-            ((p.a, p.b), window_correlation(&thumbs[&p.a], &thumbs[&p.b], &proposed))
+            ((p.a, p.b), window_correlation(thumb(p.a), thumb(p.b), &proposed))
         }));
         progress.inc(part.len() as u64);
     }
