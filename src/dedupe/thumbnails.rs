@@ -9,11 +9,10 @@ use std::path::{Path, PathBuf};
 
 use rayon::prelude::*;
 
-use super::autoencoder::INPUT_DIM;
-use super::windows::Thumbnails;
+use super::windows::{Thumbnails, GREY_BYTES};
 
-/// Bytes of one grey 32x32 thumbnail.
-pub const THUMBNAIL_BYTES: usize = INPUT_DIM / 3;
+/// Bytes of one grey 32x32 thumbnail (the check's own size, not a second definition).
+pub const THUMBNAIL_BYTES: usize = GREY_BYTES;
 
 /// Wanted thumbnails at most this far apart are read in one go, the ones between included.
 const READ_THROUGH: u32 = 8;

@@ -26,8 +26,8 @@ const FINE_CANDIDATES: usize = 6;
 
 /// A pair whose best alignment on the ranking grid correlates less than this is not compared on
 /// the fine grid: its ranking correlation is its result (far below the floors in use, 0.93-0.97).
-/// On the 155,000-photo growth set, no pair passing 0.96 ranked below 0.90, and 74% of the searched
-/// pairs of two photos rank below 0.88 (docs/dedupe.md, "a flat index").
+/// On the 155,000-photo growth set, no pair passing 0.96 ranked below 0.90, and 68% of the searched
+/// pairs of two photos rank below 0.88 (docs/dedupe.md, "why the check cannot be flat").
 pub const RANK_FROM: f32 = 0.88;
 
 /// The best alignment is refined only from this correlation up (floors in use: 0.93-0.97).
@@ -118,7 +118,7 @@ impl<const G: usize> Sampling<G> {
             }
         }
         let out = grid.as_flattened_mut();
-        let mean = lane_sum(out, false) / out.len() as f32;
+        let mean = lane_sum(out) / out.len() as f32;
         // Centred and its squares summed in one pass (the same lanes and order as two passes).
         let mut lanes = [0f32; 8];
         for p in out.chunks_exact_mut(8) {
@@ -161,14 +161,15 @@ struct Search {
     /// Per window, its set of rows: windows of the same scale and vertical shift share one
     /// (numbered in window order, so a window's set is either an earlier one or the next new one).
     row_set: Vec<usize>,
+    /// How many sets of rows there are.
+    row_sets: usize,
 }
 
 impl Search {
     /// Every window of a thumbnail on the coarse grid, rows interpolated once per scale and
     /// vertical shift (16 row sets for 84 windows).
     fn coarse_samples(&self, thumb: &[f32]) -> Vec<[[f32; RANK]; RANK]> {
-        let sets = self.row_set.iter().max().map_or(0, |&m| m + 1);
-        let mut rows = vec![[[0f32; INPUT_SIDE]; RANK]; sets];
+        let mut rows = vec![[[0f32; INPUT_SIDE]; RANK]; self.row_sets];
         let mut samples = vec![[[0f32; RANK]; RANK]; self.windows.len()];
         let mut filled = 0;
         for (k, sample) in samples.iter_mut().enumerate() {
@@ -200,7 +201,7 @@ fn search() -> &'static Search {
             })
             .collect();
         let mut firsts: Vec<usize> = Vec::new();
-        let row_set = (0..windows.len())
+        let row_set: Vec<usize> = (0..windows.len())
             .map(|k| {
                 let same = |&f: &usize| windows[f].scale == windows[k].scale && windows[f].dy == windows[k].dy;
                 firsts.iter().position(same).unwrap_or_else(|| {
@@ -213,7 +214,8 @@ fn search() -> &'static Search {
         let proposed: Vec<Window> = std::iter::once(w(1.0, 0.0, 0.0)).chain(WINDOWS.iter().copied()).collect();
         let proposed_fine = proposed.iter().map(|p| (*p, Sampling::of(p))).collect();
         let proposed_coarse = proposed.iter().map(|p| (*p, Sampling::of(p))).collect();
-        Search { windows, sampling, coarse, proposed_fine, proposed_coarse, alignments, row_set }
+        let row_sets = firsts.len();
+        Search { windows, sampling, coarse, proposed_fine, proposed_coarse, alignments, row_set, row_sets }
     })
 }
 
@@ -230,11 +232,11 @@ fn dot(x: &[f32], y: &[f32]) -> f32 {
 }
 
 /// The sum, in 8 lanes as [`dot`].
-fn lane_sum(x: &[f32], square: bool) -> f32 {
+fn lane_sum(x: &[f32]) -> f32 {
     let mut lanes = [0f32; 8];
     for p in x.chunks_exact(8) {
         for k in 0..8 {
-            lanes[k] += if square { p[k] * p[k] } else { p[k] };
+            lanes[k] += p[k];
         }
     }
     lanes.iter().sum()
@@ -255,7 +257,8 @@ fn alignments(windows: &[Window], mirror: &[Option<usize>]) -> Vec<(usize, usize
 
 /// The highest correlation of the grey thumbnails `a` and `b` over alignments ([`alignments`]):
 /// every alignment ranked on the coarse grid (a pair whose best ranks below [`RANK_FROM`] stops
-/// there, with that correlation), the best [`FINE_CANDIDATES`] compared on the fine one; then the best alignment refined by 1% shifts and scales when it reaches [`REFINE_FROM`].
+/// there, with that correlation), the best [`FINE_CANDIDATES`] compared on the fine one; then the
+/// best alignment refined by 1% shifts and scales when it reaches [`REFINE_FROM`].
 /// 1 is the same picture; a flat thumbnail correlates with nothing (0).
 pub fn aligned_correlation(a: &[u8], b: &[u8]) -> f32 {
     aligned_levels(&grey_levels(a), &grey_levels(b))
