@@ -9,6 +9,13 @@ With --presence-grid it re-decides the boxes the second look saw for each candid
 face-presence rescue's rule (docs/faces.md): second_look_threshold in {0.6, 0.65} and
 presence_rescue in {off, 0.3, 0.5, 0.7, 0.9}, from the manifest's `second_look` and `presence` fields
 (a run at second_look_threshold 0.65 and presence_rescue 0.3 records every score those need).
+
+With --side-grid it does the same for round d's rule (docs/faces.md, "What counts as a face's
+side"): score_threshold in {0.5, 0.55, 0.6} times second_look_threshold in {0.6, 0.65, 0.7} times
+presence_rescue in {off, 0.5, 0.7, 0.9}, from a run at score_threshold 0.5, second_look_threshold 1
+and presence_rescue 0 (every box big enough is looked at below 0.9 and has its presence recorded),
+and prints the rule's pick, chosen on the tune half alone. Give one manifest per side_measure with
+--side-grid MEASURE=MANIFEST ... (the positional manifest is then ignored).
 """
 import argparse
 import json
@@ -53,6 +60,7 @@ def main():
     ap.add_argument("manifest")
     ap.add_argument("--min-side", type=float, default=64)
     ap.add_argument("--presence-grid", action="store_true")
+    ap.add_argument("--side-grid", nargs="+", metavar="MEASURE=MANIFEST")
     args = ap.parse_args()
     truth = json.load(open(args.gt))["images"]
     rows = [json.loads(line) for line in open(args.manifest)]
@@ -63,6 +71,9 @@ def main():
         return {row["source"]: [[b["x"], b["y"], b["w"], b["h"], b.get("score", math.inf)]
                                 for b in row.get("boxes", []) if keep(b)] for row in rows}
 
+    if args.side_grid:
+        side_grid(truth, halves, args)
+        return
     if not args.presence_grid:
         kept = kept_by(lambda b: b.get("kept"))
         for name, part in halves:
@@ -88,6 +99,50 @@ def main():
                 r, w, n, p, rec = score(truth, kept, part, args.min_side)
                 cells.append(f"{r} / {w}, {p:.3f} / {rec:.3f}")
             print(f"| {m} | {'off' if t is None else t} | " + " | ".join(cells) + " |")
+
+
+def side_grid(truth, halves, args):
+    # Nearer today's default wins a tie, in this order of importance (the rule's words).
+    today = ("sqrt_area", 0.5, 0.65, 0.7)
+    results = []
+    for spec in args.side_grid:
+        measure, path = spec.split("=", 1)
+        rows = [json.loads(line) for line in open(path)]
+        for row in rows:
+            for b in row.get("boxes", []):
+                if "second_look" in b and "presence" not in b:
+                    raise SystemExit(f"{path}: a looked-at box without a presence score: not a grid run")
+        for s in (0.5, 0.55, 0.6):
+            for m in (0.6, 0.65, 0.7):
+                for t in (None, 0.5, 0.7, 0.9):
+                    def keep(b, s=s, m=m, t=t):
+                        # In the grid run every box big enough is kept (the rescue at 0 takes all).
+                        if not b.get("kept") or b["score"] < s - 5e-5:
+                            return False
+                        if "second_look" not in b:
+                            return True
+                        if (b["score"] + sum(b["second_look"])) / 3 >= m - 5e-5:
+                            return True
+                        return t is not None and b["presence"] >= t
+                    kept = {row["source"]: [[b["x"], b["y"], b["w"], b["h"], b["score"]]
+                                            for b in row.get("boxes", []) if keep(b)] for row in rows}
+                    cells = [score(truth, kept, part, args.min_side) for _, part in halves]
+                    results.append(((measure, s, m, t), cells))
+    print("| side_measure | score_threshold | second_look_threshold | presence_rescue | tune | check | all |")
+    print("|---|---:|---:|---:|---|---|---|")
+    for (measure, s, m, t), cells in results:
+        text = " | ".join(f"{r} / {w}, {p:.3f} / {rec:.3f}" for r, w, _, p, rec in cells)
+        print(f"| {measure} | {s} | {m} | {'off' if t is None else t} | {text} |")
+
+    def nearness(key):
+        return tuple(int(a != b) for a, b in zip(key, today))
+
+    eligible = [(key, cells) for key, cells in results if cells[0][3] >= 0.985]
+    if not eligible:
+        print("no candidate reaches tune precision 0.985")
+        return
+    key, cells = max(eligible, key=lambda kc: (kc[1][0][4], kc[1][0][3], tuple(-x for x in nearness(kc[0]))))
+    print(f"the rule's pick (tune half only): {key}")
 
 
 if __name__ == "__main__":

@@ -51,6 +51,17 @@ pub enum Align {
     Eyes,
 }
 
+/// What a box's side is when it is compared with `min_face_side`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SideMeasure {
+    /// sqrt(w x h), the WIDER FACE evaluation's measure of a ground-truth face.
+    SqrtArea,
+    /// The longer of w and h: the side of the box's crop before the margin, so a kept box's crop
+    /// is never upscaled. YuNet's boxes are smaller than WIDER FACE's annotations (docs/faces.md).
+    Longer,
+}
+
 /// The faces stage: detection (YuNet or a Haar cascade) and face crops.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
@@ -106,8 +117,11 @@ pub struct FacesConfig {
     pub max_size: u32,
     /// Equalise the grey histogram before detection.
     pub equalize: bool,
-    /// "Sufficiently high resolution": boxes whose side, sqrt(w x h), is below this are not cropped.
+    /// "Sufficiently high resolution": boxes whose side (by `side_measure`) is below this are not
+    /// cropped.
     pub min_face_side: u32,
+    /// sqrt_area or longer (the cascade's square boxes measure the same either way).
+    pub side_measure: SideMeasure,
     /// The crop square's side is the box's longer side x (1 + margin).
     pub margin: f64,
     /// Where the square leaves the image: clamp (move it inside) or pad (black).
@@ -222,15 +236,18 @@ pub fn png_stem(source: &str) -> Vec<u8> {
     stem
 }
 
-/// A box's side for the resolution bar. YuNet's boxes are taller than wide: sqrt(w x h) in whole
-/// pixels, the measure of the WIDER FACE evaluation (docs/faces.md). The cascade's: its shorter
-/// side, as before (its boxes are square, so the two agree).
-pub fn box_side(detection: &Detection) -> i32 {
+/// A box's side for the resolution bar. YuNet's and SCRFD's boxes are taller than wide:
+/// sqrt(w x h) or the longer side, in whole pixels, as `measure` says (docs/faces.md, "What counts
+/// as a face's side"). The cascade's: its shorter side, as before (its boxes are square, so every
+/// measure agrees).
+pub fn box_side(detection: &Detection, measure: SideMeasure) -> i32 {
     let face = &detection.face;
-    if detection.score.is_some() {
-        ((face.w.max(0) as f64) * (face.h.max(0) as f64)).sqrt().floor() as i32
-    } else {
-        face.w.min(face.h)
+    if detection.score.is_none() {
+        return face.w.min(face.h);
+    }
+    match measure {
+        SideMeasure::SqrtArea => ((face.w.max(0) as f64) * (face.h.max(0) as f64)).sqrt().floor() as i32,
+        SideMeasure::Longer => face.w.max(face.h).max(0),
     }
 }
 
@@ -377,7 +394,7 @@ impl PerImageStage for FacesStage {
         let mut boxes = Vec::with_capacity(detections.len());
         for detection in &detections {
             let mut entry = box_entry(detection);
-            let side = box_side(detection);
+            let side = box_side(detection, self.config.side_measure);
             if let Some(why) = invalid_box(detection, image.width, image.height) {
                 entry["kept"] = json!(false);
                 entry["invalid"] = json!(true);
