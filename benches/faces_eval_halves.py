@@ -60,6 +60,8 @@ def main():
     ap.add_argument("manifest")
     ap.add_argument("--min-side", type=float, default=64)
     ap.add_argument("--presence-grid", action="store_true")
+    ap.add_argument("--min-score", type=float, default=0.0,
+                    help="score only the kept boxes scoring at least this (a run at a lower threshold)")
     ap.add_argument("--side-grid", nargs="+", metavar="MEASURE=MANIFEST")
     args = ap.parse_args()
     truth = json.load(open(args.gt))["images"]
@@ -75,7 +77,7 @@ def main():
         side_grid(truth, halves, args)
         return
     if not args.presence_grid:
-        kept = kept_by(lambda b: b.get("kept"))
+        kept = kept_by(lambda b: b.get("kept") and b.get("score", math.inf) >= args.min_score - 5e-5)
         for name, part in halves:
             r, w, n, p, rec = score(truth, kept, part, args.min_side)
             print(f"{name:6s} right {r:4d} wrong {w:3d} faces {n:4d} precision {p:.3f} recall {rec:.3f}")

@@ -258,6 +258,22 @@ mod tests {
     use super::*;
 
     #[test]
+    fn every_shipped_config_file_loads() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("configs");
+        let mut loaded = 0;
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_some_and(|e| e == "toml") {
+                Config::load(Some(&path), &[]).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+                loaded += 1;
+            }
+        }
+        assert!(loaded >= 4, "only {loaded} config files in {}", dir.display());
+        let recall = Config::load(Some(&dir.join("faces-recall-first.toml")), &[]).unwrap();
+        assert_eq!(recall.faces.side_measure, crate::faces::SideMeasure::Longer);
+    }
+
+    #[test]
     fn embedded_default_loads() {
         let c = Config::load(None, &[]).unwrap();
         assert_eq!(c.crop.size, 32);

@@ -203,3 +203,45 @@ fn scrfd_refuses_a_model_that_is_not_one_in_one_line_naming_it() {
         assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr}");
     }
 }
+
+#[test]
+fn the_side_measure_decides_whether_a_tall_box_is_big_enough() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = messi_folder(dir.path());
+    // YuNet's box on the face is taller than wide (31 x 40 at the time of writing): its
+    // sqrt(w x h) is under a bar its longer side reaches. The bar is set from the box itself, so
+    // that the test does not hang on the model's exact pixels.
+    let probe = dir.path().join("probe");
+    assert!(faces(&input, &probe, &["faces.min_face_side=16"], &[]).status.success());
+    let rows = read_manifest(&probe);
+    let face = &row_for(&rows, "messi5.jpg")["boxes"][0];
+    let (w, h) = (face["w"].as_i64().unwrap(), face["h"].as_i64().unwrap());
+    let sqrt_side = ((w * h) as f64).sqrt().floor() as i64;
+    let longer = w.max(h);
+    assert!(longer > sqrt_side + 1, "the face's box is square ({w} x {h}): the test needs a tall one");
+    let bar = format!("faces.min_face_side={}", sqrt_side + 1);
+
+    let by_area = dir.path().join("area");
+    let sets = [bar.as_str(), "faces.side_measure=\"sqrt_area\""];
+    assert!(faces(&input, &by_area, &sets, &[]).status.success());
+    let rows = read_manifest(&by_area);
+    let face = &row_for(&rows, "messi5.jpg")["boxes"][0];
+    assert_eq!(face["kept"], false, "{face}");
+    let reason = face["reason"].as_str().unwrap();
+    assert!(reason.contains(&format!("side {sqrt_side} px < min_face_side")), "{reason}");
+
+    let by_longer = dir.path().join("longer");
+    let sets = [bar.as_str(), "faces.side_measure=\"longer\""];
+    assert!(faces(&input, &by_longer, &sets, &[]).status.success());
+    let rows = read_manifest(&by_longer);
+    let face = &row_for(&rows, "messi5.jpg")["boxes"][0];
+    assert_eq!(face["kept"], true, "{face}");
+    // Its crop is the longer side's square: at least the bar, so nothing was upscaled.
+    assert!(face["crop"][2].as_i64().unwrap() >= sqrt_side + 1, "{face}");
+
+    let bad = dir.path().join("bad");
+    let out = faces(&input, &bad, &["faces.side_measure=\"shorter\""], &[]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("side_measure") && err.lines().filter(|l| !l.trim().is_empty()).count() <= 2, "{err}");
+}
