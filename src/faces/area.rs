@@ -136,7 +136,7 @@ impl RowTerms {
     /// `out[3 dx + c]` = the sum over dx's terms, in order, of `row[3 (first + k) + c]` x weight k.
     fn sum_row(&self, row: &[f32], out: &mut [f32]) {
         let k_n = self.per_output;
-        assert!(row.len() >= (self.last_first + k_n) * 3 + 1);
+        assert!(row.len() > (self.last_first + k_n) * 3);
         assert!(out.len() > self.first.len() * 3);
         #[cfg(target_arch = "x86_64")]
         {
