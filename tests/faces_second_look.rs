@@ -211,30 +211,24 @@ fn the_side_measure_decides_whether_a_tall_box_is_big_enough() {
     // YuNet's box on the face is taller than wide (31 x 40 at the time of writing): its
     // sqrt(w x h) is under a bar its longer side reaches. The bar is set from the box itself, so
     // that the test does not hang on the model's exact pixels.
-    let probe = dir.path().join("probe");
-    assert!(faces(&input, &probe, &["faces.min_face_side=16"], &[]).status.success());
-    let rows = read_manifest(&probe);
-    let face = &row_for(&rows, "messi5.jpg")["boxes"][0];
+    // The messi box of a run with these settings.
+    let face_with = |name: &str, sets: &[&str]| {
+        let output = dir.path().join(name);
+        assert!(faces(&input, &output, sets, &[]).status.success());
+        row_for(&read_manifest(&output), "messi5.jpg")["boxes"][0].clone()
+    };
+    let face = face_with("probe", &["faces.min_face_side=16"]);
     let (w, h) = (face["w"].as_i64().unwrap(), face["h"].as_i64().unwrap());
     let sqrt_side = ((w * h) as f64).sqrt().floor() as i64;
-    let longer = w.max(h);
-    assert!(longer > sqrt_side + 1, "the face's box is square ({w} x {h}): the test needs a tall one");
+    assert!(w.max(h) > sqrt_side + 1, "the face's box is square ({w} x {h}): the test needs a tall one");
     let bar = format!("faces.min_face_side={}", sqrt_side + 1);
 
-    let by_area = dir.path().join("area");
-    let sets = [bar.as_str(), "faces.side_measure=\"sqrt_area\""];
-    assert!(faces(&input, &by_area, &sets, &[]).status.success());
-    let rows = read_manifest(&by_area);
-    let face = &row_for(&rows, "messi5.jpg")["boxes"][0];
+    let face = face_with("area", &[bar.as_str(), "faces.side_measure=\"sqrt_area\""]);
     assert_eq!(face["kept"], false, "{face}");
     let reason = face["reason"].as_str().unwrap();
     assert!(reason.contains(&format!("side {sqrt_side} px < min_face_side")), "{reason}");
 
-    let by_longer = dir.path().join("longer");
-    let sets = [bar.as_str(), "faces.side_measure=\"longer\""];
-    assert!(faces(&input, &by_longer, &sets, &[]).status.success());
-    let rows = read_manifest(&by_longer);
-    let face = &row_for(&rows, "messi5.jpg")["boxes"][0];
+    let face = face_with("longer", &[bar.as_str(), "faces.side_measure=\"longer\""]);
     assert_eq!(face["kept"], true, "{face}");
     // Its crop is the longer side's square: at least the bar, so nothing was upscaled.
     assert!(face["crop"][2].as_i64().unwrap() > sqrt_side, "{face}");
