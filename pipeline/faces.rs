@@ -11,12 +11,17 @@ use dcgan_pipeline::stage::cli::{exit_with, run_stage};
 use dcgan_pipeline::stage::{fingerprint, StageArgs};
 
 /// Face crops for the DCGAN faces model. faces.detector = "yunet" (default): OpenCV's YuNet CNN
-/// (models/face_detection_yunet_2023mar.onnx, sha256-checked) on a copy of each photo whose
-/// longer side is at most faces.detect_max_side, keeping faces scoring >= faces.score_threshold,
-/// with five landmarks; "haar": the paper's OpenCV Haar cascade (faces.cascade). Boxes whose side
-/// (sqrt(w x h); the cascade's: its side) is at least faces.min_face_side (64) px are kept, as the
-/// paper kept "sufficiently high resolution" detections; each becomes a square crop from the
-/// full-size photo, faces.align = "box" (around the box; faces.margin, faces.border) or "eyes"
+/// (models/face_detection_yunet_2023mar.onnx, sha256-checked) on a copy of each photo in which a
+/// faces.min_face_side face measures faces.detect_face_px, keeping faces scoring >=
+/// faces.score_threshold, with five landmarks; each box scoring below faces.second_look_below is
+/// looked at again (YuNet on its neighbourhood and its mirror), and a box that look rejects can be
+/// given back by a face-presence model (faces.presence_rescue). "scrfd": a model file you supply
+/// (configs/scrfd.toml); "haar": the paper's OpenCV Haar cascade (faces.cascade). Boxes whose side
+/// (faces.side_measure: sqrt(w x h), or the longer side; the cascade's: its side) is at least
+/// faces.min_face_side (64) px are kept, as the paper kept "sufficiently high resolution"
+/// detections. The default keeps precision first; --config configs/faces-recall-first.toml finds
+/// more faces (docs/faces.md). Each kept box becomes a square crop from the full-size photo,
+/// faces.align = "box" (around the box; faces.margin, faces.border) or "eyes"
 /// (turned so the eyes are level, from the landmarks), resized to faces.size (64).
 ///
 /// Writes to --output: images-NNNNN.npy (uint8, N x 64 x 64 x 3), labels.npy (the photo's folder
