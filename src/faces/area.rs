@@ -112,24 +112,19 @@ struct RowTerms {
 
 impl RowTerms {
     fn new(tab: &[Term], dst: usize) -> Self {
-        let mut counts = vec![0usize; dst];
-        for t in tab {
-            counts[t.to] += 1;
-        }
-        let per_output = counts.iter().copied().max().unwrap_or(1).max(1);
-        let mut first = vec![usize::MAX; dst];
+        // computeResizeAreaTab lists the terms output by output, each output's in source order.
+        let cells: Vec<&[Term]> = tab.chunk_by(|a, b| a.to == b.to).collect();
+        assert_eq!(cells.len(), dst, "an output pixel without INTER_AREA terms");
+        let per_output = cells.iter().map(|cell| cell.len()).max().unwrap_or(1);
         let mut weights = vec![0f32; dst * per_output];
-        let mut filled = vec![0usize; dst];
-        for t in tab {
-            if first[t.to] == usize::MAX {
-                first[t.to] = t.from;
+        let first: Vec<usize> = cells.iter().map(|cell| cell[0].from).collect();
+        for ((cell, &from), slots) in cells.iter().zip(&first).zip(weights.chunks_exact_mut(per_output)) {
+            for (k, (t, slot)) in cell.iter().zip(slots).enumerate() {
+                assert_eq!(t.from, from + k, "an INTER_AREA cell that is not an interval");
+                *slot = t.weight;
             }
-            assert_eq!(t.from, first[t.to] + filled[t.to], "an INTER_AREA cell that is not an interval");
-            weights[t.to * per_output + filled[t.to]] = t.weight;
-            filled[t.to] += 1;
         }
-        let last_first = first.iter().copied().filter(|&f| f != usize::MAX).max().unwrap_or(0);
-        first.iter_mut().filter(|f| **f == usize::MAX).for_each(|f| *f = 0);
+        let last_first = first.iter().copied().max().unwrap_or(0);
         Self { first, weights, per_output, last_first }
     }
 
