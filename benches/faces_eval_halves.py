@@ -15,7 +15,7 @@ side"): score_threshold in {0.5, 0.55, 0.6} times second_look_threshold in {0.6,
 presence_rescue in {off, 0.5, 0.7, 0.9}, from a run at score_threshold 0.5, second_look_threshold 1
 and presence_rescue 0 (every box big enough is looked at below 0.9 and has its presence recorded),
 and prints the rule's pick, chosen on the tune half alone. Give one manifest per side_measure with
---side-grid MEASURE=MANIFEST ... (the positional manifest is then ignored).
+--side-grid MEASURE=MANIFEST ... (and no positional manifest).
 """
 import argparse
 import json
@@ -54,10 +54,16 @@ def score(truth, kept, files, min_side):
     return right, wrong, faces_n, p, right / faces_n if faces_n else 0.0
 
 
+def kept_by(rows, keep):
+    """Each photo's boxes that `keep` takes, as [x, y, w, h, score] for score()."""
+    return {row["source"]: [[b["x"], b["y"], b["w"], b["h"], b.get("score", math.inf)]
+                            for b in row.get("boxes", []) if keep(b)] for row in rows}
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("gt")
-    ap.add_argument("manifest")
+    ap.add_argument("manifest", nargs="?", help="the run's manifest.jsonl (not with --side-grid)")
     ap.add_argument("--min-side", type=float, default=64)
     ap.add_argument("--presence-grid", action="store_true")
     ap.add_argument("--min-score", type=float, default=0.0,
@@ -65,19 +71,16 @@ def main():
     ap.add_argument("--side-grid", nargs="+", metavar="MEASURE=MANIFEST")
     args = ap.parse_args()
     truth = json.load(open(args.gt))["images"]
-    rows = [] if args.side_grid else [json.loads(line) for line in open(args.manifest)]
     files = sorted(i["file"] for i in truth)
     halves = (("tune", set(files[0::2])), ("check", set(files[1::2])), ("all", set(files)))
-
-    def kept_by(keep):
-        return {row["source"]: [[b["x"], b["y"], b["w"], b["h"], b.get("score", math.inf)]
-                                for b in row.get("boxes", []) if keep(b)] for row in rows}
-
     if args.side_grid:
         side_grid(truth, halves, args)
         return
+    if args.manifest is None:
+        ap.error("the run's manifest is needed (or --side-grid MEASURE=MANIFEST ...)")
+    rows = [json.loads(line) for line in open(args.manifest)]
     if not args.presence_grid:
-        kept = kept_by(lambda b: b.get("kept") and b.get("score", math.inf) >= args.min_score - 5e-5)
+        kept = kept_by(rows, lambda b: b.get("kept") and b.get("score", math.inf) >= args.min_score - 5e-5)
         for name, part in halves:
             r, w, n, p, rec = score(truth, kept, part, args.min_side)
             print(f"{name:6s} right {r:4d} wrong {w:3d} faces {n:4d} precision {p:.3f} recall {rec:.3f}")
@@ -95,7 +98,7 @@ def main():
                 if "presence" not in b and b.get("kept"):
                     raise SystemExit("a kept box below the threshold without a presence score: not a grid run")
                 return t is not None and b.get("presence", 0.0) >= t
-            kept = kept_by(keep)
+            kept = kept_by(rows, keep)
             cells = []
             for _, part in halves:
                 r, w, n, p, rec = score(truth, kept, part, args.min_side)
@@ -126,8 +129,7 @@ def side_grid(truth, halves, args):
                         if (b["score"] + sum(b["second_look"])) / 3 >= m - 5e-5:
                             return True
                         return t is not None and b["presence"] >= t
-                    kept = {row["source"]: [[b["x"], b["y"], b["w"], b["h"], b["score"]]
-                                            for b in row.get("boxes", []) if keep(b)] for row in rows}
+                    kept = kept_by(rows, keep)
                     cells = [score(truth, kept, part, args.min_side) for _, part in halves]
                     results.append(((measure, s, m, t), cells))
     print("| side_measure | score_threshold | second_look_threshold | presence_rescue | tune | check | all |")
